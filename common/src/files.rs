@@ -1,0 +1,316 @@
+//! The files that travel through the study directory (see `docs/protocol.md`).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{validate_id, Versioned, FORMAT_VERSION};
+
+/// Hyperparameter name → value, in a stable order.
+pub type Params = BTreeMap<String, Value>;
+
+/// A setting file: one trial the master asks a worker to run.
+/// Written by the master to `settings/<id>.json` (the record) and
+/// `pending/<id>.json` (the queue); never changed afterwards except by
+/// re-queueing, which bumps `attempt`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialSetting {
+    pub format_version: u32,
+    pub trial_id: String,
+    /// Position in the study's proposal sequence (0-based).
+    pub index: u64,
+    /// Which distinct setting this is; repeats of a setting share it.
+    pub config: u64,
+    /// Repeat number within the setting (0-based).
+    pub repeat: u32,
+    /// Training seed.
+    pub seed: u64,
+    pub params: Params,
+    pub epochs: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit_s: Option<f64>,
+    /// 1 for the first run; incremented each time the trial is re-queued.
+    #[serde(default = "one")]
+    pub attempt: u32,
+    /// Sync mode: the batch (generation) this setting belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u64>,
+    /// The sampler that proposed it.
+    pub sampler: String,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl Versioned for TrialSetting {
+    fn validate(&self) -> Result<(), (String, String)> {
+        validate_id("trial id", &self.trial_id).map_err(|e| ("trial_id".into(), e.to_string()))?;
+        for k in self.params.keys() {
+            validate_id("parameter name", k).map_err(|e| (format!("params.{k}"), e.to_string()))?;
+        }
+        Ok(())
+    }
+}
+
+/// How a trial ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrialStatus {
+    /// Trained to the end (or to its time limit).
+    Complete,
+    /// The loss became NaN or infinite; the curve up to that point is kept.
+    Diverged,
+    /// The trainer failed (error recorded in `error`).
+    Failed,
+    /// The hyperparameters are outside the trainer's domain (e.g. lr < 0).
+    Invalid,
+    /// Stopped early by a pruner.
+    Pruned,
+}
+
+impl TrialStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrialStatus::Complete => "complete",
+            TrialStatus::Diverged => "diverged",
+            TrialStatus::Failed => "failed",
+            TrialStatus::Invalid => "invalid",
+            TrialStatus::Pruned => "pruned",
+        }
+    }
+}
+
+/// One per-epoch stat line, as in the seed's Lasagne code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EpochStat {
+    /// 1-based epoch number.
+    pub epoch: u32,
+    /// Seconds of training since the trial started (evaluation excluded).
+    pub elapsed_s: f64,
+    /// Mean training loss over the epoch; `null` if it was not finite.
+    #[serde(with = "nan_as_null")]
+    pub train_loss: f64,
+    #[serde(with = "nan_as_null")]
+    pub val_loss: f64,
+    /// Fraction of validation examples misclassified.
+    #[serde(with = "nan_as_null")]
+    pub val_error: f64,
+}
+
+/// A result file, `results/<id>.json`, written once by the worker that
+/// finished the trial.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrialResult {
+    pub format_version: u32,
+    pub trial_id: String,
+    pub status: TrialStatus,
+    pub params: Params,
+    pub seed: u64,
+    /// The study objective's value, when the trial produced it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<f64>,
+    /// Final scalar metrics (only finite values). For the cnn trainer these
+    /// are taken at the best epoch (lowest validation loss); the last
+    /// epoch's values carry a `last_` prefix.
+    #[serde(default)]
+    pub metrics: BTreeMap<String, f64>,
+    /// Per-epoch record.
+    #[serde(default)]
+    pub curve: Vec<EpochStat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_epoch: Option<u32>,
+    #[serde(default)]
+    pub epochs_completed: u32,
+    /// Wall time of the whole trial, data loading excluded.
+    pub wall_time_s: f64,
+    pub device: String,
+    pub worker: String,
+    pub attempt: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Unix time the result was written (informational; never used to
+    /// order events across hosts).
+    pub finished_at_unix: f64,
+}
+
+impl Versioned for TrialResult {
+    fn validate(&self) -> Result<(), (String, String)> {
+        validate_id("trial id", &self.trial_id).map_err(|e| ("trial_id".into(), e.to_string()))
+    }
+}
+
+/// `heartbeats/<worker>.json`, rewritten by each worker every few seconds.
+/// Liveness is judged by whether `seq` changes, on the reader's own clock.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    pub format_version: u32,
+    pub worker: String,
+    pub host: String,
+    pub pid: u32,
+    pub device: String,
+    /// Incremented on every write.
+    pub seq: u64,
+    /// `idle`, `training` or `stopped` (a clean exit).
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u32>,
+    /// Seconds between heartbeats, so readers can size their grace period.
+    pub interval_s: f64,
+    /// Informational only.
+    pub written_at_unix: f64,
+}
+
+impl Versioned for Heartbeat {
+    fn validate(&self) -> Result<(), (String, String)> {
+        validate_id("worker id", &self.worker).map_err(|e| ("worker".into(), e.to_string()))
+    }
+}
+
+/// `master.json`: the running master's lease, rewritten every few seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MasterLease {
+    pub format_version: u32,
+    pub host: String,
+    pub pid: u32,
+    pub seq: u64,
+    pub interval_s: f64,
+    pub written_at_unix: f64,
+}
+
+impl Versioned for MasterLease {}
+
+/// `finished.json`: written by the master when the budget is spent and all
+/// results are in. Workers exit when they see it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Finished {
+    pub format_version: u32,
+    pub trials: u64,
+    pub finished_at_unix: f64,
+}
+
+impl Versioned for Finished {}
+
+/// Seconds since the Unix epoch, for informational timestamps.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+pub fn current_version() -> u32 {
+    FORMAT_VERSION
+}
+
+/// Serialize non-finite floats as `null` (JSON has no NaN) and read `null`
+/// back as NaN, so a diverged curve round-trips.
+pub mod nan_as_null {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &f64, s: S) -> Result<S::Ok, S::Error> {
+        if v.is_finite() {
+            s.serialize_f64(*v)
+        } else {
+            s.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn result() -> TrialResult {
+        TrialResult {
+            format_version: FORMAT_VERSION,
+            trial_id: "t000003".into(),
+            status: TrialStatus::Diverged,
+            params: [("lr".to_string(), Value::from(2.0)), ("nf".to_string(), Value::from(32))]
+                .into_iter()
+                .collect(),
+            seed: 1,
+            objective: None,
+            metrics: BTreeMap::new(),
+            curve: vec![EpochStat { epoch: 1, elapsed_s: 1.5, train_loss: f64::NAN, val_loss: 2.3, val_error: 0.9 }],
+            best_epoch: None,
+            epochs_completed: 1,
+            wall_time_s: 1.5,
+            device: "cpu".into(),
+            worker: "w0".into(),
+            attempt: 1,
+            error: Some("loss became NaN at epoch 1".into()),
+            finished_at_unix: 0.0,
+        }
+    }
+
+    /// Snapshot: the on-disk shape of a result file is part of the protocol.
+    #[test]
+    fn result_snapshot() {
+        let text = String::from_utf8(crate::to_pretty_json(&result())).unwrap();
+        let expected = r#"{
+  "format_version": 1,
+  "trial_id": "t000003",
+  "status": "diverged",
+  "params": {
+    "lr": 2.0,
+    "nf": 32
+  },
+  "seed": 1,
+  "metrics": {},
+  "curve": [
+    {
+      "epoch": 1,
+      "elapsed_s": 1.5,
+      "train_loss": null,
+      "val_loss": 2.3,
+      "val_error": 0.9
+    }
+  ],
+  "epochs_completed": 1,
+  "wall_time_s": 1.5,
+  "device": "cpu",
+  "worker": "w0",
+  "attempt": 1,
+  "error": "loss became NaN at epoch 1",
+  "finished_at_unix": 0.0
+}
+"#;
+        assert_eq!(text, expected);
+        let back: TrialResult = crate::parse_versioned(Path::new("r.json"), &text).unwrap();
+        assert!(back.curve[0].train_loss.is_nan());
+        assert_eq!(back.trial_id, "t000003");
+    }
+
+    #[test]
+    fn truncated_file_names_the_file() {
+        let text = String::from_utf8(crate::to_pretty_json(&result())).unwrap();
+        let e = crate::parse_versioned::<TrialResult>(Path::new("results/t000003.json"), &text[..40])
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("results/t000003.json: "), "{e}");
+    }
+
+    #[test]
+    fn traversal_in_trial_id_is_rejected() {
+        let mut r = result();
+        r.trial_id = "../../etc/passwd".into();
+        let text = String::from_utf8(crate::to_pretty_json(&r)).unwrap();
+        let e = crate::parse_versioned::<TrialResult>(Path::new("r.json"), &text).unwrap_err();
+        assert_eq!(e.field(), "trial_id");
+    }
+}

@@ -1,0 +1,334 @@
+//! Search-space parameters and how a point in the unit cube maps onto them.
+//!
+//! Samplers work in `[0, 1)^d`; [`ParamSpec::from_unit`] turns a coordinate
+//! into a concrete value. That keeps every sampler scale-agnostic: log
+//! scales, integers and categoricals are handled here, once.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// One dimension of the search space, as written in the study file:
+/// `{"type": "float", "low": 1e-4, "high": 1, "log": true}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ParamSpec {
+    /// A real number in `[low, high]`, uniform on a linear or log scale.
+    Float {
+        low: f64,
+        high: f64,
+        #[serde(default)]
+        log: bool,
+        /// Number of evenly spaced points when the grid sampler is used.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grid: Option<usize>,
+    },
+    /// An integer in `[low, high]` (both inclusive), linear or log scale.
+    Int {
+        low: i64,
+        high: i64,
+        #[serde(default)]
+        log: bool,
+    },
+    /// One of a list of JSON values (numbers, strings, booleans).
+    Categorical { choices: Vec<Value> },
+    /// A constant: recorded with every trial, never searched.
+    Fixed { value: Value },
+    /// A value computed from a uniform draw `x ~ U[0, 1)`:
+    /// `t = offset + scale * x`, then `base^t` when `base` is given, then
+    /// truncated toward zero when `int` is true (Python's `int()`).
+    ///
+    /// Scenario 5 of the seed is written exactly this way, e.g.
+    /// `batch = int(2^(4 + 4 x1))` is `{"offset": 4, "scale": 4, "base": 2, "int": true}`.
+    Transform {
+        #[serde(default)]
+        offset: f64,
+        #[serde(default = "one")]
+        scale: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        base: Option<f64>,
+        #[serde(default)]
+        int: bool,
+        /// Number of evenly spaced `x` values in `[0, 1]` for the grid sampler.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grid: Option<usize>,
+    },
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Largest number of values an `int` parameter may contribute to a grid.
+pub const MAX_INT_GRID: i64 = 100_000;
+
+impl ParamSpec {
+    /// Whether samplers search this dimension (everything but `fixed`).
+    pub fn is_searched(&self) -> bool {
+        !matches!(self, ParamSpec::Fixed { .. })
+    }
+
+    /// Map a unit coordinate `u` in `[0, 1)` onto a value of this parameter.
+    /// `u` outside that range is clamped, so samplers cannot leave bounds.
+    pub fn from_unit(&self, u: f64) -> Value {
+        let u = if u.is_nan() { 0.0 } else { u.clamp(0.0, 1.0) };
+        match self {
+            ParamSpec::Float { low, high, log, .. } => {
+                let v = if *log {
+                    (low.ln() + u * (high.ln() - low.ln())).exp()
+                } else {
+                    low + u * (high - low)
+                };
+                float_value(v.clamp(*low, *high))
+            }
+            ParamSpec::Int { low, high, log } => {
+                // Each integer gets an equal share of [0, 1) (or of the log
+                // range [low - 0.5, high + 0.5) on a log scale).
+                let v = if *log {
+                    let (a, b) = ((*low as f64 - 0.5).max(0.5).ln(), (*high as f64 + 0.5).ln());
+                    (a + u * (b - a)).exp().round()
+                } else {
+                    (*low as f64 + u * ((*high - *low + 1) as f64)).floor()
+                };
+                Value::from((v as i64).clamp(*low, *high))
+            }
+            ParamSpec::Categorical { choices } => {
+                let i = ((u * choices.len() as f64) as usize).min(choices.len() - 1);
+                choices[i].clone()
+            }
+            ParamSpec::Fixed { value } => value.clone(),
+            ParamSpec::Transform {
+                offset,
+                scale,
+                base,
+                int,
+                ..
+            } => transform_value(*offset, *scale, *base, *int, u),
+        }
+    }
+
+    /// All values this parameter takes in a grid search, in a fixed order.
+    pub fn grid_values(&self) -> Result<Vec<Value>, String> {
+        match self {
+            ParamSpec::Float { low, high, log, grid } => {
+                let n = grid.ok_or_else(|| {
+                    "a float parameter needs `grid: N` (number of points) for the grid sampler; \
+                     or use a categorical"
+                        .to_string()
+                })?;
+                Ok(spaced(n)
+                    .into_iter()
+                    .map(|u| {
+                        if *log {
+                            float_value((low.ln() + u * (high.ln() - low.ln())).exp())
+                        } else {
+                            float_value(low + u * (high - low))
+                        }
+                    })
+                    .collect())
+            }
+            ParamSpec::Int { low, high, .. } => {
+                if high - low + 1 > MAX_INT_GRID {
+                    return Err(format!(
+                        "an int range of {} values is too large for a grid (max {MAX_INT_GRID}); \
+                         use a categorical with the values you want",
+                        high - low + 1
+                    ));
+                }
+                Ok((*low..=*high).map(Value::from).collect())
+            }
+            ParamSpec::Categorical { choices } => Ok(choices.clone()),
+            ParamSpec::Fixed { value } => Ok(vec![value.clone()]),
+            ParamSpec::Transform {
+                offset,
+                scale,
+                base,
+                int,
+                grid,
+            } => {
+                let n = grid.ok_or_else(|| {
+                    "a transform parameter needs `grid: N` for the grid sampler".to_string()
+                })?;
+                Ok(spaced(n)
+                    .into_iter()
+                    .map(|u| transform_value(*offset, *scale, *base, *int, u))
+                    .collect())
+            }
+        }
+    }
+
+    /// Checks serde cannot express. Returns `(field, message)` relative to
+    /// this parameter.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let bad = |f: &str, m: String| Err((f.to_string(), m));
+        match self {
+            ParamSpec::Float { low, high, log, grid } => {
+                if !low.is_finite() || !high.is_finite() {
+                    return bad("low", "bounds must be finite numbers".into());
+                }
+                if low > high {
+                    return bad("high", format!("high ({high}) must be >= low ({low})"));
+                }
+                if *log && *low <= 0.0 {
+                    return bad("low", format!("a log-scale range needs low > 0, got {low}"));
+                }
+                if *grid == Some(0) {
+                    return bad("grid", "must be at least 1".into());
+                }
+            }
+            ParamSpec::Int { low, high, log } => {
+                if low > high {
+                    return bad("high", format!("high ({high}) must be >= low ({low})"));
+                }
+                if *log && *low <= 0 {
+                    return bad("low", format!("a log-scale range needs low > 0, got {low}"));
+                }
+            }
+            ParamSpec::Categorical { choices } => {
+                if choices.is_empty() {
+                    return bad("choices", "must hold at least one value".into());
+                }
+                if let Some(c) = choices.iter().find(|c| c.is_array() || c.is_object() || c.is_null()) {
+                    return bad("choices", format!("choices must be numbers, strings or booleans, got {c}"));
+                }
+            }
+            ParamSpec::Fixed { value } => {
+                if value.is_null() {
+                    return bad("value", "must not be null".into());
+                }
+            }
+            ParamSpec::Transform { offset, scale, base, grid, .. } => {
+                if !offset.is_finite() || !scale.is_finite() {
+                    return bad("scale", "offset and scale must be finite numbers".into());
+                }
+                if let Some(b) = base {
+                    if !(*b > 0.0) || !b.is_finite() {
+                        return bad("base", format!("must be a positive number, got {b}"));
+                    }
+                }
+                if *grid == Some(0) {
+                    return bad("grid", "must be at least 1".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn transform_value(offset: f64, scale: f64, base: Option<f64>, int: bool, x: f64) -> Value {
+    let t = offset + scale * x;
+    let v = match base {
+        Some(b) => b.powf(t),
+        None => t,
+    };
+    if int {
+        Value::from(v.trunc() as i64)
+    } else {
+        float_value(v)
+    }
+}
+
+/// `n` evenly spaced points on `[0, 1]` including both ends (`[0]` for n=1).
+fn spaced(n: usize) -> Vec<f64> {
+    if n <= 1 {
+        return vec![0.0];
+    }
+    (0..n).map(|i| i as f64 / (n - 1) as f64).collect()
+}
+
+fn float_value(v: f64) -> Value {
+    serde_json::Number::from_f64(v)
+        .map(Value::Number)
+        .unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn s5() -> [ParamSpec; 4] {
+        [
+            ParamSpec::Transform { offset: 10.0, scale: 90.0, base: None, int: true, grid: None },
+            ParamSpec::Transform { offset: 4.0, scale: 4.0, base: Some(2.0), int: true, grid: None },
+            ParamSpec::Transform { offset: 0.0, scale: 1.0, base: None, int: false, grid: None },
+            ParamSpec::Transform { offset: -2.0, scale: 1.5, base: Some(10.0), int: false, grid: None },
+        ]
+    }
+
+    #[test]
+    fn scenario5_midpoint_matches_the_seed() {
+        let [nf, batch, momentum, lr] = s5();
+        assert_eq!(nf.from_unit(0.5), Value::from(55));
+        assert_eq!(batch.from_unit(0.5), Value::from(64));
+        assert_eq!(momentum.from_unit(0.5).as_f64(), Some(0.5));
+        let lr = lr.from_unit(0.5).as_f64().unwrap();
+        assert!((lr - 10f64.powf(-1.25)).abs() < 1e-15, "{lr}");
+    }
+
+    #[test]
+    fn scenario5_extremes() {
+        let [nf, batch, _, lr] = s5();
+        assert_eq!(nf.from_unit(0.0), Value::from(10));
+        assert_eq!(nf.from_unit(0.9999), Value::from(99));
+        assert_eq!(batch.from_unit(0.0), Value::from(16));
+        assert_eq!(batch.from_unit(0.9999), Value::from(255));
+        assert!((lr.from_unit(0.0).as_f64().unwrap() - 0.01).abs() < 1e-15);
+    }
+
+    #[test]
+    fn grid_values_cover_ranges() {
+        let f = ParamSpec::Float { low: 1e-3, high: 1e-1, log: true, grid: Some(3) };
+        let v: Vec<f64> = f.grid_values().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        assert!((v[0] - 1e-3).abs() < 1e-12 && (v[1] - 1e-2).abs() < 1e-12 && (v[2] - 1e-1).abs() < 1e-12);
+        let i = ParamSpec::Int { low: 2, high: 5, log: false };
+        assert_eq!(i.grid_values().unwrap(), vec![2, 3, 4, 5].into_iter().map(Value::from).collect::<Vec<_>>());
+        let g = ParamSpec::Float { low: 0.0, high: 1.0, log: false, grid: None };
+        assert!(g.grid_values().unwrap_err().contains("grid"));
+    }
+
+    #[test]
+    fn validation_names_the_field() {
+        let p = ParamSpec::Float { low: 0.0, high: 1.0, log: true, grid: None };
+        assert_eq!(p.validate().unwrap_err().0, "low");
+        let p = ParamSpec::Int { low: 5, high: 1, log: false };
+        assert_eq!(p.validate().unwrap_err().0, "high");
+        let p = ParamSpec::Categorical { choices: vec![] };
+        assert_eq!(p.validate().unwrap_err().0, "choices");
+    }
+
+    proptest! {
+        #[test]
+        fn float_stays_in_bounds(low in -1e3f64..1e3, width in 0f64..1e3, u in 0f64..1.0, log in any::<bool>()) {
+            let low = if log { low.abs() + 1e-6 } else { low };
+            let p = ParamSpec::Float { low, high: low + width, log, grid: None };
+            let v = p.from_unit(u).as_f64().unwrap();
+            prop_assert!(v >= low && v <= low + width, "{v} not in [{low}, {}]", low + width);
+        }
+
+        #[test]
+        fn int_stays_in_bounds(low in -1000i64..1000, width in 0i64..1000, u in 0f64..1.0, log in any::<bool>()) {
+            let low = if log { low.abs() + 1 } else { low };
+            let p = ParamSpec::Int { low, high: low + width, log };
+            let v = p.from_unit(u).as_i64().unwrap();
+            prop_assert!(v >= low && v <= low + width);
+        }
+
+        #[test]
+        fn log_scale_is_uniform_in_log_space(u in 0f64..1.0) {
+            // On a log scale the unit coordinate maps linearly onto log10(value).
+            let p = ParamSpec::Float { low: 1e-4, high: 1.0, log: true, grid: None };
+            let v = p.from_unit(u).as_f64().unwrap();
+            prop_assert!((v.log10() - (-4.0 + 4.0 * u)).abs() < 1e-9);
+        }
+
+        #[test]
+        fn every_int_is_reachable(low in 0i64..50, width in 0i64..20) {
+            let p = ParamSpec::Int { low, high: low + width, log: false };
+            let n = (width + 1) as usize;
+            let seen: std::collections::BTreeSet<i64> = (0..n)
+                .map(|k| p.from_unit((k as f64 + 0.5) / n as f64).as_i64().unwrap())
+                .collect();
+            prop_assert_eq!(seen.len(), n);
+        }
+    }
+}

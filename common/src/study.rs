@@ -1,0 +1,417 @@
+//! The study file, `study.json`: what to search, how, and with which trainer.
+//! Its reference is `docs/study-file.md`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::functions::Function;
+use crate::space::ParamSpec;
+use crate::{Versioned, FORMAT_VERSION};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Study {
+    pub format_version: u32,
+    /// A short name, used in logs and tables.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Parameter name → how it is searched.
+    pub space: BTreeMap<String, ParamSpec>,
+    pub objective: Objective,
+    pub sampler: SamplerSpec,
+    /// Trials per setting, each with its own training seed
+    /// (`seed`, `seed + 1`, …). Scenario 1's "3 runs per LR" is `"repeats": 3`.
+    #[serde(default = "one_u32")]
+    pub repeats: u32,
+    /// Base training seed. Repeat `r` of every setting trains with `seed + r`,
+    /// so settings are compared on common random numbers.
+    #[serde(default)]
+    pub seed: u64,
+    pub budget: Budget,
+    #[serde(default)]
+    pub mode: Mode,
+    pub trainer: TrainerSpec,
+}
+
+fn one_u32() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Objective {
+    /// A key of the result's `metrics`, e.g. `val_error` or `value`.
+    pub metric: String,
+    pub direction: Direction,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Minimize,
+    Maximize,
+}
+
+impl Direction {
+    /// True when `a` is strictly better than `b`.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        match self {
+            Direction::Minimize => a < b,
+            Direction::Maximize => a > b,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SamplerSpec {
+    /// The Cartesian product of every parameter's grid values, in a fixed
+    /// order (parameters by name, last name varying fastest). With
+    /// `shuffle`, a seeded permutation of that order.
+    Grid {
+        #[serde(default)]
+        shuffle: bool,
+        #[serde(default)]
+        seed: u64,
+    },
+    /// Independent uniform draws in the unit cube, one seeded stream per trial.
+    Random { seed: u64 },
+}
+
+impl SamplerSpec {
+    pub fn name(&self) -> &'static str {
+        match self {
+            SamplerSpec::Grid { .. } => "grid",
+            SamplerSpec::Random { .. } => "random",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Total number of trials (evaluations, repeats included). Optional for
+    /// the grid sampler, where it defaults to grid size × repeats.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trials: Option<u64>,
+    /// Training epochs per trial (ignored by the `function` trainer).
+    #[serde(default = "one_u32")]
+    pub epochs: u32,
+    /// Wall-clock limit per trial in seconds. Training stops at the first
+    /// epoch boundary past it and the trial completes with what it has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_limit_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Mode {
+    /// Scenario 6: write `batch` settings, wait for all their results, then
+    /// propose the next batch.
+    Sync {
+        #[serde(default = "two")]
+        batch: u32,
+    },
+    /// Keep every worker busy: hold at least `queue` (and at least one per
+    /// live worker) settings pending at all times.
+    Async {
+        #[serde(default = "two")]
+        queue: u32,
+    },
+}
+
+fn two() -> u32 {
+    2
+}
+
+impl Default for Mode {
+    fn default() -> Self {
+        Mode::Sync { batch: 2 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TrainerSpec {
+    /// The built-in candle CNN of the seed (`build_cnn`).
+    Cnn {
+        /// Dataset directory with MNIST-format IDX files. The worker's
+        /// `--data` overrides it; the default is Fashion-MNIST from the
+        /// Debian package `dataset-fashion-mnist`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<String>,
+        /// Values for hyperparameters the space does not mention.
+        #[serde(default)]
+        defaults: CnnDefaults,
+    },
+    /// A built-in analytic test function; costs no time unless `sleep_s`.
+    Function {
+        name: Function,
+        /// Dimension for functions that take any (rosenbrock, styblinski_tang).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dim: Option<usize>,
+        /// Seconds each evaluation sleeps, to mimic training cost.
+        #[serde(default)]
+        sleep_s: f64,
+    },
+}
+
+/// Defaults of the cnn trainer, the seed's Lasagne settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CnnDefaults {
+    pub lr: f64,
+    pub momentum: f64,
+    pub batch_size: u64,
+    pub nf: u64,
+    /// Training examples taken from the start of the training file.
+    pub train_size: u64,
+    /// Validation examples, taken from the end of the training file.
+    pub val_size: u64,
+    /// Test examples (from the test file) evaluated at the best epoch;
+    /// 0 means the whole test file.
+    pub test_size: u64,
+}
+
+impl Default for CnnDefaults {
+    fn default() -> Self {
+        CnnDefaults {
+            lr: 0.1,
+            momentum: 0.0,
+            batch_size: 100,
+            nf: 32,
+            train_size: 5000,
+            val_size: 1000,
+            test_size: 1000,
+        }
+    }
+}
+
+/// Hyperparameter names the cnn trainer understands.
+pub const CNN_PARAMS: &[&str] = &[
+    "lr",
+    "momentum",
+    "batch_size",
+    "nf",
+    "epochs",
+    "train_size",
+    "val_size",
+    "test_size",
+];
+
+impl Study {
+    /// Number of trials the study will run, or an error naming the field.
+    pub fn total_trials(&self) -> Result<u64, (String, String)> {
+        match (&self.sampler, self.budget.trials) {
+            (_, Some(n)) => Ok(n),
+            (SamplerSpec::Grid { .. }, None) => Ok(self.grid_size()? * self.repeats as u64),
+            (SamplerSpec::Random { .. }, None) => Err((
+                "budget.trials".into(),
+                "required for the random sampler (how many trials to run)".into(),
+            )),
+        }
+    }
+
+    /// Number of points in the full grid.
+    pub fn grid_size(&self) -> Result<u64, (String, String)> {
+        let mut n: u64 = 1;
+        for (name, p) in &self.space {
+            let k = p
+                .grid_values()
+                .map_err(|m| (format!("space.{name}"), m))?
+                .len() as u64;
+            n = n.saturating_mul(k);
+        }
+        Ok(n)
+    }
+
+    /// The `(offset, scale)` of trial seeds: repeat `r` trains with `seed + r`.
+    pub fn trial_seed(&self, repeat: u32) -> u64 {
+        self.seed.wrapping_add(repeat as u64)
+    }
+}
+
+impl Versioned for Study {
+    fn validate(&self) -> Result<(), (String, String)> {
+        if self.format_version != FORMAT_VERSION {
+            return Err(("format_version".into(), format!("must be {FORMAT_VERSION}")));
+        }
+        crate::validate_id("study name", &self.name)
+            .map_err(|e| ("name".to_string(), e.to_string()))?;
+        if self.space.is_empty() {
+            return Err(("space".into(), "must define at least one parameter".into()));
+        }
+        for (name, p) in &self.space {
+            crate::validate_id("parameter name", name)
+                .map_err(|e| (format!("space.{name}"), e.to_string()))?;
+            p.validate()
+                .map_err(|(f, m)| (format!("space.{name}.{f}"), m))?;
+        }
+        if self.repeats == 0 {
+            return Err(("repeats".into(), "must be at least 1".into()));
+        }
+        if self.budget.epochs == 0 {
+            return Err(("budget.epochs".into(), "must be at least 1".into()));
+        }
+        if let Some(t) = self.budget.time_limit_s {
+            if !(t > 0.0) || !t.is_finite() {
+                return Err(("budget.time_limit_s".into(), format!("must be a positive number of seconds, got {t}")));
+            }
+        }
+        if self.budget.trials == Some(0) {
+            return Err(("budget.trials".into(), "must be at least 1".into()));
+        }
+        match self.mode {
+            Mode::Sync { batch: 0 } => return Err(("mode.batch".into(), "must be at least 1".into())),
+            Mode::Async { queue: 0 } => return Err(("mode.queue".into(), "must be at least 1".into())),
+            _ => {}
+        }
+        if let SamplerSpec::Grid { .. } = self.sampler {
+            self.grid_size()?;
+        }
+        self.total_trials()?;
+        match &self.trainer {
+            TrainerSpec::Cnn { .. } => {
+                for name in self.space.keys() {
+                    if !CNN_PARAMS.contains(&name.as_str()) {
+                        return Err((
+                            format!("space.{name}"),
+                            format!(
+                                "the cnn trainer has no hyperparameter `{name}`; it knows {}",
+                                CNN_PARAMS.join(", ")
+                            ),
+                        ));
+                    }
+                }
+                let metrics = ["val_error", "val_loss", "train_loss", "test_error", "val_accuracy", "test_accuracy"];
+                if !metrics.contains(&self.objective.metric.as_str()) {
+                    return Err((
+                        "objective.metric".into(),
+                        format!("the cnn trainer reports {}; got `{}`", metrics.join(", "), self.objective.metric),
+                    ));
+                }
+            }
+            TrainerSpec::Function { name, dim, sleep_s } => {
+                if !(*sleep_s >= 0.0) || !sleep_s.is_finite() {
+                    return Err(("trainer.sleep_s".into(), format!("must be >= 0, got {sleep_s}")));
+                }
+                let d = name
+                    .dimension(*dim)
+                    .map_err(|m| ("trainer.dim".to_string(), m))?;
+                for i in 0..d {
+                    let key = format!("x{i}");
+                    if !self.space.contains_key(&key) {
+                        return Err((
+                            "space".into(),
+                            format!("the {} function takes x0..x{}; `{key}` is missing", name.as_str(), d - 1),
+                        ));
+                    }
+                }
+                if let Some(extra) = self.space.keys().find(|k| {
+                    k.strip_prefix('x').and_then(|i| i.parse::<usize>().ok()).is_none_or(|i| i >= d)
+                }) {
+                    return Err((
+                        format!("space.{extra}"),
+                        format!("the {} function takes only x0..x{}", name.as_str(), d - 1),
+                    ));
+                }
+                if !["value", "regret"].contains(&self.objective.metric.as_str()) {
+                    return Err((
+                        "objective.metric".into(),
+                        format!("the function trainer reports `value` and `regret`; got `{}`", self.objective.metric),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    const S5: &str = r#"{
+      "format_version": 1,
+      "name": "s5",
+      "space": {
+        "nf": {"type": "transform", "offset": 10, "scale": 90, "int": true},
+        "batch_size": {"type": "transform", "offset": 4, "scale": 4, "base": 2, "int": true},
+        "momentum": {"type": "transform"},
+        "lr": {"type": "transform", "offset": -2, "scale": 1.5, "base": 10}
+      },
+      "objective": {"metric": "val_error", "direction": "minimize"},
+      "sampler": {"kind": "random", "seed": 1},
+      "budget": {"trials": 200, "epochs": 50, "time_limit_s": 60},
+      "trainer": {"kind": "cnn"}
+    }"#;
+
+    fn parse(text: &str) -> Result<Study, crate::SchemaError> {
+        crate::parse_versioned(Path::new("study.json"), text)
+    }
+
+    #[test]
+    fn parses_scenario5() {
+        let s = parse(S5).unwrap();
+        assert_eq!(s.total_trials().unwrap(), 200);
+        assert_eq!(s.mode, Mode::Sync { batch: 2 });
+    }
+
+    #[test]
+    fn unknown_field_names_file_and_path() {
+        let bad = S5.replace("\"offset\": 10", "\"ofset\": 10");
+        let e = parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("study.json") && e.contains("space.nf") && e.contains("ofset"), "{e}");
+    }
+
+    #[test]
+    fn bad_value_names_the_field() {
+        let bad = S5.replace("\"epochs\": 50", "\"epochs\": 0");
+        let e = parse(&bad).unwrap_err();
+        assert_eq!(e.field(), "budget.epochs", "{e}");
+        let bad = S5.replace("\"trials\": 200", "\"trials\": -1");
+        let e = parse(&bad).unwrap_err();
+        assert_eq!(e.field(), "budget.trials", "{e}");
+    }
+
+    #[test]
+    fn unknown_format_version_is_rejected() {
+        let bad = S5.replace("\"format_version\": 1", "\"format_version\": 7");
+        let e = parse(&bad).unwrap_err();
+        assert_eq!(e.field(), "format_version");
+        assert!(e.to_string().contains("unsupported version 7"));
+    }
+
+    #[test]
+    fn unknown_cnn_param_is_rejected() {
+        let bad = S5.replace("\"momentum\":", "\"momentun\":");
+        let e = parse(&bad).unwrap_err();
+        assert_eq!(e.field(), "space.momentun", "{e}");
+    }
+
+    #[test]
+    fn grid_total_includes_repeats() {
+        let s = parse(
+            r#"{"format_version":1,"name":"s1","repeats":3,
+                "space":{"lr":{"type":"categorical","choices":[0.001,0.01,0.1,0.2,0.5,1,2]}},
+                "objective":{"metric":"val_error","direction":"minimize"},
+                "sampler":{"kind":"grid"},"budget":{"epochs":50},"trainer":{"kind":"cnn"}}"#,
+        )
+        .unwrap();
+        assert_eq!(s.total_trials().unwrap(), 21);
+    }
+
+    #[test]
+    fn function_trainer_checks_dimensions() {
+        let text = r#"{"format_version":1,"name":"b",
+            "space":{"x0":{"type":"float","low":-5,"high":10}},
+            "objective":{"metric":"value","direction":"minimize"},
+            "sampler":{"kind":"random","seed":0},"budget":{"trials":5},
+            "trainer":{"kind":"function","name":"branin"}}"#;
+        let e = parse(text).unwrap_err();
+        assert!(e.to_string().contains("x1"), "{e}");
+    }
+}

@@ -1,0 +1,149 @@
+//! Crash-safe writes.
+//!
+//! A reader of the shared directory must never see a half-written file, and
+//! a crash must never leave one under a final name. Every write therefore
+//! goes: temp file in the same directory (named `.tmp.*`, which scanners
+//! skip) → write → `fsync` → `rename` (or `link`) onto the final name →
+//! `fsync` the directory so the new name itself is durable.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::{FsError, Result};
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Prefix of temporary files. Anything starting with `.` is skipped by
+/// every scanner in this crate.
+pub const TMP_PREFIX: &str = ".tmp.";
+
+fn temp_path(target: &Path) -> PathBuf {
+    let dir = target.parent().unwrap_or(Path::new("."));
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!("{TMP_PREFIX}{name}.{}.{}.{n}", hostname_hash(), std::process::id()))
+}
+
+/// A short tag that differs between hosts, so two hosts whose processes have
+/// the same pid never pick the same temp name on a shared filesystem.
+fn hostname_hash() -> u32 {
+    let host = crate::dir::hostname();
+    host.bytes().fold(2_166_136_261u32, |h, b| (h ^ b as u32).wrapping_mul(16_777_619))
+}
+
+fn write_temp(target: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    let tmp = temp_path(target);
+    let res = (|| {
+        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = res {
+        let _ = fs::remove_file(&tmp);
+        return Err(FsError::io("write", target, e));
+    }
+    Ok(tmp)
+}
+
+/// fsync a directory so that a rename or link inside it survives a crash.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    // Some filesystems (and some FUSE mounts) refuse fsync on a directory;
+    // the rename itself is still atomic there, so that is not an error.
+    match File::open(dir).and_then(|d| d.sync_all()) {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOTSUP) | Some(libc::EBADF)) => Ok(()),
+        Err(e) => Err(FsError::io("sync directory", dir, e)),
+    }
+}
+
+/// Write `bytes` to `path` atomically, replacing any existing file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = write_temp(path, bytes)?;
+    if let Err(e) = fs::rename(&tmp, path) {
+        let _ = fs::remove_file(&tmp);
+        return Err(FsError::io("rename into place", path, e));
+    }
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Write `bytes` to `path` atomically, but only if `path` does not exist.
+/// Returns `Ok(false)` (and writes nothing) when it already exists.
+///
+/// Uses `link(2)`, which fails with `EEXIST` atomically, also on NFS. On a
+/// filesystem without hard links it falls back to check-then-rename, which
+/// is only safe with a single writer per name.
+pub fn write_new(path: &Path, bytes: &[u8]) -> Result<bool> {
+    let tmp = write_temp(path, bytes)?;
+    let outcome = match fs::hard_link(&tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::ENOTSUP) | Some(libc::EXDEV)) => {
+            if path.exists() {
+                Ok(false)
+            } else {
+                fs::rename(&tmp, path)
+                    .map(|_| true)
+                    .map_err(|e| FsError::io("rename into place", path, e))
+            }
+        }
+        Err(e) => Err(FsError::io("link into place", path, e)),
+    };
+    let _ = fs::remove_file(&tmp);
+    let created = outcome?;
+    if created {
+        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    }
+    Ok(created)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn write_new_never_clobbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        assert!(write_new(&p, b"first").unwrap());
+        assert!(!write_new(&p, b"second").unwrap());
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn concurrent_write_new_has_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        let winners: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    let p = p.clone();
+                    s.spawn(move || write_new(&p, format!("{i}").as_bytes()).unwrap() as usize)
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(winners, 1);
+    }
+
+    #[test]
+    fn error_names_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("missing-subdir").join("x.json");
+        let e = write_atomic(&p, b"x").unwrap_err().to_string();
+        assert!(e.contains("missing-subdir/x.json"), "{e}");
+    }
+}

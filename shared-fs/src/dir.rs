@@ -1,0 +1,504 @@
+//! The study directory and the operations of the protocol on it.
+//!
+//! ```text
+//! DIR/study.json                  the study file (immutable after init)
+//! DIR/master.json                 the running master's lease
+//! DIR/finished.json               written once the budget is spent
+//! DIR/settings/<id>.json          every proposal, recorded before it is published
+//! DIR/pending/<id>.json           the queue: settings waiting for a worker
+//! DIR/running/<id>@<worker>.json  a claimed setting (claimed by rename)
+//! DIR/results/<id>.json           one result per trial (published by link)
+//! DIR/heartbeats/<worker>.json    worker liveness
+//! DIR/logs/<id>.log               per-trial log: the seed's stat lines
+//! DIR/quarantine/                 corrupt files moved out of the way
+//! ```
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use hps_common::{
+    parse_versioned, to_pretty_json, validate_id, Finished, Heartbeat, MasterLease, Study,
+    TrialResult, TrialSetting, Versioned,
+};
+use serde::de::DeserializeOwned;
+
+use crate::atomic::{write_atomic, write_new, TMP_PREFIX};
+use crate::error::{FsError, Result};
+
+/// The sub-directories that hold one file per trial or worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sub {
+    Settings,
+    Pending,
+    Running,
+    Results,
+    Heartbeats,
+    Logs,
+    Quarantine,
+}
+
+impl Sub {
+    pub const ALL: [Sub; 7] = [
+        Sub::Settings,
+        Sub::Pending,
+        Sub::Running,
+        Sub::Results,
+        Sub::Heartbeats,
+        Sub::Logs,
+        Sub::Quarantine,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Sub::Settings => "settings",
+            Sub::Pending => "pending",
+            Sub::Running => "running",
+            Sub::Results => "results",
+            Sub::Heartbeats => "heartbeats",
+            Sub::Logs => "logs",
+            Sub::Quarantine => "quarantine",
+        }
+    }
+}
+
+pub const STUDY_FILE: &str = "study.json";
+pub const MASTER_FILE: &str = "master.json";
+pub const FINISHED_FILE: &str = "finished.json";
+
+/// Separates trial id and worker id in `running/` file names. Ids may not
+/// contain it (see [`hps_common::validate_id`]).
+pub const CLAIM_SEP: char = '@';
+
+/// A setting this worker holds, as `running/<id>@<worker>.json`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub trial_id: String,
+    pub worker: String,
+    pub path: PathBuf,
+}
+
+/// A handle on a study directory.
+#[derive(Debug, Clone)]
+pub struct StudyDir {
+    root: PathBuf,
+}
+
+impl StudyDir {
+    /// Create a new study directory holding `study`. Refuses to touch a
+    /// directory that already holds a study.
+    pub fn init(root: &Path, study: &Study) -> Result<StudyDir> {
+        fs::create_dir_all(root).map_err(|e| FsError::io("create directory", root, e))?;
+        let dir = StudyDir { root: root.to_path_buf() };
+        for sub in Sub::ALL {
+            let p = dir.sub(sub);
+            fs::create_dir_all(&p).map_err(|e| FsError::io("create directory", &p, e))?;
+        }
+        let created = write_new(&dir.root.join(STUDY_FILE), &to_pretty_json(study))?;
+        if !created {
+            return Err(FsError::AlreadyInitialized { path: root.to_path_buf() });
+        }
+        Ok(dir)
+    }
+
+    /// Open an existing study directory, creating any missing
+    /// sub-directories (older layouts, or a user who tidied up).
+    pub fn open(root: &Path) -> Result<StudyDir> {
+        let dir = StudyDir { root: root.to_path_buf() };
+        if !dir.root.join(STUDY_FILE).is_file() {
+            return Err(FsError::NotAStudy { path: root.to_path_buf() });
+        }
+        for sub in Sub::ALL {
+            let p = dir.sub(sub);
+            if !p.is_dir() {
+                fs::create_dir_all(&p).map_err(|e| FsError::io("create directory", &p, e))?;
+            }
+        }
+        Ok(dir)
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn sub(&self, sub: Sub) -> PathBuf {
+        self.root.join(sub.name())
+    }
+
+    pub fn study_path(&self) -> PathBuf {
+        self.root.join(STUDY_FILE)
+    }
+
+    pub fn read_study(&self) -> Result<Study> {
+        read_json(&self.study_path())
+    }
+
+    fn file(&self, sub: Sub, id: &str) -> Result<PathBuf> {
+        validate_id("trial id", id).map_err(|e| FsError::BadName {
+            dir: self.sub(sub),
+            name: id.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(self.sub(sub).join(format!("{id}.json")))
+    }
+
+    pub fn setting_path(&self, id: &str) -> Result<PathBuf> {
+        self.file(Sub::Settings, id)
+    }
+
+    pub fn pending_path(&self, id: &str) -> Result<PathBuf> {
+        self.file(Sub::Pending, id)
+    }
+
+    pub fn result_path(&self, id: &str) -> Result<PathBuf> {
+        self.file(Sub::Results, id)
+    }
+
+    pub fn log_path(&self, id: &str) -> Result<PathBuf> {
+        validate_id("trial id", id).map_err(|e| FsError::BadName {
+            dir: self.sub(Sub::Logs),
+            name: id.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(self.sub(Sub::Logs).join(format!("{id}.log")))
+    }
+
+    // ----- master side ---------------------------------------------------
+
+    /// Record a proposal in `settings/`. This happens before publishing, so
+    /// a master that crashes in between finds the proposal on restart and
+    /// publishes exactly that setting instead of sampling a new one.
+    pub fn record_setting(&self, s: &TrialSetting) -> Result<()> {
+        write_atomic(&self.setting_path(&s.trial_id)?, &to_pretty_json(s))
+    }
+
+    /// Publish a setting to `pending/` so workers can claim it.
+    pub fn publish(&self, s: &TrialSetting) -> Result<()> {
+        write_atomic(&self.pending_path(&s.trial_id)?, &to_pretty_json(s))
+    }
+
+    pub fn read_setting(&self, id: &str) -> Result<TrialSetting> {
+        read_json(&self.setting_path(id)?)
+    }
+
+    pub fn write_lease(&self, lease: &MasterLease) -> Result<()> {
+        write_atomic(&self.root.join(MASTER_FILE), &to_pretty_json(lease))
+    }
+
+    pub fn read_lease(&self) -> Result<Option<MasterLease>> {
+        read_optional(&self.root.join(MASTER_FILE))
+    }
+
+    pub fn mark_finished(&self, f: &Finished) -> Result<()> {
+        write_atomic(&self.root.join(FINISHED_FILE), &to_pretty_json(f))
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.root.join(FINISHED_FILE).is_file()
+    }
+
+    /// Remove `finished.json`, e.g. when the budget of a finished study is
+    /// raised and the search continues.
+    pub fn clear_finished(&self) -> Result<()> {
+        let p = self.root.join(FINISHED_FILE);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(FsError::io("remove", p, e)),
+        }
+    }
+
+    // ----- scanning ------------------------------------------------------
+
+    /// The names (without `.json`) of the files in `sub`, sorted.
+    /// Temp files and other dot-files are skipped.
+    pub fn list(&self, sub: Sub) -> Result<Vec<String>> {
+        let dir = self.sub(sub);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(FsError::io("list", dir, e)),
+        };
+        let mut out = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| FsError::io("list", &dir, e))?;
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Some(stem) = name.strip_suffix(".json") {
+                out.push(stem.to_string());
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Claimed settings as `(trial id, worker id)`, sorted.
+    pub fn list_running(&self) -> Result<Vec<Claim>> {
+        let dir = self.sub(Sub::Running);
+        Ok(self
+            .list(Sub::Running)?
+            .into_iter()
+            .filter_map(|stem| {
+                let (t, w) = stem.split_once(CLAIM_SEP)?;
+                Some(Claim {
+                    trial_id: t.to_string(),
+                    worker: w.to_string(),
+                    path: dir.join(format!("{stem}.json")),
+                })
+            })
+            .collect())
+    }
+
+    // ----- worker side ---------------------------------------------------
+
+    /// Try to claim the pending setting `id` for `worker`. Exactly one of
+    /// several concurrent callers gets `Some`; the others get `None`.
+    pub fn claim(&self, id: &str, worker: &str) -> Result<Option<Claim>> {
+        validate_id("worker id", worker).map_err(|e| FsError::BadName {
+            dir: self.sub(Sub::Running),
+            name: worker.to_string(),
+            reason: e.to_string(),
+        })?;
+        let from = self.pending_path(id)?;
+        let to = self.sub(Sub::Running).join(format!("{id}{CLAIM_SEP}{worker}.json"));
+        match fs::rename(&from, &to) {
+            Ok(()) => Ok(Some(Claim {
+                trial_id: id.to_string(),
+                worker: worker.to_string(),
+                path: to,
+            })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(FsError::io("claim", from, e)),
+        }
+    }
+
+    pub fn read_claim(&self, claim: &Claim) -> Result<TrialSetting> {
+        read_json(&claim.path)
+    }
+
+    /// Publish a result. The first result for a trial wins; later ones are
+    /// not written and `Ok(false)` is returned.
+    pub fn submit_result(&self, r: &TrialResult) -> Result<bool> {
+        write_new(&self.result_path(&r.trial_id)?, &to_pretty_json(r))
+    }
+
+    pub fn read_result(&self, id: &str) -> Result<TrialResult> {
+        read_json(&self.result_path(id)?)
+    }
+
+    pub fn has_result(&self, id: &str) -> bool {
+        self.result_path(id).map(|p| p.is_file()).unwrap_or(false)
+    }
+
+    /// Drop a claim once its result is published (or given up).
+    pub fn drop_claim(&self, claim: &Claim) -> Result<()> {
+        match fs::remove_file(&claim.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(FsError::io("remove claim", &claim.path, e)),
+        }
+    }
+
+    /// Hand a claimed setting back to the queue, with `attempt` as given.
+    /// Used on preemption (same attempt) and by the master for dead workers
+    /// (attempt + 1). The new pending file is written before the claim is
+    /// removed, so a crash in between leaves a duplicate claim the master
+    /// cleans up, never a lost setting.
+    pub fn requeue(&self, claim: &Claim, setting: &TrialSetting) -> Result<()> {
+        self.publish(setting)?;
+        self.drop_claim(claim)
+    }
+
+    pub fn write_heartbeat(&self, hb: &Heartbeat) -> Result<()> {
+        let p = self.file(Sub::Heartbeats, &hb.worker)?;
+        write_atomic(&p, &to_pretty_json(hb))
+    }
+
+    pub fn read_heartbeat(&self, worker: &str) -> Result<Heartbeat> {
+        read_json(&self.file(Sub::Heartbeats, worker)?)
+    }
+
+    /// Move a corrupt file into `quarantine/` (with a unique name) so it
+    /// stops tripping scanners but is kept for inspection.
+    pub fn quarantine(&self, path: &Path) -> Result<PathBuf> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let parent = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let to = self.sub(Sub::Quarantine).join(format!(
+            "{parent}-{name}-{}-{}",
+            std::process::id(),
+            hps_common::files::unix_now() as u64
+        ));
+        fs::rename(path, &to).map_err(|e| FsError::io("quarantine", path, e))?;
+        Ok(to)
+    }
+
+    /// Remove temp files older than `age` left behind by crashed writers.
+    pub fn sweep_temp_files(&self, age: std::time::Duration) -> usize {
+        let mut removed = 0;
+        let mut dirs: Vec<PathBuf> = Sub::ALL.iter().map(|s| self.sub(*s)).collect();
+        dirs.push(self.root.clone());
+        for dir in dirs {
+            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            for e in entries.flatten() {
+                let name = e.file_name();
+                if !name.to_string_lossy().starts_with(TMP_PREFIX) {
+                    continue;
+                }
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|el| el >= age);
+                if old && fs::remove_file(e.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+}
+
+/// Read and parse a versioned JSON file.
+pub fn read_json<T: DeserializeOwned + Versioned>(path: &Path) -> Result<T> {
+    let text = fs::read_to_string(path).map_err(|e| FsError::io("read", path, e))?;
+    Ok(parse_versioned(path, &text)?)
+}
+
+fn read_optional<T: DeserializeOwned + Versioned>(path: &Path) -> Result<Option<T>> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(parse_versioned(path, &text)?)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(FsError::io("read", path, e)),
+    }
+}
+
+/// This host's name, for heartbeats and leases (informational).
+pub fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is valid for buf.len() bytes.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc == 0 {
+        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+        String::from_utf8_lossy(&buf[..end]).into_owned()
+    } else {
+        "unknown".into()
+    }
+}
+
+pub fn is_not_found(e: &FsError) -> bool {
+    matches!(e, FsError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hps_common::FORMAT_VERSION;
+
+    fn study() -> Study {
+        let text = r#"{"format_version":1,"name":"t",
+            "space":{"x0":{"type":"float","low":-5,"high":10},"x1":{"type":"float","low":0,"high":15}},
+            "objective":{"metric":"value","direction":"minimize"},
+            "sampler":{"kind":"random","seed":0},"budget":{"trials":5},
+            "trainer":{"kind":"function","name":"branin"}}"#;
+        parse_versioned(Path::new("s.json"), text).unwrap()
+    }
+
+    fn setting(i: u64) -> TrialSetting {
+        TrialSetting {
+            format_version: FORMAT_VERSION,
+            trial_id: hps_common::ids::trial_id(i),
+            index: i,
+            config: i,
+            repeat: 0,
+            seed: 0,
+            params: Default::default(),
+            epochs: 1,
+            time_limit_s: None,
+            attempt: 1,
+            batch: None,
+            sampler: "random".into(),
+        }
+    }
+
+    #[test]
+    fn init_refuses_an_existing_study() {
+        let tmp = tempfile::tempdir().unwrap();
+        StudyDir::init(tmp.path(), &study()).unwrap();
+        let e = StudyDir::init(tmp.path(), &study()).unwrap_err();
+        assert!(matches!(e, FsError::AlreadyInitialized { .. }), "{e}");
+        assert_eq!(StudyDir::open(tmp.path()).unwrap().read_study().unwrap(), study());
+    }
+
+    #[test]
+    fn open_names_the_missing_study() {
+        let tmp = tempfile::tempdir().unwrap();
+        let e = StudyDir::open(tmp.path()).unwrap_err().to_string();
+        assert!(e.contains("not an hps study directory") && e.contains("hps-master init"), "{e}");
+    }
+
+    #[test]
+    fn exactly_one_of_many_claimers_wins() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StudyDir::init(tmp.path(), &study()).unwrap();
+        for i in 0..50 {
+            dir.publish(&setting(i)).unwrap();
+        }
+        let claimed: Vec<Vec<String>> = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|w| {
+                    let dir = dir.clone();
+                    s.spawn(move || {
+                        let mut mine = Vec::new();
+                        for id in dir.list(Sub::Pending).unwrap() {
+                            if let Some(c) = dir.claim(&id, &format!("w{w}")).unwrap() {
+                                mine.push(c.trial_id);
+                            }
+                        }
+                        mine
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut all: Vec<String> = claimed.into_iter().flatten().collect();
+        all.sort();
+        let n = all.len();
+        all.dedup();
+        assert_eq!((n, all.len()), (50, 50), "every setting claimed exactly once");
+        assert_eq!(dir.list_running().unwrap().len(), 50);
+        assert!(dir.list(Sub::Pending).unwrap().is_empty());
+    }
+
+    #[test]
+    fn requeue_returns_the_setting_to_pending() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StudyDir::init(tmp.path(), &study()).unwrap();
+        dir.publish(&setting(0)).unwrap();
+        let c = dir.claim("t000000", "w0").unwrap().unwrap();
+        let mut s = dir.read_claim(&c).unwrap();
+        s.attempt += 1;
+        dir.requeue(&c, &s).unwrap();
+        assert_eq!(dir.list(Sub::Pending).unwrap(), vec!["t000000"]);
+        assert!(dir.list_running().unwrap().is_empty());
+        let c = dir.claim("t000000", "w1").unwrap().unwrap();
+        assert_eq!(dir.read_claim(&c).unwrap().attempt, 2);
+    }
+
+    #[test]
+    fn scanners_skip_temp_files_and_bad_names_are_rejected() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StudyDir::init(tmp.path(), &study()).unwrap();
+        fs::write(dir.sub(Sub::Pending).join(".tmp.t000001.json.1.2.3"), b"{").unwrap();
+        assert!(dir.list(Sub::Pending).unwrap().is_empty());
+        assert!(dir.claim("../study", "w0").is_err());
+        assert!(dir.claim("t000001", "../w").is_err());
+    }
+}

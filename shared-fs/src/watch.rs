@@ -1,0 +1,146 @@
+//! Wake-ups for the master's and workers' scan loops.
+//!
+//! Native change events (inotify and friends) only *hint* that something
+//! may have changed; the periodic rescan is the truth. On NFS, inotify never
+//! sees writes made by other clients, so `WatchMode::Poll` turns events off
+//! and relies on the scan alone.
+
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WatchMode {
+    /// Native events as hints, plus a rescan at least every interval.
+    Native(Duration),
+    /// No events: rescan every interval.
+    Poll(Duration),
+}
+
+impl WatchMode {
+    pub fn interval(self) -> Duration {
+        match self {
+            WatchMode::Native(d) | WatchMode::Poll(d) => d,
+        }
+    }
+}
+
+/// Blocks a scan loop until something may have changed.
+pub struct Waker {
+    rx: Receiver<()>,
+    tx: SyncSender<()>,
+    interval: Duration,
+    // Kept alive for as long as the Waker; dropping it stops the events.
+    _watcher: Option<Box<dyn Watcher + Send>>,
+    description: String,
+}
+
+impl Waker {
+    /// Watch `dirs` (non-recursively). If native watching cannot be set up
+    /// (for example the inotify watch limit is reached), falls back to
+    /// polling and says so in [`Waker::description`].
+    pub fn new(dirs: &[PathBuf], mode: WatchMode) -> Waker {
+        // Capacity 1: one pending hint is as good as a thousand.
+        let (tx, rx) = sync_channel(1);
+        let interval = mode.interval();
+        let (watcher, description) = match mode {
+            WatchMode::Poll(d) => (None, format!("polling every {}", fmt_dur(d))),
+            WatchMode::Native(d) => match native(dirs, tx.clone()) {
+                Ok(w) => (Some(w), format!("native events, rescan every {}", fmt_dur(d))),
+                Err(e) => (
+                    None,
+                    format!(
+                        "polling every {} (native watching failed: {e}; if the inotify limit \
+                         is reached raise fs.inotify.max_user_watches or pass --poll)",
+                        fmt_dur(d)
+                    ),
+                ),
+            },
+        };
+        Waker { rx, tx, interval, _watcher: watcher, description }
+    }
+
+    /// How this waker learns of changes, for the log.
+    pub fn description(&self) -> &str {
+        &self.description
+    }
+
+    /// A handle that wakes the loop from elsewhere (e.g. a signal handler).
+    pub fn handle(&self) -> WakeHandle {
+        WakeHandle(self.tx.clone())
+    }
+
+    /// Block until a hint arrives or the rescan interval (capped at `max`)
+    /// passes. Extra queued hints are drained: the caller rescans anyway.
+    pub fn wait(&self, max: Duration) {
+        match self.rx.recv_timeout(self.interval.min(max)) {
+            Ok(()) | Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+        }
+        while self.rx.try_recv().is_ok() {}
+    }
+}
+
+/// Wakes a [`Waker`] without blocking.
+#[derive(Clone)]
+pub struct WakeHandle(SyncSender<()>);
+
+impl WakeHandle {
+    pub fn wake(&self) {
+        let _ = self.0.try_send(());
+    }
+}
+
+fn native(dirs: &[PathBuf], tx: SyncSender<()>) -> notify::Result<Box<dyn Watcher + Send>> {
+    let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+        // Never block inside the callback: a full channel already means
+        // "rescan", so a failed try_send loses nothing.
+        if res.is_ok() {
+            match tx.try_send(()) {
+                Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
+            }
+        }
+    })?;
+    for d in dirs {
+        w.watch(d, RecursiveMode::NonRecursive)?;
+    }
+    Ok(Box::new(w))
+}
+
+fn fmt_dur(d: Duration) -> String {
+    if d.as_millis() % 1000 == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    fn native_event_wakes_before_the_rescan_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = Waker::new(&[dir.path().to_path_buf()], WatchMode::Native(Duration::from_secs(30)));
+        assert!(w.description().starts_with("native"), "{}", w.description());
+        let p = dir.path().join("x");
+        let t = Instant::now();
+        let writer = std::thread::spawn(move || std::fs::write(p, b"x").unwrap());
+        w.wait(Duration::from_secs(20));
+        writer.join().unwrap();
+        assert!(t.elapsed() < Duration::from_secs(20), "the event should have woken the waiter");
+    }
+
+    #[test]
+    fn handle_wakes_a_polling_waiter() {
+        let w = Waker::new(&[], WatchMode::Poll(Duration::from_secs(30)));
+        let h = w.handle();
+        h.wake();
+        let t = Instant::now();
+        w.wait(Duration::from_secs(20));
+        assert!(t.elapsed() < Duration::from_secs(20));
+    }
+}

@@ -1,1 +1,225 @@
-fn main() {}
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use hps_master::{presets, report, run};
+use hps_shared_fs::StudyDir;
+
+/// hps master: proposes hyperparameter settings into a shared study
+/// directory and collects the results workers write back.
+#[derive(Parser)]
+#[command(name = "hps-master", version, about)]
+struct Cli {
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Args)]
+struct LogArgs {
+    /// More log output (-v debug, -vv trace). RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a study directory from a study file or a preset.
+    Init {
+        dir: PathBuf,
+        /// The study file (see docs/study-file.md).
+        #[arg(long, conflicts_with = "preset", required_unless_present = "preset")]
+        study: Option<PathBuf>,
+        /// A built-in study: s1, s2, s3, s4, s5, quickstart, branin.
+        #[arg(long)]
+        preset: Option<String>,
+    },
+    /// Propose settings, collect results, stop when the budget is spent.
+    /// Running it again on the same directory continues the search.
+    Run {
+        dir: PathBuf,
+        /// Never use filesystem events; rescan every SECONDS instead
+        /// (the default on NFS/FUSE/Ceph/Lustre, where events are unreliable).
+        #[arg(long, value_name = "SECONDS")]
+        poll: Option<f64>,
+        /// Rescan at least every SECONDS even when events work.
+        #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+        rescan: f64,
+        /// Presume a worker dead after its heartbeat has not changed for SECONDS.
+        #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+        worker_grace: f64,
+        /// Runs of a trial (on workers that died) before it is marked failed.
+        #[arg(long, default_value_t = 3)]
+        max_attempts: u32,
+        /// Renew the master lease every SECONDS.
+        #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
+        lease_interval: f64,
+    },
+    /// Counts of pending, running, done and failed trials; live workers; the best so far.
+    Status { dir: PathBuf },
+    /// A table of the best trials with their hyperparameters.
+    Best {
+        dir: PathBuf,
+        #[arg(short, default_value_t = 10)]
+        n: usize,
+    },
+    /// One row per trial with hyperparameters and final metrics.
+    Export {
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Csv)]
+        format: Format,
+        /// Write here instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    Csv,
+    Jsonl,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.log.verbose);
+    match dispatch(cli.cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
+
+fn seconds(name: &str, v: f64) -> Result<Duration> {
+    if !(v > 0.0) || !v.is_finite() {
+        bail!("--{name} must be a positive number of seconds, got {v}");
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+fn dispatch(cmd: Cmd) -> Result<()> {
+    match cmd {
+        Cmd::Init { dir, study, preset } => {
+            let (text, source) = match (study, preset) {
+                (Some(path), _) => (
+                    std::fs::read_to_string(&path)
+                        .with_context(|| format!("failed to read the study file `{}`", path.display()))?,
+                    path,
+                ),
+                (None, Some(name)) => match presets::preset(&name) {
+                    Some(t) => (t.to_string(), PathBuf::from(format!("preset:{name}"))),
+                    None => bail!("unknown preset `{name}`; presets are {}", presets::PRESETS.join(", ")),
+                },
+                (None, None) => bail!("give --study FILE or --preset NAME"),
+            };
+            let study = hps_master::init(&dir, &text, &source)?;
+            println!(
+                "created study `{}` in {} ({} trials planned)",
+                study.name,
+                dir.display(),
+                study.total_trials().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+            );
+            Ok(())
+        }
+        Cmd::Run { dir, poll, rescan, worker_grace, max_attempts, lease_interval } => {
+            let mut cfg = run::RunConfig::new(dir);
+            cfg.poll = poll.map(|p| seconds("poll", p)).transpose()?;
+            cfg.rescan = seconds("rescan", rescan)?;
+            cfg.worker_grace = seconds("worker-grace", worker_grace)?;
+            cfg.lease_interval = seconds("lease-interval", lease_interval)?;
+            if max_attempts == 0 {
+                bail!("--max-attempts must be at least 1");
+            }
+            cfg.max_attempts = max_attempts;
+            let shutdown = Arc::new(AtomicBool::new(false));
+            {
+                let s = shutdown.clone();
+                ctrlc_flag(s);
+            }
+            let summary = run::run(&cfg, shutdown.clone())?;
+            if summary.finished {
+                println!("study finished: {} trials, {} results", summary.planned, summary.results);
+            } else {
+                println!(
+                    "stopped with {} of {} trials proposed and {} results; run the same command to continue",
+                    summary.proposed, summary.planned, summary.results
+                );
+            }
+            if shutdown.load(Ordering::SeqCst) && !summary.finished {
+                return Ok(());
+            }
+            Ok(())
+        }
+        Cmd::Status { dir } => report::status(&open(&dir)?, &mut std::io::stdout().lock()),
+        Cmd::Best { dir, n } => report::best(&open(&dir)?, n, &mut std::io::stdout().lock()),
+        Cmd::Export { dir, format, output } => {
+            let d = open(&dir)?;
+            let format = match format {
+                Format::Csv => report::ExportFormat::Csv,
+                Format::Jsonl => report::ExportFormat::Jsonl,
+            };
+            match output {
+                Some(path) => {
+                    let mut buf = Vec::new();
+                    report::export(&d, format, &mut buf)?;
+                    hps_shared_fs::write_atomic(&path, &buf)?;
+                    Ok(())
+                }
+                None => report::export(&d, format, &mut std::io::stdout().lock()),
+            }
+        }
+    }
+}
+
+fn open(dir: &std::path::Path) -> Result<StudyDir> {
+    Ok(StudyDir::open(dir)?)
+}
+
+/// Set `flag` on SIGINT or SIGTERM (a second signal exits at once).
+fn ctrlc_flag(flag: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(_) => return,
+        };
+        rt.block_on(async move {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+                return;
+            };
+            for _ in 0..2 {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                if flag.swap(true, Ordering::SeqCst) {
+                    std::process::exit(130);
+                }
+                tracing::info!("signal received; finishing the current scan (again to exit at once)");
+            }
+        });
+    });
+}

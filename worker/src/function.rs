@@ -1,0 +1,95 @@
+//! The `function` trainer: analytic test objectives that cost no time
+//! (or a configurable sleep), for tests and sampler benchmarks.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use hps_common::functions::Function;
+use hps_common::Params;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum FunctionOutcome {
+    Done { metrics: BTreeMap<String, f64> },
+    Invalid(String),
+    Interrupted,
+}
+
+/// Evaluate `f` at the point given by params `x0..x{d-1}`, after sleeping
+/// `sleep_s` (in small steps, so `should_stop` is honoured).
+pub fn evaluate(
+    f: Function,
+    dim: Option<usize>,
+    sleep_s: f64,
+    params: &Params,
+    should_stop: &dyn Fn() -> bool,
+) -> FunctionOutcome {
+    let d = match f.dimension(dim) {
+        Ok(d) => d,
+        Err(m) => return FunctionOutcome::Invalid(m),
+    };
+    let mut x = Vec::with_capacity(d);
+    for i in 0..d {
+        let key = format!("x{i}");
+        match params.get(&key).and_then(|v| v.as_f64()) {
+            Some(v) if v.is_finite() => x.push(v),
+            Some(v) => return FunctionOutcome::Invalid(format!("{key} must be a finite number, got {v}")),
+            None => {
+                return FunctionOutcome::Invalid(format!(
+                    "{} needs a number `{key}`, got {}",
+                    f.as_str(),
+                    params.get(&key).map(|v| v.to_string()).unwrap_or_else(|| "nothing".into())
+                ))
+            }
+        }
+    }
+    if sleep_s > 0.0 {
+        let until = Instant::now() + Duration::from_secs_f64(sleep_s);
+        while Instant::now() < until {
+            if should_stop() {
+                return FunctionOutcome::Interrupted;
+            }
+            std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
+        }
+    }
+    let value = f.evaluate(&x);
+    let mut metrics = BTreeMap::new();
+    metrics.insert("value".to_string(), value);
+    metrics.insert("regret".to_string(), value - f.optimum(d));
+    FunctionOutcome::Done { metrics }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Value;
+
+    fn params(xs: &[f64]) -> Params {
+        xs.iter().enumerate().map(|(i, v)| (format!("x{i}"), Value::from(*v))).collect()
+    }
+
+    #[test]
+    fn branin_at_its_minimum_has_zero_regret() {
+        let p = params(&[std::f64::consts::PI, 2.275]);
+        let FunctionOutcome::Done { metrics } = evaluate(Function::Branin, None, 0.0, &p, &|| false) else {
+            panic!()
+        };
+        assert!(metrics["regret"].abs() < 1e-5, "{metrics:?}");
+    }
+
+    #[test]
+    fn non_numeric_input_is_invalid() {
+        let mut p = params(&[1.0]);
+        p.insert("x1".into(), Value::from("a"));
+        let out = evaluate(Function::Branin, None, 0.0, &p, &|| false);
+        assert!(matches!(out, FunctionOutcome::Invalid(m) if m.contains("x1")));
+    }
+
+    #[test]
+    fn sleep_is_interruptible() {
+        let p = params(&[1.0, 1.0]);
+        let t = Instant::now();
+        let out = evaluate(Function::Branin, None, 30.0, &p, &|| true);
+        assert_eq!(out, FunctionOutcome::Interrupted);
+        assert!(t.elapsed() < Duration::from_secs(10));
+    }
+}

@@ -1,0 +1,370 @@
+//! The worker loop: claim a pending setting, train it, publish the result.
+
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hps_common::files::unix_now;
+use hps_common::{
+    Heartbeat, Study, TrainerSpec, TrialResult, TrialSetting, TrialStatus, FORMAT_VERSION,
+};
+use hps_shared_fs::dir::{hostname, is_not_found};
+use hps_shared_fs::{detect_remote_fs, Claim, StudyDir, Sub, WatchMode, Waker};
+use tracing::{error, info, info_span, warn};
+
+use crate::cnn::{self, CnnConfig, Dataset, TrainError};
+use crate::device::DeviceSpec;
+use crate::function::{self, FunctionOutcome};
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub dir: PathBuf,
+    /// Unique among the study's workers; becomes a file name.
+    pub id: String,
+    pub device: DeviceSpec,
+    /// Dataset directory; overrides the study's `trainer.data`.
+    pub data: Option<PathBuf>,
+    /// `Some(interval)`: scan only, no native events.
+    pub poll: Option<Duration>,
+    pub rescan: Duration,
+    pub heartbeat_interval: Duration,
+    /// Exit after one trial.
+    pub once: bool,
+}
+
+impl WorkerConfig {
+    pub fn new(dir: PathBuf, id: String) -> Self {
+        WorkerConfig {
+            dir,
+            id,
+            device: DeviceSpec::Cpu,
+            data: None,
+            poll: None,
+            rescan: Duration::from_secs(2),
+            heartbeat_interval: Duration::from_secs(2),
+            once: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WorkerSummary {
+    pub trials: u64,
+    pub interrupted: bool,
+}
+
+/// What the heartbeat thread reports.
+#[derive(Debug, Clone, Default)]
+struct Status {
+    trial: Option<String>,
+    epoch: Option<u32>,
+}
+
+enum Trainer {
+    Cnn { data: Box<Dataset>, device: candle_core::Device, defaults: hps_common::CnnDefaults },
+    Function { f: hps_common::functions::Function, dim: Option<usize>, sleep_s: f64 },
+}
+
+/// Run the worker until the study is finished (or after one trial with
+/// `once`), or until `shutdown` is set — then the trial in hand is handed
+/// back to the queue.
+pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummary> {
+    hps_common::validate_id("worker id", &cfg.id)?;
+    let dir = StudyDir::open(&cfg.dir)?;
+    let study = dir.read_study()?;
+    let trainer = open_trainer(cfg, &study)?;
+
+    let mode = match cfg.poll {
+        Some(d) => WatchMode::Poll(d),
+        None => match detect_remote_fs(dir.root()) {
+            Some(fs) => {
+                info!(filesystem = fs.0, "study directory is on a network/FUSE filesystem: polling");
+                WatchMode::Poll(cfg.rescan)
+            }
+            None => WatchMode::Native(cfg.rescan),
+        },
+    };
+    let waker = Waker::new(&[dir.sub(Sub::Pending), dir.root().to_path_buf()], mode);
+    info!(worker = %cfg.id, device = %cfg.device, study = %study.name, watch = waker.description(), "worker started");
+
+    let status = Arc::new(Mutex::new(Status::default()));
+    let hb_stop = Arc::new(AtomicBool::new(false));
+    let hb = spawn_heartbeat(dir.clone(), cfg.clone(), status.clone(), hb_stop.clone(), shutdown.clone());
+
+    let mut summary = WorkerSummary::default();
+    let outcome = (|| -> Result<()> {
+        loop {
+            if shutdown.load(Ordering::SeqCst) {
+                summary.interrupted = true;
+                return Ok(());
+            }
+            if let Some(claim) = claim_next(&dir, &cfg.id)? {
+                let done = run_claim(&dir, &study, &trainer, cfg, &claim, &status, &shutdown)?;
+                if !done {
+                    summary.interrupted = true;
+                    return Ok(());
+                }
+                summary.trials += 1;
+                if cfg.once {
+                    return Ok(());
+                }
+                continue;
+            }
+            if dir.is_finished() {
+                info!(trials = summary.trials, "study finished; worker exiting");
+                return Ok(());
+            }
+            waker.wait(cfg.rescan);
+        }
+    })();
+    hb_stop.store(true, Ordering::SeqCst);
+    let _ = hb.join();
+    write_heartbeat(&dir, cfg, &Status::default(), u64::MAX, "stopped");
+    outcome.map(|()| summary)
+}
+
+fn open_trainer(cfg: &WorkerConfig, study: &Study) -> Result<Trainer> {
+    Ok(match &study.trainer {
+        TrainerSpec::Cnn { data, defaults } => {
+            let device = cfg.device.open()?;
+            let path = cfg
+                .data
+                .clone()
+                .or_else(|| data.as_ref().map(PathBuf::from))
+                .unwrap_or_else(|| PathBuf::from(cnn::DEFAULT_DATA_DIR));
+            let t = Instant::now();
+            let data = Dataset::load(&path, &device)?;
+            info!(data = %path.display(), train = data.train_len(), test = data.test_len(), "dataset loaded in {:.1}s", t.elapsed().as_secs_f64());
+            Trainer::Cnn { data: Box::new(data), device, defaults: defaults.clone() }
+        }
+        TrainerSpec::Function { name, dim, sleep_s } => {
+            // The function trainer needs no device, but a GPU that was asked
+            // for and is missing is still an error.
+            cfg.device.open()?;
+            Trainer::Function { f: *name, dim: *dim, sleep_s: *sleep_s }
+        }
+    })
+}
+
+/// Claim the first pending setting we can win. Losing a race to another
+/// worker is normal: try the next one.
+fn claim_next(dir: &StudyDir, worker: &str) -> Result<Option<Claim>> {
+    // A claim already under our name is from an earlier life of this worker
+    // (it crashed or was killed): resume it before taking new work.
+    if let Some(c) = dir.list_running()?.into_iter().find(|c| c.worker == worker && !dir.has_result(&c.trial_id)) {
+        info!(trial = %c.trial_id, "resuming a trial this worker held before it stopped");
+        return Ok(Some(c));
+    }
+    for id in dir.list(Sub::Pending)? {
+        if hps_common::validate_id("trial id", &id).is_err() {
+            let path = dir.sub(Sub::Pending).join(format!("{id}.json"));
+            warn!(file = %path.display(), "pending file with an invalid trial id; moving it to quarantine/");
+            let _ = dir.quarantine(&path);
+            continue;
+        }
+        if let Some(c) = dir.claim(&id, worker)? {
+            return Ok(Some(c));
+        }
+    }
+    Ok(None)
+}
+
+/// Run one claimed trial. Returns false when it was interrupted and handed
+/// back to the queue.
+fn run_claim(
+    dir: &StudyDir,
+    study: &Study,
+    trainer: &Trainer,
+    cfg: &WorkerConfig,
+    claim: &Claim,
+    status: &Mutex<Status>,
+    shutdown: &AtomicBool,
+) -> Result<bool> {
+    let setting = match dir.read_claim(claim) {
+        Ok(s) if s.trial_id == claim.trial_id => s,
+        Ok(s) => {
+            warn!(file = %claim.path.display(), "setting file says trial `{}`; moving it to quarantine/", s.trial_id);
+            dir.quarantine(&claim.path)?;
+            return Ok(true);
+        }
+        Err(e) if is_not_found(&e) => return Ok(true),
+        Err(e) => {
+            // The master re-publishes it from its record in settings/.
+            warn!("{e}; moving it to quarantine/");
+            dir.quarantine(&claim.path)?;
+            return Ok(true);
+        }
+    };
+    let span = info_span!("trial", trial_id = %setting.trial_id);
+    let _g = span.enter();
+    info!(attempt = setting.attempt, params = %serde_json::to_string(&setting.params).unwrap_or_default(), "claimed");
+    *status.lock().unwrap() = Status { trial: Some(setting.trial_id.clone()), epoch: None };
+
+    let log_path = dir.log_path(&setting.trial_id)?;
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("failed to open the trial log `{}`", log_path.display()))?;
+    let _ = writeln!(
+        log,
+        "# trial {} attempt {} worker {} device {} seed {} params {}",
+        setting.trial_id,
+        setting.attempt,
+        cfg.id,
+        cfg.device,
+        setting.seed,
+        serde_json::to_string(&setting.params).unwrap_or_default()
+    );
+    let _ = writeln!(log, "# epoch elapsed_s train_loss val_loss val_error");
+
+    let started = Instant::now();
+    let should_stop = || shutdown.load(Ordering::SeqCst);
+    let mut result = base_result(&setting, cfg);
+    match trainer {
+        Trainer::Cnn { data, device, defaults } => {
+            match CnnConfig::from_params(&setting.params, defaults, setting.epochs, setting.time_limit_s, setting.seed) {
+                Err(e) => {
+                    result.status = TrialStatus::Invalid;
+                    result.error = Some(e.to_string());
+                }
+                Ok(cc) => {
+                    let mut on_epoch = |s: &hps_common::EpochStat| {
+                        let _ = writeln!(log, "{} {:.3} {:.6} {:.6} {:.6}", s.epoch, s.elapsed_s, s.train_loss, s.val_loss, s.val_error);
+                        info!(epoch = s.epoch, elapsed_s = format!("{:.1}", s.elapsed_s), train_loss = s.train_loss, val_loss = s.val_loss, val_error = s.val_error, "epoch");
+                        status.lock().unwrap().epoch = Some(s.epoch);
+                    };
+                    match cnn::train(&cc, data, device, &mut on_epoch, &should_stop) {
+                        Ok(out) => {
+                            result.status = out.status;
+                            result.curve = out.curve;
+                            result.best_epoch = out.best_epoch;
+                            result.metrics = out.metrics;
+                            result.epochs_completed = out.epochs_completed;
+                            result.error = out.error;
+                        }
+                        Err(TrainError::Interrupted) => return release(dir, claim, &setting),
+                        Err(TrainError::InvalidCombination(m)) => {
+                            result.status = TrialStatus::Invalid;
+                            result.error = Some(m);
+                        }
+                        Err(e) => {
+                            error!("training failed: {e}");
+                            result.status = TrialStatus::Failed;
+                            result.error = Some(e.to_string());
+                        }
+                    }
+                }
+            }
+        }
+        Trainer::Function { f, dim, sleep_s } => {
+            match function::evaluate(*f, *dim, *sleep_s, &setting.params, &should_stop) {
+                FunctionOutcome::Done { metrics } => {
+                    result.status = TrialStatus::Complete;
+                    result.metrics = metrics;
+                    result.epochs_completed = 1;
+                }
+                FunctionOutcome::Invalid(m) => {
+                    result.status = TrialStatus::Invalid;
+                    result.error = Some(m);
+                }
+                FunctionOutcome::Interrupted => return release(dir, claim, &setting),
+            }
+        }
+    }
+    if result.status == TrialStatus::Complete {
+        result.objective = result.metrics.get(&study.objective.metric).copied();
+    }
+    result.wall_time_s = started.elapsed().as_secs_f64();
+    result.finished_at_unix = unix_now();
+    if let Some(e) = &result.error {
+        let _ = writeln!(log, "# {}: {e}", result.status.as_str());
+    }
+    let _ = writeln!(log, "# {} in {:.1}s objective {:?}", result.status.as_str(), result.wall_time_s, result.objective);
+
+    if dir.submit_result(&result)? {
+        match result.objective {
+            Some(v) => info!(status = result.status.as_str(), "done: {} = {v:.6} in {:.1}s", study.objective.metric, result.wall_time_s),
+            None => info!(status = result.status.as_str(), error = result.error.as_deref().unwrap_or(""), "done without an objective"),
+        }
+    } else {
+        warn!("a result for this trial was already published (a re-run of a trial presumed lost); keeping the first one");
+    }
+    dir.drop_claim(claim)?;
+    *status.lock().unwrap() = Status::default();
+    Ok(true)
+}
+
+/// Preemption: hand the trial back to the queue with the same attempt.
+fn release(dir: &StudyDir, claim: &Claim, setting: &TrialSetting) -> Result<bool> {
+    info!("interrupted; handing the trial back to the queue");
+    dir.requeue(claim, setting)?;
+    Ok(false)
+}
+
+fn base_result(s: &TrialSetting, cfg: &WorkerConfig) -> TrialResult {
+    TrialResult {
+        format_version: FORMAT_VERSION,
+        trial_id: s.trial_id.clone(),
+        status: TrialStatus::Failed,
+        params: s.params.clone(),
+        seed: s.seed,
+        objective: None,
+        metrics: Default::default(),
+        curve: Vec::new(),
+        best_epoch: None,
+        epochs_completed: 0,
+        wall_time_s: 0.0,
+        device: cfg.device.to_string(),
+        worker: cfg.id.clone(),
+        attempt: s.attempt,
+        error: None,
+        finished_at_unix: 0.0,
+    }
+}
+
+fn write_heartbeat(dir: &StudyDir, cfg: &WorkerConfig, st: &Status, seq: u64, state: &str) {
+    let hb = Heartbeat {
+        format_version: FORMAT_VERSION,
+        worker: cfg.id.clone(),
+        host: hostname(),
+        pid: std::process::id(),
+        device: cfg.device.to_string(),
+        seq,
+        state: state.to_string(),
+        trial: st.trial.clone(),
+        epoch: st.epoch,
+        interval_s: cfg.heartbeat_interval.as_secs_f64(),
+        written_at_unix: unix_now(),
+    };
+    if let Err(e) = dir.write_heartbeat(&hb) {
+        warn!("{e}");
+    }
+}
+
+fn spawn_heartbeat(
+    dir: StudyDir,
+    cfg: WorkerConfig,
+    status: Arc<Mutex<Status>>,
+    stop: Arc<AtomicBool>,
+    shutdown: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut seq = 0u64;
+        while !stop.load(Ordering::SeqCst) {
+            let st = status.lock().unwrap().clone();
+            let state = if st.trial.is_some() { "training" } else { "idle" };
+            write_heartbeat(&dir, &cfg, &st, seq, state);
+            seq += 1;
+            let t = Instant::now();
+            while t.elapsed() < cfg.heartbeat_interval && !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = &shutdown;
+        }
+    })
+}

@@ -118,11 +118,12 @@ impl ParamSpec {
                 Ok(spaced(n)
                     .into_iter()
                     .map(|u| {
-                        if *log {
-                            float_value((low.ln() + u * (high.ln() - low.ln())).exp())
+                        let v = if *log {
+                            (low.ln() + u * (high.ln() - low.ln())).exp()
                         } else {
-                            float_value(low + u * (high - low))
-                        }
+                            low + u * (high - low)
+                        };
+                        float_value(v.clamp(*low, *high))
                     })
                     .collect())
             }

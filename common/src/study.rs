@@ -29,6 +29,8 @@ pub struct Study {
     /// so settings are compared on common random numbers.
     #[serde(default)]
     pub seed: u64,
+    /// Optional: grid studies may leave it out entirely.
+    #[serde(default)]
     pub budget: Budget,
     #[serde(default)]
     pub mode: Mode,
@@ -120,6 +122,12 @@ pub enum Mode {
         #[serde(default = "two")]
         queue: u32,
     },
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Budget { trials: None, epochs: 1, time_limit_s: None }
+    }
 }
 
 fn two() -> u32 {
@@ -269,7 +277,20 @@ impl Versioned for Study {
             _ => {}
         }
         if let SamplerSpec::Grid { .. } = self.sampler {
-            self.grid_size()?;
+            let size = self.grid_size()?;
+            let full = size.saturating_mul(self.repeats as u64);
+            if let Some(n) = self.budget.trials {
+                if n > full {
+                    return Err((
+                        "budget.trials".into(),
+                        format!(
+                            "{n} is more than the grid holds ({size} settings x {} repeats = {full}); \
+                             raise `repeats` or leave `budget.trials` out",
+                            self.repeats
+                        ),
+                    ));
+                }
+            }
         }
         self.total_trials()?;
         match &self.trainer {

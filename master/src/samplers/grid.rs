@@ -13,7 +13,8 @@ const MAX_SHUFFLED: u64 = 10_000_000;
 
 /// Parameters are taken in name order and the last one varies fastest, like
 /// nested for-loops. With `shuffle`, a seeded permutation of that order.
-/// Beyond the end of the grid the order wraps around.
+/// `budget.trials` may not exceed the grid (study validation), so the
+/// modulo below only guards against misuse.
 pub struct GridSampler {
     axes: Vec<(String, Vec<Value>)>,
     size: u64,

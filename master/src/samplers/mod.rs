@@ -58,7 +58,7 @@ mod tests {
         let text = format!(
             r#"{{"format_version":1,"name":"t","space":{space},
               "objective":{{"metric":"val_error","direction":"minimize"}},
-              "sampler":{sampler},"budget":{{"trials":50}},"trainer":{{"kind":"cnn"}}}}"#
+              "sampler":{sampler},"budget":{{"trials":18}},"trainer":{{"kind":"cnn"}}}}"#
         );
         hps_common::parse_versioned(std::path::Path::new("study.json"), &text).unwrap()
     }

@@ -1,0 +1,496 @@
+//! The built-in CNN trainer: the seed's Lasagne `build_cnn(nf)` trained on
+//! an MNIST-format data set (Fashion-MNIST by default) with SGD + momentum,
+//! on candle.
+//!
+//! Everything random (weights, dropout masks, the per-epoch shuffle) comes
+//! from ChaCha8 streams derived from the trial seed, so the same
+//! [`CnnConfig`] on the CPU gives a bit-identical curve.
+
+mod data;
+mod im2col;
+mod model;
+mod optim;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use candle_core::{DType, Device, Tensor};
+use hps_common::{CnnDefaults, EpochStat, Params, TrialStatus};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::Value;
+
+pub use data::{write_idx_dir, DataError, Dataset, DEFAULT_DATA_DIR};
+use model::{Cnn, Weights};
+use optim::SgdMomentum;
+
+/// At most this many examples per forward pass when evaluating.
+const EVAL_CHUNK: usize = 1000;
+/// Bound on the im2col buffer (f32 elements) of one evaluation chunk.
+const EVAL_COLS: usize = 8 << 20;
+
+/// Examples per evaluation forward pass: at most [`EVAL_CHUNK`], fewer for
+/// wide networks so the im2col buffers stay under [`EVAL_COLS`].
+fn eval_chunk(nf: usize) -> usize {
+    let per_example = model::cols_per_example(nf);
+    (EVAL_COLS / per_example).clamp(16, EVAL_CHUNK)
+}
+
+/// Resolved hyperparameters of one cnn trial.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CnnConfig {
+    pub lr: f64,
+    pub momentum: f64,
+    pub batch_size: usize,
+    pub nf: usize,
+    pub epochs: u32,
+    /// Training examples, from the start of the training file.
+    pub train_size: usize,
+    /// Validation examples, from the end of the training file (0 = none).
+    pub val_size: usize,
+    /// Test examples, from the start of the test file; 0 = whole test file.
+    pub test_size: usize,
+    pub seed: u64,
+    pub time_limit_s: Option<f64>,
+}
+
+/// Hyperparameters outside the trainer's domain; the message names the
+/// parameter and the bad value.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidParams(pub String);
+
+impl CnnConfig {
+    /// Resolve hyperparameters: `params` (from the trial's setting file; keys
+    /// among lr, momentum, batch_size, nf, epochs, train_size, val_size,
+    /// test_size) override `defaults`. `epochs` comes from the study budget
+    /// unless params has "epochs".
+    ///
+    /// Integer parameters accept integral JSON floats (`64.0`), since
+    /// samplers may produce them. Unknown keys, wrong JSON types and values
+    /// outside the domain (lr <= 0 or not finite, momentum outside [0, 1),
+    /// batch_size/nf/train_size/epochs 0, negative or fractional integers,
+    /// a non-positive time limit) give [`InvalidParams`].
+    pub fn from_params(
+        params: &Params,
+        defaults: &CnnDefaults,
+        epochs: u32,
+        time_limit_s: Option<f64>,
+        seed: u64,
+    ) -> Result<CnnConfig, InvalidParams> {
+        if let Some(k) = params.keys().find(|k| !hps_common::study::CNN_PARAMS.contains(&k.as_str())) {
+            return Err(InvalidParams(format!(
+                "unknown hyperparameter `{k}` for the cnn trainer (known: {})",
+                hps_common::study::CNN_PARAMS.join(", ")
+            )));
+        }
+        let lr = float_param(params, "lr", defaults.lr)?;
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(InvalidParams(format!("lr must be a positive number, got {lr}")));
+        }
+        let momentum = float_param(params, "momentum", defaults.momentum)?;
+        if !(0.0..1.0).contains(&momentum) {
+            return Err(InvalidParams(format!("momentum must be a number in [0, 1), got {momentum}")));
+        }
+        let positive = |name: &str, default: u64| -> Result<usize, InvalidParams> {
+            match int_param(params, name, default)? {
+                0 => Err(InvalidParams(format!("{name} must be a positive integer, got 0"))),
+                n => Ok(n),
+            }
+        };
+        let batch_size = positive("batch_size", defaults.batch_size)?;
+        let nf = positive("nf", defaults.nf)?;
+        let train_size = positive("train_size", defaults.train_size)?;
+        let epochs = positive("epochs", epochs as u64)?;
+        let epochs = u32::try_from(epochs)
+            .map_err(|_| InvalidParams(format!("epochs must be at most {}, got {epochs}", u32::MAX)))?;
+        let val_size = int_param(params, "val_size", defaults.val_size)?;
+        let test_size = int_param(params, "test_size", defaults.test_size)?;
+        if let Some(t) = time_limit_s {
+            if !(t.is_finite() && t > 0.0) {
+                return Err(InvalidParams(format!(
+                    "time_limit_s must be a positive number of seconds, got {t}"
+                )));
+            }
+        }
+        Ok(CnnConfig {
+            lr,
+            momentum,
+            batch_size,
+            nf,
+            epochs,
+            train_size,
+            val_size,
+            test_size,
+            seed,
+            time_limit_s,
+        })
+    }
+}
+
+fn float_param(params: &Params, name: &str, default: f64) -> Result<f64, InvalidParams> {
+    match params.get(name) {
+        None => Ok(default),
+        Some(v) => v
+            .as_f64()
+            .ok_or_else(|| InvalidParams(format!("{name} must be a number, got {v}"))),
+    }
+}
+
+/// A non-negative integer parameter (integral floats accepted).
+fn int_param(params: &Params, name: &str, default: u64) -> Result<usize, InvalidParams> {
+    let bad = |v: &Value| InvalidParams(format!("{name} must be a non-negative integer, got {v}"));
+    let n = match params.get(name) {
+        None => default,
+        Some(v) => match v.as_u64() {
+            Some(n) => n,
+            None => match v.as_f64() {
+                Some(f) if f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64 => f as u64,
+                _ => return Err(bad(v)),
+            },
+        },
+    };
+    usize::try_from(n).map_err(|_| InvalidParams(format!("{name} is too large, got {n}")))
+}
+
+/// What one training run produced.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CnnOutcome {
+    /// `Complete` (including a stop by the time limit) or `Diverged`.
+    pub status: TrialStatus,
+    /// One stat per finished epoch (a time-limited partial epoch included).
+    pub curve: Vec<EpochStat>,
+    /// Epoch (1-based) with the lowest finite val_loss; the last epoch when
+    /// there is no validation set.
+    pub best_epoch: Option<u32>,
+    /// Finite values only. At the best epoch: `val_loss`, `val_error`,
+    /// `val_accuracy`, `train_loss`, `test_loss`, `test_error`,
+    /// `test_accuracy`; at the last epoch: `last_val_loss`,
+    /// `last_val_error`, `last_train_loss`, `last_test_error`; plus
+    /// `epoch_time_s` (mean training seconds per full epoch) and `steps`.
+    pub metrics: BTreeMap<String, f64>,
+    /// Entries in `curve`.
+    pub epochs_completed: u32,
+    /// Optimizer steps done.
+    pub steps: u64,
+    /// Why the run diverged, e.g. "loss became NaN at epoch 3 step 12 ...".
+    pub error: Option<String>,
+    pub stopped_by_time_limit: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("candle: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// The config does not fit the data set (e.g. train_size + val_size
+    /// larger than the training file); the message names the values.
+    #[error("{0}")]
+    InvalidCombination(String),
+    /// `should_stop` returned true.
+    #[error("training interrupted")]
+    Interrupted,
+}
+
+/// Fix the number of CPU threads candle uses, by setting `RAYON_NUM_THREADS`
+/// (and `CANDLE_NUM_THREADS`) unless already set, and return the count in
+/// effect. `None` means the CPUs this process may use
+/// (`std::thread::available_parallelism`, which honours affinity and cgroup
+/// quotas).
+///
+/// Call it at the very start of `main`, before any other thread exists: it
+/// sets environment variables. It matters for speed, not correctness:
+/// without `RAYON_NUM_THREADS`, candle 0.11 re-reads `/proc/cpuinfo` on
+/// every matmul, which made CPU training about 3x slower in our tests.
+pub fn init_cpu_threads(threads: Option<usize>) -> usize {
+    let from_env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0);
+    let n = threads
+        .filter(|&n| n > 0)
+        .or_else(|| from_env("RAYON_NUM_THREADS"))
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    for k in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
+        if threads.is_some() || from_env(k).is_none() {
+            std::env::set_var(k, n.to_string());
+        }
+    }
+    n
+}
+
+fn rng_stream(seed: u64, stream: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(stream);
+    rng
+}
+
+fn check_sizes(cfg: &CnnConfig, data: &Dataset, device: &Device) -> Result<(), TrainError> {
+    let bad = |m: String| Err(TrainError::InvalidCombination(m));
+    let n = data.train_len();
+    if cfg.train_size == 0 || cfg.batch_size == 0 || cfg.nf == 0 {
+        return bad(format!(
+            "train_size, batch_size and nf must be positive, got {}, {}, {}",
+            cfg.train_size, cfg.batch_size, cfg.nf
+        ));
+    }
+    if cfg.train_size.saturating_add(cfg.val_size) > n {
+        return bad(format!(
+            "train_size ({}) + val_size ({}) exceeds the {n} examples of the training file",
+            cfg.train_size, cfg.val_size
+        ));
+    }
+    if cfg.test_size > data.test_len() {
+        return bad(format!(
+            "test_size ({}) exceeds the {} examples of the test file",
+            cfg.test_size,
+            data.test_len()
+        ));
+    }
+    if !data.device().same_device(device) {
+        return bad(format!(
+            "the dataset is on {:?} but training was asked to run on {:?}",
+            data.device(),
+            device
+        ));
+    }
+    Ok(())
+}
+
+/// Mean loss and error rate of `w` on `(x, y)`, in chunks of
+/// [`eval_chunk`]. NaN for an empty set.
+fn evaluate(
+    w: &Weights,
+    x: &Tensor,
+    y: &Tensor,
+    should_stop: &dyn Fn() -> bool,
+) -> Result<(f64, f64), TrainError> {
+    let n = y.dims()[0];
+    if n == 0 {
+        return Ok((f64::NAN, f64::NAN));
+    }
+    let chunk = eval_chunk(w.nf());
+    let (mut loss_sum, mut wrong) = (0.0f64, 0.0f64);
+    for start in (0..n).step_by(chunk) {
+        if should_stop() {
+            return Err(TrainError::Interrupted);
+        }
+        let len = chunk.min(n - start);
+        let (xs, ys) = (x.narrow(0, start, len)?, y.narrow(0, start, len)?);
+        let logits = w.forward(&xs)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &ys)?.to_scalar::<f32>()?;
+        loss_sum += loss as f64 * len as f64;
+        let miss = logits.argmax(1)?.ne(&ys)?.to_dtype(DType::F32)?.sum_all()?;
+        wrong += miss.to_scalar::<f32>()? as f64;
+    }
+    Ok((loss_sum / n as f64, wrong / n as f64))
+}
+
+/// Train the seed's `build_cnn(cfg.nf)` on `data`.
+///
+/// Per epoch: shuffle the first `train_size` training examples, train in
+/// minibatches of `batch_size` (last partial batch included), then evaluate
+/// without dropout on the last `val_size` training examples and call
+/// `on_epoch`. Test metrics are computed once at the end, from snapshots of
+/// the weights at the best and at the last epoch, on the first `test_size`
+/// test examples (0 = all).
+///
+/// `should_stop` is polled before every batch and every evaluation chunk;
+/// when it returns true the function returns [`TrainError::Interrupted`].
+///
+/// A non-finite batch loss (or validation loss) stops training at once with
+/// status `Diverged`; the curve keeps the epochs evaluated so far.
+///
+/// Time limit: elapsed *training* time (evaluation excluded) is checked
+/// after every batch. When it reaches `time_limit_s` at an epoch boundary,
+/// training stops after that epoch's evaluation. When it is reached in the
+/// middle of an epoch, the rest of the epoch is skipped, the partial epoch
+/// is evaluated and recorded as an ordinary curve entry (its train_loss is
+/// the mean over the batches done) and counts in `epochs_completed`. Either
+/// way `stopped_by_time_limit` is set and the status is `Complete` (a limit
+/// reached just as the final epoch ends is a normal finish).
+pub fn train(
+    cfg: &CnnConfig,
+    data: &Dataset,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(&EpochStat),
+    should_stop: &dyn Fn() -> bool,
+) -> Result<CnnOutcome, TrainError> {
+    check_sizes(cfg, data, device)?;
+    let mut init_rng = rng_stream(cfg.seed, 1);
+    let mut shuffle_rng = rng_stream(cfg.seed, 2);
+    let mut dropout_rng = rng_stream(cfg.seed, 3);
+
+    let model = Cnn::new(cfg.nf, &mut init_rng, device)?;
+    let mut opt = SgdMomentum::new(model.vars.len(), cfg.lr, cfg.momentum);
+
+    let (train_x, train_y) = (&data.train_images, &data.train_labels);
+    let val_start = data.train_len() - cfg.val_size;
+    let val_x = train_x.narrow(0, val_start, cfg.val_size)?;
+    let val_y = train_y.narrow(0, val_start, cfg.val_size)?;
+    let test_n = if cfg.test_size == 0 { data.test_len() } else { cfg.test_size };
+    let test_x = data.test_images.narrow(0, 0, test_n)?;
+    let test_y = data.test_labels.narrow(0, 0, test_n)?;
+
+    let limit = cfg.time_limit_s.map(Duration::from_secs_f64);
+    let mut perm: Vec<u32> = (0..cfg.train_size as u32).collect();
+    let n_batches = cfg.train_size.div_ceil(cfg.batch_size);
+
+    let mut run = Run::default();
+    'epochs: for epoch in 1..=cfg.epochs {
+        let t0 = Instant::now();
+        perm.shuffle(&mut shuffle_rng);
+        let (mut loss_sum, mut batches_done) = (0.0f64, 0usize);
+        for (b, chunk) in perm.chunks(cfg.batch_size).enumerate() {
+            if should_stop() {
+                return Err(TrainError::Interrupted);
+            }
+            let idx = Tensor::from_slice(chunk, chunk.len(), device)?;
+            let x = train_x.index_select(&idx, 0)?;
+            let y = train_y.index_select(&idx, 0)?;
+            let logits = model.forward_train(&x, &mut dropout_rng)?;
+            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+            let l = loss.to_scalar::<f32>()? as f64;
+            if !l.is_finite() {
+                run.train_time += t0.elapsed();
+                run.error = Some(format!(
+                    "loss became {} at epoch {epoch} step {} (batch {} of {n_batches}; lr {}, momentum {})",
+                    if l.is_nan() { "NaN" } else { "infinite" },
+                    run.steps + 1,
+                    b + 1,
+                    cfg.lr,
+                    cfg.momentum
+                ));
+                break 'epochs;
+            }
+            let grads = loss.backward()?;
+            opt.step(&model.vars, &grads)?;
+            run.steps += 1;
+            loss_sum += l;
+            batches_done += 1;
+            if let Some(limit) = limit {
+                if b + 1 < n_batches && run.train_time + t0.elapsed() >= limit {
+                    break;
+                }
+            }
+        }
+        let epoch_time = t0.elapsed();
+        run.train_time += epoch_time;
+        let partial = batches_done < n_batches;
+        if partial {
+            run.partial_epoch_estimate =
+                Some(epoch_time.as_secs_f64() * n_batches as f64 / batches_done as f64);
+        } else {
+            run.full_epoch_time += epoch_time;
+            run.full_epochs += 1;
+        }
+
+        let snap = model.snapshot()?;
+        let (val_loss, val_error) = if cfg.val_size > 0 {
+            evaluate(&snap, &val_x, &val_y, should_stop)?
+        } else {
+            (f64::NAN, f64::NAN)
+        };
+        let stat = EpochStat {
+            epoch,
+            elapsed_s: run.train_time.as_secs_f64(),
+            train_loss: loss_sum / batches_done as f64,
+            val_loss,
+            val_error,
+        };
+        on_epoch(&stat);
+        run.curve.push(stat);
+        run.last = Some(snap.clone());
+        if cfg.val_size > 0 && !val_loss.is_finite() {
+            run.error = Some(format!("validation loss became {val_loss} after epoch {epoch}"));
+            break;
+        }
+        let better = match &run.best {
+            None => true,
+            Some((i, _)) => cfg.val_size == 0 || val_loss < run.curve[*i].val_loss,
+        };
+        if better {
+            run.best = Some((run.curve.len() - 1, snap));
+        }
+        if partial || limit.is_some_and(|l| run.train_time >= l && epoch < cfg.epochs) {
+            run.stopped_by_time_limit = true;
+            break;
+        }
+    }
+    run.finish(&test_x, &test_y, should_stop)
+}
+
+/// State accumulated over a run.
+#[derive(Default)]
+struct Run {
+    curve: Vec<EpochStat>,
+    /// Index into `curve` and the weights of the best epoch so far.
+    best: Option<(usize, Weights)>,
+    /// Weights after the last evaluated epoch.
+    last: Option<Weights>,
+    steps: u64,
+    train_time: Duration,
+    full_epoch_time: Duration,
+    full_epochs: u32,
+    /// Projected full-epoch time from a time-limited partial epoch.
+    partial_epoch_estimate: Option<f64>,
+    error: Option<String>,
+    stopped_by_time_limit: bool,
+}
+
+impl Run {
+    fn finish(
+        self,
+        test_x: &Tensor,
+        test_y: &Tensor,
+        should_stop: &dyn Fn() -> bool,
+    ) -> Result<CnnOutcome, TrainError> {
+        let mut metrics = BTreeMap::new();
+        let mut put = |k: &str, v: f64| {
+            if v.is_finite() {
+                metrics.insert(k.to_string(), v);
+            }
+        };
+        if let Some((i, w)) = &self.best {
+            let s = &self.curve[*i];
+            let (test_loss, test_error) = evaluate(w, test_x, test_y, should_stop)?;
+            put("val_loss", s.val_loss);
+            put("val_error", s.val_error);
+            put("val_accuracy", 1.0 - s.val_error);
+            put("train_loss", s.train_loss);
+            put("test_loss", test_loss);
+            put("test_error", test_error);
+            put("test_accuracy", 1.0 - test_error);
+            let last_i = self.curve.len() - 1;
+            let last_test_error = if *i == last_i {
+                test_error
+            } else if let Some(last) = &self.last {
+                evaluate(last, test_x, test_y, should_stop)?.1
+            } else {
+                f64::NAN
+            };
+            let l = &self.curve[last_i];
+            put("last_val_loss", l.val_loss);
+            put("last_val_error", l.val_error);
+            put("last_train_loss", l.train_loss);
+            put("last_test_error", last_test_error);
+        }
+        let epoch_time = if self.full_epochs > 0 {
+            self.full_epoch_time.as_secs_f64() / self.full_epochs as f64
+        } else {
+            self.partial_epoch_estimate.unwrap_or(f64::NAN)
+        };
+        put("epoch_time_s", epoch_time);
+        put("steps", self.steps as f64);
+        Ok(CnnOutcome {
+            status: if self.error.is_some() { TrialStatus::Diverged } else { TrialStatus::Complete },
+            best_epoch: self.best.as_ref().map(|(i, _)| self.curve[*i].epoch),
+            epochs_completed: self.curve.len() as u32,
+            curve: self.curve,
+            metrics,
+            steps: self.steps,
+            error: self.error,
+            stopped_by_time_limit: self.stopped_by_time_limit,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

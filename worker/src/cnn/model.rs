@@ -1,0 +1,221 @@
+//! The seed's Lasagne `build_cnn(nf)`, with every random number drawn from
+//! our own seeded RNG so training is reproducible on the CPU.
+//!
+//! ```text
+//! input 1x28x28
+//! conv 5x5, nf filters, valid, ReLU  -> nf x 24 x 24
+//! max-pool 2x2                       -> nf x 12 x 12
+//! conv 5x5, nf filters, valid, ReLU  -> nf x 8 x 8
+//! max-pool 2x2                       -> nf x 4 x 4
+//! dropout 0.5, dense 256, ReLU
+//! dropout 0.5, dense 10              -> logits (softmax lives in the loss)
+//! ```
+
+use candle_core::{Device, Result, Tensor, Var};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+use super::data::SIDE;
+use super::im2col::conv2d_cbhw;
+
+const KERNEL: usize = 5;
+const HIDDEN: usize = 256;
+pub const CLASSES: usize = 10;
+/// Spatial side after the two conv+pool stages: ((28-4)/2 - 4)/2.
+const FEATURE_SIDE: usize = 4;
+/// Dropout keep probability (Lasagne's `p=0.5` drop).
+const KEEP: f64 = 0.5;
+
+/// Glorot-uniform bound `sqrt(6 / (fan_in + fan_out))` (Lasagne's
+/// `GlorotUniform()` with gain 1). For a conv kernel both fans include the
+/// receptive field: `fan_in = in_ch*kh*kw`, `fan_out = out_ch*kh*kw`.
+pub fn glorot_bound(fan_in: usize, fan_out: usize) -> f64 {
+    (6.0 / (fan_in + fan_out) as f64).sqrt()
+}
+
+fn glorot(
+    rng: &mut ChaCha8Rng,
+    shape: &[usize],
+    fan_in: usize,
+    fan_out: usize,
+    device: &Device,
+) -> Result<Var> {
+    let bound = glorot_bound(fan_in, fan_out) as f32;
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n).map(|_| rng.random_range(-bound..bound)).collect();
+    Var::from_tensor(&Tensor::from_vec(data, shape, device)?)
+}
+
+fn zeros(shape: &[usize], device: &Device) -> Result<Var> {
+    Var::zeros(shape, candle_core::DType::F32, device)
+}
+
+/// Size (f32 elements) of the larger of the two im2col buffers per example
+/// on the CPU path: conv1 `25 x 24*24`, conv2 `nf*25 x 8*8`.
+pub fn cols_per_example(nf: usize) -> usize {
+    (KERNEL * KERNEL * 24 * 24).max(nf * KERNEL * KERNEL * 8 * 8)
+}
+
+/// The trainable network: `vars` in the order
+/// conv1 W, conv1 b, conv2 W, conv2 b, dense1 W, dense1 b, dense2 W, dense2 b.
+pub struct Cnn {
+    pub vars: Vec<Var>,
+    nf: usize,
+}
+
+impl Cnn {
+    /// Glorot-uniform weights from `rng`, zero biases. Conv kernels are
+    /// `(out, in, 5, 5)`, biases `(out,)`, dense weights `(in, out)`.
+    pub fn new(nf: usize, rng: &mut ChaCha8Rng, device: &Device) -> Result<Cnn> {
+        let k2 = KERNEL * KERNEL;
+        let flat = nf * FEATURE_SIDE * FEATURE_SIDE;
+        let vars = vec![
+            glorot(rng, &[nf, 1, KERNEL, KERNEL], k2, nf * k2, device)?,
+            zeros(&[nf], device)?,
+            glorot(rng, &[nf, nf, KERNEL, KERNEL], nf * k2, nf * k2, device)?,
+            zeros(&[nf], device)?,
+            glorot(rng, &[flat, HIDDEN], flat, HIDDEN, device)?,
+            zeros(&[HIDDEN], device)?,
+            glorot(rng, &[HIDDEN, CLASSES], HIDDEN, CLASSES, device)?,
+            zeros(&[CLASSES], device)?,
+        ];
+        Ok(Cnn { vars, nf })
+    }
+
+    /// Training-mode forward pass: inverted dropout (keep 0.5, survivors
+    /// scaled by 2) with masks drawn from `rng`.
+    pub fn forward_train(&self, x: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+        let b = x.dims()[0];
+        let device = x.device();
+        let m1 = dropout_mask(rng, b, self.nf * FEATURE_SIDE * FEATURE_SIDE, device)?;
+        let m2 = dropout_mask(rng, b, HIDDEN, device)?;
+        let w: Vec<&Tensor> = self.vars.iter().map(|v| v.as_tensor()).collect();
+        forward(&w, x, Some((&m1, &m2)))
+    }
+
+    /// Detached copies of the current weights, for evaluation and for
+    /// remembering the best epoch.
+    pub fn snapshot(&self) -> Result<Weights> {
+        let w = self
+            .vars
+            .iter()
+            .map(|v| v.as_detached_tensor().copy())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Weights(w))
+    }
+}
+
+/// A frozen copy of the network's weights (no gradient tracking).
+#[derive(Clone)]
+pub struct Weights(Vec<Tensor>);
+
+impl Weights {
+    /// Number of filters per conv layer.
+    pub fn nf(&self) -> usize {
+        self.0[0].dims()[0]
+    }
+
+    /// Evaluation-mode forward pass (no dropout): logits `(B, 10)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let w: Vec<&Tensor> = self.0.iter().collect();
+        forward(&w, x, None)
+    }
+}
+
+fn forward(w: &[&Tensor], x: &Tensor, masks: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
+    let b = x.dims()[0];
+    let nf = w[0].dims()[0];
+    let x = if x.device().is_cpu() {
+        // Channels-first (C, B, H, W) with our im2col convolution; the
+        // transpose back to (B, C, H, W) before flattening makes the dense
+        // layer see features in the usual (c, y, x) order.
+        let x = x.reshape((1, b, SIDE, SIDE))?;
+        let bias = |t: &Tensor| t.reshape((nf, 1, 1, 1));
+        let x = conv2d_cbhw(&x, w[0])?.broadcast_add(&bias(w[1])?)?.relu()?.max_pool2d(2)?;
+        let x = conv2d_cbhw(&x, w[2])?.broadcast_add(&bias(w[3])?)?.relu()?.max_pool2d(2)?;
+        x.transpose(0, 1)?
+    } else {
+        let bias = |t: &Tensor| t.reshape((nf, 1, 1));
+        let x = x.conv2d(w[0], 0, 1, 1, 1)?.broadcast_add(&bias(w[1])?)?.relu()?.max_pool2d(2)?;
+        x.conv2d(w[2], 0, 1, 1, 1)?.broadcast_add(&bias(w[3])?)?.relu()?.max_pool2d(2)?
+    };
+    let mut x = x.flatten_from(1)?;
+    if let Some((m1, _)) = masks {
+        x = x.mul(m1)?;
+    }
+    let mut x = x.matmul(w[4])?.broadcast_add(w[5])?.relu()?;
+    if let Some((_, m2)) = masks {
+        x = x.mul(m2)?;
+    }
+    x.matmul(w[6])?.broadcast_add(w[7])
+}
+
+/// A `(rows, cols)` inverted-dropout mask: each entry is `1/KEEP` with
+/// probability `KEEP`, else 0. Uses one random bit per entry.
+fn dropout_mask(rng: &mut ChaCha8Rng, rows: usize, cols: usize, device: &Device) -> Result<Tensor> {
+    debug_assert_eq!(KEEP, 0.5, "one random bit per entry assumes keep = 0.5");
+    let scale = (1.0 / KEEP) as f32;
+    let n = rows * cols;
+    let mut data = Vec::with_capacity(n);
+    while data.len() < n {
+        let bits: u64 = rng.random();
+        let take = (n - data.len()).min(64);
+        data.extend((0..take).map(|i| if (bits >> i) & 1 == 1 { scale } else { 0.0 }));
+    }
+    Tensor::from_vec(data, (rows, cols), device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn values(v: &Var) -> Vec<f32> {
+        v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    #[test]
+    fn glorot_init_within_bounds_and_biases_zero() {
+        let nf = 8;
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let m = Cnn::new(nf, &mut rng, &Device::Cpu).unwrap();
+        let fans = [(25, nf * 25), (nf * 25, nf * 25), (nf * 16, 256), (256, 10)];
+        for (i, &(fi, fo)) in fans.iter().enumerate() {
+            let bound = glorot_bound(fi, fo) as f32;
+            let w = values(&m.vars[2 * i]);
+            assert!(w.iter().all(|x| x.abs() <= bound), "layer {i} exceeds ±{bound}");
+            // Actually spread over the range, not e.g. all zero.
+            let max = w.iter().fold(0f32, |a, x| a.max(x.abs()));
+            assert!(max > 0.9 * bound, "layer {i}: max |w| {max} vs bound {bound}");
+            assert!(values(&m.vars[2 * i + 1]).iter().all(|&b| b == 0.0));
+        }
+        assert_eq!(m.vars[0].dims(), &[nf, 1, 5, 5]);
+        assert_eq!(m.vars[2].dims(), &[nf, nf, 5, 5]);
+        assert_eq!(m.vars[4].dims(), &[nf * 16, 256]);
+        assert_eq!(m.vars[6].dims(), &[256, 10]);
+        assert!((glorot_bound(25, 800) - (6.0f64 / 825.0).sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn same_seed_same_weights() {
+        let a = Cnn::new(4, &mut ChaCha8Rng::seed_from_u64(9), &Device::Cpu).unwrap();
+        let b = Cnn::new(4, &mut ChaCha8Rng::seed_from_u64(9), &Device::Cpu).unwrap();
+        let c = Cnn::new(4, &mut ChaCha8Rng::seed_from_u64(10), &Device::Cpu).unwrap();
+        assert_eq!(values(&a.vars[2]), values(&b.vars[2]));
+        assert_ne!(values(&a.vars[2]), values(&c.vars[2]));
+    }
+
+    #[test]
+    fn forward_shapes_and_dropout_mask() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let m = Cnn::new(3, &mut rng, &Device::Cpu).unwrap();
+        let x = Tensor::zeros((5, 1, 28, 28), candle_core::DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(m.forward_train(&x, &mut rng).unwrap().dims(), &[5, 10]);
+        assert_eq!(m.snapshot().unwrap().forward(&x).unwrap().dims(), &[5, 10]);
+        let mask = dropout_mask(&mut rng, 100, 100, &Device::Cpu).unwrap();
+        let v = mask.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(v.iter().all(|&x| x == 0.0 || x == 2.0));
+        let kept = v.iter().filter(|&&x| x == 2.0).count();
+        assert!((4500..5500).contains(&kept), "{kept}");
+    }
+}

@@ -19,7 +19,7 @@ use hps_common::{
     FORMAT_VERSION,
 };
 use hps_shared_fs::dir::{hostname, is_not_found};
-use hps_shared_fs::{detect_remote_fs, StudyDir, Sub, WatchMode, Waker};
+use hps_shared_fs::{detect_remote_fs, FsError, StudyDir, Sub, WatchMode, Waker};
 use tracing::{debug, info, info_span, warn};
 
 use crate::samplers::{self, Observation, Sampler};
@@ -39,6 +39,10 @@ pub struct RunConfig {
     pub worker_grace: Duration,
     /// Runs of a trial before it is given up as failed.
     pub max_attempts: u32,
+    /// A recorded trial seen nowhere (not pending, running or done) for
+    /// this long is published again. Longer than a directory listing can
+    /// be stale on NFS, so a trial in flight is never mistaken for lost.
+    pub orphan_grace: Duration,
 }
 
 impl RunConfig {
@@ -50,6 +54,7 @@ impl RunConfig {
             lease_interval: Duration::from_secs(2),
             worker_grace: Duration::from_secs(30),
             max_attempts: 3,
+            orphan_grace: Duration::from_secs(10),
         }
     }
 }
@@ -78,15 +83,19 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary> {
         info!(swept, "removed temp files left by crashed writers");
     }
 
-    let mode = match cfg.poll {
-        Some(d) => WatchMode::Poll(d),
-        None => match detect_remote_fs(dir.root()) {
-            Some(fs) => {
-                info!(filesystem = fs.0, "study directory is on a network/FUSE filesystem: polling");
-                WatchMode::Poll(cfg.rescan)
-            }
-            None => WatchMode::Native(cfg.rescan),
-        },
+    let mut cfg = cfg.clone();
+    let remote = detect_remote_fs(dir.root());
+    if remote.is_some() {
+        // NFS may serve directory listings up to a minute stale.
+        cfg.orphan_grace = cfg.orphan_grace.max(Duration::from_secs(90));
+    }
+    let mode = match (cfg.poll, remote) {
+        (Some(d), _) => WatchMode::Poll(d),
+        (None, Some(fs)) => {
+            info!(filesystem = fs.0, "study directory is on a network/FUSE filesystem: polling");
+            WatchMode::Poll(cfg.rescan)
+        }
+        (None, None) => WatchMode::Native(cfg.rescan),
     };
     let waker = Waker::new(
         &[dir.sub(Sub::Results), dir.sub(Sub::Pending), dir.sub(Sub::Running)],
@@ -106,7 +115,7 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary> {
             info!("shutdown requested; the study can be continued with `hps-master run`");
             break m.summary(false);
         }
-        waker.wait(cfg.rescan);
+        waker.wait();
     };
     lease.release();
     Ok(summary)
@@ -126,8 +135,9 @@ struct Master {
     results: BTreeMap<String, TrialResult>,
     observations: Vec<Observation>,
     next_index: u64,
-    /// Trials seen nowhere (not pending, running or done) on the last scan.
-    suspected_orphans: BTreeSet<String>,
+    /// Trials seen nowhere (not pending, running or done), and since when
+    /// (on this process's clock).
+    suspected_orphans: BTreeMap<String, Instant>,
     workers: HashMap<String, WorkerSeen>,
     started: Instant,
     pending_count: usize,
@@ -152,7 +162,7 @@ impl Master {
             results: BTreeMap::new(),
             observations: Vec::new(),
             next_index: 0,
-            suspected_orphans: BTreeSet::new(),
+            suspected_orphans: BTreeMap::new(),
             workers: HashMap::new(),
             started: Instant::now(),
             pending_count: 0,
@@ -172,17 +182,24 @@ impl Master {
     fn load_settings(&mut self) -> Result<()> {
         let ids = self.dir.list(Sub::Settings)?;
         for id in ids {
+            if self.named(Sub::Settings, &id).is_none() {
+                continue;
+            }
             match self.dir.read_setting(&id) {
+                Ok(s) if s.trial_id != id => {
+                    warn!("settings/{id}.json says trial `{}`; moving it to quarantine/ and re-creating it", s.trial_id);
+                    self.quarantine(&self.dir.setting_path(&id)?);
+                }
                 Ok(s) => {
                     self.configs.entry(s.config).or_insert_with(|| s.params.clone());
                     self.next_index = self.next_index.max(s.index + 1);
                     self.settings.insert(id, s);
                 }
-                Err(e) => {
+                Err(FsError::Schema(e)) => {
                     warn!("{e}; moving it to quarantine/ and re-creating the setting");
-                    let path = self.dir.setting_path(&id)?;
-                    self.dir.quarantine(&path)?;
+                    self.quarantine(&self.dir.setting_path(&id)?);
                 }
+                Err(e) => return Err(e.into()),
             }
         }
         // Re-create any record missing below next_index (quarantined above).
@@ -195,6 +212,28 @@ impl Master {
             }
         }
         Ok(())
+    }
+
+    /// The path of `sub/<name>.json`, or `None` (after moving the file to
+    /// quarantine/) when the name is not a valid trial id — one stray file
+    /// must not stop the master.
+    fn named(&self, sub: Sub, name: &str) -> Option<PathBuf> {
+        match hps_common::validate_id("trial id", name) {
+            Ok(()) => Some(self.dir.sub(sub).join(format!("{name}.json"))),
+            Err(e) => {
+                let path = self.dir.sub(sub).join(format!("{name}.json"));
+                warn!(file = %path.display(), "{e}; moving it to quarantine/");
+                self.quarantine(&path);
+                None
+            }
+        }
+    }
+
+    fn quarantine(&self, path: &std::path::Path) {
+        match self.dir.quarantine(path) {
+            Ok(to) => info!(from = %path.display(), to = %to.display(), "quarantined"),
+            Err(e) => warn!("{e}"),
+        }
     }
 
     fn make_setting(&mut self, index: u64) -> TrialSetting {
@@ -242,15 +281,30 @@ impl Master {
             if self.results.contains_key(&id) {
                 continue;
             }
+            let Some(path) = self.named(Sub::Results, &id) else { continue };
             match self.dir.read_result(&id) {
-                Ok(r) => self.accept(r),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
+                Ok(r) if r.trial_id == id => self.accept(r),
+                Ok(r) => {
+                    warn!(file = %path.display(), "result file says trial `{}`; moving it to quarantine/", r.trial_id);
+                    self.quarantine(&path);
+                }
+                Err(FsError::Schema(e)) => {
                     warn!("{e}; moving it to quarantine/ and re-running the trial");
-                    let path = self.dir.result_path(&id)?;
-                    if let Err(e) = self.dir.quarantine(&path) {
-                        warn!("{e}");
-                    }
+                    self.quarantine(&path);
+                }
+                Err(e) if is_not_found(&e) => {}
+                // EIO, ESTALE…: maybe transient; try again next scan.
+                Err(e) => warn!("{e}"),
+            }
+        }
+
+        // A pending copy of a finished trial (a late result won the race
+        // with a re-queue): remove it so nobody runs the trial again.
+        for id in &pending {
+            if self.results.contains_key(id) {
+                if let Ok(p) = self.dir.pending_path(id) {
+                    debug!(trial = %id, "removing the pending copy of a finished trial");
+                    let _ = std::fs::remove_file(p);
                 }
             }
         }
@@ -274,7 +328,20 @@ impl Master {
                 orphans.insert(id.clone());
             }
         }
-        for id in orphans.intersection(&self.suspected_orphans) {
+        let now = Instant::now();
+        self.suspected_orphans.retain(|id, _| orphans.contains(id));
+        for id in &orphans {
+            self.suspected_orphans.entry(id.clone()).or_insert(now);
+        }
+        let grace = self.cfg.orphan_grace;
+        let confirmed: Vec<String> = self
+            .suspected_orphans
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= grace)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &confirmed {
+            self.suspected_orphans.remove(id);
             if self.dir.has_result(id) {
                 continue;
             }
@@ -282,7 +349,6 @@ impl Master {
             self.dir.publish(&self.settings[id])?;
             self.pending_count += 1;
         }
-        self.suspected_orphans = orphans;
 
         self.propose()?;
         Ok(())

@@ -72,10 +72,10 @@ impl Waker {
         WakeHandle(self.tx.clone())
     }
 
-    /// Block until a hint arrives or the rescan interval (capped at `max`)
-    /// passes. Extra queued hints are drained: the caller rescans anyway.
-    pub fn wait(&self, max: Duration) {
-        match self.rx.recv_timeout(self.interval.min(max)) {
+    /// Block until a hint arrives or the rescan (or poll) interval passes.
+    /// Extra queued hints are drained: the caller rescans anyway.
+    pub fn wait(&self) {
+        match self.rx.recv_timeout(self.interval) {
             Ok(()) | Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
         }
         while self.rx.try_recv().is_ok() {}
@@ -129,7 +129,7 @@ mod tests {
         let p = dir.path().join("x");
         let t = Instant::now();
         let writer = std::thread::spawn(move || std::fs::write(p, b"x").unwrap());
-        w.wait(Duration::from_secs(20));
+        w.wait();
         writer.join().unwrap();
         assert!(t.elapsed() < Duration::from_secs(20), "the event should have woken the waiter");
     }
@@ -140,7 +140,7 @@ mod tests {
         let h = w.handle();
         h.wake();
         let t = Instant::now();
-        w.wait(Duration::from_secs(20));
+        w.wait();
         assert!(t.elapsed() < Duration::from_secs(20));
     }
 }

@@ -118,7 +118,7 @@ pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummar
                 info!(trials = summary.trials, "study finished; worker exiting");
                 return Ok(());
             }
-            waker.wait(cfg.rescan);
+            waker.wait();
         }
     })();
     hb_stop.store(true, Ordering::SeqCst);
@@ -199,6 +199,13 @@ fn run_claim(
             return Ok(true);
         }
     };
+    if dir.has_result(&setting.trial_id) {
+        // A stale copy of a finished trial (re-queued while its first run
+        // was still writing its result): nothing to do.
+        info!(trial = %setting.trial_id, "already has a result; dropping the claim");
+        dir.drop_claim(claim)?;
+        return Ok(true);
+    }
     let span = info_span!("trial", trial_id = %setting.trial_id);
     let _g = span.enter();
     info!(attempt = setting.attempt, params = %serde_json::to_string(&setting.params).unwrap_or_default(), "claimed");

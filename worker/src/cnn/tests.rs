@@ -278,3 +278,20 @@ fn bench_real_epoch() {
         out.metrics.get("test_error")
     );
 }
+
+#[test]
+#[ignore = "scratch"]
+fn scratch_gemm_speed() {
+    let d = Device::Cpu;
+    for (m, k, n) in [(32usize, 800usize, 6400usize), (32, 25, 57600), (800, 32, 6400), (32, 6400, 800)] {
+        let a = Tensor::ones((m, k), DType::F32, &d).unwrap();
+        let b = Tensor::ones((k, n), DType::F32, &d).unwrap();
+        let _ = a.matmul(&b).unwrap();
+        let t = Instant::now();
+        for _ in 0..20 {
+            let _ = a.matmul(&b).unwrap();
+        }
+        let s = t.elapsed().as_secs_f64() / 20.0;
+        println!("{m}x{k}x{n}: {:.2} ms, {:.1} GFLOP/s", s * 1e3, 2.0 * (m * k * n) as f64 / s / 1e9);
+    }
+}

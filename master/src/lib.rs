@@ -1,6 +1,7 @@
 //! The hps master: proposes settings with the study's sampler, publishes
 //! them through the shared directory, collects results, and reports.
 
+pub mod liveness;
 pub mod presets;
 pub mod report;
 pub mod run;

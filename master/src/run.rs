@@ -22,6 +22,7 @@ use hps_shared_fs::dir::{hostname, is_not_found};
 use hps_shared_fs::{detect_remote_fs, FsError, StudyDir, Sub, WatchMode, Waker};
 use tracing::{debug, info, info_span, warn};
 
+use crate::liveness::{Clock, Liveness, SystemClock, Verdict};
 use crate::samplers::{self, Observation, Sampler};
 
 /// Everything `run` needs, validated by the binary.
@@ -103,7 +104,7 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary> {
     );
     info!(dir = %dir.root().display(), study = %study.name, sampler = sampler.name(), planned, watch = waker.description(), "master started");
 
-    let mut m = Master::new(dir.clone(), study, sampler, planned, cfg.clone())?;
+    let mut m = Master::new(dir.clone(), study, sampler, planned, cfg.clone(), Arc::new(SystemClock))?;
     let summary = loop {
         lease.check()?;
         m.step()?;
@@ -138,19 +139,21 @@ struct Master {
     /// Trials seen nowhere (not pending, running or done), and since when
     /// (on this process's clock).
     suspected_orphans: BTreeMap<String, Instant>,
-    workers: HashMap<String, WorkerSeen>,
-    started: Instant,
+    liveness: Liveness,
+    clock: Arc<dyn Clock>,
     pending_count: usize,
 }
 
-struct WorkerSeen {
-    seq: u64,
-    changed: Instant,
-    stopped: bool,
-}
-
 impl Master {
-    fn new(dir: StudyDir, study: Study, sampler: Box<dyn Sampler>, planned: u64, cfg: RunConfig) -> Result<Self> {
+    fn new(
+        dir: StudyDir,
+        study: Study,
+        sampler: Box<dyn Sampler>,
+        planned: u64,
+        cfg: RunConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self> {
+        let worker_grace = cfg.worker_grace;
         let mut m = Master {
             dir,
             study,
@@ -163,8 +166,8 @@ impl Master {
             observations: Vec::new(),
             next_index: 0,
             suspected_orphans: BTreeMap::new(),
-            workers: HashMap::new(),
-            started: Instant::now(),
+            liveness: Liveness::new(worker_grace, clock.now()),
+            clock,
             pending_count: 0,
         };
         m.load_settings()?;
@@ -328,7 +331,7 @@ impl Master {
                 orphans.insert(id.clone());
             }
         }
-        let now = Instant::now();
+        let now = self.clock.now();
         self.suspected_orphans.retain(|id, _| orphans.contains(id));
         for id in &orphans {
             self.suspected_orphans.entry(id.clone()).or_insert(now);
@@ -385,17 +388,19 @@ impl Master {
     /// Re-queue the trials of workers whose heartbeat stopped changing.
     /// Liveness is judged only on this process's monotonic clock.
     fn check_workers(&mut self, running: &[hps_shared_fs::Claim]) -> Result<()> {
-        let now = Instant::now();
+        let now = self.clock.now();
         for w in self.dir.list(Sub::Heartbeats)? {
             match self.dir.read_heartbeat(&w) {
+                Ok(hb) if hb.worker == w => self.liveness.observe(&w, hb.seq, hb.state == "stopped", now),
                 Ok(hb) => {
-                    let stopped = hb.state == "stopped";
-                    let e = self.workers.entry(w).or_insert(WorkerSeen { seq: hb.seq, changed: now, stopped });
-                    if e.seq != hb.seq {
-                        e.seq = hb.seq;
-                        e.changed = now;
-                    }
-                    e.stopped = stopped;
+                    warn!("heartbeats/{w}.json says worker `{}`; moving it to quarantine/", hb.worker);
+                    self.quarantine(&self.dir.sub(Sub::Heartbeats).join(format!("{w}.json")));
+                }
+                Err(FsError::Schema(e)) => {
+                    // A truncated beat from a crashed writer cannot happen
+                    // (atomic writes), so this is real corruption.
+                    warn!("{e}; moving it to quarantine/");
+                    self.quarantine(&self.dir.sub(Sub::Heartbeats).join(format!("{w}.json")));
                 }
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => debug!("{e}"),
@@ -405,23 +410,22 @@ impl Master {
             if self.results.contains_key(&c.trial_id) {
                 continue;
             }
-            let dead = match self.workers.get(&c.worker) {
-                Some(w) => w.stopped || now.duration_since(w.changed) > self.cfg.worker_grace,
-                // No heartbeat at all: give it the grace period from our start.
-                None => now.duration_since(self.started) > self.cfg.worker_grace,
-            };
-            if !dead {
+            if self.liveness.verdict(&c.worker, now) == Verdict::Alive {
                 continue;
             }
-            let mut setting = match self.dir.read_claim(c) {
+            // Take the claim first: if the worker (restarted, or merely
+            // late) takes or finishes it at the same moment, one of us wins.
+            let Some(taken) = self.dir.take_claim(c)? else { continue };
+            let mut setting = match self.dir.read_taken(&taken) {
                 Ok(s) => s,
-                Err(e) if is_not_found(&e) => continue,
                 Err(e) => {
                     warn!("{e}; restoring the setting from settings/");
-                    let _ = self.dir.quarantine(&c.path);
                     match self.settings.get(&c.trial_id) {
                         Some(s) => s.clone(),
-                        None => continue,
+                        None => {
+                            self.quarantine(&taken.path);
+                            continue;
+                        }
                     }
                 }
             };
@@ -429,22 +433,18 @@ impl Master {
                 warn!(trial = %c.trial_id, worker = %c.worker, attempts = setting.attempt, "giving up on a trial whose workers keep dying");
                 let r = lost_result(&setting, &c.worker, self.cfg.max_attempts);
                 self.dir.submit_result(&r)?;
-                self.dir.drop_claim(c)?;
+                self.dir.forget(taken)?;
                 continue;
             }
             setting.attempt += 1;
             warn!(trial = %c.trial_id, worker = %c.worker, attempt = setting.attempt, "worker presumed dead (no heartbeat for {:?}); re-queueing", self.cfg.worker_grace);
-            self.dir.requeue(c, &setting)?;
+            self.dir.requeue(taken, &setting)?;
         }
         Ok(())
     }
 
     fn live_workers(&self) -> usize {
-        let now = Instant::now();
-        self.workers
-            .values()
-            .filter(|w| !w.stopped && now.duration_since(w.changed) <= self.cfg.worker_grace)
-            .count()
+        self.liveness.live_count(self.clock.now())
     }
 
     fn propose(&mut self) -> Result<()> {

@@ -78,6 +78,13 @@ pub struct Claim {
     pub path: PathBuf,
 }
 
+/// A claim taken away from its holder (see [`StudyDir::take_claim`]).
+#[derive(Debug)]
+pub struct TakenClaim {
+    pub trial_id: String,
+    pub path: PathBuf,
+}
+
 /// A handle on a study directory.
 #[derive(Debug, Clone)]
 pub struct StudyDir {
@@ -302,14 +309,44 @@ impl StudyDir {
         }
     }
 
-    /// Hand a claimed setting back to the queue, with `attempt` as given.
-    /// Used on preemption (same attempt) and by the master for dead workers
-    /// (attempt + 1). The new pending file is written before the claim is
-    /// removed, so a crash in between leaves a duplicate claim the master
-    /// cleans up, never a lost setting.
-    pub fn requeue(&self, claim: &Claim, setting: &TrialSetting) -> Result<()> {
+    /// Take a claim away from its holder before handing it back to the
+    /// queue: `rename` it to a hidden name. Like claiming, exactly one of
+    /// several racing takers (the master re-queueing a dead worker's trial,
+    /// the worker itself on preemption or after a restart) wins; the others
+    /// get `None`. The holder's final `drop_claim` then finds nothing, and a
+    /// trial is never handed back twice.
+    pub fn take_claim(&self, claim: &Claim) -> Result<Option<TakenClaim>> {
+        let name = claim.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let hidden = self.sub(Sub::Running).join(format!(".taken.{}.{name}", std::process::id()));
+        match fs::rename(&claim.path, &hidden) {
+            Ok(()) => Ok(Some(TakenClaim { trial_id: claim.trial_id.clone(), path: hidden })),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(FsError::io("take claim", &claim.path, e)),
+        }
+    }
+
+    /// Read the setting of a taken claim.
+    pub fn read_taken(&self, taken: &TakenClaim) -> Result<TrialSetting> {
+        read_json(&taken.path)
+    }
+
+    /// Publish `setting` (its attempt as the caller decided) back to
+    /// `pending/`, then forget the taken claim. A crash in between leaves
+    /// only the hidden file; the trial is then nowhere visible and the
+    /// master's orphan rule re-publishes it from `settings/`.
+    pub fn requeue(&self, taken: TakenClaim, setting: &TrialSetting) -> Result<()> {
         self.publish(setting)?;
-        self.drop_claim(claim)
+        self.forget(taken)
+    }
+
+    /// Remove a taken claim without re-queueing (its result is in, or the
+    /// master wrote a `failed` result for it).
+    pub fn forget(&self, taken: TakenClaim) -> Result<()> {
+        match fs::remove_file(&taken.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(FsError::io("remove", &taken.path, e)),
+        }
     }
 
     pub fn write_heartbeat(&self, hb: &Heartbeat) -> Result<()> {
@@ -348,7 +385,8 @@ impl StudyDir {
             let Ok(entries) = fs::read_dir(&dir) else { continue };
             for e in entries.flatten() {
                 let name = e.file_name();
-                if !name.to_string_lossy().starts_with(TMP_PREFIX) {
+                let name = name.to_string_lossy();
+                if !name.starts_with(TMP_PREFIX) && !name.starts_with(".taken.") {
                     continue;
                 }
                 let old = e
@@ -483,9 +521,13 @@ mod tests {
         let dir = StudyDir::init(tmp.path(), &study()).unwrap();
         dir.publish(&setting(0)).unwrap();
         let c = dir.claim("t000000", "w0").unwrap().unwrap();
-        let mut s = dir.read_claim(&c).unwrap();
+        let taken = dir.take_claim(&c).unwrap().unwrap();
+        assert!(dir.take_claim(&c).unwrap().is_none(), "a claim is taken once");
+        let mut s = dir.read_taken(&taken).unwrap();
         s.attempt += 1;
-        dir.requeue(&c, &s).unwrap();
+        dir.requeue(taken, &s).unwrap();
+        assert!(dir.list(Sub::Running).unwrap().is_empty(), "no hidden file is listed or left");
+        assert_eq!(std::fs::read_dir(dir.sub(Sub::Running)).unwrap().count(), 0);
         assert_eq!(dir.list(Sub::Pending).unwrap(), vec!["t000000"]);
         assert!(dir.list_running().unwrap().is_empty());
         let c = dir.claim("t000000", "w1").unwrap().unwrap();

@@ -17,7 +17,7 @@ pub mod fstype;
 pub mod watch;
 
 pub use atomic::{write_atomic, write_new};
-pub use dir::{Claim, StudyDir, Sub};
+pub use dir::{Claim, StudyDir, Sub, TakenClaim};
 pub use error::FsError;
 pub use fstype::{detect_remote_fs, RemoteFs};
 pub use watch::{WatchMode, Waker};

@@ -95,6 +95,7 @@ pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummar
     let hb_stop = Arc::new(AtomicBool::new(false));
     let hb = spawn_heartbeat(dir.clone(), cfg.clone(), status.clone(), hb_stop.clone(), shutdown.clone());
 
+    release_stale_claims(&dir, &cfg.id)?;
     let mut summary = WorkerSummary::default();
     let outcome = (|| -> Result<()> {
         loop {
@@ -153,12 +154,6 @@ fn open_trainer(cfg: &WorkerConfig, study: &Study) -> Result<Trainer> {
 /// Claim the first pending setting we can win. Losing a race to another
 /// worker is normal: try the next one.
 fn claim_next(dir: &StudyDir, worker: &str) -> Result<Option<Claim>> {
-    // A claim already under our name is from an earlier life of this worker
-    // (it crashed or was killed): resume it before taking new work.
-    if let Some(c) = dir.list_running()?.into_iter().find(|c| c.worker == worker && !dir.has_result(&c.trial_id)) {
-        info!(trial = %c.trial_id, "resuming a trial this worker held before it stopped");
-        return Ok(Some(c));
-    }
     for id in dir.list(Sub::Pending)? {
         if hps_common::validate_id("trial id", &id).is_err() {
             let path = dir.sub(Sub::Pending).join(format!("{id}.json"));
@@ -308,9 +303,41 @@ fn run_claim(
 
 /// Preemption: hand the trial back to the queue with the same attempt.
 fn release(dir: &StudyDir, claim: &Claim, setting: &TrialSetting) -> Result<bool> {
-    info!("interrupted; handing the trial back to the queue");
-    dir.requeue(claim, setting)?;
+    match dir.take_claim(claim)? {
+        Some(taken) => {
+            info!("interrupted; handing the trial back to the queue");
+            dir.requeue(taken, setting)?;
+        }
+        None => info!("interrupted; the master had already re-queued the trial"),
+    }
     Ok(false)
+}
+
+/// Claims under our own name left by an earlier life of this worker (it
+/// was killed or crashed) go back to the queue with attempt + 1, before the
+/// master's grace period would do the same. Taking them first means the
+/// master and we cannot both re-queue one.
+fn release_stale_claims(dir: &StudyDir, worker: &str) -> Result<()> {
+    for c in dir.list_running()?.into_iter().filter(|c| c.worker == worker) {
+        let Some(taken) = dir.take_claim(&c)? else { continue };
+        if dir.has_result(&c.trial_id) {
+            dir.forget(taken)?;
+            continue;
+        }
+        match dir.read_taken(&taken) {
+            Ok(mut s) => {
+                s.attempt += 1;
+                info!(trial = %c.trial_id, attempt = s.attempt, "re-queueing a trial this worker held when it last stopped");
+                dir.requeue(taken, &s)?;
+            }
+            Err(e) => {
+                // The master re-creates it from settings/ (orphan rule).
+                warn!("{e}; moving it to quarantine/");
+                dir.quarantine(&taken.path)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn base_result(s: &TrialSetting, cfg: &WorkerConfig) -> TrialResult {

@@ -1,0 +1,189 @@
+//! Worker liveness, judged only on the master's own monotonic clock.
+//!
+//! A heartbeat file carries a sequence number that its worker increments on
+//! every write. The master never compares the timestamp inside the file (or
+//! the file's mtime) with its own clock — hosts' clocks differ. It notes
+//! *when it saw the number change*, on its clock, and presumes the worker
+//! dead once the number has not changed for the grace period.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// A source of monotonic time, injectable so tests can step it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> Instant;
+}
+
+/// The real clock.
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// A clock that only moves when told to.
+pub struct ManualClock {
+    base: Instant,
+    offset: Mutex<Duration>,
+}
+
+impl ManualClock {
+    pub fn new() -> Self {
+        ManualClock { base: Instant::now(), offset: Mutex::new(Duration::ZERO) }
+    }
+
+    pub fn advance(&self, d: Duration) {
+        *self.offset.lock().unwrap() += d;
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Instant {
+        self.base + *self.offset.lock().unwrap()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Alive,
+    /// No change for longer than the grace period, or never seen since the
+    /// master started that long ago.
+    Dead,
+    /// The worker wrote a final `stopped` heartbeat.
+    Stopped,
+}
+
+struct Seen {
+    seq: u64,
+    changed: Instant,
+    stopped: bool,
+}
+
+/// What the master knows about each worker's heartbeat.
+pub struct Liveness {
+    grace: Duration,
+    started: Instant,
+    seen: HashMap<String, Seen>,
+}
+
+impl Liveness {
+    pub fn new(grace: Duration, now: Instant) -> Self {
+        Liveness { grace, started: now, seen: HashMap::new() }
+    }
+
+    /// Record a heartbeat read at `now`. A changed `seq` (in either
+    /// direction: a restarted worker starts again from 0) renews the lease.
+    pub fn observe(&mut self, worker: &str, seq: u64, stopped: bool, now: Instant) {
+        match self.seen.get_mut(worker) {
+            Some(s) => {
+                if s.seq != seq {
+                    s.seq = seq;
+                    s.changed = now;
+                }
+                s.stopped = stopped;
+            }
+            None => {
+                // First sight: we cannot know how old the beat is, so the
+                // worker gets the full grace period from now.
+                self.seen.insert(worker.to_string(), Seen { seq, changed: now, stopped });
+            }
+        }
+    }
+
+    pub fn verdict(&self, worker: &str, now: Instant) -> Verdict {
+        match self.seen.get(worker) {
+            Some(s) if s.stopped => Verdict::Stopped,
+            Some(s) if now.duration_since(s.changed) > self.grace => Verdict::Dead,
+            Some(_) => Verdict::Alive,
+            None if now.duration_since(self.started) > self.grace => Verdict::Dead,
+            None => Verdict::Alive,
+        }
+    }
+
+    pub fn live_count(&self, now: Instant) -> usize {
+        self.seen.keys().filter(|w| self.verdict(w, now) == Verdict::Alive).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: Duration = Duration::from_secs(30);
+
+    #[test]
+    fn a_slow_but_beating_worker_is_never_dead() {
+        let clock = ManualClock::new();
+        let mut l = Liveness::new(GRACE, clock.now());
+        // A trial that takes an hour, heartbeats every 2 s.
+        for seq in 0..1800 {
+            l.observe("w0", seq, false, clock.now());
+            clock.advance(Duration::from_secs(2));
+            assert_eq!(l.verdict("w0", clock.now()), Verdict::Alive, "at beat {seq}");
+        }
+    }
+
+    #[test]
+    fn a_silent_worker_dies_after_the_grace_period_and_not_before() {
+        let clock = ManualClock::new();
+        let mut l = Liveness::new(GRACE, clock.now());
+        l.observe("w0", 7, false, clock.now());
+        clock.advance(GRACE);
+        l.observe("w0", 7, false, clock.now());
+        assert_eq!(l.verdict("w0", clock.now()), Verdict::Alive);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(l.verdict("w0", clock.now()), Verdict::Dead);
+    }
+
+    #[test]
+    fn the_timestamp_in_the_file_is_irrelevant() {
+        // A worker whose wall clock is a day behind, or whose beat we first
+        // read long after it was written, gets the full grace from first sight.
+        let clock = ManualClock::new();
+        let mut l = Liveness::new(GRACE, clock.now());
+        clock.advance(Duration::from_secs(3600));
+        l.observe("w0", 1, false, clock.now());
+        assert_eq!(l.verdict("w0", clock.now()), Verdict::Alive);
+    }
+
+    #[test]
+    fn a_restarted_worker_renews_its_lease_even_though_seq_went_down() {
+        let clock = ManualClock::new();
+        let mut l = Liveness::new(GRACE, clock.now());
+        l.observe("w0", 500, false, clock.now());
+        clock.advance(GRACE + Duration::from_secs(5));
+        assert_eq!(l.verdict("w0", clock.now()), Verdict::Dead);
+        l.observe("w0", 0, false, clock.now());
+        assert_eq!(l.verdict("w0", clock.now()), Verdict::Alive);
+    }
+
+    #[test]
+    fn unknown_workers_get_the_grace_from_master_start() {
+        let clock = ManualClock::new();
+        let l = Liveness::new(GRACE, clock.now());
+        assert_eq!(l.verdict("ghost", clock.now()), Verdict::Alive);
+        clock.advance(GRACE + Duration::from_secs(1));
+        assert_eq!(l.verdict("ghost", clock.now()), Verdict::Dead);
+    }
+
+    #[test]
+    fn stopped_is_final_until_it_beats_again() {
+        let clock = ManualClock::new();
+        let mut l = Liveness::new(GRACE, clock.now());
+        l.observe("w0", 3, true, clock.now());
+        assert_eq!(l.verdict("w0", clock.now()), Verdict::Stopped);
+        assert_eq!(l.live_count(clock.now()), 0);
+        l.observe("w0", 0, false, clock.now());
+        assert_eq!(l.verdict("w0", clock.now()), Verdict::Alive);
+        assert_eq!(l.live_count(clock.now()), 1);
+    }
+}

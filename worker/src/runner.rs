@@ -286,9 +286,18 @@ fn run_claim(
     if let Some(e) = &result.error {
         let _ = writeln!(log, "# {}: {e}", result.status.as_str());
     }
-    let _ = writeln!(log, "# {} in {:.1}s objective {:?}", result.status.as_str(), result.wall_time_s, result.objective);
-
-    if dir.submit_result(&result)? {
+    let accepted = dir.submit_result(&result)?;
+    // One `# result` line per run that got as far as publishing; tools and
+    // the chaos test count them to prove no setting ran twice to completion.
+    let _ = writeln!(
+        log,
+        "# result {} status {} in {:.1}s objective {:?}",
+        if accepted { "accepted" } else { "rejected (a result was already published)" },
+        result.status.as_str(),
+        result.wall_time_s,
+        result.objective
+    );
+    if accepted {
         match result.objective {
             Some(v) => info!(status = result.status.as_str(), "done: {} = {v:.6} in {:.1}s", study.objective.metric, result.wall_time_s),
             None => info!(status = result.status.as_str(), error = result.error.as_deref().unwrap_or(""), "done without an objective"),

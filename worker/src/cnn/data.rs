@@ -79,7 +79,12 @@ impl Dataset {
     pub fn load(dir: &Path, device: &Device) -> Result<Dataset, DataError> {
         let (train_images, train_labels) = load_pair(dir, TRAIN_IMAGES, TRAIN_LABELS, device)?;
         let (test_images, test_labels) = load_pair(dir, TEST_IMAGES, TEST_LABELS, device)?;
-        Ok(Dataset { train_images, train_labels, test_images, test_labels })
+        Ok(Dataset {
+            train_images,
+            train_labels,
+            test_images,
+            test_labels,
+        })
     }
 
     /// A small deterministic learnable data set (see [`write_idx_dir`],
@@ -93,7 +98,12 @@ impl Dataset {
         };
         let (train_images, train_labels) = mk(raw.train_images, raw.train_labels);
         let (test_images, test_labels) = mk(raw.test_images, raw.test_labels);
-        Dataset { train_images, train_labels, test_images, test_labels }
+        Dataset {
+            train_images,
+            train_labels,
+            test_images,
+            test_labels,
+        }
     }
 
     /// Number of examples in the training file.
@@ -149,8 +159,10 @@ fn load_pair(
             ),
         });
     }
-    tensors_from_bytes(images, labels, device)
-        .map_err(|source| DataError::Device { path: images_path, source })
+    tensors_from_bytes(images, labels, device).map_err(|source| DataError::Device {
+        path: images_path,
+        source,
+    })
 }
 
 /// Find `name.gz` or `name` in `dir` and return its (decompressed) bytes.
@@ -164,11 +176,16 @@ fn read_file(dir: &Path, name: &str) -> Result<(PathBuf, Vec<u8>), DataError> {
     } else {
         return Err(DataError::NotFound { path: gz });
     };
-    let io = |source| DataError::Io { path: path.clone(), source };
+    let io = |source| DataError::Io {
+        path: path.clone(),
+        source,
+    };
     let raw = std::fs::read(&path).map_err(io)?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::with_capacity(raw.len() * 4);
-        flate2::read::GzDecoder::new(&raw[..]).read_to_end(&mut out).map_err(io)?;
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .map_err(io)?;
         out
     } else {
         raw
@@ -182,7 +199,10 @@ fn be_u32(b: &[u8], at: usize) -> u32 {
 
 /// Check an IDX header and return the payload (header stripped).
 fn parse_images(path: &Path, mut bytes: Vec<u8>) -> Result<Vec<u8>, DataError> {
-    let corrupt = |reason: String| DataError::Corrupt { path: path.to_path_buf(), reason };
+    let corrupt = |reason: String| DataError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
     if bytes.len() < 16 {
         return Err(corrupt(format!(
             "truncated: {} bytes, shorter than the 16-byte IDX image header",
@@ -195,16 +215,28 @@ fn parse_images(path: &Path, mut bytes: Vec<u8>) -> Result<Vec<u8>, DataError> {
             "bad magic number {magic:#010x}, expected {IMAGES_MAGIC:#010x} (IDX unsigned-byte images)"
         )));
     }
-    let (n, rows, cols) = (be_u32(&bytes, 4) as usize, be_u32(&bytes, 8), be_u32(&bytes, 12));
+    let (n, rows, cols) = (
+        be_u32(&bytes, 4) as usize,
+        be_u32(&bytes, 8),
+        be_u32(&bytes, 12),
+    );
     if rows as usize != SIDE || cols as usize != SIDE {
-        return Err(corrupt(format!("images are {rows}x{cols}, the cnn trainer needs 28x28")));
+        return Err(corrupt(format!(
+            "images are {rows}x{cols}, the cnn trainer needs 28x28"
+        )));
     }
-    let want = n.checked_mul(PIXELS).ok_or_else(|| corrupt(format!("absurd image count {n}")))?;
+    let want = n
+        .checked_mul(PIXELS)
+        .ok_or_else(|| corrupt(format!("absurd image count {n}")))?;
     let have = bytes.len() - 16;
     if have != want {
         return Err(corrupt(format!(
             "{}: the header announces {n} images of 28x28 ({want} bytes) but {have} bytes follow",
-            if have < want { "truncated" } else { "trailing data" }
+            if have < want {
+                "truncated"
+            } else {
+                "trailing data"
+            }
         )));
     }
     bytes.drain(..16);
@@ -212,7 +244,10 @@ fn parse_images(path: &Path, mut bytes: Vec<u8>) -> Result<Vec<u8>, DataError> {
 }
 
 fn parse_labels(path: &Path, mut bytes: Vec<u8>) -> Result<Vec<u8>, DataError> {
-    let corrupt = |reason: String| DataError::Corrupt { path: path.to_path_buf(), reason };
+    let corrupt = |reason: String| DataError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
     if bytes.len() < 8 {
         return Err(corrupt(format!(
             "truncated: {} bytes, shorter than the 8-byte IDX label header",
@@ -230,12 +265,18 @@ fn parse_labels(path: &Path, mut bytes: Vec<u8>) -> Result<Vec<u8>, DataError> {
     if have != n {
         return Err(corrupt(format!(
             "{}: the header announces {n} labels but {have} bytes follow",
-            if have < n { "truncated" } else { "trailing data" }
+            if have < n {
+                "truncated"
+            } else {
+                "trailing data"
+            }
         )));
     }
     bytes.drain(..8);
     if let Some((i, &l)) = bytes.iter().enumerate().find(|(_, &l)| l > 9) {
-        return Err(corrupt(format!("label {l} at index {i} is out of range 0..=9")));
+        return Err(corrupt(format!(
+            "label {l} at index {i} is out of range 0..=9"
+        )));
     }
     Ok(bytes)
 }
@@ -254,7 +295,12 @@ impl SyntheticRaw {
         rng.set_stream(0x5e7_da7a);
         let (train_images, train_labels) = synthetic_split(&mut rng, n_train);
         let (test_images, test_labels) = synthetic_split(&mut rng, n_test);
-        SyntheticRaw { train_images, train_labels, test_images, test_labels }
+        SyntheticRaw {
+            train_images,
+            train_labels,
+            test_images,
+            test_labels,
+        }
     }
 }
 
@@ -330,7 +376,10 @@ mod tests {
         assert_eq!(d.test_images.dims(), &[20, 1, 28, 28]);
         assert_eq!(d.train_labels.dtype(), DType::U32);
         let s = Dataset::synthetic(50, 20, 7, &Device::Cpu);
-        assert_eq!(to_vec_labels(&d.train_labels), to_vec_labels(&s.train_labels));
+        assert_eq!(
+            to_vec_labels(&d.train_labels),
+            to_vec_labels(&s.train_labels)
+        );
         assert_eq!(to_vec_labels(&d.test_labels), to_vec_labels(&s.test_labels));
         let diff = (&d.train_images - &s.train_images)
             .unwrap()
@@ -341,13 +390,26 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert_eq!(diff, 0.0);
-        let max = d.train_images.max_all().unwrap().to_scalar::<f32>().unwrap();
-        let min = d.train_images.min_all().unwrap().to_scalar::<f32>().unwrap();
+        let max = d
+            .train_images
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        let min = d
+            .train_images
+            .min_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert!(min >= 0.0 && max <= 1.0 && max > 0.7, "{min} {max}");
         assert!(to_vec_labels(&d.train_labels).iter().all(|&l| l < 10));
         // Different seeds give different data.
         let o = Dataset::synthetic(50, 20, 8, &Device::Cpu);
-        assert_ne!(to_vec_labels(&o.train_labels), to_vec_labels(&s.train_labels));
+        assert_ne!(
+            to_vec_labels(&o.train_labels),
+            to_vec_labels(&s.train_labels)
+        );
     }
 
     #[test]
@@ -372,7 +434,10 @@ mod tests {
         let e = Dataset::load(Path::new("/nonexistent/hps-data"), &Device::Cpu).unwrap_err();
         let msg = e.to_string();
         assert!(matches!(e, DataError::NotFound { .. }));
-        assert!(msg.contains("/nonexistent/hps-data/train-images-idx3-ubyte.gz"), "{msg}");
+        assert!(
+            msg.contains("/nonexistent/hps-data/train-images-idx3-ubyte.gz"),
+            "{msg}"
+        );
         assert!(msg.contains("dataset-fashion-mnist"), "{msg}");
         assert!(msg.contains("--data"), "{msg}");
     }
@@ -382,8 +447,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_idx_dir(dir.path(), 10, 5, 1).unwrap();
         std::fs::remove_file(dir.path().join("t10k-labels-idx1-ubyte.gz")).unwrap();
-        let msg = Dataset::load(dir.path(), &Device::Cpu).unwrap_err().to_string();
-        assert!(msg.contains("t10k-labels-idx1-ubyte.gz` not found"), "{msg}");
+        let msg = Dataset::load(dir.path(), &Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("t10k-labels-idx1-ubyte.gz` not found"),
+            "{msg}"
+        );
     }
 
     fn gz(bytes: &[u8]) -> Vec<u8> {
@@ -419,7 +489,10 @@ mod tests {
         assert!(msg.contains(&path.display().to_string()), "{msg}");
         assert!(msg.contains("truncated"), "{msg}");
         let (path, msg) = corrupt_with(TEST_LABELS, |b| b.truncate(5));
-        assert!(msg.contains(&path.display().to_string()) && msg.contains("truncated"), "{msg}");
+        assert!(
+            msg.contains(&path.display().to_string()) && msg.contains("truncated"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -429,7 +502,9 @@ mod tests {
         let path = dir.path().join("train-images-idx3-ubyte.gz");
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
-        let msg = Dataset::load(dir.path(), &Device::Cpu).unwrap_err().to_string();
+        let msg = Dataset::load(dir.path(), &Device::Cpu)
+            .unwrap_err()
+            .to_string();
         assert!(msg.contains(&path.display().to_string()), "{msg}");
     }
 
@@ -451,7 +526,10 @@ mod tests {
             b.pop();
         });
         assert!(msg.contains(&path.display().to_string()), "{msg}");
-        assert!(msg.contains("9 labels") && msg.contains("10 images"), "{msg}");
+        assert!(
+            msg.contains("9 labels") && msg.contains("10 images"),
+            "{msg}"
+        );
         let (path, msg) = corrupt_with(TEST_LABELS, |b| b[8 + 2] = 12);
         assert!(msg.contains(&path.display().to_string()), "{msg}");
         assert!(msg.contains("label 12 at index 2"), "{msg}");

@@ -6,8 +6,8 @@
 //! from ChaCha8 streams derived from the trial seed, so the same
 //! [`CnnConfig`] on the CPU gives a bit-identical curve.
 
+mod cpu_ops;
 mod data;
-mod im2col;
 mod model;
 mod optim;
 
@@ -79,7 +79,10 @@ impl CnnConfig {
         time_limit_s: Option<f64>,
         seed: u64,
     ) -> Result<CnnConfig, InvalidParams> {
-        if let Some(k) = params.keys().find(|k| !hps_common::study::CNN_PARAMS.contains(&k.as_str())) {
+        if let Some(k) = params
+            .keys()
+            .find(|k| !hps_common::study::CNN_PARAMS.contains(&k.as_str()))
+        {
             return Err(InvalidParams(format!(
                 "unknown hyperparameter `{k}` for the cnn trainer (known: {})",
                 hps_common::study::CNN_PARAMS.join(", ")
@@ -87,15 +90,21 @@ impl CnnConfig {
         }
         let lr = float_param(params, "lr", defaults.lr)?;
         if !(lr.is_finite() && lr > 0.0) {
-            return Err(InvalidParams(format!("lr must be a positive number, got {lr}")));
+            return Err(InvalidParams(format!(
+                "lr must be a positive number, got {lr}"
+            )));
         }
         let momentum = float_param(params, "momentum", defaults.momentum)?;
         if !(0.0..1.0).contains(&momentum) {
-            return Err(InvalidParams(format!("momentum must be a number in [0, 1), got {momentum}")));
+            return Err(InvalidParams(format!(
+                "momentum must be a number in [0, 1), got {momentum}"
+            )));
         }
         let positive = |name: &str, default: u64| -> Result<usize, InvalidParams> {
             match int_param(params, name, default)? {
-                0 => Err(InvalidParams(format!("{name} must be a positive integer, got 0"))),
+                0 => Err(InvalidParams(format!(
+                    "{name} must be a positive integer, got 0"
+                ))),
                 n => Ok(n),
             }
         };
@@ -103,8 +112,9 @@ impl CnnConfig {
         let nf = positive("nf", defaults.nf)?;
         let train_size = positive("train_size", defaults.train_size)?;
         let epochs = positive("epochs", epochs as u64)?;
-        let epochs = u32::try_from(epochs)
-            .map_err(|_| InvalidParams(format!("epochs must be at most {}, got {epochs}", u32::MAX)))?;
+        let epochs = u32::try_from(epochs).map_err(|_| {
+            InvalidParams(format!("epochs must be at most {}, got {epochs}", u32::MAX))
+        })?;
         let val_size = int_param(params, "val_size", defaults.val_size)?;
         let test_size = int_param(params, "test_size", defaults.test_size)?;
         if let Some(t) = time_limit_s {
@@ -203,7 +213,12 @@ pub enum TrainError {
 /// without `RAYON_NUM_THREADS`, candle 0.11 re-reads `/proc/cpuinfo` on
 /// every matmul, which made CPU training about 3x slower in our tests.
 pub fn init_cpu_threads(threads: Option<usize>) -> usize {
-    let from_env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<usize>().ok()).filter(|&n| n > 0);
+    let from_env = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&n| n > 0)
+    };
     let n = threads
         .filter(|&n| n > 0)
         .or_else(|| from_env("RAYON_NUM_THREADS"))
@@ -325,7 +340,11 @@ pub fn train(
     let val_start = data.train_len() - cfg.val_size;
     let val_x = train_x.narrow(0, val_start, cfg.val_size)?;
     let val_y = train_y.narrow(0, val_start, cfg.val_size)?;
-    let test_n = if cfg.test_size == 0 { data.test_len() } else { cfg.test_size };
+    let test_n = if cfg.test_size == 0 {
+        data.test_len()
+    } else {
+        cfg.test_size
+    };
     let test_x = data.test_images.narrow(0, 0, test_n)?;
     let test_y = data.test_labels.narrow(0, 0, test_n)?;
 
@@ -351,7 +370,7 @@ pub fn train(
             if !l.is_finite() {
                 run.train_time += t0.elapsed();
                 run.error = Some(format!(
-                    "loss became {} at epoch {epoch} step {} (batch {} of {n_batches}; lr {}, momentum {})",
+                    "loss became {} at epoch {epoch} step {} (batch {} of {n_batches}; lr {:?}, momentum {:?})",
                     if l.is_nan() { "NaN" } else { "infinite" },
                     run.steps + 1,
                     b + 1,
@@ -399,7 +418,9 @@ pub fn train(
         run.curve.push(stat);
         run.last = Some(snap.clone());
         if cfg.val_size > 0 && !val_loss.is_finite() {
-            run.error = Some(format!("validation loss became {val_loss} after epoch {epoch}"));
+            run.error = Some(format!(
+                "validation loss became {val_loss} after epoch {epoch}"
+            ));
             break;
         }
         let better = match &run.best {
@@ -480,7 +501,11 @@ impl Run {
         put("epoch_time_s", epoch_time);
         put("steps", self.steps as f64);
         Ok(CnnOutcome {
-            status: if self.error.is_some() { TrialStatus::Diverged } else { TrialStatus::Complete },
+            status: if self.error.is_some() {
+                TrialStatus::Diverged
+            } else {
+                TrialStatus::Complete
+            },
             best_epoch: self.best.as_ref().map(|(i, _)| self.curve[*i].epoch),
             epochs_completed: self.curve.len() as u32,
             curve: self.curve,

@@ -15,8 +15,8 @@ use candle_core::{Device, Result, Tensor, Var};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::cpu_ops::conv_bias_relu_pool_cbhw;
 use super::data::SIDE;
-use super::im2col::conv2d_cbhw;
 
 const KERNEL: usize = 5;
 const HIDDEN: usize = 256;
@@ -123,21 +123,40 @@ impl Weights {
 }
 
 fn forward(w: &[&Tensor], x: &Tensor, masks: Option<(&Tensor, &Tensor)>) -> Result<Tensor> {
+    forward_with(w, x, masks, x.device().is_cpu())
+}
+
+/// The forward pass; `cpu_kernels` picks our CPU custom ops (CBHW layout,
+/// im2col, fused bias+ReLU+pool), otherwise candle's generic ops, which run
+/// on any device.
+fn forward_with(
+    w: &[&Tensor],
+    x: &Tensor,
+    masks: Option<(&Tensor, &Tensor)>,
+    cpu_kernels: bool,
+) -> Result<Tensor> {
     let b = x.dims()[0];
     let nf = w[0].dims()[0];
-    let x = if x.device().is_cpu() {
+    let x = if cpu_kernels {
         // Channels-first (C, B, H, W) with our im2col convolution; the
         // transpose back to (B, C, H, W) before flattening makes the dense
         // layer see features in the usual (c, y, x) order.
         let x = x.reshape((1, b, SIDE, SIDE))?;
-        let bias = |t: &Tensor| t.reshape((nf, 1, 1, 1));
-        let x = conv2d_cbhw(&x, w[0])?.broadcast_add(&bias(w[1])?)?.relu()?.max_pool2d(2)?;
-        let x = conv2d_cbhw(&x, w[2])?.broadcast_add(&bias(w[3])?)?.relu()?.max_pool2d(2)?;
+        let x = conv_bias_relu_pool_cbhw(&x, w[0], w[1])?;
+        let x = conv_bias_relu_pool_cbhw(&x, w[2], w[3])?;
         x.transpose(0, 1)?
     } else {
         let bias = |t: &Tensor| t.reshape((nf, 1, 1));
-        let x = x.conv2d(w[0], 0, 1, 1, 1)?.broadcast_add(&bias(w[1])?)?.relu()?.max_pool2d(2)?;
-        x.conv2d(w[2], 0, 1, 1, 1)?.broadcast_add(&bias(w[3])?)?.relu()?.max_pool2d(2)?
+        let x = max_pool2x2(
+            &x.conv2d(w[0], 0, 1, 1, 1)?
+                .broadcast_add(&bias(w[1])?)?
+                .relu()?,
+        )?;
+        max_pool2x2(
+            &x.conv2d(w[2], 0, 1, 1, 1)?
+                .broadcast_add(&bias(w[3])?)?
+                .relu()?,
+        )?
     };
     let mut x = x.flatten_from(1)?;
     if let Some((m1, _)) = masks {
@@ -148,6 +167,17 @@ fn forward(w: &[&Tensor], x: &Tensor, masks: Option<(&Tensor, &Tensor)>) -> Resu
         x = x.mul(m2)?;
     }
     x.matmul(w[6])?.broadcast_add(w[7])
+}
+
+/// 2x2 max-pooling of `(N, C, H, W)` as reshape + two `max` reductions.
+///
+/// Not `Tensor::max_pool2d`: candle 0.11's backward pass for it scales the
+/// gradient by (number of maxima)/4 instead of dividing by the number of
+/// maxima, i.e. passes a quarter of the gradient. The `max` reduction's
+/// backward pass is right (full gradient to every maximum).
+pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    x.reshape((n, c, h / 2, 2, w / 2, 2))?.max(5)?.max(3)
 }
 
 /// A `(rows, cols)` inverted-dropout mask: each entry is `1/KEEP` with
@@ -171,7 +201,11 @@ mod tests {
     use rand::SeedableRng;
 
     fn values(v: &Var) -> Vec<f32> {
-        v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        v.as_tensor()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
     }
 
     #[test]
@@ -183,10 +217,16 @@ mod tests {
         for (i, &(fi, fo)) in fans.iter().enumerate() {
             let bound = glorot_bound(fi, fo) as f32;
             let w = values(&m.vars[2 * i]);
-            assert!(w.iter().all(|x| x.abs() <= bound), "layer {i} exceeds ±{bound}");
+            assert!(
+                w.iter().all(|x| x.abs() <= bound),
+                "layer {i} exceeds ±{bound}"
+            );
             // Actually spread over the range, not e.g. all zero.
             let max = w.iter().fold(0f32, |a, x| a.max(x.abs()));
-            assert!(max > 0.9 * bound, "layer {i}: max |w| {max} vs bound {bound}");
+            assert!(
+                max > 0.9 * bound,
+                "layer {i}: max |w| {max} vs bound {bound}"
+            );
             assert!(values(&m.vars[2 * i + 1]).iter().all(|&b| b == 0.0));
         }
         assert_eq!(m.vars[0].dims(), &[nf, 1, 5, 5]);
@@ -203,6 +243,56 @@ mod tests {
         let c = Cnn::new(4, &mut ChaCha8Rng::seed_from_u64(10), &Device::Cpu).unwrap();
         assert_eq!(values(&a.vars[2]), values(&b.vars[2]));
         assert_ne!(values(&a.vars[2]), values(&c.vars[2]));
+    }
+
+    /// The CPU kernels and candle's generic ops (the GPU path) compute the
+    /// same logits and gradients.
+    #[test]
+    fn cpu_kernels_match_generic_path() {
+        let mut rng = ChaCha8Rng::seed_from_u64(2);
+        let m = Cnn::new(3, &mut rng, &Device::Cpu).unwrap();
+        let x = crate::cnn::Dataset::synthetic(6, 1, 1, &Device::Cpu).train_images;
+        let m1 = dropout_mask(&mut rng, 6, 48, &Device::Cpu).unwrap();
+        let m2 = dropout_mask(&mut rng, 6, HIDDEN, &Device::Cpu).unwrap();
+        let w: Vec<&Tensor> = m.vars.iter().map(|v| v.as_tensor()).collect();
+        let run = |fast| {
+            let logits = forward_with(&w, &x, Some((&m1, &m2)), fast).unwrap();
+            let grads = logits.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+            let g: Vec<Tensor> = m
+                .vars
+                .iter()
+                .map(|v| grads.get(v).unwrap().clone())
+                .collect();
+            (logits, g)
+        };
+        let ((l1, g1), (l2, g2)) = (run(true), run(false));
+        let diff = |a: &Tensor, b: &Tensor| {
+            let scale = b
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                .max(1e-3);
+            (a - b)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                / scale
+        };
+        assert!(diff(&l1, &l2) < 1e-5, "logits differ by {}", diff(&l1, &l2));
+        for (i, (a, b)) in g1.iter().zip(&g2).enumerate() {
+            assert!(
+                diff(a, b) < 1e-4,
+                "gradient of var {i} differs by {}",
+                diff(a, b)
+            );
+        }
     }
 
     #[test]

@@ -13,7 +13,11 @@ pub struct SgdMomentum {
 
 impl SgdMomentum {
     pub fn new(n_vars: usize, lr: f64, momentum: f64) -> SgdMomentum {
-        SgdMomentum { lr, momentum, velocity: vec![None; n_vars] }
+        SgdMomentum {
+            lr,
+            momentum,
+            velocity: vec![None; n_vars],
+        }
     }
 
     /// Apply one update to `vars` from `grads`. Vars without a gradient are
@@ -21,7 +25,9 @@ impl SgdMomentum {
     pub fn step(&mut self, vars: &[Var], grads: &GradStore) -> Result<()> {
         debug_assert_eq!(vars.len(), self.velocity.len());
         for (var, vel) in vars.iter().zip(self.velocity.iter_mut()) {
-            let Some(grad) = grads.get(var.as_tensor()) else { continue };
+            let Some(grad) = grads.get(var.as_tensor()) else {
+                continue;
+            };
             let w = var.as_detached_tensor();
             let grad = grad.detach();
             if self.momentum == 0.0 {
@@ -50,7 +56,10 @@ mod tests {
         let mut opt = SgdMomentum::new(1, 0.1, momentum);
         let (mut w, mut v) = (1.0f32, 0.0f32);
         for _ in 0..steps {
-            let loss = (var.as_tensor().sqr().unwrap() * 0.5).unwrap().sum_all().unwrap();
+            let loss = (var.as_tensor().sqr().unwrap() * 0.5)
+                .unwrap()
+                .sum_all()
+                .unwrap();
             let grads = loss.backward().unwrap();
             opt.step(std::slice::from_ref(&var), &grads).unwrap();
             v = momentum as f32 * v - 0.1 * w;

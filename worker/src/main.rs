@@ -51,10 +51,8 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(n) = cli.threads {
-        // Must happen before candle's thread pools start.
-        std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
-    }
+    // Must happen before any thread exists (candle's pools read it once).
+    hps_worker::cnn::init_cpu_threads(cli.threads);
     init_tracing(cli.verbose);
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,

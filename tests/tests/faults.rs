@@ -1,0 +1,244 @@
+//! Bad input and crashes: each case gets one clear message naming the file,
+//! and nothing is lost. These start the real binaries.
+
+use std::path::Path;
+use std::time::Duration;
+
+use hps_common::{TrialResult, TrialStatus};
+use hps_tests::{bin, json_stems, run, runs_per_trial, wait_until, Proc};
+
+const BRANIN: &str = r#"{"format_version":1,"name":"faults",
+  "space":{"x0":{"type":"float","low":-5,"high":10},"x1":{"type":"float","low":0,"high":15}},
+  "objective":{"metric":"value","direction":"minimize"},
+  "sampler":{"kind":"random","seed":3},"budget":{"trials":TRIALS},
+  "mode":{"kind":"async","queue":2},
+  "trainer":{"kind":"function","name":"branin","sleep_s":SLEEP}}"#;
+
+fn init(tmp: &Path, trials: u32, sleep: f64) -> std::path::PathBuf {
+    let study = tmp.join("study");
+    let f = tmp.join("study.json");
+    std::fs::write(&f, BRANIN.replace("TRIALS", &trials.to_string()).replace("SLEEP", &sleep.to_string())).unwrap();
+    let out = run(&bin("hps-master"), &["init", study.to_str().unwrap(), "--study", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    study
+}
+
+fn read_result(study: &Path, id: &str) -> TrialResult {
+    let p = study.join("results").join(format!("{id}.json"));
+    hps_common::parse_versioned(&p, &std::fs::read_to_string(&p).unwrap()).unwrap()
+}
+
+fn quarantined(study: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(study.join("quarantine"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn master(study: &Path, tmp: &Path, name: &str, extra: &[&str]) -> Proc {
+    let mut args = vec!["run", study.to_str().unwrap(), "--rescan", "0.2", "--lease-interval", "0.3"];
+    args.extend_from_slice(extra);
+    Proc::spawn(name, &bin("hps-master"), &args, &tmp.join(format!("{name}.log")))
+}
+
+fn worker(study: &Path, tmp: &Path, id: &str) -> Proc {
+    Proc::spawn(
+        id,
+        &bin("hps-worker"),
+        &[study.to_str().unwrap(), "--id", id, "--rescan", "0.2", "--heartbeat", "0.3"],
+        &tmp.join(format!("{id}.log")),
+    )
+}
+
+/// A truncated setting file in pending/, a result with an unknown
+/// format_version, a setting whose trial id tries to escape the directory
+/// and a corrupt heartbeat: each is quarantined with a message naming it,
+/// and every trial still ends with exactly one result.
+#[test]
+fn corrupt_files_are_quarantined_and_nothing_is_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = init(tmp.path(), 6, 0.0);
+    let s = study.to_str().unwrap();
+
+    // Let the master propose the first two trials, then stop it.
+    let mut m = master(&study, tmp.path(), "m1", &[]);
+    wait_until(Duration::from_secs(30), "two pending settings", || json_stems(&study.join("pending")).len() >= 2);
+    m.signal(libc::SIGTERM);
+    assert!(m.wait(Duration::from_secs(30)).success());
+
+    // Corrupt a pending setting (truncate it) ...
+    let p0 = study.join("pending/t000000.json");
+    let text = std::fs::read_to_string(&p0).unwrap();
+    std::fs::write(&p0, &text[..text.len() / 2]).unwrap();
+    // ... plant a setting whose trial id escapes the directory ...
+    let evil = text.replace("\"t000000\"", "\"../../evil\"");
+    std::fs::write(study.join("pending/t000077.json"), evil).unwrap();
+    // ... a result from a future hps for trial t000001 ...
+    let r1 = study.join("results/t000001.json");
+    std::fs::write(&r1, r#"{"format_version": 99, "trial_id": "t000001"}"#).unwrap();
+    // ... and a corrupt heartbeat.
+    std::fs::write(study.join("heartbeats/ghost.json"), "{not json").unwrap();
+
+    let mut m = master(&study, tmp.path(), "m2", &[]);
+    let mut w = worker(&study, tmp.path(), "w0");
+    assert!(m.wait(Duration::from_secs(60)).success(), "{}", m.log_text());
+    assert!(w.wait(Duration::from_secs(30)).success(), "{}", w.log_text());
+
+    let wlog = w.log_text();
+    let mlog = m.log_text();
+    assert!(wlog.contains("pending/t000000.json") || wlog.contains("running/t000000@w0.json"), "worker names the truncated file:\n{wlog}");
+    assert!(wlog.contains("quarantine"), "{wlog}");
+    assert!(mlog.contains("results/t000001.json") && mlog.contains("format_version"), "master names the bad result:\n{mlog}");
+    assert!(mlog.contains("heartbeats/ghost.json"), "master names the bad heartbeat:\n{mlog}");
+    assert!(!tmp.path().join("evil.json").exists() && !tmp.path().join("evil").exists());
+
+    let settings = json_stems(&study.join("settings"));
+    assert_eq!(settings.len(), 6);
+    assert_eq!(json_stems(&study.join("results")), settings, "no trial lost");
+    for id in &settings {
+        assert_eq!(read_result(&study, id).status, TrialStatus::Complete);
+    }
+    let q = quarantined(&study);
+    assert!(q.len() >= 4, "truncated setting, evil setting, future result, bad heartbeat: {q:?}");
+    let out = run(&bin("hps-master"), &["status", s]);
+    assert!(out.status.success());
+}
+
+/// Out-of-domain hyperparameters (negative LR, batch 0) end the trial as
+/// `invalid` with a message naming the parameter; the worker carries on.
+#[test]
+fn out_of_domain_hyperparameters_are_invalid_trials() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    hps_worker::cnn::write_idx_dir(&data, 120, 40, 1).unwrap();
+    let f = tmp.path().join("study.json");
+    std::fs::write(
+        &f,
+        r#"{"format_version":1,"name":"domain",
+           "space":{"lr":{"type":"categorical","choices":[-0.1, 0.05]},"batch_size":{"type":"categorical","choices":[0, 16]}},
+           "objective":{"metric":"val_error","direction":"minimize"},
+           "sampler":{"kind":"grid"},"mode":{"kind":"async","queue":4},
+           "trainer":{"kind":"cnn","defaults":{"nf":2,"train_size":80,"val_size":40,"test_size":40}}}"#,
+    )
+    .unwrap();
+    let study = tmp.path().join("study");
+    assert!(run(&bin("hps-master"), &["init", study.to_str().unwrap(), "--study", f.to_str().unwrap()]).status.success());
+    let mut m = master(&study, tmp.path(), "m", &[]);
+    let mut w = Proc::spawn(
+        "w0",
+        &bin("hps-worker"),
+        &[study.to_str().unwrap(), "--id", "w0", "--data", data.to_str().unwrap(), "--threads", "1", "--rescan", "0.2"],
+        &tmp.path().join("w0.log"),
+    );
+    assert!(m.wait(Duration::from_secs(120)).success(), "{}", m.log_text());
+    assert!(w.wait(Duration::from_secs(30)).success(), "{}", w.log_text());
+    let mut statuses = Vec::new();
+    for id in json_stems(&study.join("results")) {
+        let r = read_result(&study, &id);
+        let lr = r.params["lr"].as_f64().unwrap();
+        let bs = r.params["batch_size"].as_i64().unwrap();
+        if lr < 0.0 || bs == 0 {
+            assert_eq!(r.status, TrialStatus::Invalid, "{id}");
+            let e = r.error.unwrap();
+            assert!(e.contains(if lr < 0.0 { "lr" } else { "batch_size" }), "{e}");
+        } else {
+            assert_eq!(r.status, TrialStatus::Complete, "{id}: {:?}", r.error);
+        }
+        statuses.push(r.status);
+    }
+    assert_eq!(statuses.len(), 4);
+}
+
+/// A second master refuses to start while the first one's lease is live,
+/// and takes over once it is stale — both for a killed master on this host
+/// and for a lease left by another host, judged on the new master's clock.
+#[test]
+fn a_second_master_refuses_a_live_lease_and_takes_over_a_stale_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = init(tmp.path(), 4, 0.0);
+    let s = study.to_str().unwrap();
+    let mut m1 = master(&study, tmp.path(), "m1", &[]);
+    wait_until(Duration::from_secs(30), "the first master's lease", || study.join("master.json").exists());
+    let out = run(&bin("hps-master"), &["run", s]);
+    assert!(!out.status.success(), "a second master must refuse");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another master") && err.contains(&m1.pid().to_string()), "{err}");
+
+    // SIGKILL leaves the lease behind; same host, dead pid: immediate takeover.
+    m1.signal(libc::SIGKILL);
+    m1.wait(Duration::from_secs(10));
+    assert!(study.join("master.json").exists());
+    let mut m2 = master(&study, tmp.path(), "m2", &[]);
+    wait_until(Duration::from_secs(30), "takeover", || m2.log_text().contains("master started"));
+    m2.signal(libc::SIGKILL);
+    m2.wait(Duration::from_secs(10));
+
+    // A lease from another host that no longer changes: taken over after
+    // three of its intervals.
+    std::fs::write(
+        study.join("master.json"),
+        r#"{"format_version":1,"host":"elsewhere","pid":1,"seq":42,"interval_s":0.5,"written_at_unix":0.0}"#,
+    )
+    .unwrap();
+    let mut m3 = master(&study, tmp.path(), "m3", &[]);
+    let mut w = worker(&study, tmp.path(), "w0");
+    assert!(m3.wait(Duration::from_secs(60)).success(), "{}", m3.log_text());
+    assert!(w.wait(Duration::from_secs(30)).success());
+    assert!(m3.log_text().contains("stale; taking over"), "{}", m3.log_text());
+    assert_eq!(json_stems(&study.join("results")).len(), 4);
+}
+
+/// SIGTERM (Slurm/Kubernetes preemption): the worker hands its trial back
+/// to pending within a few seconds and exits 0; the trial is later run to
+/// completion exactly once.
+#[test]
+fn preempted_worker_releases_its_trial_and_exits_zero() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = init(tmp.path(), 1, 60.0);
+    let mut w = worker(&study, tmp.path(), "w0");
+    let mut m = master(&study, tmp.path(), "m", &[]);
+    wait_until(Duration::from_secs(30), "the claim", || !json_stems(&study.join("running")).is_empty());
+    let t = std::time::Instant::now();
+    w.signal(libc::SIGTERM);
+    let st = w.wait(Duration::from_secs(10));
+    assert!(st.success(), "exit 0 on preemption: {st:?}\n{}", w.log_text());
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    assert_eq!(json_stems(&study.join("pending")), vec!["t000000"]);
+    assert!(json_stems(&study.join("running")).is_empty());
+    let hb = std::fs::read_to_string(study.join("heartbeats/w0.json")).unwrap();
+    assert!(hb.contains("\"stopped\""), "{hb}");
+
+    // Shorten the rerun: a new worker finishes it (the setting is the same).
+    let p = study.join("pending/t000000.json");
+    let setting = std::fs::read_to_string(&p).unwrap();
+    assert!(setting.contains("\"attempt\": 1"), "preemption keeps the attempt count: {setting}");
+    m.signal(libc::SIGKILL);
+    m.wait(Duration::from_secs(10));
+}
+
+/// A worker killed with SIGKILL mid-trial is presumed dead after the grace
+/// period (judged by the master's own clock) and its trial re-queued with
+/// attempt 2; a slow but live worker is never re-queued.
+#[test]
+fn killed_worker_is_requeued_slow_worker_is_not() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = init(tmp.path(), 2, 3.0);
+    let mut m = master(&study, tmp.path(), "m", &["--worker-grace", "1.5"]);
+    let mut slow = worker(&study, tmp.path(), "slow");
+    let mut victim = worker(&study, tmp.path(), "victim");
+    wait_until(Duration::from_secs(30), "both claimed", || json_stems(&study.join("running")).len() == 2);
+    victim.signal(libc::SIGKILL);
+    victim.wait(Duration::from_secs(10));
+    assert!(m.wait(Duration::from_secs(60)).success(), "{}", m.log_text());
+    assert!(slow.wait(Duration::from_secs(30)).success());
+    let results: Vec<TrialResult> = json_stems(&study.join("results")).iter().map(|id| read_result(&study, id)).collect();
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|r| r.worker == "slow" && r.status == TrialStatus::Complete));
+    let attempts: Vec<u32> = results.iter().map(|r| r.attempt).collect();
+    assert!(attempts.contains(&1) && attempts.contains(&2), "one trial re-queued once: {attempts:?}");
+    assert!(m.log_text().contains("presumed dead"));
+    assert!(runs_per_trial(&study).values().all(|&n| n <= 2));
+}

@@ -242,3 +242,28 @@ fn killed_worker_is_requeued_slow_worker_is_not() {
     assert!(m.log_text().contains("presumed dead"));
     assert!(runs_per_trial(&study).values().all(|&n| n <= 2));
 }
+
+/// A trial whose workers keep dying is given up after `--max-attempts`
+/// with status `failed` and the reason recorded; the study still finishes.
+#[test]
+fn a_trial_is_failed_after_max_attempts_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = init(tmp.path(), 1, 60.0);
+    let mut m = master(&study, tmp.path(), "m", &["--worker-grace", "1", "--max-attempts", "2"]);
+    for round in 0..2 {
+        let id = format!("doomed{round}");
+        let mut w = worker(&study, tmp.path(), &id);
+        wait_until(Duration::from_secs(30), "the claim", || {
+            json_stems(&study.join("running")).iter().any(|c| c.ends_with(&format!("@{id}")))
+        });
+        w.signal(libc::SIGKILL);
+        w.wait(Duration::from_secs(10));
+    }
+    assert!(m.wait(Duration::from_secs(60)).success(), "{}", m.log_text());
+    let r = read_result(&study, "t000000");
+    assert_eq!(r.status, TrialStatus::Failed);
+    assert_eq!(r.attempt, 2);
+    let e = r.error.unwrap();
+    assert!(e.contains("max_attempts") && e.contains("doomed1"), "{e}");
+    assert!(json_stems(&study.join("pending")).is_empty() && json_stems(&study.join("running")).is_empty());
+}

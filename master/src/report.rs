@@ -164,6 +164,14 @@ pub fn best(dir: &StudyDir, n: usize, out: &mut dyn Write) -> Result<()> {
         ("trial", false),
         (&study.objective.metric, true),
     ];
+    // The held-out error next to the objective, when the trainer reports
+    // it and it is not the objective itself.
+    let test_col = (study.objective.metric != "test_error"
+        && ranked.iter().any(|r| r.metrics.contains_key("test_error")))
+    .then_some("test_error");
+    if let Some(c) = test_col {
+        cols.push((c, true));
+    }
     cols.extend(study.space.keys().map(|k| (k.as_str(), true)));
     cols.extend([
         ("seed", true),
@@ -178,6 +186,9 @@ pub fn best(dir: &StudyDir, n: usize, out: &mut dyn Write) -> Result<()> {
             r.trial_id.clone(),
             num_short(r.objective.unwrap_or(f64::NAN)),
         ];
+        if let Some(c) = test_col {
+            row.push(r.metrics.get(c).map(|v| num_short(*v)).unwrap_or_else(|| "-".into()));
+        }
         row.extend(study.space.keys().map(|k| {
             r.params
                 .get(k)

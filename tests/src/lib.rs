@@ -131,3 +131,93 @@ pub fn runs_per_trial(study: &Path) -> std::collections::BTreeMap<String, usize>
     }
     out
 }
+
+// ----- helpers for the reliability tests (chaos.rs, fuse.rs) ---------------
+
+impl Proc {
+    /// The exit status if the process has exited, without waiting.
+    pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Where this process's stdout and stderr go.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Send SIGKILL and reap the process (so its pid is really gone, which a
+    /// restarted master checks with `kill(pid, 0)`). Returns false if it had
+    /// already exited on its own before the signal.
+    pub fn kill9(&mut self, timeout: Duration) -> bool {
+        let exited_before = self.try_wait().is_some();
+        if !exited_before {
+            self.signal(libc::SIGKILL);
+            self.wait(timeout);
+        }
+        !exited_before
+    }
+}
+
+/// The last `n` lines of a text file (empty if it cannot be read).
+pub fn tail_lines(path: &Path, n: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// All file names in `dir` (dot-files included), sorted; for failure reports.
+pub fn dir_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// What the per-trial log `logs/<id>.log` says about the runs of a trial.
+/// Each run appends a `# trial <id> attempt <a> worker <w> ...` header when
+/// it starts and a `# result accepted ...` / `# result rejected ...` line
+/// when it got as far as publishing.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrialLog {
+    /// `(attempt, worker)` of every run header, in order.
+    pub runs: Vec<(u32, String)>,
+    /// The header in force before each `# result accepted` line.
+    pub accepted: Vec<Option<(u32, String)>>,
+    /// Number of `# result rejected` lines.
+    pub rejected: usize,
+    /// Lines starting `# result ` that say neither (a write cut by a kill).
+    pub partial: usize,
+}
+
+/// Parse `logs/<id>.log` of `study` (a missing log gives the default).
+pub fn trial_log(study: &Path, id: &str) -> TrialLog {
+    let text = std::fs::read_to_string(study.join("logs").join(format!("{id}.log"))).unwrap_or_default();
+    let mut out = TrialLog::default();
+    let mut current: Option<(u32, String)> = None;
+    for line in text.lines() {
+        // A header may follow a cut line on the same line; look for it anywhere.
+        if let Some(pos) = line.find("# trial ") {
+            let f: Vec<&str> = line[pos..].split_whitespace().collect();
+            // # trial <id> attempt <a> worker <w> ...
+            if f.len() >= 7 && f[3] == "attempt" && f[5] == "worker" {
+                if let Ok(a) = f[4].parse::<u32>() {
+                    current = Some((a, f[6].to_string()));
+                    out.runs.push((a, f[6].to_string()));
+                }
+            }
+            if pos > 0 && line.starts_with("# result ") {
+                out.partial += 1;
+            }
+            continue;
+        }
+        if line.starts_with("# result accepted") {
+            out.accepted.push(current.clone());
+        } else if line.starts_with("# result rejected") {
+            out.rejected += 1;
+        } else if line.starts_with("# result") {
+            out.partial += 1;
+        }
+    }
+    out
+}

@@ -202,7 +202,7 @@ impl ParamSpec {
                     return bad("scale", "offset and scale must be finite numbers".into());
                 }
                 if let Some(b) = base {
-                    if !(*b > 0.0) || !b.is_finite() {
+                    if !b.is_finite() || *b <= 0.0 {
                         return bad("base", format!("must be a positive number, got {b}"));
                     }
                 }

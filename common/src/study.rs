@@ -264,7 +264,7 @@ impl Versioned for Study {
             return Err(("budget.epochs".into(), "must be at least 1".into()));
         }
         if let Some(t) = self.budget.time_limit_s {
-            if !(t > 0.0) || !t.is_finite() {
+            if !t.is_finite() || t <= 0.0 {
                 return Err(("budget.time_limit_s".into(), format!("must be a positive number of seconds, got {t}")));
             }
         }
@@ -315,7 +315,7 @@ impl Versioned for Study {
                 }
             }
             TrainerSpec::Function { name, dim, sleep_s } => {
-                if !(*sleep_s >= 0.0) || !sleep_s.is_finite() {
+                if !sleep_s.is_finite() || *sleep_s < 0.0 {
                     return Err(("trainer.sleep_s".into(), format!("must be >= 0, got {sleep_s}")));
                 }
                 let d = name

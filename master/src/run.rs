@@ -555,7 +555,8 @@ impl Lease {
         let pid = std::process::id();
         if let Some(old) = dir.read_lease().context("reading the master lease")? {
             let same_host_dead = old.host == host && !pid_alive(old.pid);
-            if !same_host_dead && !(old.host == host && old.pid == pid) {
+            let ours = old.host == host && old.pid == pid;
+            if !same_host_dead && !ours {
                 // Watch the lease on our own clock for a few of its intervals.
                 let grace = Duration::from_secs_f64(old.interval_s.max(0.1) * 3.0);
                 info!(host = %old.host, pid = old.pid, "a master lease exists; checking for {:?} whether it is live", grace);

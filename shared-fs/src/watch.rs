@@ -109,7 +109,7 @@ fn native(dirs: &[PathBuf], tx: SyncSender<()>) -> notify::Result<Box<dyn Watche
 }
 
 fn fmt_dur(d: Duration) -> String {
-    if d.as_millis() % 1000 == 0 {
+    if d.as_millis().is_multiple_of(1000) {
         format!("{}s", d.as_secs())
     } else {
         format!("{}ms", d.as_millis())

@@ -80,7 +80,7 @@ fn init_tracing(verbose: u8) {
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration> {
-    if !(v > 0.0) || !v.is_finite() {
+    if !v.is_finite() || v <= 0.0 {
         bail!("--{name} must be a positive number of seconds, got {v}");
     }
     Ok(Duration::from_secs_f64(v))

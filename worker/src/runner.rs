@@ -95,7 +95,6 @@ pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummar
     let hb_stop = Arc::new(AtomicBool::new(false));
     let hb = spawn_heartbeat(dir.clone(), cfg.clone(), status.clone(), hb_stop.clone(), shutdown.clone());
 
-    release_stale_claims(&dir, &cfg.id)?;
     let mut summary = WorkerSummary::default();
     let outcome = (|| -> Result<()> {
         loop {
@@ -103,6 +102,10 @@ pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummar
                 summary.interrupted = true;
                 return Ok(());
             }
+            // Between trials no claim under our name is legitimate: any is
+            // from an earlier life of this worker, or a claim whose rename
+            // reply NFS lost (we believed we lost the race). Hand them back.
+            release_stale_claims(&dir, &cfg.id)?;
             if let Some(claim) = claim_next(&dir, &cfg.id)? {
                 let done = run_claim(&dir, &study, &trainer, cfg, &claim, &status, &shutdown)?;
                 if !done {

@@ -11,6 +11,7 @@
 //! DIR/heartbeats/<worker>.json    worker liveness
 //! DIR/logs/<id>.log               per-trial log: the seed's stat lines
 //! DIR/quarantine/                 corrupt files moved out of the way
+//! DIR/checkpoints/<id>/           per-epoch trainer state of unfinished trials
 //! ```
 
 use std::fs;
@@ -36,10 +37,11 @@ pub enum Sub {
     Heartbeats,
     Logs,
     Quarantine,
+    Checkpoints,
 }
 
 impl Sub {
-    pub const ALL: [Sub; 7] = [
+    pub const ALL: [Sub; 8] = [
         Sub::Settings,
         Sub::Pending,
         Sub::Running,
@@ -47,6 +49,7 @@ impl Sub {
         Sub::Heartbeats,
         Sub::Logs,
         Sub::Quarantine,
+        Sub::Checkpoints,
     ];
 
     pub fn name(self) -> &'static str {
@@ -58,6 +61,7 @@ impl Sub {
             Sub::Heartbeats => "heartbeats",
             Sub::Logs => "logs",
             Sub::Quarantine => "quarantine",
+            Sub::Checkpoints => "checkpoints",
         }
     }
 }
@@ -159,6 +163,17 @@ impl StudyDir {
 
     pub fn result_path(&self, id: &str) -> Result<PathBuf> {
         self.file(Sub::Results, id)
+    }
+
+    /// `checkpoints/<id>/`: the trainer's per-epoch state, so a re-queued
+    /// trial resumes where it stopped. Removed once the trial has a result.
+    pub fn checkpoint_dir(&self, id: &str) -> Result<PathBuf> {
+        validate_id("trial id", id).map_err(|e| FsError::BadName {
+            dir: self.sub(Sub::Checkpoints),
+            name: id.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(self.sub(Sub::Checkpoints).join(id))
     }
 
     pub fn log_path(&self, id: &str) -> Result<PathBuf> {

@@ -267,3 +267,78 @@ fn a_trial_is_failed_after_max_attempts_with_the_reason() {
     assert!(e.contains("max_attempts") && e.contains("doomed1"), "{e}");
     assert!(json_stems(&study.join("pending")).is_empty() && json_stems(&study.join("running")).is_empty());
 }
+
+/// Checkpoint resume with the real binaries: a cnn trial whose worker is
+/// killed (SIGKILL) after epoch 2 resumes from its checkpoint on a restarted
+/// worker and ends with exactly the metrics of an uninterrupted run.
+#[test]
+fn killed_cnn_trial_resumes_from_checkpoint_with_identical_metrics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    hps_worker::cnn::write_idx_dir(&data, 1700, 100, 5).unwrap();
+    let d = data.to_str().unwrap().to_string();
+    let study_text = r#"{"format_version":1,"name":"ckpt",
+        "space":{"lr":{"type":"fixed","value":0.05},"momentum":{"type":"fixed","value":0.9},"nf":{"type":"fixed","value":4},"batch_size":{"type":"fixed","value":16}},
+        "objective":{"metric":"val_error","direction":"minimize"},
+        "sampler":{"kind":"grid"},"budget":{"epochs":5},
+        "trainer":{"kind":"cnn","defaults":{"train_size":1600,"val_size":100,"test_size":100}}}"#;
+    let f = tmp.path().join("study.json");
+    std::fs::write(&f, study_text).unwrap();
+    let mk = |name: &str| {
+        let s = tmp.path().join(name);
+        assert!(run(&bin("hps-master"), &["init", s.to_str().unwrap(), "--study", f.to_str().unwrap()]).status.success());
+        s
+    };
+    let cnn_worker = |study: &Path, id: &str, log: &str| {
+        Proc::spawn(
+            id,
+            &bin("hps-worker"),
+            &[study.to_str().unwrap(), "--id", id, "--data", &d, "--threads", "1", "--rescan", "0.2", "--heartbeat", "0.3"],
+            &tmp.path().join(log),
+        )
+    };
+
+    // Uninterrupted.
+    let a = mk("a");
+    let mut m = master(&a, tmp.path(), "ma", &[]);
+    let mut w = cnn_worker(&a, "w0", "wa.log");
+    assert!(m.wait(Duration::from_secs(300)).success(), "{}", m.log_text());
+    assert!(w.wait(Duration::from_secs(30)).success());
+    let ra = read_result(&a, "t000000");
+
+    // Killed after epoch 2, resumed by a restarted worker.
+    let b = mk("b");
+    let mut m = master(&b, tmp.path(), "mb", &[]);
+    let mut w = cnn_worker(&b, "w0", "wb1.log");
+    let trial_log = b.join("logs/t000000.log");
+    wait_until(Duration::from_secs(300), "epoch 2", || {
+        std::fs::read_to_string(&trial_log).unwrap_or_default().lines().any(|l| l.starts_with("2 "))
+    });
+    w.signal(libc::SIGKILL);
+    w.wait(Duration::from_secs(10));
+    assert!(b.join("checkpoints/t000000/checkpoint.json").exists());
+    let mut w = cnn_worker(&b, "w0", "wb2.log");
+    assert!(m.wait(Duration::from_secs(300)).success(), "{}", m.log_text());
+    assert!(w.wait(Duration::from_secs(30)).success());
+    let rb = read_result(&b, "t000000");
+    let log = std::fs::read_to_string(&trial_log).unwrap();
+    assert!(log.contains("# resuming from the checkpoint after epoch"), "the second run resumed:\n{log}");
+    assert_eq!(rb.attempt, 2);
+    assert!(!b.join("checkpoints/t000000").exists(), "checkpoint removed once the result is in");
+
+    assert_eq!(ra.status, TrialStatus::Complete);
+    assert_eq!(rb.status, TrialStatus::Complete);
+    assert_eq!(ra.best_epoch, rb.best_epoch);
+    assert_eq!(ra.curve.len(), 5);
+    assert_eq!(ra.curve.len(), rb.curve.len());
+    for (x, y) in ra.curve.iter().zip(&rb.curve) {
+        assert_eq!((x.epoch, x.train_loss.to_bits(), x.val_loss.to_bits(), x.val_error.to_bits()),
+                   (y.epoch, y.train_loss.to_bits(), y.val_loss.to_bits(), y.val_error.to_bits()));
+    }
+    let strip = |r: &TrialResult| {
+        let mut m = r.metrics.clone();
+        m.remove("epoch_time_s");
+        m
+    };
+    assert_eq!(strip(&ra), strip(&rb), "identical final metrics");
+}

@@ -238,12 +238,17 @@ fn run_claim(
                     result.error = Some(e.to_string());
                 }
                 Ok(cc) => {
+                    let ckpt = dir.checkpoint_dir(&setting.trial_id)?;
+                    if let Some(done) = cnn::checkpoint_epochs(&ckpt, &cc, data) {
+                        info!(epochs_done = done, "resuming from checkpoint");
+                        let _ = writeln!(log, "# resuming from the checkpoint after epoch {done}");
+                    }
                     let mut on_epoch = |s: &hps_common::EpochStat| {
                         let _ = writeln!(log, "{} {:.3} {:.6} {:.6} {:.6}", s.epoch, s.elapsed_s, s.train_loss, s.val_loss, s.val_error);
                         info!(epoch = s.epoch, elapsed_s = format!("{:.1}", s.elapsed_s), train_loss = s.train_loss, val_loss = s.val_loss, val_error = s.val_error, "epoch");
                         status.lock().unwrap().epoch = Some(s.epoch);
                     };
-                    match cnn::train(&cc, data, device, &mut on_epoch, &should_stop) {
+                    match cnn::train_with_checkpoints(&cc, data, device, Some(&ckpt), &mut on_epoch, &should_stop) {
                         Ok(out) => {
                             result.status = out.status;
                             result.curve = out.curve;
@@ -252,7 +257,17 @@ fn run_claim(
                             result.epochs_completed = out.epochs_completed;
                             result.error = out.error;
                         }
+                        // Preempted: the last epoch's checkpoint stays for whoever runs it next.
                         Err(TrainError::Interrupted) => return release(dir, claim, &setting),
+                        // Cannot save state (disk full?): hand the trial back
+                        // rather than fail it, and stop with a clear error.
+                        Err(e @ TrainError::Checkpoint { .. }) => {
+                            release(dir, claim, &setting)?;
+                            return Err(anyhow::Error::new(e).context(format!(
+                                "trial {} handed back to the queue; free space or fix permissions and restart the worker",
+                                setting.trial_id
+                            )));
+                        }
                         Err(TrainError::InvalidCombination(m)) => {
                             result.status = TrialStatus::Invalid;
                             result.error = Some(m);
@@ -309,6 +324,13 @@ fn run_claim(
         warn!("a result for this trial was already published (a re-run of a trial presumed lost); keeping the first one");
     }
     dir.drop_claim(claim)?;
+    if let Ok(ckpt) = dir.checkpoint_dir(&setting.trial_id) {
+        if ckpt.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&ckpt) {
+                warn!("failed to remove the checkpoint `{}` of a finished trial: {e}", ckpt.display());
+            }
+        }
+    }
     *status.lock().unwrap() = Status::default();
     Ok(true)
 }

@@ -2,10 +2,25 @@
 //! an MNIST-format data set (Fashion-MNIST by default) with SGD + momentum,
 //! on candle.
 //!
-//! Everything random (weights, dropout masks, the per-epoch shuffle) comes
-//! from ChaCha8 streams derived from the trial seed, so the same
-//! [`CnnConfig`] on the CPU gives a bit-identical curve (we also observed
-//! identical curves with 1 and 2 threads).
+//! Everything random comes from ChaCha8 streams derived from the trial
+//! seed, so the same [`CnnConfig`] on the CPU gives a bit-identical curve
+//! (we also observed identical curves with 1 and 2 threads).
+//!
+//! # Sources of run-to-run randomness
+//!
+//! * Initial weights: `ChaCha8(seed, stream 1)`, drawn once before epoch 1.
+//! * The shuffle of epoch `e`: `ChaCha8(seed, stream 2<<32 | e)`, applied to
+//!   the identity permutation of the `train_size` examples (so no state
+//!   carries over from one epoch to the next).
+//! * The dropout masks of epoch `e`: `ChaCha8(seed, stream 3<<32 | e)`.
+//! * Wall-clock time: only the timing fields (`elapsed_s`, `epoch_time_s`)
+//!   and, with `time_limit_s`, where training stops.
+//!
+//! Because the random streams are a function of `(seed, epoch)`, a
+//! checkpoint (see [`train_with_checkpoints`]) needs no RNG state: the
+//! weights, the optimizer's velocities and the bookkeeping are enough for a
+//! resumed run to continue bit-identically on the CPU. (GPU kernels need
+//! not be deterministic, so there a resumed run is merely equivalent.)
 //!
 //! On the CPU the conv stages use our own kernels (`cpu_ops`: im2col + one
 //! gemm, fused bias+ReLU+max-pool); on other devices candle's `conv2d` and a
@@ -14,12 +29,14 @@
 //! paths give the same logits and gradients. Call [`init_cpu_threads`] at
 //! start-up.
 
+mod checkpoint;
 mod cpu_ops;
 mod data;
 mod model;
 mod optim;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
@@ -208,6 +225,15 @@ pub enum TrainError {
     /// `should_stop` returned true.
     #[error("training interrupted")]
     Interrupted,
+    /// A checkpoint could not be written (e.g. the disk is full, or the
+    /// checkpoint directory is not a directory); `path` is the file or
+    /// directory that failed.
+    #[error("cannot write checkpoint `{}`: {source}", path.display())]
+    Checkpoint {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Fix the number of CPU threads candle uses, by setting `RAYON_NUM_THREADS`
@@ -243,6 +269,18 @@ fn rng_stream(seed: u64, stream: u64) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(stream);
     rng
+}
+
+/// Stream of the initial weights.
+const INIT_STREAM: u64 = 1;
+/// Base of the per-epoch shuffle streams (`| epoch`).
+const SHUFFLE_STREAM: u64 = 2 << 32;
+/// Base of the per-epoch dropout streams (`| epoch`).
+const DROPOUT_STREAM: u64 = 3 << 32;
+
+/// The RNG of one kind (`SHUFFLE_STREAM`, `DROPOUT_STREAM`) for one epoch.
+fn epoch_rng(seed: u64, kind: u64, epoch: u32) -> ChaCha8Rng {
+    rng_stream(seed, kind | epoch as u64)
 }
 
 fn check_sizes(cfg: &CnnConfig, data: &Dataset, device: &Device) -> Result<(), TrainError> {
@@ -329,6 +367,8 @@ fn evaluate(
 /// the mean over the batches done) and counts in `epochs_completed`. Either
 /// way `stopped_by_time_limit` is set and the status is `Complete` (a limit
 /// reached just as the final epoch ends is a normal finish).
+///
+/// This is [`train_with_checkpoints`] without a checkpoint directory.
 pub fn train(
     cfg: &CnnConfig,
     data: &Dataset,
@@ -336,13 +376,74 @@ pub fn train(
     on_epoch: &mut dyn FnMut(&EpochStat),
     should_stop: &dyn Fn() -> bool,
 ) -> Result<CnnOutcome, TrainError> {
-    check_sizes(cfg, data, device)?;
-    let mut init_rng = rng_stream(cfg.seed, 1);
-    let mut shuffle_rng = rng_stream(cfg.seed, 2);
-    let mut dropout_rng = rng_stream(cfg.seed, 3);
+    train_with_checkpoints(cfg, data, device, None, on_epoch, should_stop)
+}
 
-    let model = Cnn::new(cfg.nf, &mut init_rng, device)?;
+/// Like [`train`], but with `checkpoint_dir` (created if missing): if it
+/// holds a checkpoint written by a run of the same config (a fingerprint of
+/// every [`CnnConfig`] field except `time_limit_s`, plus the dataset's
+/// train and test lengths), training resumes after its last epoch. A
+/// checkpoint from a different config, or an unreadable or corrupt one, is
+/// ignored with a `tracing::warn!` naming the file, and training starts from
+/// scratch (it never fails the run).
+///
+/// After every completed epoch (a time-limited partial epoch and an epoch
+/// whose validation loss diverged included) the full state is saved there,
+/// *before* `on_epoch` is called for that epoch: when `on_epoch` sees epoch
+/// `e`, the checkpoint of epoch `e` is durable. See the `checkpoint` module
+/// for the format and the atomic-write protocol. A failure to write it gives
+/// [`TrainError::Checkpoint`].
+///
+/// On the CPU a run interrupted (by `should_stop`, or killed) and resumed
+/// gives the same curve (timings aside), best epoch, steps and final
+/// metrics as an uninterrupted run. Elapsed training time carries over, so
+/// `time_limit_s` bounds the total over all resumptions; a run resumed with
+/// a limit already reached (the limit is not in the fingerprint) stops at
+/// once, as it would have at that epoch boundary.
+///
+/// One writer per directory at a time is assumed: stale `.tmp.` files left
+/// by a crashed writer are removed at start.
+pub fn train_with_checkpoints(
+    cfg: &CnnConfig,
+    data: &Dataset,
+    device: &Device,
+    checkpoint_dir: Option<&Path>,
+    on_epoch: &mut dyn FnMut(&EpochStat),
+    should_stop: &dyn Fn() -> bool,
+) -> Result<CnnOutcome, TrainError> {
+    check_sizes(cfg, data, device)?;
+    let model = Cnn::new(cfg.nf, &mut rng_stream(cfg.seed, INIT_STREAM), device)?;
     let mut opt = SgdMomentum::new(model.vars.len(), cfg.lr, cfg.momentum);
+    let limit = cfg.time_limit_s.map(Duration::from_secs_f64);
+
+    let mut run = Run::default();
+    let fingerprint = checkpoint::Fingerprint::new(cfg, data);
+    if let Some(dir) = checkpoint_dir {
+        checkpoint::prepare_dir(dir)?;
+        match checkpoint::load(dir, &fingerprint, cfg, device) {
+            Ok(None) => {}
+            Ok(Some(state)) => {
+                tracing::info!(
+                    "resuming from checkpoint `{}` after epoch {} of {} ({:.1}s of training done)",
+                    dir.join(checkpoint::MANIFEST).display(),
+                    state.run.curve.len(),
+                    cfg.epochs,
+                    state.run.train_time.as_secs_f64()
+                );
+                model.restore(&state.weights)?;
+                opt.set_velocities(state.velocity);
+                run = state.run;
+                let done = run.curve.len() as u32;
+                if done < cfg.epochs
+                    && run.error.is_none()
+                    && limit.is_some_and(|l| run.train_time >= l)
+                {
+                    run.stopped_by_time_limit = true;
+                }
+            }
+            Err(why) => tracing::warn!("{why}; training from scratch"),
+        }
+    }
 
     let (train_x, train_y) = (&data.train_images, &data.train_labels);
     let val_start = data.train_len() - cfg.val_size;
@@ -356,14 +457,15 @@ pub fn train(
     let test_x = data.test_images.narrow(0, 0, test_n)?;
     let test_y = data.test_labels.narrow(0, 0, test_n)?;
 
-    let limit = cfg.time_limit_s.map(Duration::from_secs_f64);
-    let mut perm: Vec<u32> = (0..cfg.train_size as u32).collect();
     let n_batches = cfg.train_size.div_ceil(cfg.batch_size);
-
-    let mut run = Run::default();
-    'epochs: for epoch in 1..=cfg.epochs {
+    let first_epoch = run.curve.len() as u32 + 1;
+    let finished = run.error.is_some() || run.stopped_by_time_limit;
+    let last_epoch = if finished { 0 } else { cfg.epochs };
+    'epochs: for epoch in first_epoch..=last_epoch {
         let t0 = Instant::now();
-        perm.shuffle(&mut shuffle_rng);
+        let mut perm: Vec<u32> = (0..cfg.train_size as u32).collect();
+        perm.shuffle(&mut epoch_rng(cfg.seed, SHUFFLE_STREAM, epoch));
+        let mut dropout_rng = epoch_rng(cfg.seed, DROPOUT_STREAM, epoch);
         let (mut loss_sum, mut batches_done) = (0.0f64, 0usize);
         for (b, chunk) in perm.chunks(cfg.batch_size).enumerate() {
             if should_stop() {
@@ -422,28 +524,47 @@ pub fn train(
             val_loss,
             val_error,
         };
-        on_epoch(&stat);
-        run.curve.push(stat);
+        run.curve.push(stat.clone());
         run.last = Some(snap.clone());
         if cfg.val_size > 0 && !val_loss.is_finite() {
             run.error = Some(format!(
                 "validation loss became {val_loss} after epoch {epoch}"
             ));
-            break;
+        } else {
+            let better = match &run.best {
+                None => true,
+                Some((i, _)) => cfg.val_size == 0 || val_loss < run.curve[*i].val_loss,
+            };
+            if better {
+                run.best = Some((run.curve.len() - 1, snap));
+            }
+            if partial || limit.is_some_and(|l| run.train_time >= l && epoch < cfg.epochs) {
+                run.stopped_by_time_limit = true;
+            }
         }
-        let better = match &run.best {
-            None => true,
-            Some((i, _)) => cfg.val_size == 0 || val_loss < run.curve[*i].val_loss,
-        };
-        if better {
-            run.best = Some((run.curve.len() - 1, snap));
+        if let Some(dir) = checkpoint_dir {
+            checkpoint::save(dir, &fingerprint, &run, &opt)?;
         }
-        if partial || limit.is_some_and(|l| run.train_time >= l && epoch < cfg.epochs) {
-            run.stopped_by_time_limit = true;
+        on_epoch(&stat);
+        if run.error.is_some() || run.stopped_by_time_limit {
             break;
         }
     }
     run.finish(&test_x, &test_y, should_stop)
+}
+
+/// The number of epochs a run of `cfg` on `data` with this
+/// `checkpoint_dir` would start from: `Some(epochs already done)` if the
+/// directory holds a usable checkpoint of the same config (see
+/// [`train_with_checkpoints`]), `None` otherwise (no checkpoint, another
+/// config, or unreadable; nothing is logged). For the caller's logging; it
+/// reads and checks the whole checkpoint.
+pub fn checkpoint_epochs(checkpoint_dir: &Path, cfg: &CnnConfig, data: &Dataset) -> Option<u32> {
+    let fingerprint = checkpoint::Fingerprint::new(cfg, data);
+    match checkpoint::load(checkpoint_dir, &fingerprint, cfg, &Device::Cpu) {
+        Ok(Some(state)) => Some(state.run.curve.len() as u32),
+        _ => None,
+    }
 }
 
 /// State accumulated over a run.

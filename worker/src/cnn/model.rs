@@ -82,6 +82,30 @@ impl Cnn {
         Ok(Cnn { vars, nf })
     }
 
+    /// The shapes of `vars` for `nf` filters, in order (for checking a
+    /// checkpoint before restoring it).
+    pub fn var_shapes(nf: usize) -> Vec<Vec<usize>> {
+        let flat = nf * FEATURE_SIDE * FEATURE_SIDE;
+        vec![
+            vec![nf, 1, KERNEL, KERNEL],
+            vec![nf],
+            vec![nf, nf, KERNEL, KERNEL],
+            vec![nf],
+            vec![flat, HIDDEN],
+            vec![HIDDEN],
+            vec![HIDDEN, CLASSES],
+            vec![CLASSES],
+        ]
+    }
+
+    /// Overwrite the weights with `w` (same shapes, same device).
+    pub fn restore(&self, w: &Weights) -> Result<()> {
+        for (var, t) in self.vars.iter().zip(&w.0) {
+            var.set(t)?;
+        }
+        Ok(())
+    }
+
     /// Training-mode forward pass: inverted dropout (keep 0.5, survivors
     /// scaled by 2) with masks drawn from `rng`.
     pub fn forward_train(&self, x: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
@@ -110,6 +134,17 @@ impl Cnn {
 pub struct Weights(Vec<Tensor>);
 
 impl Weights {
+    /// Wrap tensors given in the order of [`Cnn::vars`] (checkpoint restore;
+    /// the caller checks the shapes).
+    pub fn from_tensors(tensors: Vec<Tensor>) -> Weights {
+        Weights(tensors)
+    }
+
+    /// The tensors, in the order of [`Cnn::vars`].
+    pub fn tensors(&self) -> &[Tensor] {
+        &self.0
+    }
+
     /// Number of filters per conv layer.
     pub fn nf(&self) -> usize {
         self.0[0].dims()[0]
@@ -233,6 +268,8 @@ mod tests {
         assert_eq!(m.vars[2].dims(), &[nf, nf, 5, 5]);
         assert_eq!(m.vars[4].dims(), &[nf * 16, 256]);
         assert_eq!(m.vars[6].dims(), &[256, 10]);
+        let dims: Vec<Vec<usize>> = m.vars.iter().map(|v| v.dims().to_vec()).collect();
+        assert_eq!(Cnn::var_shapes(nf), dims);
         assert!((glorot_bound(25, 800) - (6.0f64 / 825.0).sqrt()).abs() < 1e-12);
     }
 

@@ -20,6 +20,19 @@ impl SgdMomentum {
         }
     }
 
+    /// The velocities (momentum buffers), one per var; `None` until the
+    /// var's first update, and always `None` with momentum 0.
+    pub fn velocities(&self) -> &[Option<Tensor>] {
+        &self.velocity
+    }
+
+    /// Replace the velocities (checkpoint restore); `v` has one entry per
+    /// var.
+    pub fn set_velocities(&mut self, v: Vec<Option<Tensor>>) {
+        debug_assert_eq!(v.len(), self.velocity.len());
+        self.velocity = v;
+    }
+
     /// Apply one update to `vars` from `grads`. Vars without a gradient are
     /// left alone.
     pub fn step(&mut self, vars: &[Var], grads: &GradStore) -> Result<()> {

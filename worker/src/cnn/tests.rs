@@ -337,6 +337,460 @@ fn sizes_must_fit_the_data() {
     assert!(e.contains("test_size (101)"), "{e}");
 }
 
+// ---- Checkpoints -------------------------------------------------------
+
+/// A small config for the checkpoint tests: 8 steps per epoch.
+fn ck_cfg(lr: f64) -> CnnConfig {
+    CnnConfig {
+        lr,
+        momentum: 0.9,
+        batch_size: 16,
+        nf: 3,
+        epochs: 4,
+        train_size: 128,
+        val_size: 64,
+        test_size: 0,
+        seed: 5,
+        time_limit_s: None,
+    }
+}
+
+fn ck_data() -> Dataset {
+    Dataset::synthetic(192, 40, 11, &Device::Cpu)
+}
+
+/// Curve without timings (epoch and bits of train_loss, val_loss, val_error).
+type Bits = Vec<(u32, u64, u64, u64)>;
+/// Everything of an outcome that must not depend on interruptions.
+type Comparable = (
+    Bits,
+    Vec<(String, u64)>,
+    Option<u32>,
+    u64,
+    TrialStatus,
+    u32,
+    Option<String>,
+    bool,
+);
+
+fn comparable(o: &CnnOutcome) -> Comparable {
+    let curve = o
+        .curve
+        .iter()
+        .map(|s| {
+            (
+                s.epoch,
+                s.train_loss.to_bits(),
+                s.val_loss.to_bits(),
+                s.val_error.to_bits(),
+            )
+        })
+        .collect();
+    let metrics = o
+        .metrics
+        .iter()
+        .filter(|(k, _)| k.as_str() != "epoch_time_s")
+        .map(|(k, v)| (k.clone(), v.to_bits()))
+        .collect();
+    (
+        curve,
+        metrics,
+        o.best_epoch,
+        o.steps,
+        o.status,
+        o.epochs_completed,
+        o.error.clone(),
+        o.stopped_by_time_limit,
+    )
+}
+
+/// Train with checkpoints in `dir`; with `stop_after = Some(n)`,
+/// `should_stop` turns true once this call has reported `n` epochs. Returns
+/// the result and the epochs reported.
+fn run_ck(
+    cfg: &CnnConfig,
+    data: &Dataset,
+    dir: &std::path::Path,
+    stop_after: Option<usize>,
+) -> (Result<CnnOutcome, TrainError>, Vec<u32>) {
+    let seen = std::cell::RefCell::new(Vec::new());
+    let r = train_with_checkpoints(
+        cfg,
+        data,
+        &Device::Cpu,
+        Some(dir),
+        &mut |s| seen.borrow_mut().push(s.epoch),
+        &|| stop_after.is_some_and(|n| seen.borrow().len() >= n),
+    );
+    (r, seen.into_inner())
+}
+
+fn interrupted(r: Result<CnnOutcome, TrainError>) {
+    assert!(matches!(r, Err(TrainError::Interrupted)), "{r:?}");
+}
+
+/// Run `f` with a tracing subscriber that captures WARN and above.
+fn capture_warnings<T>(f: impl FnOnce() -> T) -> (T, String) {
+    use std::sync::{Arc, Mutex};
+    #[derive(Clone, Default)]
+    struct Buf(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Buf {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Buf {
+        type Writer = Buf;
+        fn make_writer(&'a self) -> Buf {
+            self.clone()
+        }
+    }
+    let buf = Buf::default();
+    let sub = tracing_subscriber::fmt()
+        .with_writer(buf.clone())
+        .with_ansi(false)
+        .with_max_level(tracing::Level::WARN)
+        .finish();
+    let out = tracing::subscriber::with_default(sub, f);
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    (out, text)
+}
+
+fn dir_names(dir: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn checkpointing_does_not_change_results() {
+    let (c, d) = (ck_cfg(0.05), ck_data());
+    let plain = run(&c, &d).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (r, seen) = run_ck(&c, &d, dir.path(), None);
+    assert_eq!(comparable(&r.unwrap()), comparable(&plain));
+    assert_eq!(seen, [1, 2, 3, 4]);
+    // A finished run's checkpoint is reused: nothing left to train, same outcome.
+    assert_eq!(checkpoint_epochs(dir.path(), &c, &d), Some(4));
+    let (r, seen) = run_ck(&c, &d, dir.path(), None);
+    assert_eq!(comparable(&r.unwrap()), comparable(&plain));
+    assert!(seen.is_empty(), "{seen:?}");
+}
+
+#[test]
+fn interrupted_and_resumed_run_matches_uninterrupted() {
+    let d = ck_data();
+    // Also: plain SGD (no velocities) without a validation set (NaN in the curve).
+    let no_val = CnnConfig {
+        momentum: 0.0,
+        val_size: 0,
+        train_size: 160,
+        ..ck_cfg(0.1)
+    };
+    for c in [ck_cfg(0.05), no_val] {
+        let full = run(&c, &d).unwrap();
+        let want = comparable(&full);
+
+        // Interrupted during epoch 3 (right after epoch 2 was reported).
+        let dir = tempfile::tempdir().unwrap();
+        let (r, seen) = run_ck(&c, &d, dir.path(), Some(2));
+        interrupted(r);
+        assert_eq!(seen, [1, 2]);
+        assert_eq!(checkpoint_epochs(dir.path(), &c, &d), Some(2));
+        // A crash after the tensor file of epoch 3 was renamed into place
+        // but before the manifest was: the manifest still names epoch 2.
+        std::fs::write(dir.path().join("checkpoint-e3.safetensors"), b"junk").unwrap();
+        assert_eq!(checkpoint_epochs(dir.path(), &c, &d), Some(2));
+        let (r, seen) = run_ck(&c, &d, dir.path(), None);
+        let resumed = r.unwrap();
+        assert_eq!(
+            dir_names(dir.path()),
+            ["checkpoint-e4.safetensors", "checkpoint.json"]
+        );
+        assert_eq!(seen, [3, 4]);
+        assert_eq!(comparable(&resumed), want, "{:?}", c);
+        // Training time carries over.
+        assert!(resumed.curve[2].elapsed_s > resumed.curve[1].elapsed_s);
+
+        // Interrupted after epoch 1, resumed twice.
+        let dir = tempfile::tempdir().unwrap();
+        let (r, seen) = run_ck(&c, &d, dir.path(), Some(1));
+        interrupted(r);
+        assert_eq!(seen, [1]);
+        let (r, seen) = run_ck(&c, &d, dir.path(), Some(1));
+        interrupted(r);
+        assert_eq!(seen, [2]);
+        let (r, seen) = run_ck(&c, &d, dir.path(), None);
+        assert_eq!(seen, [3, 4]);
+        assert_eq!(comparable(&r.unwrap()), want, "{:?}", c);
+    }
+}
+
+/// The best-epoch weights are saved separately when the best epoch is not
+/// the last one; a resume from such a checkpoint is exact too.
+#[test]
+fn resume_with_earlier_best_epoch() {
+    let d = ck_data();
+    let c = CnnConfig {
+        epochs: 5,
+        ..ck_cfg(0.3)
+    };
+    let full = run(&c, &d).unwrap();
+    // The epoch after which best < last, so the checkpoint holds `best.*`.
+    let k = (2..=c.epochs)
+        .find(|&e| {
+            let best = full.curve[..e as usize]
+                .iter()
+                .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss))
+                .unwrap();
+            best.epoch < e
+        })
+        .expect("this config should have a val loss going up; pick another lr");
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = run_ck(&c, &d, dir.path(), Some(k as usize));
+    interrupted(r);
+    let bytes = std::fs::read(dir.path().join(format!("checkpoint-e{k}.safetensors"))).unwrap();
+    let names = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
+    assert!(names.contains_key("best.0") && names.contains_key("velocity.4"));
+    let (r, _) = run_ck(&c, &d, dir.path(), None);
+    assert_eq!(comparable(&r.unwrap()), comparable(&full));
+}
+
+#[test]
+fn checkpoint_of_another_config_is_ignored() {
+    let d = ck_data();
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = run_ck(&ck_cfg(0.05), &d, dir.path(), Some(2));
+    interrupted(r);
+    let other = ck_cfg(0.03);
+    assert_eq!(checkpoint_epochs(dir.path(), &other, &d), None);
+    // The data set's size is part of the fingerprint too.
+    assert_eq!(
+        checkpoint_epochs(
+            dir.path(),
+            &ck_cfg(0.05),
+            &Dataset::synthetic(200, 40, 11, &Device::Cpu)
+        ),
+        None
+    );
+    // ... but not the time limit.
+    let limited = CnnConfig {
+        time_limit_s: Some(1e6),
+        ..ck_cfg(0.05)
+    };
+    assert_eq!(checkpoint_epochs(dir.path(), &limited, &d), Some(2));
+
+    let ((r, seen), warnings) = capture_warnings(|| run_ck(&other, &d, dir.path(), None));
+    assert_eq!(seen, [1, 2, 3, 4]);
+    assert_eq!(
+        comparable(&r.unwrap()),
+        comparable(&run(&other, &d).unwrap())
+    );
+    let manifest = dir.path().join("checkpoint.json").display().to_string();
+    assert!(
+        warnings.contains(&manifest) && warnings.contains("different configuration"),
+        "{warnings}"
+    );
+    // The directory now holds the other config's finished run.
+    assert_eq!(checkpoint_epochs(dir.path(), &other, &d), Some(4));
+    assert_eq!(checkpoint_epochs(dir.path(), &ck_cfg(0.05), &d), None);
+    assert_eq!(
+        dir_names(dir.path()),
+        ["checkpoint-e4.safetensors", "checkpoint.json"]
+    );
+}
+
+#[test]
+fn corrupt_checkpoints_are_ignored_with_a_warning() {
+    let c = CnnConfig {
+        epochs: 2,
+        ..ck_cfg(0.05)
+    };
+    let d = ck_data();
+    let want = comparable(&run(&c, &d).unwrap());
+    type Damage = fn(&std::path::Path);
+    let cases: [(&str, Damage, &str); 5] = [
+        (
+            "garbage manifest",
+            |p| std::fs::write(p.join("checkpoint.json"), b"{\"format_ver").unwrap(),
+            "checkpoint.json",
+        ),
+        (
+            "malformed manifest",
+            |p| std::fs::write(p.join("checkpoint.json"), br#"{"format_version": 1}"#).unwrap(),
+            "checkpoint.json",
+        ),
+        (
+            "future format",
+            |p| std::fs::write(p.join("checkpoint.json"), br#"{"format_version": 9}"#).unwrap(),
+            "checkpoint.json",
+        ),
+        (
+            "truncated tensors",
+            |p| {
+                let t = p.join("checkpoint-e1.safetensors");
+                let b = std::fs::read(&t).unwrap();
+                std::fs::write(&t, &b[..b.len() / 2]).unwrap();
+            },
+            "checkpoint-e1.safetensors",
+        ),
+        (
+            "missing tensors",
+            |p| std::fs::remove_file(p.join("checkpoint-e1.safetensors")).unwrap(),
+            "checkpoint-e1.safetensors",
+        ),
+    ];
+    for (what, damage, file) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, _) = run_ck(&c, &d, dir.path(), Some(1));
+        interrupted(r);
+        damage(dir.path());
+        assert_eq!(checkpoint_epochs(dir.path(), &c, &d), None, "{what}");
+        let ((r, seen), warnings) = capture_warnings(|| run_ck(&c, &d, dir.path(), None));
+        assert_eq!(seen, [1, 2], "{what}: should train from scratch");
+        assert_eq!(comparable(&r.unwrap()), want, "{what}");
+        let path = dir.path().join(file).display().to_string();
+        assert!(
+            warnings.contains("WARN") && warnings.contains(&path),
+            "{what}: {warnings}"
+        );
+    }
+}
+
+#[test]
+fn checkpoint_files_are_written_atomically_each_epoch() {
+    let (c, d) = (ck_cfg(0.05), ck_data());
+    let root = tempfile::tempdir().unwrap();
+    // Created if missing, nested.
+    let dir = root.path().join("trial").join("ck");
+    std::fs::create_dir_all(&dir).unwrap();
+    // A temporary file left by a crashed writer is cleaned up.
+    std::fs::write(dir.join(".tmp.checkpoint.json.999.0"), b"{").unwrap();
+    let mut checked = Vec::new();
+    let out = train_with_checkpoints(
+        &c,
+        &d,
+        &Device::Cpu,
+        Some(&dir),
+        &mut |s| {
+            // The checkpoint of this epoch is in place before on_epoch.
+            let e = s.epoch;
+            let m: Value =
+                serde_json::from_slice(&std::fs::read(dir.join("checkpoint.json")).unwrap())
+                    .unwrap();
+            assert_eq!(m["format_version"], 1);
+            assert_eq!(m["epoch"], e);
+            assert_eq!(m["curve"].as_array().unwrap().len(), e as usize);
+            let tensors = format!("checkpoint-e{e}.safetensors");
+            assert_eq!(m["tensors"]["name"], tensors.as_str());
+            assert_eq!(dir_names(&dir), [tensors, "checkpoint.json".to_string()]);
+            checked.push(e);
+        },
+        &|| false,
+    )
+    .unwrap();
+    assert_eq!(checked, [1, 2, 3, 4]);
+    assert_eq!(out.epochs_completed, 4);
+    assert_eq!(
+        dir_names(&dir),
+        ["checkpoint-e4.safetensors", "checkpoint.json"]
+    );
+
+    // A missing directory is created.
+    let fresh = root.path().join("new").join("dir");
+    let (r, _) = run_ck(&c, &d, &fresh, Some(1));
+    interrupted(r);
+    assert_eq!(
+        dir_names(&fresh),
+        ["checkpoint-e1.safetensors", "checkpoint.json"]
+    );
+}
+
+#[test]
+fn unwritable_checkpoint_dir_fails_naming_the_path() {
+    let (c, d) = (ck_cfg(0.05), ck_data());
+    let root = tempfile::tempdir().unwrap();
+    // The directory is a regular file.
+    let file = root.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    assert_eq!(checkpoint_epochs(&file, &c, &d), None);
+    let (r, seen) = run_ck(&c, &d, &file, None);
+    assert!(seen.is_empty());
+    match r {
+        Err(e @ TrainError::Checkpoint { .. }) => {
+            let TrainError::Checkpoint { path, .. } = &e else {
+                unreachable!()
+            };
+            assert_eq!(path, &file);
+            assert!(e.to_string().contains(&file.display().to_string()), "{e}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // The tensor file's name is taken by a non-empty directory: the rename
+    // fails; the error names the file and no temporary file is left.
+    let dir = root.path().join("ck");
+    let blocker = dir.join("checkpoint-e1.safetensors");
+    std::fs::create_dir_all(&blocker).unwrap();
+    std::fs::write(blocker.join("x"), b"x").unwrap();
+    let (r, seen) = run_ck(&c, &d, &dir, None);
+    assert!(seen.is_empty());
+    let e = r.unwrap_err();
+    assert!(
+        matches!(&e, TrainError::Checkpoint { path, .. } if *path == blocker),
+        "{e:?}"
+    );
+    assert!(
+        e.to_string().contains(&blocker.display().to_string()),
+        "{e}"
+    );
+    assert_eq!(dir_names(&dir), ["checkpoint-e1.safetensors"]);
+}
+
+#[test]
+fn training_time_carries_over_a_resume() {
+    let (c, d) = (ck_cfg(0.05), ck_data());
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = run_ck(&c, &d, dir.path(), Some(1));
+    interrupted(r);
+    let m: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("checkpoint.json")).unwrap())
+            .unwrap();
+    let done_s = m["train_time_ns"].as_u64().unwrap() as f64 * 1e-9;
+    assert!(done_s > 0.0);
+    // A limit the first run already used up: the resumed run stops at once,
+    // as at an epoch boundary.
+    let limited = CnnConfig {
+        time_limit_s: Some(done_s / 2.0),
+        ..c.clone()
+    };
+    let (r, seen) = run_ck(&limited, &d, dir.path(), None);
+    let out = r.unwrap();
+    assert!(seen.is_empty(), "{seen:?}");
+    assert!(out.stopped_by_time_limit);
+    assert_eq!(out.status, TrialStatus::Complete);
+    assert_eq!((out.epochs_completed, out.steps), (1, 8));
+    assert!(out.metrics.contains_key("test_error"));
+}
+
+#[test]
+fn diverged_run_with_checkpoints() {
+    let (c, d) = (tiny(1e20, 0.9, 3), data());
+    let plain = run(&c, &d).unwrap();
+    assert_eq!(plain.status, TrialStatus::Diverged);
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let (r, _) = run_ck(&c, &d, dir.path(), None);
+        assert_eq!(comparable(&r.unwrap()), comparable(&plain));
+    }
+}
+
 /// Run with `cargo test -p hps-worker --release --lib real_fashion_mnist_smoke -- --ignored --nocapture`.
 #[test]
 #[ignore = "needs /usr/share/datasets/fashion-mnist; slow in debug builds"]

@@ -1,0 +1,534 @@
+//! Per-epoch checkpoints of a cnn training run, for
+//! [`super::train_with_checkpoints`].
+//!
+//! # Format
+//!
+//! A checkpoint directory holds one pair of files:
+//!
+//! * `checkpoint-e{E}.safetensors`, the tensors after epoch `E` (all f32):
+//!   `weights.{i}` (the weights after epoch `E`, `i` in `0..8` in the order
+//!   of `Cnn::vars`; they are also the "last epoch" weights the final
+//!   `last_test_error` is computed from), `velocity.{i}` (the SGD momentum
+//!   buffers; absent while unset, so always absent with momentum 0) and
+//!   `best.{i}` (the weights of the best epoch so far, only when that is not
+//!   epoch `E`; otherwise they are `weights.*`).
+//! * `checkpoint.json`, the manifest (`format_version` 1): the config
+//!   fingerprint, `epoch` (= `E`, the epochs done), the tensor file's name,
+//!   size and CRC-32, the curve so far and the bookkeeping (steps, training
+//!   time, full-epoch time and count, best epoch, divergence message,
+//!   whether the time limit stopped the run). Floats are strings in Rust's
+//!   shortest round-trip notation (`"0.05"`, `"NaN"`), so they read back bit
+//!   for bit; durations are integer nanoseconds.
+//!
+//! There is no RNG state: the random streams are functions of
+//! `(seed, epoch)` (see "Sources of run-to-run randomness" in the `cnn`
+//! module docs).
+//!
+//! # Atomic update
+//!
+//! Each file is written to a temporary file `.tmp.<name>.<pid>.<n>` in the
+//! same directory, fsynced and renamed onto its name, then the directory is
+//! fsynced. The tensor file comes first and the manifest last (the commit
+//! point); older `checkpoint-e*.safetensors` files are deleted after that.
+//! A crash at any point leaves the previous pair or the new one; the size
+//! and CRC-32 in the manifest also catch a tensor file that does not belong
+//! to it. A checkpoint that cannot be read, does not parse, fails those
+//! checks or comes from another config is ignored (the caller logs why).
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::model::{Cnn, Weights};
+use super::optim::SgdMomentum;
+use super::{CnnConfig, Dataset, EpochStat, Run, TrainError};
+
+/// The manifest's file name.
+pub(super) const MANIFEST: &str = "checkpoint.json";
+const FORMAT_VERSION: u32 = 1;
+/// Prefix of temporary files (followed by the final name).
+const TMP_PREFIX: &str = ".tmp.";
+const TENSORS_PREFIX: &str = "checkpoint-e";
+const TENSORS_SUFFIX: &str = ".safetensors";
+
+fn tensors_name(epoch: u32) -> String {
+    format!("{TENSORS_PREFIX}{epoch}{TENSORS_SUFFIX}")
+}
+
+fn is_tensors_name(name: &str) -> bool {
+    name.strip_prefix(TENSORS_PREFIX)
+        .and_then(|s| s.strip_suffix(TENSORS_SUFFIX))
+        .is_some_and(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// An f64 stored as a string in Rust's shortest round-trip notation, so it
+/// reads back bit for bit (NaN and infinities included). Compared by bits.
+#[derive(Debug, Clone, Copy)]
+struct Exact(f64);
+
+impl PartialEq for Exact {
+    fn eq(&self, other: &Exact) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Serialize for Exact {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{:?}", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Exact {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Exact, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse::<f64>()
+            .map(Exact)
+            .map_err(|e| serde::de::Error::custom(format!("bad number {s:?}: {e}")))
+    }
+}
+
+/// What identifies the run a checkpoint belongs to: every [`CnnConfig`]
+/// field except `time_limit_s`, plus the data set's sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(super) struct Fingerprint {
+    lr: Exact,
+    momentum: Exact,
+    batch_size: usize,
+    nf: usize,
+    epochs: u32,
+    train_size: usize,
+    val_size: usize,
+    test_size: usize,
+    seed: u64,
+    train_len: usize,
+    test_len: usize,
+}
+
+impl Fingerprint {
+    pub(super) fn new(cfg: &CnnConfig, data: &Dataset) -> Fingerprint {
+        // Exhaustive, so a new config field cannot be forgotten here.
+        let CnnConfig {
+            lr,
+            momentum,
+            batch_size,
+            nf,
+            epochs,
+            train_size,
+            val_size,
+            test_size,
+            seed,
+            time_limit_s: _,
+        } = *cfg;
+        Fingerprint {
+            lr: Exact(lr),
+            momentum: Exact(momentum),
+            batch_size,
+            nf,
+            epochs,
+            train_size,
+            val_size,
+            test_size,
+            seed,
+            train_len: data.train_len(),
+            test_len: data.test_len(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct TensorFile {
+    name: String,
+    size: u64,
+    crc32: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Stat {
+    epoch: u32,
+    elapsed_s: Exact,
+    train_loss: Exact,
+    val_loss: Exact,
+    val_error: Exact,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Manifest {
+    format_version: u32,
+    fingerprint: Fingerprint,
+    /// Epochs done (the curve's length).
+    epoch: u32,
+    tensors: TensorFile,
+    curve: Vec<Stat>,
+    /// 1-based; `None` only when epoch 1's validation loss diverged.
+    best_epoch: Option<u32>,
+    steps: u64,
+    train_time_ns: u64,
+    full_epoch_time_ns: u64,
+    full_epochs: u32,
+    partial_epoch_estimate_s: Option<Exact>,
+    error: Option<String>,
+    stopped_by_time_limit: bool,
+}
+
+/// A run's state read back from a checkpoint.
+pub(super) struct Restored {
+    pub run: Run,
+    /// The weights after the last epoch (also in `run.last`).
+    pub weights: Weights,
+    pub velocity: Vec<Option<Tensor>>,
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// Create `dir` if missing and remove temporary files a crashed writer
+/// left there.
+pub(super) fn prepare_dir(dir: &Path) -> Result<(), TrainError> {
+    fs::create_dir_all(dir).map_err(|source| TrainError::Checkpoint {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    if let Ok(entries) = fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let stale = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(TMP_PREFIX))
+                .is_some_and(|n| n.starts_with(MANIFEST) || n.starts_with(TENSORS_PREFIX));
+            if stale {
+                if let Err(err) = fs::remove_file(e.path()) {
+                    tracing::warn!("cannot remove stale `{}`: {err}", e.path().display());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Save the state after the last epoch of `run` (see the module docs).
+pub(super) fn save(
+    dir: &Path,
+    fingerprint: &Fingerprint,
+    run: &Run,
+    opt: &SgdMomentum,
+) -> Result<(), TrainError> {
+    let Some(last) = &run.last else {
+        return Ok(());
+    };
+    let epoch = run.curve.len() as u32;
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for (i, t) in last.tensors().iter().enumerate() {
+        tensors.insert(format!("weights.{i}"), t.clone());
+    }
+    for (i, v) in opt.velocities().iter().enumerate() {
+        if let Some(v) = v {
+            tensors.insert(format!("velocity.{i}"), v.clone());
+        }
+    }
+    let best_epoch = run.best.as_ref().map(|(i, _)| *i as u32 + 1);
+    if let Some((i, w)) = &run.best {
+        if *i as u32 + 1 != epoch {
+            for (j, t) in w.tensors().iter().enumerate() {
+                tensors.insert(format!("best.{j}"), t.clone());
+            }
+        }
+    }
+
+    let name = tensors_name(epoch);
+    let (mut size, mut crc32) = (0u64, 0u32);
+    write_atomic(dir, &name, |tmp| {
+        candle_core::safetensors::save(&tensors, tmp).map_err(candle_to_io)?;
+        let bytes = fs::read(tmp)?;
+        let mut crc = flate2::Crc::new();
+        crc.update(&bytes);
+        (size, crc32) = (bytes.len() as u64, crc.sum());
+        Ok(())
+    })?;
+
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        fingerprint: fingerprint.clone(),
+        epoch,
+        tensors: TensorFile {
+            name: name.clone(),
+            size,
+            crc32,
+        },
+        curve: run
+            .curve
+            .iter()
+            .map(|s| Stat {
+                epoch: s.epoch,
+                elapsed_s: Exact(s.elapsed_s),
+                train_loss: Exact(s.train_loss),
+                val_loss: Exact(s.val_loss),
+                val_error: Exact(s.val_error),
+            })
+            .collect(),
+        best_epoch,
+        steps: run.steps,
+        train_time_ns: nanos(run.train_time),
+        full_epoch_time_ns: nanos(run.full_epoch_time),
+        full_epochs: run.full_epochs,
+        partial_epoch_estimate_s: run.partial_epoch_estimate.map(Exact),
+        error: run.error.clone(),
+        stopped_by_time_limit: run.stopped_by_time_limit,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| TrainError::Checkpoint {
+        path: dir.join(MANIFEST),
+        source: io::Error::other(e),
+    })?;
+    write_atomic(dir, MANIFEST, |tmp| fs::write(tmp, &json))?;
+    remove_old_tensors(dir, &name);
+    Ok(())
+}
+
+fn candle_to_io(e: candle_core::Error) -> io::Error {
+    match e {
+        candle_core::Error::Io(e) => e,
+        e => io::Error::other(e),
+    }
+}
+
+static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Write `dir/name` atomically: `fill` writes a temporary file in `dir`,
+/// which is then fsynced and renamed onto `name`, and `dir` fsynced. On
+/// failure the temporary file is removed and the error names `dir/name`.
+fn write_atomic(
+    dir: &Path,
+    name: &str,
+    fill: impl FnOnce(&Path) -> io::Result<()>,
+) -> Result<(), TrainError> {
+    let path = dir.join(name);
+    let tmp = dir.join(format!(
+        "{TMP_PREFIX}{name}.{}.{}",
+        std::process::id(),
+        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let result = fill(&tmp)
+        .and_then(|()| OpenOptions::new().write(true).open(&tmp)?.sync_all())
+        .and_then(|()| fs::rename(&tmp, &path))
+        .and_then(|()| sync_dir(dir));
+    result.map_err(|source| {
+        let _ = fs::remove_file(&tmp);
+        TrainError::Checkpoint { path, source }
+    })
+}
+
+/// fsync a directory so renames in it are durable. File systems that do
+/// not support it (EINVAL, ENOTSUP) are tolerated.
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        match fs::File::open(dir).and_then(|d| d.sync_all()) {
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTSUP)) => Ok(()),
+            r => r,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Delete tensor files other than `keep` (best effort).
+fn remove_old_tensors(dir: &Path, keep: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name != keep && is_tensors_name(name) {
+            if let Err(err) = fs::remove_file(e.path()) {
+                tracing::warn!(
+                    "cannot remove old checkpoint `{}`: {err}",
+                    e.path().display()
+                );
+            }
+        }
+    }
+}
+
+/// Read the checkpoint in `dir` onto `device`. `Ok(None)`: there is none.
+/// `Err`: why it cannot be used (naming the file), for a warning.
+pub(super) fn load(
+    dir: &Path,
+    fingerprint: &Fingerprint,
+    cfg: &CnnConfig,
+    device: &Device,
+) -> Result<Option<Restored>, String> {
+    let path = dir.join(MANIFEST);
+    let text = match fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("cannot read checkpoint `{}`: {e}", path.display())),
+    };
+    let bad = |why: String| format!("ignoring checkpoint `{}`: {why}", path.display());
+    let value: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    match value.get("format_version").and_then(|v| v.as_u64()) {
+        Some(v) if v == FORMAT_VERSION as u64 => {}
+        v => {
+            return Err(bad(format!(
+                "format_version {v:?}, this worker reads {FORMAT_VERSION}"
+            )))
+        }
+    }
+    let m: Manifest =
+        serde_json::from_value(value).map_err(|e| bad(format!("malformed manifest: {e}")))?;
+    if m.fingerprint != *fingerprint {
+        return Err(bad(format!(
+            "written by a different configuration ({:?}; this run is {:?})",
+            m.fingerprint, fingerprint
+        )));
+    }
+    let epoch = m.epoch;
+    if epoch == 0 || epoch > cfg.epochs {
+        return Err(bad(format!("epoch {epoch} outside 1..={}", cfg.epochs)));
+    }
+    if m.curve.len() != epoch as usize || m.curve.iter().zip(1..).any(|(s, e)| s.epoch != e) {
+        return Err(bad(format!("the curve does not hold epochs 1..={epoch}")));
+    }
+    if m.best_epoch.is_some_and(|b| b == 0 || b > epoch) {
+        return Err(bad(format!(
+            "best_epoch {:?} outside 1..={epoch}",
+            m.best_epoch
+        )));
+    }
+    if m.tensors.name != tensors_name(epoch) {
+        return Err(bad(format!(
+            "tensor file {:?} does not match epoch {epoch}",
+            m.tensors.name
+        )));
+    }
+
+    let tpath = dir.join(&m.tensors.name);
+    let bad_tensors = |why: String| {
+        format!(
+            "ignoring checkpoint `{}`: its tensor file `{}` {why}",
+            path.display(),
+            tpath.display()
+        )
+    };
+    let bytes = fs::read(&tpath).map_err(|e| bad_tensors(format!("cannot be read: {e}")))?;
+    let mut crc = flate2::Crc::new();
+    crc.update(&bytes);
+    if bytes.len() as u64 != m.tensors.size || crc.sum() != m.tensors.crc32 {
+        return Err(bad_tensors(format!(
+            "does not match the manifest ({} bytes, CRC-32 {:08x}; expected {} bytes, {:08x})",
+            bytes.len(),
+            crc.sum(),
+            m.tensors.size,
+            m.tensors.crc32
+        )));
+    }
+    let mut map = candle_core::safetensors::load_buffer(&bytes, device)
+        .map_err(|e| bad_tensors(format!("is corrupt: {e}")))?;
+    let shapes = Cnn::var_shapes(cfg.nf);
+    let mut take = |prefix: &str, i: usize| -> Result<Option<Tensor>, String> {
+        let key = format!("{prefix}.{i}");
+        match map.remove(&key) {
+            None => Ok(None),
+            Some(t) if t.dtype() == DType::F32 && t.dims() == shapes[i].as_slice() => Ok(Some(t)),
+            Some(t) => Err(bad_tensors(format!(
+                "holds `{key}` as {:?} {:?}, expected f32 {:?}",
+                t.dtype(),
+                t.dims(),
+                shapes[i]
+            ))),
+        }
+    };
+    let mut all = |prefix: &str| -> Result<Vec<Tensor>, String> {
+        (0..shapes.len())
+            .map(|i| take(prefix, i)?.ok_or_else(|| bad_tensors(format!("lacks `{prefix}.{i}`"))))
+            .collect()
+    };
+    let weights = Weights::from_tensors(all("weights")?);
+    let best = match m.best_epoch {
+        None => None,
+        Some(b) if b == epoch => Some((b as usize - 1, weights.clone())),
+        Some(b) => Some((b as usize - 1, Weights::from_tensors(all("best")?))),
+    };
+    let velocity = (0..shapes.len())
+        .map(|i| take("velocity", i))
+        .collect::<Result<Vec<_>, _>>()?;
+
+    let run = Run {
+        curve: m
+            .curve
+            .iter()
+            .map(|s| EpochStat {
+                epoch: s.epoch,
+                elapsed_s: s.elapsed_s.0,
+                train_loss: s.train_loss.0,
+                val_loss: s.val_loss.0,
+                val_error: s.val_error.0,
+            })
+            .collect(),
+        best,
+        last: Some(weights.clone()),
+        steps: m.steps,
+        train_time: Duration::from_nanos(m.train_time_ns),
+        full_epoch_time: Duration::from_nanos(m.full_epoch_time_ns),
+        full_epochs: m.full_epochs,
+        partial_epoch_estimate: m.partial_epoch_estimate_s.map(|x| x.0),
+        error: m.error,
+        stopped_by_time_limit: m.stopped_by_time_limit,
+    };
+    Ok(Some(Restored {
+        run,
+        weights,
+        velocity,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_floats_round_trip_bit_for_bit() {
+        let values = [
+            0.1 + 0.2,
+            1e-300,
+            f64::MIN_POSITIVE / 3.0,
+            -0.0,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            std::f64::consts::PI,
+            2.3025850929940455,
+        ];
+        for v in values {
+            let s = serde_json::to_string(&Exact(v)).unwrap();
+            let back: Exact = serde_json::from_str(&s).unwrap();
+            assert_eq!(back.0.to_bits(), v.to_bits(), "{v:?} -> {s}");
+        }
+        assert_eq!(serde_json::to_string(&Exact(0.05)).unwrap(), "\"0.05\"");
+        assert!(serde_json::from_str::<Exact>("\"zero\"").is_err());
+    }
+
+    #[test]
+    fn tensor_file_names() {
+        assert_eq!(tensors_name(12), "checkpoint-e12.safetensors");
+        assert!(is_tensors_name("checkpoint-e3.safetensors"));
+        for n in [
+            "checkpoint-e.safetensors",
+            "checkpoint-e3.json",
+            "x-e3.safetensors",
+            ".tmp.checkpoint-e3.safetensors.1.2",
+        ] {
+            assert!(!is_tensors_name(n), "{n}");
+        }
+    }
+}

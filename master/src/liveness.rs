@@ -55,8 +55,8 @@ impl Clock for ManualClock {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
     Alive,
-    /// No change for longer than the grace period, or never seen since the
-    /// master started that long ago.
+    /// No change for longer than the grace period, or no heartbeat at all
+    /// since its claim was first seen that long ago.
     Dead,
     /// The worker wrote a final `stopped` heartbeat.
     Stopped,
@@ -71,13 +71,24 @@ struct Seen {
 /// What the master knows about each worker's heartbeat.
 pub struct Liveness {
     grace: Duration,
-    started: Instant,
     seen: HashMap<String, Seen>,
+    /// Workers known only from a claim (no heartbeat read yet), and when
+    /// that claim was first seen.
+    claimants: HashMap<String, Instant>,
 }
 
 impl Liveness {
-    pub fn new(grace: Duration, now: Instant) -> Self {
-        Liveness { grace, started: now, seen: HashMap::new() }
+    pub fn new(grace: Duration) -> Self {
+        Liveness { grace, seen: HashMap::new(), claimants: HashMap::new() }
+    }
+
+    /// A claim names `worker`. If its heartbeat has never been read, its
+    /// grace period starts now: a new worker claims within milliseconds of
+    /// starting, before (or, on NFS, visibly before) its first beat.
+    pub fn saw_claim(&mut self, worker: &str, now: Instant) {
+        if !self.seen.contains_key(worker) {
+            self.claimants.entry(worker.to_string()).or_insert(now);
+        }
     }
 
     /// Record a heartbeat read at `now`. A changed `seq` (in either
@@ -104,8 +115,10 @@ impl Liveness {
             Some(s) if s.stopped => Verdict::Stopped,
             Some(s) if now.duration_since(s.changed) > self.grace => Verdict::Dead,
             Some(_) => Verdict::Alive,
-            None if now.duration_since(self.started) > self.grace => Verdict::Dead,
-            None => Verdict::Alive,
+            None => match self.claimants.get(worker) {
+                Some(first) if now.duration_since(*first) > self.grace => Verdict::Dead,
+                _ => Verdict::Alive,
+            },
         }
     }
 
@@ -123,7 +136,7 @@ mod tests {
     #[test]
     fn a_slow_but_beating_worker_is_never_dead() {
         let clock = ManualClock::new();
-        let mut l = Liveness::new(GRACE, clock.now());
+        let mut l = Liveness::new(GRACE);
         // A trial that takes an hour, heartbeats every 2 s.
         for seq in 0..1800 {
             l.observe("w0", seq, false, clock.now());
@@ -135,7 +148,7 @@ mod tests {
     #[test]
     fn a_silent_worker_dies_after_the_grace_period_and_not_before() {
         let clock = ManualClock::new();
-        let mut l = Liveness::new(GRACE, clock.now());
+        let mut l = Liveness::new(GRACE);
         l.observe("w0", 7, false, clock.now());
         clock.advance(GRACE);
         l.observe("w0", 7, false, clock.now());
@@ -149,7 +162,7 @@ mod tests {
         // A worker whose wall clock is a day behind, or whose beat we first
         // read long after it was written, gets the full grace from first sight.
         let clock = ManualClock::new();
-        let mut l = Liveness::new(GRACE, clock.now());
+        let mut l = Liveness::new(GRACE);
         clock.advance(Duration::from_secs(3600));
         l.observe("w0", 1, false, clock.now());
         assert_eq!(l.verdict("w0", clock.now()), Verdict::Alive);
@@ -158,7 +171,7 @@ mod tests {
     #[test]
     fn a_restarted_worker_renews_its_lease_even_though_seq_went_down() {
         let clock = ManualClock::new();
-        let mut l = Liveness::new(GRACE, clock.now());
+        let mut l = Liveness::new(GRACE);
         l.observe("w0", 500, false, clock.now());
         clock.advance(GRACE + Duration::from_secs(5));
         assert_eq!(l.verdict("w0", clock.now()), Verdict::Dead);
@@ -167,18 +180,27 @@ mod tests {
     }
 
     #[test]
-    fn unknown_workers_get_the_grace_from_master_start() {
+    fn a_claimant_without_heartbeat_gets_the_grace_from_first_sight_of_its_claim() {
+        // Regression (found by the chaos test): a worker that joins a study
+        // whose master has run longer than the grace period claims before
+        // its first heartbeat is visible; that claim must not be re-queued.
         let clock = ManualClock::new();
-        let l = Liveness::new(GRACE, clock.now());
-        assert_eq!(l.verdict("ghost", clock.now()), Verdict::Alive);
-        clock.advance(GRACE + Duration::from_secs(1));
-        assert_eq!(l.verdict("ghost", clock.now()), Verdict::Dead);
+        let mut l = Liveness::new(GRACE);
+        clock.advance(GRACE * 10);
+        l.saw_claim("newbie", clock.now());
+        assert_eq!(l.verdict("newbie", clock.now()), Verdict::Alive);
+        clock.advance(GRACE);
+        l.saw_claim("newbie", clock.now());
+        assert_eq!(l.verdict("newbie", clock.now()), Verdict::Alive);
+        clock.advance(Duration::from_secs(1));
+        assert_eq!(l.verdict("newbie", clock.now()), Verdict::Dead, "a claim whose worker never beats dies after the grace");
+        assert_eq!(l.live_count(clock.now()), 0, "claimants are not counted as live workers");
     }
 
     #[test]
     fn stopped_is_final_until_it_beats_again() {
         let clock = ManualClock::new();
-        let mut l = Liveness::new(GRACE, clock.now());
+        let mut l = Liveness::new(GRACE);
         l.observe("w0", 3, true, clock.now());
         assert_eq!(l.verdict("w0", clock.now()), Verdict::Stopped);
         assert_eq!(l.live_count(clock.now()), 0);

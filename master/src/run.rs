@@ -166,7 +166,7 @@ impl Master {
             observations: Vec::new(),
             next_index: 0,
             suspected_orphans: BTreeMap::new(),
-            liveness: Liveness::new(worker_grace, clock.now()),
+            liveness: Liveness::new(worker_grace),
             clock,
             pending_count: 0,
         };
@@ -246,7 +246,13 @@ impl Master {
         let params = match self.configs.get(&config) {
             Some(p) => p.clone(),
             None => {
-                let p = self.sampler.propose(config, &self.observations);
+                // Pending: recorded settings without a result, one per config.
+                let mut seen = BTreeSet::new();
+                let pending: Vec<hps_common::Params> = self.settings.values()
+                    .filter(|s| !self.results.contains_key(&s.trial_id) && seen.insert(s.config))
+                    .map(|s| s.params.clone())
+                    .collect();
+                let p = self.sampler.propose(config, &self.observations, &pending);
                 self.configs.insert(config, p.clone());
                 p
             }
@@ -405,6 +411,9 @@ impl Master {
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => debug!("{e}"),
             }
+        }
+        for c in running {
+            self.liveness.saw_claim(&c.worker, now);
         }
         for c in running {
             if self.results.contains_key(&c.trial_id) {

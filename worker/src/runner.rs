@@ -91,6 +91,9 @@ pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummar
     let waker = Waker::new(&[dir.sub(Sub::Pending), dir.root().to_path_buf()], mode);
     info!(worker = %cfg.id, device = %cfg.device, study = %study.name, watch = waker.description(), "worker started");
 
+    // The first beat is written before the first claim, so the master
+    // knows this worker before it sees anything it holds.
+    write_heartbeat(&dir, cfg, &Status::default(), 0, "idle");
     let status = Arc::new(Mutex::new(Status::default()));
     let hb_stop = Arc::new(AtomicBool::new(false));
     let hb = spawn_heartbeat(dir.clone(), cfg.clone(), status.clone(), hb_stop.clone(), shutdown.clone());
@@ -422,7 +425,7 @@ fn spawn_heartbeat(
     shutdown: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
-        let mut seq = 0u64;
+        let mut seq = 1u64;
         while !stop.load(Ordering::SeqCst) {
             let st = status.lock().unwrap().clone();
             let state = if st.trial.is_some() { "training" } else { "idle" };

@@ -133,9 +133,39 @@ pub struct TrialResult {
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Intermediate reports of the `exec` trainer: the JSON objects its
+    /// command appended to `HPS_REPORT_FILE`, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<serde_json::Map<String, Value>>,
     /// Unix time the result was written (informational; never used to
     /// order events across hosts).
     pub finished_at_unix: f64,
+}
+
+impl TrialResult {
+    /// An empty `failed` result for `setting`, run by `worker` on `device`;
+    /// callers fill in what the run produced.
+    pub fn for_setting(setting: &TrialSetting, worker: &str, device: &str) -> TrialResult {
+        TrialResult {
+            format_version: FORMAT_VERSION,
+            trial_id: setting.trial_id.clone(),
+            status: TrialStatus::Failed,
+            params: setting.params.clone(),
+            seed: setting.seed,
+            objective: None,
+            metrics: BTreeMap::new(),
+            curve: Vec::new(),
+            best_epoch: None,
+            epochs_completed: 0,
+            wall_time_s: 0.0,
+            device: device.to_string(),
+            worker: worker.to_string(),
+            attempt: setting.attempt,
+            error: None,
+            reports: Vec::new(),
+            finished_at_unix: unix_now(),
+        }
+    }
 }
 
 impl Versioned for TrialResult {
@@ -254,6 +284,7 @@ mod tests {
             worker: "w0".into(),
             attempt: 1,
             error: Some("loss became NaN at epoch 1".into()),
+            reports: Vec::new(),
             finished_at_unix: 0.0,
         }
     }

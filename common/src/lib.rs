@@ -9,6 +9,7 @@
 //! Maps are `BTreeMap` so every file is written in a stable order.
 
 pub mod error;
+pub mod exec;
 pub mod files;
 pub mod functions;
 pub mod ids;

@@ -80,6 +80,85 @@ pub enum SamplerSpec {
     },
     /// Independent uniform draws in the unit cube, one seeded stream per trial.
     Random { seed: u64 },
+    /// A (scrambled) Sobol sequence: setting `c` is point `c` of the sequence.
+    QuasiRandom {
+        seed: u64,
+        /// Scramble the sequence (linear matrix scramble + digital shift)
+        /// with `seed`; unscrambled, the sequence's all-zero first point is
+        /// skipped.
+        #[serde(default = "yes")]
+        scramble: bool,
+    },
+    /// Multivariate tree-structured Parzen estimator (Optuna's
+    /// `TPESampler(multivariate=True, constant_liar=True)`).
+    Tpe {
+        seed: u64,
+        /// Settings drawn from the quasi-random sequence before TPE starts.
+        #[serde(default = "ten")]
+        n_startup: u32,
+        /// Candidates drawn from l(x) per proposal; the best l/g is proposed.
+        #[serde(default = "twenty_four", deserialize_with = "at_least_one")]
+        n_ei_candidates: u32,
+    },
+    /// CMA-ES in the unit cube with IPOP restarts.
+    Cmaes {
+        seed: u64,
+        /// Initial step size in the unit cube, in (0, 1]; default 1/6 (a
+        /// sixth of every range, as Optuna).
+        #[serde(default = "default_sigma0", deserialize_with = "unit_step")]
+        sigma0: f64,
+        /// Population per generation; `null`: the sync batch (in settings)
+        /// when it is at least 2, else 4 + floor(3 ln d).
+        #[serde(default, deserialize_with = "popsize")]
+        popsize: Option<u32>,
+        /// Restart with a doubled population when a run converges or stalls.
+        #[serde(default = "yes")]
+        ipop: bool,
+    },
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn ten() -> u32 {
+    10
+}
+
+fn twenty_four() -> u32 {
+    24
+}
+
+fn default_sigma0() -> f64 {
+    1.0 / 6.0
+}
+
+fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    if v == 0 {
+        return Err(serde::de::Error::custom("`n_ei_candidates` must be at least 1"));
+    }
+    Ok(v)
+}
+
+fn unit_step<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if !(v.is_finite() && v > 0.0 && v <= 1.0) {
+        return Err(serde::de::Error::custom(format!(
+            "`sigma0` must be in (0, 1] (a step size in the unit cube), got {v}"
+        )));
+    }
+    Ok(v)
+}
+
+fn popsize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let v = Option::<u32>::deserialize(d)?;
+    if let Some(n) = v {
+        if n < 2 {
+            return Err(serde::de::Error::custom(format!("`popsize` must be at least 2 (or null), got {n}")));
+        }
+    }
+    Ok(v)
 }
 
 impl SamplerSpec {
@@ -87,6 +166,9 @@ impl SamplerSpec {
         match self {
             SamplerSpec::Grid { .. } => "grid",
             SamplerSpec::Random { .. } => "random",
+            SamplerSpec::QuasiRandom { .. } => "quasi_random",
+            SamplerSpec::Tpe { .. } => "tpe",
+            SamplerSpec::Cmaes { .. } => "cmaes",
         }
     }
 }
@@ -154,6 +236,8 @@ pub enum TrainerSpec {
         #[serde(default)]
         defaults: CnnDefaults,
     },
+    /// Any command, once per trial (see [`crate::exec::ExecSpec`]).
+    Exec(crate::exec::ExecSpec),
     /// A built-in analytic test function; costs no time unless `sleep_s`.
     Function {
         name: Function,
@@ -215,9 +299,9 @@ impl Study {
         match (&self.sampler, self.budget.trials) {
             (_, Some(n)) => Ok(n),
             (SamplerSpec::Grid { .. }, None) => Ok(self.grid_size()? * self.repeats as u64),
-            (SamplerSpec::Random { .. }, None) => Err((
+            (s, None) => Err((
                 "budget.trials".into(),
-                "required for the random sampler (how many trials to run)".into(),
+                format!("required for the {} sampler (how many trials to run)", s.name()),
             )),
         }
     }
@@ -314,6 +398,7 @@ impl Versioned for Study {
                     ));
                 }
             }
+            TrainerSpec::Exec(spec) => spec.validate(self.space.keys())?,
             TrainerSpec::Function { name, dim, sleep_s } => {
                 if !sleep_s.is_finite() || *sleep_s < 0.0 {
                     return Err(("trainer.sleep_s".into(), format!("must be >= 0, got {sleep_s}")));

@@ -114,10 +114,7 @@ fn init_tracing(verbose: u8) {
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration> {
-    if !v.is_finite() || v <= 0.0 {
-        bail!("--{name} must be a positive number of seconds, got {v}");
-    }
-    Ok(Duration::from_secs_f64(v))
+    hps_shared_fs::shutdown::positive_seconds(name, v).map_err(anyhow::Error::msg)
 }
 
 fn dispatch(cmd: Cmd) -> Result<()> {
@@ -157,7 +154,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             let shutdown = Arc::new(AtomicBool::new(false));
             {
                 let s = shutdown.clone();
-                ctrlc_flag(s);
+                hps_shared_fs::shutdown::set_on_signal(s, "finishing the current scan");
             }
             let summary = run::run(&cfg, shutdown.clone())?;
             if summary.finished {
@@ -198,28 +195,3 @@ fn open(dir: &std::path::Path) -> Result<StudyDir> {
     Ok(StudyDir::open(dir)?)
 }
 
-/// Set `flag` on SIGINT or SIGTERM (a second signal exits at once).
-fn ctrlc_flag(flag: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(rt) => rt,
-            Err(_) => return,
-        };
-        rt.block_on(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-                return;
-            };
-            for _ in 0..2 {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                if flag.swap(true, Ordering::SeqCst) {
-                    std::process::exit(130);
-                }
-                tracing::info!("signal received; finishing the current scan (again to exit at once)");
-            }
-        });
-    });
-}

@@ -575,6 +575,9 @@ fn sampler_text(s: &SamplerSpec) -> String {
             seed,
         } => format!("grid (shuffled, seed {seed})"),
         SamplerSpec::Random { seed } => format!("random (seed {seed})"),
+        SamplerSpec::QuasiRandom { seed, .. } => format!("quasi_random (seed {seed})"),
+        SamplerSpec::Tpe { seed, .. } => format!("tpe (seed {seed})"),
+        SamplerSpec::Cmaes { seed, .. } => format!("cmaes (seed {seed})"),
     }
 }
 
@@ -742,6 +745,7 @@ mod tests {
             worker: "w0".into(),
             attempt: 1,
             error: (status != TrialStatus::Complete).then(|| "boom, \"badly\"".to_string()),
+            reports: Vec::new(),
             finished_at_unix: 0.0,
         }
     }

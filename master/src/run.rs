@@ -248,7 +248,9 @@ impl Master {
             None => {
                 // Pending: recorded settings without a result, one per config.
                 let mut seen = BTreeSet::new();
-                let pending: Vec<hps_common::Params> = self.settings.values()
+                let pending: Vec<hps_common::Params> = self
+                    .settings
+                    .values()
                     .filter(|s| !self.results.contains_key(&s.trial_id) && seen.insert(s.config))
                     .map(|s| s.params.clone())
                     .collect();
@@ -526,26 +528,11 @@ impl Master {
 }
 
 fn lost_result(s: &TrialSetting, worker: &str, attempts: u32) -> TrialResult {
-    TrialResult {
-        format_version: FORMAT_VERSION,
-        trial_id: s.trial_id.clone(),
-        status: TrialStatus::Failed,
-        params: s.params.clone(),
-        seed: s.seed,
-        objective: None,
-        metrics: Default::default(),
-        curve: Vec::new(),
-        best_epoch: None,
-        epochs_completed: 0,
-        wall_time_s: 0.0,
-        device: String::new(),
-        worker: worker.to_string(),
-        attempt: s.attempt,
-        error: Some(format!(
-            "the worker running it stopped heartbeating on all {attempts} attempts (max_attempts); last worker `{worker}`"
-        )),
-        finished_at_unix: unix_now(),
-    }
+    let mut r = TrialResult::for_setting(s, worker, "");
+    r.error = Some(format!(
+        "the worker running it stopped heartbeating on all {attempts} attempts (max_attempts); last worker `{worker}`"
+    ));
+    r
 }
 
 /// The master's lease on the study directory: `master.json`, renewed by a

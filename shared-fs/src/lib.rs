@@ -14,6 +14,7 @@ pub mod atomic;
 pub mod dir;
 pub mod error;
 pub mod fstype;
+pub mod shutdown;
 pub mod watch;
 
 pub use atomic::{write_atomic, write_new};

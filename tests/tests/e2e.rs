@@ -213,3 +213,50 @@ fn rerunning_the_master_resumes_without_repeats() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("study finished"));
 }
+
+/// The exec trainer with the example script (deploy/examples/train_logreg.py)
+/// on generated IDX data: per-epoch reports and final metrics come back in
+/// the result; a hyperparameter holding shell syntax stays an argument.
+#[test]
+fn exec_trainer_runs_the_example_script() {
+    if std::process::Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: python3 is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    hps_worker::cnn::write_idx_dir(&data, 150, 20, 3).unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/train_logreg.py");
+    let pwned = tmp.path().join("pwned");
+    let study_file = tmp.path().join("study.json");
+    let study = serde_json::json!({
+        "format_version": 1, "name": "exec",
+        "space": {
+            "lr": {"type": "categorical", "choices": [0.05, -1.0]},
+            "tag": {"type": "fixed", "value": format!("\"; touch {}; echo \"", pwned.display())}
+        },
+        "objective": {"metric": "val_error", "direction": "minimize"},
+        "sampler": {"kind": "grid"}, "budget": {"epochs": 2},
+        "mode": {"kind": "async", "queue": 2},
+        "trainer": {"kind": "exec", "timeout_s": 120,
+            "argv": ["python3", script.to_str().unwrap(), "--data", data.to_str().unwrap(), "--train", "100", "--val", "50"],
+            "env": {"HPS_EXAMPLE_TAG": "{tag}"}}
+    });
+    write(&study_file, &study.to_string());
+    let (m, w) = (bin("hps-master"), bin("hps-worker"));
+    let s = tmp.path().join("study");
+    let out = run(&m, &["init", s.to_str().unwrap(), "--study", study_file.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let sd = s.to_str().unwrap();
+    let mut master = Proc::spawn("master", &m, &["run", sd, "--rescan", "0.2"], &tmp.path().join("m.log"));
+    let mut worker = Proc::spawn("w0", &w, &[sd, "--id", "w0", "--rescan", "0.2"], &tmp.path().join("w.log"));
+    assert!(master.wait(Duration::from_secs(180)).success(), "{}", master.log_text());
+    assert!(worker.wait(Duration::from_secs(30)).success());
+    let ok = read_result(&s, "t000000");
+    assert_eq!(ok.status, TrialStatus::Complete, "{:?}", ok.error);
+    assert_eq!(ok.reports.len(), 2, "one report per epoch");
+    assert!(ok.objective.is_some() && ok.metrics.contains_key("val_loss"));
+    let bad = read_result(&s, "t000001");
+    assert_eq!(bad.status, TrialStatus::Invalid, "lr < 0: the script says invalid");
+    assert!(!pwned.exists(), "a parameter value ran a command");
+}

@@ -3,5 +3,6 @@
 
 pub mod cnn;
 pub mod device;
+pub mod exec;
 pub mod function;
 pub mod runner;

@@ -1,10 +1,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Parser;
 use hps_worker::device::DeviceSpec;
 use hps_worker::runner::{self, WorkerConfig};
@@ -80,10 +80,7 @@ fn init_tracing(verbose: u8) {
 }
 
 fn seconds(name: &str, v: f64) -> Result<Duration> {
-    if !v.is_finite() || v <= 0.0 {
-        bail!("--{name} must be a positive number of seconds, got {v}");
-    }
-    Ok(Duration::from_secs_f64(v))
+    hps_shared_fs::shutdown::positive_seconds(name, v).map_err(anyhow::Error::msg)
 }
 
 fn real_main(cli: Cli) -> Result<()> {
@@ -98,7 +95,7 @@ fn real_main(cli: Cli) -> Result<()> {
     cfg.rescan = seconds("rescan", cli.rescan)?;
     cfg.heartbeat_interval = seconds("heartbeat", cli.heartbeat)?;
     let shutdown = Arc::new(AtomicBool::new(false));
-    on_signal(shutdown.clone());
+    hps_shared_fs::shutdown::set_on_signal(shutdown.clone(), "handing the current trial back");
     let summary = runner::run(&cfg, shutdown)?;
     if summary.interrupted {
         eprintln!("worker {} stopped after {} trials; its trial in hand went back to the queue", cfg.id, summary.trials);
@@ -106,28 +103,3 @@ fn real_main(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-/// SIGTERM / SIGINT (Slurm or Kubernetes preemption, Ctrl-C) set the flag;
-/// the worker hands its trial back and exits 0. A second signal exits at once.
-fn on_signal(flag: Arc<AtomicBool>) {
-    std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-            return;
-        };
-        rt.block_on(async move {
-            use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-                return;
-            };
-            loop {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                if flag.swap(true, Ordering::SeqCst) {
-                    std::process::exit(130);
-                }
-                tracing::info!("signal received; handing the current trial back (again to exit at once)");
-            }
-        });
-    });
-}

@@ -18,6 +18,7 @@ use tracing::{error, info, info_span, warn};
 
 use crate::cnn::{self, CnnConfig, Dataset, TrainError};
 use crate::device::DeviceSpec;
+use crate::exec::ExecOutcome;
 use crate::function::{self, FunctionOutcome};
 
 #[derive(Debug, Clone)]
@@ -66,6 +67,7 @@ struct Status {
 
 enum Trainer {
     Cnn { data: Box<Dataset>, device: candle_core::Device, defaults: hps_common::CnnDefaults },
+    Exec(hps_common::exec::ExecSpec),
     Function { f: hps_common::functions::Function, dim: Option<usize>, sleep_s: f64 },
 }
 
@@ -148,6 +150,11 @@ fn open_trainer(cfg: &WorkerConfig, study: &Study) -> Result<Trainer> {
             info!(data = %path.display(), train = data.train_len(), test = data.test_len(), "dataset loaded in {:.1}s", t.elapsed().as_secs_f64());
             Trainer::Cnn { data: Box::new(data), device, defaults: defaults.clone() }
         }
+        TrainerSpec::Exec(spec) => {
+            // The command picks its own device; CUDA_VISIBLE_DEVICES from
+            // the launcher is passed through unchanged.
+            Trainer::Exec(spec.clone())
+        }
         TrainerSpec::Function { name, dim, sleep_s } => {
             // The function trainer needs no device, but a GPU that was asked
             // for and is missing is still an error.
@@ -228,7 +235,6 @@ fn run_claim(
         setting.seed,
         serde_json::to_string(&setting.params).unwrap_or_default()
     );
-    let _ = writeln!(log, "# epoch elapsed_s train_loss val_loss val_error");
 
     let started = Instant::now();
     let should_stop = || shutdown.load(Ordering::SeqCst);
@@ -241,6 +247,7 @@ fn run_claim(
                     result.error = Some(e.to_string());
                 }
                 Ok(cc) => {
+                    let _ = writeln!(log, "# epoch elapsed_s train_loss val_loss val_error");
                     let ckpt = dir.checkpoint_dir(&setting.trial_id)?;
                     if let Some(done) = cnn::checkpoint_epochs(&ckpt, &cc, data) {
                         info!(epochs_done = done, "resuming from checkpoint");
@@ -282,6 +289,22 @@ fn run_claim(
                         }
                     }
                 }
+            }
+        }
+        Trainer::Exec(spec) => {
+            let trial_dir = dir.checkpoint_dir(&setting.trial_id)?;
+            match crate::exec::run(spec, &setting, dir.root(), &trial_dir, &mut log, &should_stop) {
+                ExecOutcome::Done { status, metrics, reports, error } => {
+                    if let Some(e) = &error {
+                        warn!(status = status.as_str(), "{e}");
+                    }
+                    result.status = status;
+                    result.metrics = metrics;
+                    result.reports = reports;
+                    result.error = error;
+                    result.epochs_completed = result.reports.len() as u32;
+                }
+                ExecOutcome::Interrupted => return release(dir, claim, &setting),
             }
         }
         Trainer::Function { f, dim, sleep_s } => {
@@ -378,24 +401,7 @@ fn release_stale_claims(dir: &StudyDir, worker: &str) -> Result<()> {
 }
 
 fn base_result(s: &TrialSetting, cfg: &WorkerConfig) -> TrialResult {
-    TrialResult {
-        format_version: FORMAT_VERSION,
-        trial_id: s.trial_id.clone(),
-        status: TrialStatus::Failed,
-        params: s.params.clone(),
-        seed: s.seed,
-        objective: None,
-        metrics: Default::default(),
-        curve: Vec::new(),
-        best_epoch: None,
-        epochs_completed: 0,
-        wall_time_s: 0.0,
-        device: cfg.device.to_string(),
-        worker: cfg.id.clone(),
-        attempt: s.attempt,
-        error: None,
-        finished_at_unix: 0.0,
-    }
+    TrialResult::for_setting(s, &cfg.id, &cfg.device.to_string())
 }
 
 fn write_heartbeat(dir: &StudyDir, cfg: &WorkerConfig, st: &Status, seq: u64, state: &str) {

@@ -58,7 +58,7 @@ impl Sampler for GridSampler {
         "grid"
     }
 
-    fn propose(&mut self, config: u64, _history: &[Observation]) -> Params {
+    fn propose(&mut self, config: u64, _history: &[Observation], _pending: &[Params]) -> Params {
         let pos = config % self.size;
         let mut k = match &self.order {
             Some(o) => o[pos as usize],

@@ -1,17 +1,34 @@
 //! Samplers propose settings. One file per sampler, all behind [`Sampler`].
 //!
-//! A sampler is asked for setting number `config` (0-based) and sees every
-//! finished observation. Grid and random search ignore the history and are
-//! pure functions of `(seed, config)`, which makes a resumed master propose
-//! exactly what an uninterrupted one would have.
+//! A sampler is asked for setting number `config` (0-based). It sees every
+//! finished observation and the parameters of every setting still pending
+//! (proposed, no result yet). Every sampler is a function of
+//! `(study, config, history, pending)` — grid and random search ignore the
+//! last two; quasi-random ignores them too; TPE and CMA-ES learn from the
+//! history and treat pending settings as constant liars — and none depends
+//! on the order results arrived in. A resumed master, which passes the
+//! history rebuilt from `results/`, therefore proposes exactly what an
+//! uninterrupted one would have.
+//!
+//! Learning samplers work in the unit cube of the searched parameters (in
+//! name order) and map points with [`hps_common::ParamSpec::from_unit`], so
+//! ints, log scales and categoricals need no special cases (TPE models
+//! categoricals as such).
 
 use hps_common::{Params, SamplerSpec, Study, TrialStatus};
 
+mod cmaes;
 mod grid;
+mod quasi;
 mod random;
+mod tpe;
+mod unit;
 
+pub use cmaes::CmaesSampler;
 pub use grid::GridSampler;
+pub use quasi::QuasiRandomSampler;
 pub use random::RandomSampler;
+pub use tpe::TpeSampler;
 
 /// A finished trial, as samplers see it.
 #[derive(Debug, Clone)]
@@ -32,9 +49,13 @@ pub enum SamplerError {
 pub trait Sampler: Send {
     fn name(&self) -> &'static str;
 
-    /// The parameters of setting number `config`. Must be deterministic in
-    /// `(config, history)` for a given study.
-    fn propose(&mut self, config: u64, history: &[Observation]) -> Params;
+    /// The parameters of setting number `config`.
+    ///
+    /// `history` holds every finished trial (repeats of a setting are
+    /// separate observations), in any order; `pending` the parameters of
+    /// the settings proposed but not finished. Must be deterministic in
+    /// `(config, history as a set, pending)` for a given study.
+    fn propose(&mut self, config: u64, history: &[Observation], pending: &[Params]) -> Params;
 }
 
 /// Build the sampler the study asks for.
@@ -42,6 +63,13 @@ pub fn build(study: &Study) -> Result<Box<dyn Sampler>, SamplerError> {
     Ok(match &study.sampler {
         SamplerSpec::Grid { shuffle, seed } => Box::new(GridSampler::new(study, *shuffle, *seed)?),
         SamplerSpec::Random { seed } => Box::new(RandomSampler::new(study, *seed)),
+        SamplerSpec::QuasiRandom { seed, scramble } => Box::new(QuasiRandomSampler::new(study, *seed, *scramble)),
+        SamplerSpec::Tpe { seed, n_startup, n_ei_candidates } => {
+            Box::new(TpeSampler::new(study, *seed, *n_startup, *n_ei_candidates))
+        }
+        SamplerSpec::Cmaes { seed, sigma0, popsize, ipop } => {
+            Box::new(CmaesSampler::new(study, *seed, *sigma0, *popsize, *ipop))
+        }
     })
 }
 
@@ -49,6 +77,7 @@ pub fn build(study: &Study) -> Result<Box<dyn Sampler>, SamplerError> {
 mod tests {
     //! The suite every sampler must pass.
     use super::*;
+    use hps_common::functions::Function;
     use hps_common::ParamSpec;
     use proptest::prelude::*;
     use serde_json::Value;
@@ -79,13 +108,23 @@ mod tests {
         }"#
     }
 
-    fn samplers(seed: u64) -> Vec<(Study, Box<dyn Sampler>)> {
-        let specs = [
+    /// Every sampler kind, as (space, sampler spec). TPE starts learning
+    /// after 4 settings so that short tests exercise the model.
+    fn specs(seed: u64) -> Vec<(String, String)> {
+        vec![
             (grid_space().to_string(), r#"{"kind":"grid"}"#.to_string()),
             (grid_space().to_string(), format!(r#"{{"kind":"grid","shuffle":true,"seed":{seed}}}"#)),
             (SPACE.to_string(), format!(r#"{{"kind":"random","seed":{seed}}}"#)),
-        ];
-        specs
+            (SPACE.to_string(), format!(r#"{{"kind":"quasi_random","seed":{seed}}}"#)),
+            (SPACE.to_string(), format!(r#"{{"kind":"quasi_random","seed":{seed},"scramble":false}}"#)),
+            (SPACE.to_string(), format!(r#"{{"kind":"tpe","seed":{seed},"n_startup":4}}"#)),
+            (SPACE.to_string(), format!(r#"{{"kind":"cmaes","seed":{seed}}}"#)),
+            (SPACE.to_string(), format!(r#"{{"kind":"cmaes","seed":{seed},"sigma0":0.5,"popsize":3}}"#)),
+        ]
+    }
+
+    fn samplers(seed: u64) -> Vec<(Study, Box<dyn Sampler>)> {
+        specs(seed)
             .iter()
             .map(|(space, s)| {
                 let st = study(space, s);
@@ -105,12 +144,66 @@ mod tests {
         }
     }
 
+    /// A toy objective on either space: best near lr = 10^-2.5, nf = 24,
+    /// batch_size = 32; lr above 0.3 "diverges" (no loss).
+    fn observe(config: u64, params: &Params) -> Observation {
+        let lr = params["lr"].as_f64().unwrap();
+        let nf = params["nf"].as_i64().unwrap() as f64;
+        let b = if params["batch_size"] == 32 { 0.0 } else { 0.3 };
+        let loss = (lr.log10() + 2.5).powi(2) + (nf.ln() - 24f64.ln()).powi(2) + b;
+        let diverged = lr > 0.3;
+        Observation {
+            config,
+            params: params.clone(),
+            status: if diverged { TrialStatus::Diverged } else { TrialStatus::Complete },
+            loss: (!diverged).then_some(loss),
+        }
+    }
+
+    /// One proposal as the master made it: what the sampler was shown, and
+    /// what it proposed.
+    struct Call {
+        config: u64,
+        history: Vec<Observation>,
+        pending: Vec<Params>,
+        proposed: Params,
+    }
+
+    /// Drive a sampler like the master does, in `batch`es (sync: propose
+    /// `batch`, then all their results come in) or with `queue` settings
+    /// in flight (async: the result of setting c arrives once c + queue has
+    /// been proposed). Pending grows within a batch, as in `run.rs`.
+    fn drive(s: &mut dyn Sampler, n: u64, sync: bool, k: u64) -> Vec<Call> {
+        let mut calls: Vec<Call> = Vec::new();
+        let mut history: Vec<Observation> = Vec::new();
+        for c in 0..n {
+            if sync && c % k == 0 {
+                for call in &calls[history.len()..] {
+                    history.push(observe(call.config, &call.proposed));
+                }
+            }
+            if !sync && c >= k {
+                // Results arrive out of order: newest done first.
+                let done = (c - k) as usize;
+                history.insert(0, observe(done as u64, &calls[done].proposed));
+            }
+            let done: BTreeSet<u64> = history.iter().map(|o| o.config).collect();
+            let pending: Vec<Params> =
+                calls.iter().filter(|x| !done.contains(&x.config)).map(|x| x.proposed.clone()).collect();
+            let proposed = s.propose(c, &history, &pending);
+            calls.push(Call { config: c, history: history.clone(), pending, proposed });
+        }
+        calls
+    }
+
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
         #[test]
         fn every_sampler_stays_in_bounds(seed in 0u64..1000) {
             for (st, mut s) in samplers(seed) {
-                for c in 0..18 {
-                    let p = s.propose(c, &[]);
+                for call in drive(s.as_mut(), 18, false, 2) {
+                    let p = &call.proposed;
                     prop_assert_eq!(p.len(), st.space.len());
                     for (name, spec) in &st.space {
                         prop_assert!(in_bounds(spec, &p[name]), "{} {}={}", s.name(), name, p[name]);
@@ -122,8 +215,9 @@ mod tests {
         #[test]
         fn same_seed_same_sequence(seed in 0u64..1000) {
             for ((_, mut a), (_, mut b)) in samplers(seed).into_iter().zip(samplers(seed)) {
-                for c in 0..18 {
-                    prop_assert_eq!(a.propose(c, &[]), b.propose(c, &[]));
+                let (x, y) = (drive(a.as_mut(), 18, true, 3), drive(b.as_mut(), 18, true, 3));
+                for (x, y) in x.iter().zip(&y) {
+                    prop_assert_eq!(&x.proposed, &y.proposed, "{}", a.name());
                 }
             }
         }
@@ -133,20 +227,189 @@ mod tests {
             // What a resumed master relies on: setting c is the same whether
             // or not settings 0..c were proposed by this process.
             for ((_, mut a), (_, mut b)) in samplers(seed).into_iter().zip(samplers(seed)) {
-                let forward: Vec<Params> = (0..10).map(|c| a.propose(c, &[])).collect();
+                let forward: Vec<Params> = (0..10).map(|c| a.propose(c, &[], &[])).collect();
                 for c in (0..10).rev() {
-                    prop_assert_eq!(&b.propose(c, &[]), &forward[c as usize]);
+                    prop_assert_eq!(&b.propose(c, &[], &[]), &forward[c as usize]);
                 }
             }
         }
 
         #[test]
-        fn random_log_scale_is_uniform_in_log_space(seed in 0u64..200) {
-            // Over many draws, about half of a log-uniform [1e-4, 1] lands below 1e-2.
-            let st = study(SPACE, &format!(r#"{{"kind":"random","seed":{seed}}}"#));
+        fn resume_gives_the_same_proposals(seed in 0u64..1000, sync in any::<bool>(), k in 1u64..5) {
+            // Sampler A runs the whole study; a fresh sampler B, given at
+            // config c what A was given, proposes what A did.
+            for (i, (_, mut a)) in samplers(seed).into_iter().enumerate() {
+                let calls = drive(a.as_mut(), 24, sync, k);
+                let (_, mut b) = samplers(seed).into_iter().nth(i).unwrap();
+                for call in calls.iter().rev() {
+                    // As a resumed master sees it: parameters read back from
+                    // JSON files, results in another order.
+                    let mut history = call.history.clone();
+                    history.reverse();
+                    for o in &mut history {
+                        o.params = serde_json::from_str(&serde_json::to_string(&o.params).unwrap()).unwrap();
+                    }
+                    prop_assert_eq!(
+                        &b.propose(call.config, &history, &call.pending),
+                        &call.proposed,
+                        "{} config {}", a.name(), call.config
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn no_duplicates_within_a_batch(seed in 0u64..1000, k in 2u64..7) {
+            for (_, mut s) in samplers(seed) {
+                let calls = drive(s.as_mut(), 18, true, 6);
+                let history: Vec<Observation> = calls[..12].iter().map(|c| observe(c.config, &c.proposed)).collect();
+                // Sync: K settings with the same history, pending growing
+                // within the batch (as the master does) or not at all.
+                for grow in [true, false] {
+                    let mut pending: Vec<Params> = Vec::new();
+                    let mut seen = BTreeSet::new();
+                    for c in 12..12 + k {
+                        let p = s.propose(c, &history, &pending);
+                        prop_assert!(seen.insert(serde_json::to_string(&p).unwrap()), "{}: {:?} twice", s.name(), p);
+                        if grow {
+                            pending.push(p);
+                        }
+                    }
+                }
+                // Async: successive proposals while the earlier ones run.
+                let mut seen = BTreeSet::new();
+                for call in drive(s.as_mut(), 18, false, k) {
+                    prop_assert!(seen.insert(serde_json::to_string(&call.proposed).unwrap()), "{}: {:?} twice", s.name(), call.proposed);
+                }
+            }
+        }
+
+        #[test]
+        fn log_scale_is_uniform_in_log_space(seed in 0u64..200) {
+            // Before any result, about half of a log-uniform [1e-4, 1] lands
+            // below 1e-2 (CMA-ES: its first distribution is centred there).
+            for kind in ["random", "quasi_random", "tpe", "cmaes"] {
+                let st = study(SPACE, &format!(r#"{{"kind":"{kind}","seed":{seed}}}"#));
+                let mut s = build(&st).unwrap();
+                let below = (0..200).filter(|c| s.propose(*c, &[], &[])["lr"].as_f64().unwrap() < 1e-2).count();
+                prop_assert!((60..140).contains(&below), "{kind}: {below} of 200 below 1e-2");
+            }
+        }
+    }
+
+    #[test]
+    fn learners_find_the_log_scale_optimum() {
+        // The toy optimum lr = 10^-2.5 sits off-centre on a log scale; after
+        // 60 settings TPE and CMA-ES have been close to it.
+        for kind in ["tpe", "cmaes"] {
+            let st = study(SPACE, &format!(r#"{{"kind":"{kind}","seed":3}}"#));
             let mut s = build(&st).unwrap();
-            let below = (0..400).filter(|c| s.propose(*c, &[])["lr"].as_f64().unwrap() < 1e-2).count();
-            prop_assert!((120..280).contains(&below), "{below} of 400 below 1e-2");
+            let calls = drive(s.as_mut(), 60, true, 4);
+            let best = calls
+                .iter()
+                .map(|c| observe(c.config, &c.proposed))
+                .filter_map(|o| Some((o.loss?, o.params)))
+                .min_by(|a, b| a.0.total_cmp(&b.0))
+                .unwrap();
+            let lr = best.1["lr"].as_f64().unwrap().log10();
+            assert!((lr + 2.5).abs() < 0.5 && best.0 < 0.2, "{kind}: best {best:?}");
+        }
+    }
+
+    fn function_study(f: Function, dim: usize, sampler: &str, mode: &str) -> Study {
+        let space: Vec<String> = f
+            .domain(dim)
+            .iter()
+            .enumerate()
+            .map(|(i, (lo, hi))| format!(r#""x{i}":{{"type":"float","low":{lo},"high":{hi}}}"#))
+            .collect();
+        let text = format!(
+            r#"{{"format_version":1,"name":"f","space":{{{}}},
+              "objective":{{"metric":"value","direction":"minimize"}},"mode":{mode},
+              "sampler":{sampler},"budget":{{"trials":100}},
+              "trainer":{{"kind":"function","name":"{}","dim":{dim}}}}}"#,
+            space.join(","),
+            f.as_str()
+        );
+        hps_common::parse_versioned(std::path::Path::new("study.json"), &text).unwrap()
+    }
+
+    /// Simple regret after `n` sequential evaluations.
+    fn regret(f: Function, dim: usize, sampler: &str, n: u64) -> f64 {
+        let st = function_study(f, dim, sampler, r#"{"kind":"sync","batch":1}"#);
+        let mut s = build(&st).unwrap();
+        let mut history = Vec::new();
+        let mut best = f64::INFINITY;
+        for c in 0..n {
+            let p = s.propose(c, &history, &[]);
+            let x: Vec<f64> = (0..dim).map(|i| p[&format!("x{i}")].as_f64().unwrap()).collect();
+            let y = f.evaluate(&x);
+            best = best.min(y);
+            history.push(Observation { config: c, params: p, status: TrialStatus::Complete, loss: Some(y) });
+        }
+        best - f.optimum(dim)
+    }
+
+    fn median(mut v: Vec<f64>) -> f64 {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    }
+
+    #[test]
+    fn tpe_and_cmaes_beat_random_on_branin() {
+        let med = |kind: &str| median((0..5).map(|seed| regret(Function::Branin, 2, &format!(r#"{{"kind":"{kind}","seed":{seed}}}"#), 100)).collect());
+        let random = med("random");
+        let (tpe, cmaes) = (med("tpe"), med("cmaes"));
+        assert!(tpe < random / 4.0, "tpe {tpe} vs random {random}");
+        assert!(cmaes < random / 4.0, "cmaes {cmaes} vs random {random}");
+    }
+
+    #[test]
+    fn cmaes_population_follows_the_sync_batch() {
+        let pop = |sampler: &str, mode: &str| {
+            CmaesSampler::new(&function_study(Function::Hartmann6, 6, sampler, mode), 0, 0.25, match &function_study(Function::Hartmann6, 6, sampler, mode).sampler {
+                SamplerSpec::Cmaes { popsize, .. } => *popsize,
+                _ => unreachable!(),
+            }, true)
+            .popsize()
+        };
+        let s = r#"{"kind":"cmaes","seed":0}"#;
+        assert_eq!(pop(s, r#"{"kind":"sync","batch":6}"#), 6);
+        assert_eq!(pop(s, r#"{"kind":"sync","batch":1}"#), 9, "4 + floor(3 ln 6)");
+        assert_eq!(pop(s, r#"{"kind":"async","queue":6}"#), 9);
+        assert_eq!(pop(r#"{"kind":"cmaes","seed":0,"popsize":12}"#, r#"{"kind":"sync","batch":6}"#), 12);
+    }
+
+    #[test]
+    fn sampler_specs_parse_with_defaults_and_are_checked() {
+        let st = study(SPACE, r#"{"kind":"tpe","seed":1}"#);
+        assert_eq!(st.sampler, SamplerSpec::Tpe { seed: 1, n_startup: 10, n_ei_candidates: 24 });
+        let st = study(SPACE, r#"{"kind":"cmaes","seed":1,"sigma0":0.3,"popsize":null}"#);
+        assert_eq!(st.sampler, SamplerSpec::Cmaes { seed: 1, sigma0: 0.3, popsize: None, ipop: true });
+        let st = study(SPACE, r#"{"kind":"quasi_random","seed":1}"#);
+        assert_eq!(st.sampler, SamplerSpec::QuasiRandom { seed: 1, scramble: true });
+        assert_eq!(st.sampler.name(), "quasi_random");
+        let parse = |sampler: &str| {
+            let text = format!(
+                r#"{{"format_version":1,"name":"t","space":{SPACE},
+                  "objective":{{"metric":"val_error","direction":"minimize"}},
+                  "sampler":{sampler},"budget":{{"trials":18}},"trainer":{{"kind":"cnn"}}}}"#
+            );
+            hps_common::parse_versioned::<Study>(std::path::Path::new("study.json"), &text).unwrap_err()
+        };
+        // Serde reports errors inside a tagged enum at `sampler`; the
+        // message names the field.
+        for (bad, what) in [
+            (r#"{"kind":"tpe","seed":1,"n_startups":3}"#, "unknown field `n_startups`"),
+            (r#"{"kind":"tpe","seed":1,"n_ei_candidates":0}"#, "`n_ei_candidates` must be at least 1"),
+            (r#"{"kind":"cmaes","seed":1,"sigma0":0}"#, "`sigma0` must be in (0, 1]"),
+            (r#"{"kind":"cmaes","seed":1,"sigma0":1.5}"#, "`sigma0` must be in (0, 1]"),
+            (r#"{"kind":"cmaes","seed":1,"popsize":1}"#, "`popsize` must be at least 2"),
+            (r#"{"kind":"quasi_random","seed":1,"scrambled":true}"#, "unknown field `scrambled`"),
+            (r#"{"kind":"quasi_random"}"#, "missing field `seed`"),
+        ] {
+            let e = parse(bad);
+            assert!(e.field() == "sampler" && e.to_string().contains(what), "{bad}: {e} (field {})", e.field());
         }
     }
 
@@ -157,7 +420,7 @@ mod tests {
             let mut s = build(&st).unwrap();
             let n = st.grid_size().unwrap();
             assert_eq!(n, 3 * 3 * 2);
-            let seen: BTreeSet<String> = (0..n).map(|c| serde_json::to_string(&s.propose(c, &[])).unwrap()).collect();
+            let seen: BTreeSet<String> = (0..n).map(|c| serde_json::to_string(&s.propose(c, &[], &[])).unwrap()).collect();
             assert_eq!(seen.len() as u64, n, "shuffle={shuffle}: every grid point exactly once");
         }
     }
@@ -167,12 +430,12 @@ mod tests {
         let st = study(grid_space(), r#"{"kind":"grid"}"#);
         let mut s = build(&st).unwrap();
         // Names sorted: batch_size, lr, momentum, nf — nf varies fastest.
-        let p0 = s.propose(0, &[]);
-        let p1 = s.propose(1, &[]);
-        let p3 = s.propose(3, &[]);
+        let p0 = s.propose(0, &[], &[]);
+        let p1 = s.propose(1, &[], &[]);
+        let p3 = s.propose(3, &[], &[]);
         assert_eq!((p0["nf"].as_i64(), p1["nf"].as_i64(), p3["nf"].as_i64()), (Some(1), Some(2), Some(1)));
         assert_eq!(p0["batch_size"], p3["batch_size"]);
         assert_ne!(p0["lr"], p3["lr"]);
-        assert_eq!(s.propose(9, &[])["batch_size"], Value::from(32));
+        assert_eq!(s.propose(9, &[], &[])["batch_size"], Value::from(32));
     }
 }

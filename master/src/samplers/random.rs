@@ -40,7 +40,7 @@ impl Sampler for RandomSampler {
         "random"
     }
 
-    fn propose(&mut self, config: u64, _history: &[Observation]) -> Params {
+    fn propose(&mut self, config: u64, _history: &[Observation], _pending: &[Params]) -> Params {
         let mut xs = self.unit_point(config).into_iter();
         self.space
             .iter()

@@ -1,0 +1,166 @@
+//! The `exec` trainer's schema: run any command per trial (a user's own
+//! PyTorch script, say). The command is an argv template, never a shell
+//! line, so a hyperparameter value cannot inject a command.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// `{"kind": "exec", "argv": ["python3", "train.py", "--lr", "{lr}"], ...}`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecSpec {
+    /// Program and arguments. Each element may hold `{placeholders}`:
+    /// a hyperparameter name, or one of [`BUILTINS`]. `{{` and `}}` are
+    /// literal braces. Each element stays one argument whatever it expands to.
+    pub argv: Vec<String>,
+    /// Kill the command (its whole process group) after this many seconds;
+    /// the trial is then `failed`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<f64>,
+    /// Extra environment variables (values may hold placeholders too).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Working directory, relative to the study directory (default: the
+    /// study directory). Placeholders allowed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workdir: Option<String>,
+}
+
+/// Placeholders every trial defines.
+pub const BUILTINS: &[&str] = &[
+    "trial_id",
+    "seed",
+    "epochs",
+    "attempt",
+    "trial_dir",
+    "params_file",
+    "result_file",
+    "report_file",
+    "study_dir",
+];
+
+/// The `{name}`s in `template`, in order.
+pub fn placeholders(template: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    render_with(template, &mut |name| {
+        out.push(name.to_string());
+        Some(String::new())
+    })?;
+    Ok(out)
+}
+
+/// Expand `template` with `vars`. An unknown placeholder is an error.
+pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+    render_with(template, &mut |name| vars.get(name).cloned())
+}
+
+fn render_with(template: &str, lookup: &mut dyn FnMut(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::new();
+    let mut chars = template.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '{' if chars.peek() == Some(&'{') => {
+                chars.next();
+                out.push('{');
+            }
+            '}' if chars.peek() == Some(&'}') => {
+                chars.next();
+                out.push('}');
+            }
+            '{' => {
+                let mut name = String::new();
+                loop {
+                    match chars.next() {
+                        Some('}') => break,
+                        Some(ch) => name.push(ch),
+                        None => return Err(format!("unclosed `{{` in `{template}`")),
+                    }
+                }
+                match lookup(&name) {
+                    Some(v) => out.push_str(&v),
+                    None => return Err(format!("unknown placeholder `{{{name}}}` in `{template}`")),
+                }
+            }
+            '}' => return Err(format!("unmatched `}}` in `{template}` (write `}}}}` for a literal brace)")),
+            c => out.push(c),
+        }
+    }
+    Ok(out)
+}
+
+impl ExecSpec {
+    /// Check the templates against the space's parameter names.
+    pub fn validate<'a>(&self, params: impl Iterator<Item = &'a String> + Clone) -> Result<(), (String, String)> {
+        if self.argv.is_empty() || self.argv[0].is_empty() {
+            return Err(("trainer.argv".into(), "must name a program to run".into()));
+        }
+        if let Some(t) = self.timeout_s {
+            if !t.is_finite() || t <= 0.0 {
+                return Err(("trainer.timeout_s".into(), format!("must be a positive number of seconds, got {t}")));
+            }
+        }
+        let known = |n: &str| BUILTINS.contains(&n) || params.clone().any(|p| p == n);
+        let check = |field: String, t: &str| -> Result<(), (String, String)> {
+            for name in placeholders(t).map_err(|m| (field.clone(), m))? {
+                if !known(&name) {
+                    return Err((
+                        field,
+                        format!(
+                            "unknown placeholder `{{{name}}}`: use a parameter of the space or one of {}",
+                            BUILTINS.join(", ")
+                        ),
+                    ));
+                }
+            }
+            Ok(())
+        };
+        for (i, a) in self.argv.iter().enumerate() {
+            check(format!("trainer.argv[{i}]"), a)?;
+        }
+        for (k, v) in &self.env {
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Err((format!("trainer.env.{k}"), "not a valid environment variable name".into()));
+            }
+            check(format!("trainer.env.{k}"), v)?;
+        }
+        if let Some(w) = &self.workdir {
+            check("trainer.workdir".into(), w)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_placeholders_and_escapes() {
+        let vars: BTreeMap<String, String> =
+            [("lr".to_string(), "0.1".to_string()), ("trial_id".to_string(), "t000001".to_string())].into();
+        assert_eq!(render("--lr={lr}", &vars).unwrap(), "--lr=0.1");
+        assert_eq!(render("{{literal}} {trial_id}", &vars).unwrap(), "{literal} t000001");
+        assert!(render("{nope}", &vars).unwrap_err().contains("nope"));
+        assert!(render("{lr", &vars).unwrap_err().contains("unclosed"));
+        assert!(render("a}b", &vars).unwrap_err().contains("unmatched"));
+    }
+
+    #[test]
+    fn a_value_is_never_split_or_interpreted() {
+        let vars: BTreeMap<String, String> = [("x".to_string(), "\"; touch /tmp/pwned; {y}".to_string())].into();
+        // The value is inserted verbatim, once; braces in values are not re-expanded.
+        assert_eq!(render("{x}", &vars).unwrap(), "\"; touch /tmp/pwned; {y}");
+    }
+
+    #[test]
+    fn validation_names_the_argument() {
+        let spec = ExecSpec { argv: vec!["python3".into(), "--lr={lrr}".into()], timeout_s: None, env: Default::default(), workdir: None };
+        let names = ["lr".to_string()];
+        let (field, msg) = spec.validate(names.iter()).unwrap_err();
+        assert_eq!(field, "trainer.argv[1]");
+        assert!(msg.contains("lrr"), "{msg}");
+        let ok = ExecSpec { argv: vec!["python3".into(), "{lr}".into(), "{result_file}".into()], ..spec };
+        ok.validate(names.iter()).unwrap();
+    }
+}

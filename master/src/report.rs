@@ -345,7 +345,7 @@ fn write_csv(
         cells.extend(
             param_keys
                 .iter()
-                .map(|k| s.params.get(k).map(value_text).unwrap_or_default()),
+                .map(|k| s.params.get(k).map(value_full).unwrap_or_default()),
         );
         cells.extend(metric_keys.iter().map(|k| {
             r.and_then(|r| r.metrics.get(k))
@@ -600,6 +600,16 @@ fn value_text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Number(n) if n.is_f64() => num_short(n.as_f64().unwrap_or(f64::NAN)),
+        other => other.to_string(),
+    }
+}
+
+/// A parameter value for export: strings unquoted, numbers exactly as
+/// stored (pandas gets the value the trial ran with).
+fn value_full(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_f64() => num_full(n.as_f64().unwrap_or(f64::NAN)),
         other => other.to_string(),
     }
 }

@@ -226,7 +226,7 @@ fn preempted_worker_releases_its_trial_and_exits_zero() {
 fn killed_worker_is_requeued_slow_worker_is_not() {
     let tmp = tempfile::tempdir().unwrap();
     let study = init(tmp.path(), 2, 3.0);
-    let mut m = master(&study, tmp.path(), "m", &["--worker-grace", "1.5"]);
+    let mut m = master(&study, tmp.path(), "m", &["--worker-grace", "3"]);
     let mut slow = worker(&study, tmp.path(), "slow");
     let mut victim = worker(&study, tmp.path(), "victim");
     wait_until(Duration::from_secs(30), "both claimed", || json_stems(&study.join("running")).len() == 2);

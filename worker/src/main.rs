@@ -20,7 +20,8 @@ struct Cli {
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
     /// This worker's name, unique within the study (default: HOST-PID).
-    /// A worker restarted with the same name resumes the trials it held.
+    /// A worker restarted with the same name hands the trials it held back
+    /// to the queue at once (they resume from their checkpoints).
     #[arg(long)]
     id: Option<String>,
     /// Dataset directory with MNIST-format IDX files

@@ -341,4 +341,34 @@ fn killed_cnn_trial_resumes_from_checkpoint_with_identical_metrics() {
         m
     };
     assert_eq!(strip(&ra), strip(&rb), "identical final metrics");
+
+    // Preempted (SIGTERM) in the middle of epoch 2: the worker saves a
+    // mid-epoch checkpoint, hands the trial back and exits 0; the next
+    // worker continues from that batch and ends identical too.
+    let c = mk("c");
+    let mut m = master(&c, tmp.path(), "mc", &[]);
+    let mut w = cnn_worker(&c, "w0", "wc1.log");
+    let trial_log = c.join("logs/t000000.log");
+    wait_until(Duration::from_secs(300), "epoch 1", || {
+        std::fs::read_to_string(&trial_log).unwrap_or_default().lines().any(|l| l.starts_with("1 "))
+    });
+    std::thread::sleep(Duration::from_millis(300)); // into epoch 2
+    let t = std::time::Instant::now();
+    w.signal(libc::SIGTERM);
+    assert!(w.wait(Duration::from_secs(30)).success(), "exit 0 on preemption:\n{}", w.log_text());
+    assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+    let finished_first = c.join("results/t000000.json").exists();
+    if !finished_first {
+        assert_eq!(json_stems(&c.join("pending")), vec!["t000000"], "handed back to pending");
+    }
+    let mut w = cnn_worker(&c, "w1", "wc2.log");
+    assert!(m.wait(Duration::from_secs(300)).success(), "{}", m.log_text());
+    assert!(w.wait(Duration::from_secs(30)).success());
+    let rc = read_result(&c, "t000000");
+    assert_eq!(rc.status, TrialStatus::Complete);
+    for (x, y) in ra.curve.iter().zip(&rc.curve) {
+        assert_eq!((x.epoch, x.train_loss.to_bits(), x.val_loss.to_bits(), x.val_error.to_bits()),
+                   (y.epoch, y.train_loss.to_bits(), y.val_loss.to_bits(), y.val_error.to_bits()));
+    }
+    assert_eq!(strip(&ra), strip(&rc), "identical final metrics after a mid-epoch preemption");
 }

@@ -24,12 +24,43 @@
 //! `(seed, epoch)` (see "Sources of run-to-run randomness" in the `cnn`
 //! module docs).
 //!
+//! # Mid-epoch checkpoints
+//!
+//! When training is interrupted (`should_stop`) in the middle of an epoch,
+//! the progress since the epoch checkpoint above is saved *next to it*, in
+//! a second pair of files that leaves the epoch checkpoint untouched (so a
+//! damaged mid-epoch checkpoint falls back to the last completed epoch):
+//!
+//! * `checkpoint-mid-e{E}-b{B}.safetensors` (`-b{B}-eval` once all of the
+//!   epoch's batches are done and only its evaluation was interrupted):
+//!   `weights.{i}`, the current weights, and `velocity.{i}`, as above.
+//! * `checkpoint-mid.json` (its own `format_version` 1): the fingerprint,
+//!   `base_epoch` (the epochs done, i.e. the epoch checkpoint's `epoch`, 0
+//!   for none) and `base_crc32` (the CRC-32 of that checkpoint's tensor
+//!   file), `epoch` (`E` = `base_epoch + 1`, the epoch in progress),
+//!   `batches_done` (`B`, also the index of the next batch: the epoch's
+//!   shuffle is re-derived from `(seed, E)`), `training_done`, `loss_sum`
+//!   (the epoch's running train-loss sum, an exact float), the position of
+//!   the epoch's dropout stream (`dropout_word_pos`, ChaCha's word
+//!   position as a decimal string), the epoch's training time so far
+//!   (`epoch_time_ns`, not yet in the epoch checkpoint's `train_time_ns`),
+//!   `steps`, and the tensor file's name, size and CRC-32.
+//!
+//! The best and last-epoch weights, the curve and the rest of the
+//! bookkeeping come from the epoch checkpoint. A mid-epoch checkpoint whose
+//! base does not match the epoch checkpoint in place (e.g. a crash after a
+//! newer epoch checkpoint was committed but before the mid-epoch files were
+//! removed) is ignored. Workers that predate mid-epoch checkpoints ignore
+//! these files and resume from the epoch checkpoint. Writing an epoch
+//! checkpoint removes the mid-epoch files (manifest first).
+//!
 //! # Atomic update
 //!
 //! Each file is written to a temporary file `.tmp.<name>.<pid>.<n>` in the
 //! same directory, fsynced and renamed onto its name, then the directory is
 //! fsynced. The tensor file comes first and the manifest last (the commit
 //! point); older `checkpoint-e*.safetensors` files are deleted after that.
+//! The same holds for the mid-epoch pair.
 //! A crash at any point leaves the previous pair or the new one; the size
 //! and CRC-32 in the manifest also catch a tensor file that does not belong
 //! to it. A checkpoint that cannot be read, does not parse, fails those
@@ -56,6 +87,21 @@ const FORMAT_VERSION: u32 = 1;
 const TMP_PREFIX: &str = ".tmp.";
 const TENSORS_PREFIX: &str = "checkpoint-e";
 const TENSORS_SUFFIX: &str = ".safetensors";
+/// The mid-epoch manifest's file name.
+pub(super) const MID_MANIFEST: &str = "checkpoint-mid.json";
+const MID_FORMAT_VERSION: u32 = 1;
+/// Prefix of the mid-epoch files (manifest and tensors).
+const MID_PREFIX: &str = "checkpoint-mid";
+const MID_TENSORS_PREFIX: &str = "checkpoint-mid-e";
+
+fn mid_tensors_name(epoch: u32, batches_done: usize, training_done: bool) -> String {
+    let eval = if training_done { "-eval" } else { "" };
+    format!("{MID_TENSORS_PREFIX}{epoch}-b{batches_done}{eval}{TENSORS_SUFFIX}")
+}
+
+fn is_mid_tensors_name(name: &str) -> bool {
+    name.starts_with(MID_TENSORS_PREFIX) && name.ends_with(TENSORS_SUFFIX)
+}
 
 fn tensors_name(epoch: u32) -> String {
     format!("{TENSORS_PREFIX}{epoch}{TENSORS_SUFFIX}")
@@ -182,6 +228,8 @@ pub(super) struct Restored {
     /// The weights after the last epoch (also in `run.last`).
     pub weights: Weights,
     pub velocity: Vec<Option<Tensor>>,
+    /// CRC-32 of the tensor file (a mid-epoch checkpoint names it).
+    pub crc32: u32,
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -201,7 +249,11 @@ pub(super) fn prepare_dir(dir: &Path) -> Result<(), TrainError> {
             let stale = name
                 .to_str()
                 .and_then(|n| n.strip_prefix(TMP_PREFIX))
-                .is_some_and(|n| n.starts_with(MANIFEST) || n.starts_with(TENSORS_PREFIX));
+                .is_some_and(|n| {
+                    n.starts_with(MANIFEST)
+                        || n.starts_with(TENSORS_PREFIX)
+                        || n.starts_with(MID_PREFIX)
+                });
             if stale {
                 if let Err(err) = fs::remove_file(e.path()) {
                     tracing::warn!("cannot remove stale `{}`: {err}", e.path().display());
@@ -212,15 +264,17 @@ pub(super) fn prepare_dir(dir: &Path) -> Result<(), TrainError> {
     Ok(())
 }
 
-/// Save the state after the last epoch of `run` (see the module docs).
+/// Save the state after the last epoch of `run` (see the module docs) and
+/// remove any mid-epoch checkpoint. Returns the tensor file's CRC-32
+/// (`None`: nothing to save, no epoch evaluated yet).
 pub(super) fn save(
     dir: &Path,
     fingerprint: &Fingerprint,
     run: &Run,
     opt: &SgdMomentum,
-) -> Result<(), TrainError> {
+) -> Result<Option<u32>, TrainError> {
     let Some(last) = &run.last else {
-        return Ok(());
+        return Ok(None);
     };
     let epoch = run.curve.len() as u32;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
@@ -242,25 +296,14 @@ pub(super) fn save(
     }
 
     let name = tensors_name(epoch);
-    let (mut size, mut crc32) = (0u64, 0u32);
-    write_atomic(dir, &name, |tmp| {
-        candle_core::safetensors::save(&tensors, tmp).map_err(candle_to_io)?;
-        let bytes = fs::read(tmp)?;
-        let mut crc = flate2::Crc::new();
-        crc.update(&bytes);
-        (size, crc32) = (bytes.len() as u64, crc.sum());
-        Ok(())
-    })?;
+    let tensor_file = write_tensors(dir, &name, &tensors)?;
+    let crc32 = tensor_file.crc32;
 
     let manifest = Manifest {
         format_version: FORMAT_VERSION,
         fingerprint: fingerprint.clone(),
         epoch,
-        tensors: TensorFile {
-            name: name.clone(),
-            size,
-            crc32,
-        },
+        tensors: tensor_file,
         curve: run
             .curve
             .iter()
@@ -287,7 +330,132 @@ pub(super) fn save(
     })?;
     write_atomic(dir, MANIFEST, |tmp| fs::write(tmp, &json))?;
     remove_old_tensors(dir, &name);
+    remove_mid(dir);
+    Ok(Some(crc32))
+}
+
+/// Write `tensors` to `dir/name` atomically; its size and CRC-32.
+fn write_tensors(
+    dir: &Path,
+    name: &str,
+    tensors: &HashMap<String, Tensor>,
+) -> Result<TensorFile, TrainError> {
+    let (mut size, mut crc32) = (0u64, 0u32);
+    write_atomic(dir, name, |tmp| {
+        candle_core::safetensors::save(tensors, tmp).map_err(candle_to_io)?;
+        let bytes = fs::read(tmp)?;
+        let mut crc = flate2::Crc::new();
+        crc.update(&bytes);
+        (size, crc32) = (bytes.len() as u64, crc.sum());
+        Ok(())
+    })?;
+    Ok(TensorFile {
+        name: name.to_string(),
+        size,
+        crc32,
+    })
+}
+
+/// Progress within the epoch in progress (see "Mid-epoch checkpoints").
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct MidEpoch {
+    /// The epoch in progress (1-based).
+    pub epoch: u32,
+    /// Batches of the epoch done; the index of the next one.
+    pub batches_done: usize,
+    /// All of the epoch's training is done (a time-limited partial epoch
+    /// included); only its evaluation remains.
+    pub training_done: bool,
+    /// Sum of the epoch's batch losses so far.
+    pub loss_sum: f64,
+    /// Word position of the epoch's dropout stream.
+    pub dropout_word_pos: u128,
+    /// The epoch's training time so far.
+    pub epoch_time: Duration,
+    /// Optimizer steps of the whole run so far.
+    pub steps: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct MidManifest {
+    format_version: u32,
+    fingerprint: Fingerprint,
+    base_epoch: u32,
+    base_crc32: Option<u32>,
+    epoch: u32,
+    batches_done: usize,
+    training_done: bool,
+    loss_sum: Exact,
+    dropout_word_pos: String,
+    epoch_time_ns: u64,
+    steps: u64,
+    tensors: TensorFile,
+}
+
+/// A mid-epoch checkpoint read back.
+pub(super) struct RestoredMid {
+    pub mid: MidEpoch,
+    /// The current weights (not those of the last completed epoch).
+    pub weights: Weights,
+    pub velocity: Vec<Option<Tensor>>,
+}
+
+/// Save a mid-epoch checkpoint on top of the epoch checkpoint of
+/// `base_epoch` epochs (whose tensor file has CRC-32 `base_crc32`; `None`
+/// when `base_epoch` is 0). `weights` are the current weights.
+pub(super) fn save_mid(
+    dir: &Path,
+    fingerprint: &Fingerprint,
+    base_epoch: u32,
+    base_crc32: Option<u32>,
+    mid: &MidEpoch,
+    weights: &Weights,
+    opt: &SgdMomentum,
+) -> Result<(), TrainError> {
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for (i, t) in weights.tensors().iter().enumerate() {
+        tensors.insert(format!("weights.{i}"), t.clone());
+    }
+    for (i, v) in opt.velocities().iter().enumerate() {
+        if let Some(v) = v {
+            tensors.insert(format!("velocity.{i}"), v.clone());
+        }
+    }
+    let name = mid_tensors_name(mid.epoch, mid.batches_done, mid.training_done);
+    let tensor_file = write_tensors(dir, &name, &tensors)?;
+    let manifest = MidManifest {
+        format_version: MID_FORMAT_VERSION,
+        fingerprint: fingerprint.clone(),
+        base_epoch,
+        base_crc32,
+        epoch: mid.epoch,
+        batches_done: mid.batches_done,
+        training_done: mid.training_done,
+        loss_sum: Exact(mid.loss_sum),
+        dropout_word_pos: mid.dropout_word_pos.to_string(),
+        epoch_time_ns: nanos(mid.epoch_time),
+        steps: mid.steps,
+        tensors: tensor_file,
+    };
+    let json = serde_json::to_vec_pretty(&manifest).map_err(|e| TrainError::Checkpoint {
+        path: dir.join(MID_MANIFEST),
+        source: io::Error::other(e),
+    })?;
+    write_atomic(dir, MID_MANIFEST, |tmp| fs::write(tmp, &json))?;
+    remove_files(dir, is_mid_tensors_name, &name);
     Ok(())
+}
+
+/// Remove the mid-epoch checkpoint, manifest first (best effort).
+fn remove_mid(dir: &Path) {
+    let path = dir.join(MID_MANIFEST);
+    match fs::remove_file(&path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => {
+            tracing::warn!("cannot remove old checkpoint `{}`: {e}", path.display())
+        }
+        _ => {}
+    }
+    remove_files(dir, is_mid_tensors_name, "");
 }
 
 fn candle_to_io(e: candle_core::Error) -> io::Error {
@@ -340,15 +508,21 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Delete tensor files other than `keep` (best effort).
+/// Delete epoch tensor files other than `keep` (best effort).
 fn remove_old_tensors(dir: &Path, keep: &str) {
+    remove_files(dir, is_tensors_name, keep)
+}
+
+/// Delete the files whose name satisfies `pick`, other than `keep` (best
+/// effort).
+fn remove_files(dir: &Path, pick: fn(&str) -> bool, keep: &str) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
-        if name != keep && is_tensors_name(name) {
+        if name != keep && pick(name) {
             if let Err(err) = fs::remove_file(e.path()) {
                 tracing::warn!(
                     "cannot remove old checkpoint `{}`: {err}",
@@ -412,56 +586,14 @@ pub(super) fn load(
         )));
     }
 
-    let tpath = dir.join(&m.tensors.name);
-    let bad_tensors = |why: String| {
-        format!(
-            "ignoring checkpoint `{}`: its tensor file `{}` {why}",
-            path.display(),
-            tpath.display()
-        )
-    };
-    let bytes = fs::read(&tpath).map_err(|e| bad_tensors(format!("cannot be read: {e}")))?;
-    let mut crc = flate2::Crc::new();
-    crc.update(&bytes);
-    if bytes.len() as u64 != m.tensors.size || crc.sum() != m.tensors.crc32 {
-        return Err(bad_tensors(format!(
-            "does not match the manifest ({} bytes, CRC-32 {:08x}; expected {} bytes, {:08x})",
-            bytes.len(),
-            crc.sum(),
-            m.tensors.size,
-            m.tensors.crc32
-        )));
-    }
-    let mut map = candle_core::safetensors::load_buffer(&bytes, device)
-        .map_err(|e| bad_tensors(format!("is corrupt: {e}")))?;
-    let shapes = Cnn::var_shapes(cfg.nf);
-    let mut take = |prefix: &str, i: usize| -> Result<Option<Tensor>, String> {
-        let key = format!("{prefix}.{i}");
-        match map.remove(&key) {
-            None => Ok(None),
-            Some(t) if t.dtype() == DType::F32 && t.dims() == shapes[i].as_slice() => Ok(Some(t)),
-            Some(t) => Err(bad_tensors(format!(
-                "holds `{key}` as {:?} {:?}, expected f32 {:?}",
-                t.dtype(),
-                t.dims(),
-                shapes[i]
-            ))),
-        }
-    };
-    let mut all = |prefix: &str| -> Result<Vec<Tensor>, String> {
-        (0..shapes.len())
-            .map(|i| take(prefix, i)?.ok_or_else(|| bad_tensors(format!("lacks `{prefix}.{i}`"))))
-            .collect()
-    };
-    let weights = Weights::from_tensors(all("weights")?);
+    let mut tensors = TensorMap::read(&path, dir, &m.tensors, cfg.nf, device)?;
+    let weights = Weights::from_tensors(tensors.all("weights")?);
     let best = match m.best_epoch {
         None => None,
         Some(b) if b == epoch => Some((b as usize - 1, weights.clone())),
-        Some(b) => Some((b as usize - 1, Weights::from_tensors(all("best")?))),
+        Some(b) => Some((b as usize - 1, Weights::from_tensors(tensors.all("best")?))),
     };
-    let velocity = (0..shapes.len())
-        .map(|i| take("velocity", i))
-        .collect::<Result<Vec<_>, _>>()?;
+    let velocity = tensors.velocities()?;
 
     let run = Run {
         curve: m
@@ -487,6 +619,186 @@ pub(super) fn load(
     };
     Ok(Some(Restored {
         run,
+        weights,
+        velocity,
+        crc32: m.tensors.crc32,
+    }))
+}
+
+/// The tensors of a checkpoint's tensor file, checked against its manifest.
+struct TensorMap {
+    map: HashMap<String, Tensor>,
+    shapes: Vec<Vec<usize>>,
+    /// "ignoring checkpoint `manifest`: its tensor file `file`", for errors.
+    context: String,
+}
+
+impl TensorMap {
+    /// Read `dir/tf.name` (the tensor file named by `manifest`) onto
+    /// `device`, checking its size and CRC-32.
+    fn read(
+        manifest: &Path,
+        dir: &Path,
+        tf: &TensorFile,
+        nf: usize,
+        device: &Device,
+    ) -> Result<TensorMap, String> {
+        let tpath = dir.join(&tf.name);
+        let context = format!(
+            "ignoring checkpoint `{}`: its tensor file `{}`",
+            manifest.display(),
+            tpath.display()
+        );
+        let bad = |why: String| format!("{context} {why}");
+        let bytes = fs::read(&tpath).map_err(|e| bad(format!("cannot be read: {e}")))?;
+        let mut crc = flate2::Crc::new();
+        crc.update(&bytes);
+        if bytes.len() as u64 != tf.size || crc.sum() != tf.crc32 {
+            return Err(bad(format!(
+                "does not match the manifest ({} bytes, CRC-32 {:08x}; expected {} bytes, {:08x})",
+                bytes.len(),
+                crc.sum(),
+                tf.size,
+                tf.crc32
+            )));
+        }
+        let map = candle_core::safetensors::load_buffer(&bytes, device)
+            .map_err(|e| bad(format!("is corrupt: {e}")))?;
+        Ok(TensorMap {
+            map,
+            shapes: Cnn::var_shapes(nf),
+            context,
+        })
+    }
+
+    /// `{prefix}.{i}`, checked to be f32 of the shape of var `i`.
+    fn take(&mut self, prefix: &str, i: usize) -> Result<Option<Tensor>, String> {
+        let key = format!("{prefix}.{i}");
+        match self.map.remove(&key) {
+            None => Ok(None),
+            Some(t) if t.dtype() == DType::F32 && t.dims() == self.shapes[i].as_slice() => {
+                Ok(Some(t))
+            }
+            Some(t) => Err(format!(
+                "{} holds `{key}` as {:?} {:?}, expected f32 {:?}",
+                self.context,
+                t.dtype(),
+                t.dims(),
+                self.shapes[i]
+            )),
+        }
+    }
+
+    /// `{prefix}.{i}` for every var, all required.
+    fn all(&mut self, prefix: &str) -> Result<Vec<Tensor>, String> {
+        (0..self.shapes.len())
+            .map(|i| {
+                self.take(prefix, i)?
+                    .ok_or_else(|| format!("{} lacks `{prefix}.{i}`", self.context))
+            })
+            .collect()
+    }
+
+    /// The optional `velocity.{i}`.
+    fn velocities(&mut self) -> Result<Vec<Option<Tensor>>, String> {
+        (0..self.shapes.len())
+            .map(|i| self.take("velocity", i))
+            .collect()
+    }
+}
+
+/// Read the mid-epoch checkpoint in `dir` onto `device`, for a run whose
+/// epoch checkpoint holds `base_epoch` epochs (0: none) in a tensor file
+/// with CRC-32 `base_crc32`, with `n_batches` batches per epoch.
+/// `Ok(None)`: there is none. `Err`: why it cannot be used (naming the
+/// file), for a warning.
+pub(super) fn load_mid(
+    dir: &Path,
+    fingerprint: &Fingerprint,
+    cfg: &CnnConfig,
+    device: &Device,
+    base_epoch: u32,
+    base_crc32: Option<u32>,
+    n_batches: usize,
+) -> Result<Option<RestoredMid>, String> {
+    let path = dir.join(MID_MANIFEST);
+    let text = match fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(format!(
+                "cannot read mid-epoch checkpoint `{}`: {e}",
+                path.display()
+            ))
+        }
+    };
+    let bad = |why: String| format!("ignoring mid-epoch checkpoint `{}`: {why}", path.display());
+    let value: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    match value.get("format_version").and_then(|v| v.as_u64()) {
+        Some(v) if v == MID_FORMAT_VERSION as u64 => {}
+        v => {
+            return Err(bad(format!(
+                "format_version {v:?}, this worker reads {MID_FORMAT_VERSION}"
+            )))
+        }
+    }
+    let m: MidManifest =
+        serde_json::from_value(value).map_err(|e| bad(format!("malformed manifest: {e}")))?;
+    if m.fingerprint != *fingerprint {
+        return Err(bad(format!(
+            "written by a different configuration ({:?}; this run is {:?})",
+            m.fingerprint, fingerprint
+        )));
+    }
+    if m.base_epoch != base_epoch || m.base_crc32 != base_crc32 {
+        return Err(bad(format!(
+            "it continues the checkpoint of epoch {} (CRC-32 {:?}), but the one in place is of epoch {base_epoch} ({base_crc32:?})",
+            m.base_epoch, m.base_crc32
+        )));
+    }
+    if m.epoch != base_epoch + 1 || m.epoch > cfg.epochs {
+        return Err(bad(format!(
+            "epoch {} is not the one after epoch {base_epoch} within 1..={}",
+            m.epoch, cfg.epochs
+        )));
+    }
+    let max = if m.training_done {
+        n_batches
+    } else {
+        n_batches.saturating_sub(1)
+    };
+    if m.batches_done == 0 || m.batches_done > max {
+        return Err(bad(format!(
+            "batches_done {} outside 1..={max}",
+            m.batches_done
+        )));
+    }
+    let dropout_word_pos = m.dropout_word_pos.parse::<u128>().map_err(|e| {
+        bad(format!(
+            "bad dropout_word_pos {:?}: {e}",
+            m.dropout_word_pos
+        ))
+    })?;
+    if m.tensors.name != mid_tensors_name(m.epoch, m.batches_done, m.training_done) {
+        return Err(bad(format!(
+            "tensor file {:?} does not match epoch {} batch {}",
+            m.tensors.name, m.epoch, m.batches_done
+        )));
+    }
+    let mut tensors = TensorMap::read(&path, dir, &m.tensors, cfg.nf, device)?;
+    let weights = Weights::from_tensors(tensors.all("weights")?);
+    let velocity = tensors.velocities()?;
+    Ok(Some(RestoredMid {
+        mid: MidEpoch {
+            epoch: m.epoch,
+            batches_done: m.batches_done,
+            training_done: m.training_done,
+            loss_sum: m.loss_sum.0,
+            dropout_word_pos,
+            epoch_time: Duration::from_nanos(m.epoch_time_ns),
+            steps: m.steps,
+        },
         weights,
         velocity,
     }))

@@ -16,10 +16,13 @@
 //! * Wall-clock time: only the timing fields (`elapsed_s`, `epoch_time_s`)
 //!   and, with `time_limit_s`, where training stops.
 //!
-//! Because the random streams are a function of `(seed, epoch)`, a
+//! Because the random streams are a function of `(seed, epoch)`, an epoch
 //! checkpoint (see [`train_with_checkpoints`]) needs no RNG state: the
 //! weights, the optimizer's velocities and the bookkeeping are enough for a
-//! resumed run to continue bit-identically on the CPU. (GPU kernels need
+//! resumed run to continue bit-identically on the CPU. A mid-epoch
+//! checkpoint adds the position in the epoch: the next batch (the shuffle
+//! is re-derived), the dropout stream's word position and the epoch's
+//! running loss sum. (GPU kernels need
 //! not be deterministic, so there a resumed run is merely equivalent.)
 //!
 //! On the CPU the conv stages use our own kernels (`cpu_ops`: im2col + one
@@ -394,9 +397,20 @@ pub fn train(
 /// for the format and the atomic-write protocol. A failure to write it gives
 /// [`TrainError::Checkpoint`].
 ///
+/// When `should_stop` fires in the middle of an epoch (between batches, or
+/// during the epoch's validation pass), the progress since the last epoch
+/// checkpoint is saved as a *mid-epoch checkpoint* before
+/// [`TrainError::Interrupted`] is returned (nothing is written when there
+/// is no progress since the last save, e.g. at the start of an epoch). A
+/// resumed run continues with the next batch of that epoch. A mid-epoch
+/// checkpoint that is unusable is ignored with a `tracing::warn!` and
+/// training resumes after the last completed epoch (or from scratch).
+/// Interruptions during the final test evaluation lose nothing: the last
+/// epoch's checkpoint is already in place.
+///
 /// On the CPU a run interrupted (by `should_stop`, or killed) and resumed
 /// gives the same curve (timings aside), best epoch, steps and final
-/// metrics as an uninterrupted run. Elapsed training time carries over, so
+/// metrics as an uninterrupted run, wherever the interruption fell. Elapsed training time carries over, so
 /// `time_limit_s` bounds the total over all resumptions; a run resumed with
 /// a limit already reached (the limit is not in the fingerprint) stops at
 /// once, as it would have at that epoch boundary.
@@ -416,8 +430,14 @@ pub fn train_with_checkpoints(
     let mut opt = SgdMomentum::new(model.vars.len(), cfg.lr, cfg.momentum);
     let limit = cfg.time_limit_s.map(Duration::from_secs_f64);
 
+    let n_batches = cfg.train_size.div_ceil(cfg.batch_size);
     let mut run = Run::default();
     let fingerprint = checkpoint::Fingerprint::new(cfg, data);
+    // CRC-32 of the epoch checkpoint's tensor file (`None`: none yet), which
+    // a mid-epoch checkpoint names as its base.
+    let mut base_crc32 = None;
+    // Progress within the first epoch to run, from a mid-epoch checkpoint.
+    let mut resume_mid: Option<checkpoint::MidEpoch> = None;
     if let Some(dir) = checkpoint_dir {
         checkpoint::prepare_dir(dir)?;
         match checkpoint::load(dir, &fingerprint, cfg, device) {
@@ -433,15 +453,35 @@ pub fn train_with_checkpoints(
                 model.restore(&state.weights)?;
                 opt.set_velocities(state.velocity);
                 run = state.run;
-                let done = run.curve.len() as u32;
-                if done < cfg.epochs
-                    && run.error.is_none()
-                    && limit.is_some_and(|l| run.train_time >= l)
-                {
-                    run.stopped_by_time_limit = true;
-                }
+                base_crc32 = Some(state.crc32);
             }
             Err(why) => tracing::warn!("{why}; training from scratch"),
+        }
+        let done = run.curve.len() as u32;
+        if done < cfg.epochs && run.error.is_none() && !run.stopped_by_time_limit {
+            let base =
+                checkpoint::load_mid(dir, &fingerprint, cfg, device, done, base_crc32, n_batches);
+            match base {
+                Ok(None) => {}
+                Ok(Some(state)) => {
+                    tracing::info!(
+                        "resuming from mid-epoch checkpoint `{}` in epoch {} after batch {} of {n_batches}",
+                        dir.join(checkpoint::MID_MANIFEST).display(),
+                        state.mid.epoch,
+                        state.mid.batches_done,
+                    );
+                    model.restore(&state.weights)?;
+                    opt.set_velocities(state.velocity);
+                    run.steps = state.mid.steps;
+                    resume_mid = Some(state.mid);
+                }
+                Err(why) if done == 0 => tracing::warn!("{why}; training from scratch"),
+                Err(why) => tracing::warn!("{why}; resuming after epoch {done}"),
+            }
+            // With a mid-epoch checkpoint the limit is checked in its epoch.
+            if resume_mid.is_none() && limit.is_some_and(|l| run.train_time >= l) {
+                run.stopped_by_time_limit = true;
+            }
         }
     }
 
@@ -457,7 +497,6 @@ pub fn train_with_checkpoints(
     let test_x = data.test_images.narrow(0, 0, test_n)?;
     let test_y = data.test_labels.narrow(0, 0, test_n)?;
 
-    let n_batches = cfg.train_size.div_ceil(cfg.batch_size);
     let first_epoch = run.curve.len() as u32 + 1;
     let finished = run.error.is_some() || run.stopped_by_time_limit;
     let last_epoch = if finished { 0 } else { cfg.epochs };
@@ -466,9 +505,44 @@ pub fn train_with_checkpoints(
         let mut perm: Vec<u32> = (0..cfg.train_size as u32).collect();
         perm.shuffle(&mut epoch_rng(cfg.seed, SHUFFLE_STREAM, epoch));
         let mut dropout_rng = epoch_rng(cfg.seed, DROPOUT_STREAM, epoch);
-        let (mut loss_sum, mut batches_done) = (0.0f64, 0usize);
-        for (b, chunk) in perm.chunks(cfg.batch_size).enumerate() {
+        // Resuming within this epoch: `carried` is its training time so far.
+        let mid = resume_mid.take();
+        let (mut loss_sum, mut batches_done, carried) = match &mid {
+            Some(m) => {
+                dropout_rng.set_word_pos(m.dropout_word_pos);
+                (m.loss_sum, m.batches_done, m.epoch_time)
+            }
+            None => (0.0f64, 0usize, Duration::ZERO),
+        };
+        let saved_training_done = mid.as_ref().is_some_and(|m| m.training_done);
+        // A limit reached before the interruption ends the epoch's training
+        // there, as it would have without one.
+        let skip_training = saved_training_done
+            || (mid.is_some() && limit.is_some_and(|l| run.train_time + carried >= l));
+        let first_batch = batches_done;
+        let batches = if skip_training { 0 } else { n_batches };
+        for (b, chunk) in perm
+            .chunks(cfg.batch_size)
+            .enumerate()
+            .take(batches)
+            .skip(first_batch)
+        {
             if should_stop() {
+                // Save the progress since the last checkpoint, if any.
+                if let (Some(dir), true) = (checkpoint_dir, b > first_batch) {
+                    let mid = checkpoint::MidEpoch {
+                        epoch,
+                        batches_done,
+                        training_done: false,
+                        loss_sum,
+                        dropout_word_pos: dropout_rng.get_word_pos(),
+                        epoch_time: carried + t0.elapsed(),
+                        steps: run.steps,
+                    };
+                    let base = run.curve.len() as u32;
+                    let w = model.snapshot()?;
+                    checkpoint::save_mid(dir, &fingerprint, base, base_crc32, &mid, &w, &opt)?;
+                }
                 return Err(TrainError::Interrupted);
             }
             let idx = Tensor::from_slice(chunk, chunk.len(), device)?;
@@ -478,7 +552,7 @@ pub fn train_with_checkpoints(
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
             let l = loss.to_scalar::<f32>()? as f64;
             if !l.is_finite() {
-                run.train_time += t0.elapsed();
+                run.train_time += carried + t0.elapsed();
                 run.error = Some(format!(
                     "loss became {} at epoch {epoch} step {} (batch {} of {n_batches}; lr {:?}, momentum {:?})",
                     if l.is_nan() { "NaN" } else { "infinite" },
@@ -495,12 +569,45 @@ pub fn train_with_checkpoints(
             loss_sum += l;
             batches_done += 1;
             if let Some(limit) = limit {
-                if b + 1 < n_batches && run.train_time + t0.elapsed() >= limit {
+                if b + 1 < n_batches && run.train_time + carried + t0.elapsed() >= limit {
                     break;
                 }
             }
         }
-        let epoch_time = t0.elapsed();
+        let epoch_time = carried + t0.elapsed();
+        let snap = model.snapshot()?;
+        let (val_loss, val_error) = if cfg.val_size > 0 {
+            match evaluate(&snap, &val_x, &val_y, should_stop) {
+                Err(TrainError::Interrupted) => {
+                    // Keep the epoch's training, unless saved so already.
+                    if let (Some(dir), false) = (checkpoint_dir, saved_training_done) {
+                        let mid = checkpoint::MidEpoch {
+                            epoch,
+                            batches_done,
+                            training_done: true,
+                            loss_sum,
+                            dropout_word_pos: dropout_rng.get_word_pos(),
+                            epoch_time,
+                            steps: run.steps,
+                        };
+                        let base = run.curve.len() as u32;
+                        checkpoint::save_mid(
+                            dir,
+                            &fingerprint,
+                            base,
+                            base_crc32,
+                            &mid,
+                            &snap,
+                            &opt,
+                        )?;
+                    }
+                    return Err(TrainError::Interrupted);
+                }
+                r => r?,
+            }
+        } else {
+            (f64::NAN, f64::NAN)
+        };
         run.train_time += epoch_time;
         let partial = batches_done < n_batches;
         if partial {
@@ -510,13 +617,6 @@ pub fn train_with_checkpoints(
             run.full_epoch_time += epoch_time;
             run.full_epochs += 1;
         }
-
-        let snap = model.snapshot()?;
-        let (val_loss, val_error) = if cfg.val_size > 0 {
-            evaluate(&snap, &val_x, &val_y, should_stop)?
-        } else {
-            (f64::NAN, f64::NAN)
-        };
         let stat = EpochStat {
             epoch,
             elapsed_s: run.train_time.as_secs_f64(),
@@ -543,7 +643,7 @@ pub fn train_with_checkpoints(
             }
         }
         if let Some(dir) = checkpoint_dir {
-            checkpoint::save(dir, &fingerprint, &run, &opt)?;
+            base_crc32 = checkpoint::save(dir, &fingerprint, &run, &opt)?;
         }
         on_epoch(&stat);
         if run.error.is_some() || run.stopped_by_time_limit {
@@ -558,12 +658,27 @@ pub fn train_with_checkpoints(
 /// directory holds a usable checkpoint of the same config (see
 /// [`train_with_checkpoints`]), `None` otherwise (no checkpoint, another
 /// config, or unreadable; nothing is logged). For the caller's logging; it
-/// reads and checks the whole checkpoint.
+/// reads and checks the whole epoch checkpoint.
+///
+/// Only *completed* epochs count: a mid-epoch checkpoint is not looked at,
+/// except that one in epoch 1 (with no epoch checkpoint) gives `Some(0)`.
 pub fn checkpoint_epochs(checkpoint_dir: &Path, cfg: &CnnConfig, data: &Dataset) -> Option<u32> {
     let fingerprint = checkpoint::Fingerprint::new(cfg, data);
     match checkpoint::load(checkpoint_dir, &fingerprint, cfg, &Device::Cpu) {
         Ok(Some(state)) => Some(state.run.curve.len() as u32),
-        _ => None,
+        _ => {
+            let n_batches = cfg.train_size.div_ceil(cfg.batch_size.max(1));
+            let mid = checkpoint::load_mid(
+                checkpoint_dir,
+                &fingerprint,
+                cfg,
+                &Device::Cpu,
+                0,
+                None,
+                n_batches,
+            );
+            mid.ok().flatten().map(|_| 0)
+        }
     }
 }
 

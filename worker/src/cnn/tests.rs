@@ -862,3 +862,309 @@ fn bench_real_epoch() {
         out.metrics.get("test_error")
     );
 }
+
+// ---- Mid-epoch checkpoints ---------------------------------------------
+
+/// Train with checkpoints in `dir`; `should_stop` turns true after it was
+/// called `stop_after` times (`None`: never). Returns the result, the epochs
+/// reported and the number of calls.
+fn run_calls(
+    cfg: &CnnConfig,
+    data: &Dataset,
+    dir: Option<&std::path::Path>,
+    stop_after: Option<usize>,
+) -> (Result<CnnOutcome, TrainError>, Vec<u32>, usize) {
+    let calls = Cell::new(0usize);
+    let mut seen = Vec::new();
+    let r = train_with_checkpoints(
+        cfg,
+        data,
+        &Device::Cpu,
+        dir,
+        &mut |s| seen.push(s.epoch),
+        &|| {
+            calls.set(calls.get() + 1);
+            stop_after.is_some_and(|n| calls.get() > n)
+        },
+    );
+    (r, seen, calls.get())
+}
+
+fn mid_json(dir: &std::path::Path) -> Value {
+    serde_json::from_slice(&std::fs::read(dir.join("checkpoint-mid.json")).unwrap()).unwrap()
+}
+
+/// The plain-SGD, no-validation config of the checkpoint tests (10 batches
+/// per epoch, no evaluation calls to `should_stop` until the test set).
+fn no_val_cfg() -> CnnConfig {
+    CnnConfig {
+        momentum: 0.0,
+        val_size: 0,
+        train_size: 160,
+        ..ck_cfg(0.1)
+    }
+}
+
+#[test]
+fn mid_epoch_interruption_resumes_bit_exactly() {
+    let d = ck_data();
+    // ck_cfg: 8 batches + 1 validation chunk per epoch = 9 calls; then the
+    // test set (1 or 2 chunks). no_val: 10 batches per epoch.
+    // (calls before the stop, completed epochs, mid-epoch file expected)
+    let ck_points: &[(usize, usize, Option<&str>)] = &[
+        (0, 0, None),                                          // first batch of epoch 1
+        (1, 0, Some("checkpoint-mid-e1-b1.safetensors")),      // after one batch
+        (7, 0, Some("checkpoint-mid-e1-b7.safetensors")),      // before the last batch
+        (8, 0, Some("checkpoint-mid-e1-b8-eval.safetensors")), // in validation
+        (9, 1, None),                                          // first batch of epoch 2
+        (13, 1, Some("checkpoint-mid-e2-b4.safetensors")),
+        (34, 3, Some("checkpoint-mid-e4-b7.safetensors")), // last batch of the run
+        (35, 3, Some("checkpoint-mid-e4-b8-eval.safetensors")),
+        (36, 4, None), // in the final test pass
+    ];
+    let nv_points: &[(usize, usize, Option<&str>)] = &[
+        (0, 0, None),
+        (1, 0, Some("checkpoint-mid-e1-b1.safetensors")),
+        (9, 0, Some("checkpoint-mid-e1-b9.safetensors")), // before the last batch
+        (10, 1, None),
+        (25, 2, Some("checkpoint-mid-e3-b5.safetensors")),
+        (39, 3, Some("checkpoint-mid-e4-b9.safetensors")),
+        (40, 4, None),
+    ];
+    for (c, points) in [(ck_cfg(0.05), ck_points), (no_val_cfg(), nv_points)] {
+        let want = comparable(&run(&c, &d).unwrap());
+        for &(n, done, mid_file) in points {
+            let what = format!("{c:?} stopped after {n} calls");
+            let dir = tempfile::tempdir().unwrap();
+            let (r, seen, calls) = run_calls(&c, &d, Some(dir.path()), Some(n));
+            interrupted(r);
+            assert_eq!(calls, n + 1, "{what}");
+            assert_eq!(seen, (1..=done as u32).collect::<Vec<_>>(), "{what}");
+            let mut names = Vec::new();
+            if done > 0 {
+                names.push(format!("checkpoint-e{done}.safetensors"));
+            }
+            if let Some(f) = mid_file {
+                names.push(f.to_string());
+                names.push("checkpoint-mid.json".into());
+                let m = mid_json(dir.path());
+                assert_eq!(m["base_epoch"], done, "{what}");
+                assert_eq!(m["epoch"], done + 1, "{what}");
+                assert_eq!(m["format_version"], 1, "{what}");
+            }
+            if done > 0 {
+                names.push("checkpoint.json".into());
+            }
+            names.sort();
+            assert_eq!(dir_names(dir.path()), names, "{what}");
+            let expect_epochs = if mid_file.is_some() && done == 0 {
+                Some(0)
+            } else if done > 0 {
+                Some(done as u32)
+            } else {
+                None
+            };
+            assert_eq!(
+                checkpoint_epochs(dir.path(), &c, &d),
+                expect_epochs,
+                "{what}"
+            );
+            let ((r, seen, _), warnings) =
+                capture_warnings(|| run_calls(&c, &d, Some(dir.path()), None));
+            assert!(warnings.is_empty(), "{what}: {warnings}");
+            let out = r.unwrap();
+            assert_eq!(comparable(&out), want, "{what}");
+            // The epoch in progress is reported once, after the resume.
+            let from = if mid_file.is_some() || n < 36 {
+                done + 1
+            } else {
+                5
+            };
+            assert_eq!(seen, (from as u32..=c.epochs).collect::<Vec<_>>(), "{what}");
+            // The mid-epoch files are gone once the epoch completes.
+            assert_eq!(
+                dir_names(dir.path()),
+                ["checkpoint-e4.safetensors", "checkpoint.json"],
+                "{what}"
+            );
+            if n > 0 {
+                assert!(out.curve.iter().all(|s| s.elapsed_s > 0.0), "{what}");
+            }
+        }
+    }
+}
+
+#[test]
+fn interrupted_repeatedly_in_the_same_epoch() {
+    let d = ck_data();
+    for c in [ck_cfg(0.05), no_val_cfg()] {
+        let want = comparable(&run(&c, &d).unwrap());
+        let per_epoch = c.train_size / c.batch_size + usize::from(c.val_size > 0);
+        let dir = tempfile::tempdir().unwrap();
+        // Epoch 2, after 2 batches.
+        let (r, _, _) = run_calls(&c, &d, Some(dir.path()), Some(per_epoch + 2));
+        interrupted(r);
+        assert_eq!(mid_json(dir.path())["batches_done"], 2);
+        // Resumed: 3 more batches, then stopped again.
+        let (r, seen, _) = run_calls(&c, &d, Some(dir.path()), Some(3));
+        interrupted(r);
+        assert!(seen.is_empty());
+        let m = mid_json(dir.path());
+        assert_eq!(
+            (m["epoch"].as_u64(), m["batches_done"].as_u64()),
+            (Some(2), Some(5))
+        );
+        assert!(dir_names(dir.path()).contains(&"checkpoint-mid-e2-b5.safetensors".to_string()));
+        assert!(!dir_names(dir.path()).contains(&"checkpoint-mid-e2-b2.safetensors".to_string()));
+        // Stopped at once: nothing new to save, the checkpoint stays as is.
+        let before = std::fs::read(dir.path().join("checkpoint-mid.json")).unwrap();
+        let (r, _, calls) = run_calls(&c, &d, Some(dir.path()), Some(0));
+        interrupted(r);
+        assert_eq!(calls, 1);
+        assert_eq!(
+            std::fs::read(dir.path().join("checkpoint-mid.json")).unwrap(),
+            before
+        );
+        // One more batch, then the rest.
+        let (r, _, _) = run_calls(&c, &d, Some(dir.path()), Some(1));
+        interrupted(r);
+        assert_eq!(mid_json(dir.path())["batches_done"], 6);
+        let (r, seen, _) = run_calls(&c, &d, Some(dir.path()), None);
+        assert_eq!(seen, [2, 3, 4]);
+        assert_eq!(comparable(&r.unwrap()), want, "{c:?}");
+    }
+}
+
+#[test]
+fn interruption_without_checkpoint_dir_writes_nothing() {
+    let (c, d) = (ck_cfg(0.05), ck_data());
+    let cwd_before = dir_names(std::path::Path::new("."));
+    let t = Instant::now();
+    for n in [0, 3, 8, 13] {
+        let (r, seen, calls) = run_calls(&c, &d, None, Some(n));
+        interrupted(r);
+        assert_eq!(calls, n + 1);
+        assert_eq!(seen.len(), n / 9);
+    }
+    assert!(t.elapsed() < Duration::from_secs(30));
+    assert_eq!(dir_names(std::path::Path::new(".")), cwd_before);
+}
+
+#[test]
+fn corrupt_mid_epoch_checkpoints_are_ignored_with_a_warning() {
+    let (c, d) = (ck_cfg(0.05), ck_data());
+    let want = comparable(&run(&c, &d).unwrap());
+    type Damage = fn(&std::path::Path);
+    let tensors = "checkpoint-mid-e2-b3.safetensors";
+    let cases: [(&str, Damage, &str); 7] = [
+        (
+            "garbage manifest",
+            |p| std::fs::write(p.join("checkpoint-mid.json"), b"{\"format_").unwrap(),
+            "checkpoint-mid.json",
+        ),
+        (
+            "future format",
+            |p| std::fs::write(p.join("checkpoint-mid.json"), br#"{"format_version": 7}"#).unwrap(),
+            "checkpoint-mid.json",
+        ),
+        (
+            "bad loss sum",
+            |p| {
+                let mut m = mid_json(p);
+                m["loss_sum"] = json!("lots");
+                std::fs::write(p.join("checkpoint-mid.json"), m.to_string()).unwrap();
+            },
+            "checkpoint-mid.json",
+        ),
+        (
+            "batch out of range",
+            |p| {
+                let mut m = mid_json(p);
+                m["batches_done"] = json!(8);
+                std::fs::write(p.join("checkpoint-mid.json"), m.to_string()).unwrap();
+            },
+            "checkpoint-mid.json",
+        ),
+        (
+            "another base",
+            |p| {
+                let mut m = mid_json(p);
+                m["base_crc32"] = json!(12345);
+                std::fs::write(p.join("checkpoint-mid.json"), m.to_string()).unwrap();
+            },
+            "checkpoint-mid.json",
+        ),
+        (
+            "truncated tensors",
+            |p| {
+                let t = p.join("checkpoint-mid-e2-b3.safetensors");
+                let b = std::fs::read(&t).unwrap();
+                std::fs::write(&t, &b[..b.len() / 2]).unwrap();
+            },
+            "checkpoint-mid-e2-b3.safetensors",
+        ),
+        (
+            "missing tensors",
+            |p| std::fs::remove_file(p.join("checkpoint-mid-e2-b3.safetensors")).unwrap(),
+            "checkpoint-mid-e2-b3.safetensors",
+        ),
+    ];
+    for (what, damage, file) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let (r, _, _) = run_calls(&c, &d, Some(dir.path()), Some(9 + 3));
+        interrupted(r);
+        assert!(dir_names(dir.path()).contains(&tensors.to_string()));
+        damage(dir.path());
+        assert_eq!(checkpoint_epochs(dir.path(), &c, &d), Some(1), "{what}");
+        let ((r, seen, _), warnings) =
+            capture_warnings(|| run_calls(&c, &d, Some(dir.path()), None));
+        assert_eq!(seen, [2, 3, 4], "{what}: should resume after epoch 1");
+        assert_eq!(comparable(&r.unwrap()), want, "{what}");
+        let path = dir.path().join(file).display().to_string();
+        assert!(
+            warnings.contains("WARN") && warnings.contains(&path),
+            "{what}: {warnings}"
+        );
+        assert_eq!(
+            dir_names(dir.path()),
+            ["checkpoint-e4.safetensors", "checkpoint.json"],
+            "{what}"
+        );
+    }
+
+    // In epoch 1 (no epoch checkpoint): from scratch.
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _, _) = run_calls(&c, &d, Some(dir.path()), Some(4));
+    interrupted(r);
+    std::fs::write(dir.path().join("checkpoint-mid-e1-b4.safetensors"), b"junk").unwrap();
+    assert_eq!(checkpoint_epochs(dir.path(), &c, &d), None);
+    let ((r, seen, _), warnings) = capture_warnings(|| run_calls(&c, &d, Some(dir.path()), None));
+    assert_eq!(seen, [1, 2, 3, 4]);
+    assert_eq!(comparable(&r.unwrap()), want);
+    assert!(warnings.contains("training from scratch"), "{warnings}");
+
+    // A stale mid-epoch checkpoint (crash after a newer epoch checkpoint
+    // was committed, before the mid-epoch files were removed) is ignored.
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _, _) = run_calls(&c, &d, Some(dir.path()), Some(3));
+    interrupted(r);
+    let stale: Vec<(String, Vec<u8>)> = dir_names(dir.path())
+        .into_iter()
+        .map(|n| {
+            let b = std::fs::read(dir.path().join(&n)).unwrap();
+            (n, b)
+        })
+        .collect();
+    let (r, _) = run_ck(&c, &d, dir.path(), Some(2));
+    interrupted(r);
+    for (n, b) in stale {
+        std::fs::write(dir.path().join(n), b).unwrap();
+    }
+    let ((r, seen, _), warnings) = capture_warnings(|| run_calls(&c, &d, Some(dir.path()), None));
+    assert_eq!(seen, [3, 4]);
+    assert_eq!(comparable(&r.unwrap()), want);
+    assert!(
+        warnings.contains("continues the checkpoint of epoch 0"),
+        "{warnings}"
+    );
+}

@@ -140,6 +140,8 @@ struct Master {
     /// (on this process's clock).
     suspected_orphans: BTreeMap<String, Instant>,
     liveness: Liveness,
+    /// Workers already warned about a too-short --worker-grace.
+    warned_grace: BTreeSet<String>,
     clock: Arc<dyn Clock>,
     pending_count: usize,
 }
@@ -167,6 +169,7 @@ impl Master {
             next_index: 0,
             suspected_orphans: BTreeMap::new(),
             liveness: Liveness::new(worker_grace),
+            warned_grace: BTreeSet::new(),
             clock,
             pending_count: 0,
         };
@@ -399,7 +402,21 @@ impl Master {
         let now = self.clock.now();
         for w in self.dir.list(Sub::Heartbeats)? {
             match self.dir.read_heartbeat(&w) {
-                Ok(hb) if hb.worker == w => self.liveness.observe(&w, hb.seq, hb.state == "stopped", now),
+                Ok(hb) if hb.worker == w => {
+                    // A grace period shorter than a few beats would re-queue
+                    // live workers' trials: say so, once per worker.
+                    let min_grace = Duration::from_secs_f64(hb.interval_s.max(0.0) * 3.0);
+                    if self.cfg.worker_grace < min_grace && self.warned_grace.insert(w.clone()) {
+                        warn!(
+                            worker = %w,
+                            "--worker-grace {:?} is shorter than 3 heartbeats of this worker ({:.1}s each); \
+                             its trials may be re-queued while it is alive. Raise --worker-grace or lower the worker's --heartbeat",
+                            self.cfg.worker_grace,
+                            hb.interval_s
+                        );
+                    }
+                    self.liveness.observe(&w, hb.seq, hb.state == "stopped", now)
+                }
                 Ok(hb) => {
                     warn!("heartbeats/{w}.json says worker `{}`; moving it to quarantine/", hb.worker);
                     self.quarantine(&self.dir.sub(Sub::Heartbeats).join(format!("{w}.json")));

@@ -55,7 +55,10 @@ pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String,
     render_with(template, &mut |name| vars.get(name).cloned())
 }
 
-fn render_with(template: &str, lookup: &mut dyn FnMut(&str) -> Option<String>) -> Result<String, String> {
+fn render_with(
+    template: &str,
+    lookup: &mut dyn FnMut(&str) -> Option<String>,
+) -> Result<String, String> {
     let mut out = String::new();
     let mut chars = template.chars().peekable();
     while let Some(c) = chars.next() {
@@ -79,10 +82,16 @@ fn render_with(template: &str, lookup: &mut dyn FnMut(&str) -> Option<String>) -
                 }
                 match lookup(&name) {
                     Some(v) => out.push_str(&v),
-                    None => return Err(format!("unknown placeholder `{{{name}}}` in `{template}`")),
+                    None => {
+                        return Err(format!("unknown placeholder `{{{name}}}` in `{template}`"))
+                    }
                 }
             }
-            '}' => return Err(format!("unmatched `}}` in `{template}` (write `}}}}` for a literal brace)")),
+            '}' => {
+                return Err(format!(
+                    "unmatched `}}` in `{template}` (write `}}}}` for a literal brace)"
+                ))
+            }
             c => out.push(c),
         }
     }
@@ -91,13 +100,19 @@ fn render_with(template: &str, lookup: &mut dyn FnMut(&str) -> Option<String>) -
 
 impl ExecSpec {
     /// Check the templates against the space's parameter names.
-    pub fn validate<'a>(&self, params: impl Iterator<Item = &'a String> + Clone) -> Result<(), (String, String)> {
+    pub fn validate<'a>(
+        &self,
+        params: impl Iterator<Item = &'a String> + Clone,
+    ) -> Result<(), (String, String)> {
         if self.argv.is_empty() || self.argv[0].is_empty() {
             return Err(("trainer.argv".into(), "must name a program to run".into()));
         }
         if let Some(t) = self.timeout_s {
             if !t.is_finite() || t <= 0.0 {
-                return Err(("trainer.timeout_s".into(), format!("must be a positive number of seconds, got {t}")));
+                return Err((
+                    "trainer.timeout_s".into(),
+                    format!("must be a positive number of seconds, got {t}"),
+                ));
             }
         }
         let known = |n: &str| BUILTINS.contains(&n) || params.clone().any(|p| p == n);
@@ -120,7 +135,10 @@ impl ExecSpec {
         }
         for (k, v) in &self.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err((format!("trainer.env.{k}"), "not a valid environment variable name".into()));
+                return Err((
+                    format!("trainer.env.{k}"),
+                    "not a valid environment variable name".into(),
+                ));
             }
             check(format!("trainer.env.{k}"), v)?;
         }
@@ -137,10 +155,16 @@ mod tests {
 
     #[test]
     fn renders_placeholders_and_escapes() {
-        let vars: BTreeMap<String, String> =
-            [("lr".to_string(), "0.1".to_string()), ("trial_id".to_string(), "t000001".to_string())].into();
+        let vars: BTreeMap<String, String> = [
+            ("lr".to_string(), "0.1".to_string()),
+            ("trial_id".to_string(), "t000001".to_string()),
+        ]
+        .into();
         assert_eq!(render("--lr={lr}", &vars).unwrap(), "--lr=0.1");
-        assert_eq!(render("{{literal}} {trial_id}", &vars).unwrap(), "{literal} t000001");
+        assert_eq!(
+            render("{{literal}} {trial_id}", &vars).unwrap(),
+            "{literal} t000001"
+        );
         assert!(render("{nope}", &vars).unwrap_err().contains("nope"));
         assert!(render("{lr", &vars).unwrap_err().contains("unclosed"));
         assert!(render("a}b", &vars).unwrap_err().contains("unmatched"));
@@ -148,19 +172,28 @@ mod tests {
 
     #[test]
     fn a_value_is_never_split_or_interpreted() {
-        let vars: BTreeMap<String, String> = [("x".to_string(), "\"; touch /tmp/pwned; {y}".to_string())].into();
+        let vars: BTreeMap<String, String> =
+            [("x".to_string(), "\"; touch /tmp/pwned; {y}".to_string())].into();
         // The value is inserted verbatim, once; braces in values are not re-expanded.
         assert_eq!(render("{x}", &vars).unwrap(), "\"; touch /tmp/pwned; {y}");
     }
 
     #[test]
     fn validation_names_the_argument() {
-        let spec = ExecSpec { argv: vec!["python3".into(), "--lr={lrr}".into()], timeout_s: None, env: Default::default(), workdir: None };
+        let spec = ExecSpec {
+            argv: vec!["python3".into(), "--lr={lrr}".into()],
+            timeout_s: None,
+            env: Default::default(),
+            workdir: None,
+        };
         let names = ["lr".to_string()];
         let (field, msg) = spec.validate(names.iter()).unwrap_err();
         assert_eq!(field, "trainer.argv[1]");
         assert!(msg.contains("lrr"), "{msg}");
-        let ok = ExecSpec { argv: vec!["python3".into(), "{lr}".into(), "{result_file}".into()], ..spec };
+        let ok = ExecSpec {
+            argv: vec!["python3".into(), "{lr}".into(), "{result_file}".into()],
+            ..spec
+        };
         ok.validate(names.iter()).unwrap();
     }
 }

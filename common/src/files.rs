@@ -270,13 +270,22 @@ mod tests {
             format_version: FORMAT_VERSION,
             trial_id: "t000003".into(),
             status: TrialStatus::Diverged,
-            params: [("lr".to_string(), Value::from(2.0)), ("nf".to_string(), Value::from(32))]
-                .into_iter()
-                .collect(),
+            params: [
+                ("lr".to_string(), Value::from(2.0)),
+                ("nf".to_string(), Value::from(32)),
+            ]
+            .into_iter()
+            .collect(),
             seed: 1,
             objective: None,
             metrics: BTreeMap::new(),
-            curve: vec![EpochStat { epoch: 1, elapsed_s: 1.5, train_loss: f64::NAN, val_loss: 2.3, val_error: 0.9 }],
+            curve: vec![EpochStat {
+                epoch: 1,
+                elapsed_s: 1.5,
+                train_loss: f64::NAN,
+                val_loss: 2.3,
+                val_error: 0.9,
+            }],
             best_epoch: None,
             epochs_completed: 1,
             wall_time_s: 1.5,
@@ -330,9 +339,10 @@ mod tests {
     #[test]
     fn truncated_file_names_the_file() {
         let text = String::from_utf8(crate::to_pretty_json(&result())).unwrap();
-        let e = crate::parse_versioned::<TrialResult>(Path::new("results/t000003.json"), &text[..40])
-            .unwrap_err()
-            .to_string();
+        let e =
+            crate::parse_versioned::<TrialResult>(Path::new("results/t000003.json"), &text[..40])
+                .unwrap_err()
+                .to_string();
         assert!(e.starts_with("results/t000003.json: "), "{e}");
     }
 

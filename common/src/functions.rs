@@ -100,7 +100,10 @@ impl Function {
                 .map(|w| 100.0 * (w[1] - w[0] * w[0]).powi(2) + (1.0 - w[0]).powi(2))
                 .sum(),
             Function::StyblinskiTang => {
-                0.5 * x.iter().map(|v| v.powi(4) - 16.0 * v * v + 5.0 * v).sum::<f64>()
+                0.5 * x
+                    .iter()
+                    .map(|v| v.powi(4) - 16.0 * v * v + 5.0 * v)
+                    .sum::<f64>()
             }
         }
     }
@@ -114,7 +117,10 @@ mod tests {
     fn optima_are_attained_at_known_minimisers() {
         let close = |a: f64, b: f64| (a - b).abs() < 1e-4;
         let b = Function::Branin;
-        assert!(close(b.evaluate(&[-std::f64::consts::PI, 12.275]), b.optimum(2)));
+        assert!(close(
+            b.evaluate(&[-std::f64::consts::PI, 12.275]),
+            b.optimum(2)
+        ));
         assert!(close(b.evaluate(&[9.42478, 2.475]), b.optimum(2)));
         let h = Function::Hartmann6;
         let xs = [0.20169, 0.150011, 0.476874, 0.275332, 0.311652, 0.6573];

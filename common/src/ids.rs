@@ -66,7 +66,9 @@ mod tests {
 
     #[test]
     fn rejects_traversal_and_hidden_names() {
-        for bad in ["", "../x", "a/b", "..", ".hidden", "x..y", "a@b", "a b", "é"] {
+        for bad in [
+            "", "../x", "a/b", "..", ".hidden", "x..y", "a@b", "a b", "é",
+        ] {
             assert!(validate_id("trial id", bad).is_err(), "{bad:?}");
         }
     }

@@ -22,9 +22,7 @@ pub use files::{
 };
 pub use ids::{validate_id, IdError};
 pub use space::ParamSpec;
-pub use study::{
-    Budget, CnnDefaults, Direction, Mode, Objective, SamplerSpec, Study, TrainerSpec,
-};
+pub use study::{Budget, CnnDefaults, Direction, Mode, Objective, SamplerSpec, Study, TrainerSpec};
 
 /// The version written into, and required of, every file hps reads or writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -40,18 +38,19 @@ where
 {
     // Check the version first: an unknown version should be reported as
     // such, not as whichever field happened to change between versions.
-    let raw: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| SchemaError::Json {
-            file: file.to_path_buf(),
-            field: String::new(),
-            message: e.to_string(),
-        })?;
+    let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| SchemaError::Json {
+        file: file.to_path_buf(),
+        field: String::new(),
+        message: e.to_string(),
+    })?;
     match raw.get("format_version") {
         None => {
             return Err(SchemaError::Invalid {
                 file: file.to_path_buf(),
                 field: "format_version".into(),
-                message: format!("missing; this hps writes and reads format_version {FORMAT_VERSION}"),
+                message: format!(
+                    "missing; this hps writes and reads format_version {FORMAT_VERSION}"
+                ),
             })
         }
         Some(v) if v.as_u64() != Some(FORMAT_VERSION as u64) => {
@@ -75,11 +74,13 @@ where
             message: e.into_inner().to_string(),
         }
     })?;
-    value.validate().map_err(|(field, message)| SchemaError::Invalid {
-        file: file.to_path_buf(),
-        field,
-        message,
-    })?;
+    value
+        .validate()
+        .map_err(|(field, message)| SchemaError::Invalid {
+            file: file.to_path_buf(),
+            field,
+            message,
+        })?;
     Ok(value)
 }
 

@@ -109,7 +109,12 @@ impl ParamSpec {
     /// All values this parameter takes in a grid search, in a fixed order.
     pub fn grid_values(&self) -> Result<Vec<Value>, String> {
         match self {
-            ParamSpec::Float { low, high, log, grid } => {
+            ParamSpec::Float {
+                low,
+                high,
+                log,
+                grid,
+            } => {
                 let n = grid.ok_or_else(|| {
                     "a float parameter needs `grid: N` (number of points) for the grid sampler; \
                      or use a categorical"
@@ -162,7 +167,12 @@ impl ParamSpec {
     pub fn validate(&self) -> Result<(), (String, String)> {
         let bad = |f: &str, m: String| Err((f.to_string(), m));
         match self {
-            ParamSpec::Float { low, high, log, grid } => {
+            ParamSpec::Float {
+                low,
+                high,
+                log,
+                grid,
+            } => {
                 if !low.is_finite() || !high.is_finite() {
                     return bad("low", "bounds must be finite numbers".into());
                 }
@@ -188,8 +198,14 @@ impl ParamSpec {
                 if choices.is_empty() {
                     return bad("choices", "must hold at least one value".into());
                 }
-                if let Some(c) = choices.iter().find(|c| c.is_array() || c.is_object() || c.is_null()) {
-                    return bad("choices", format!("choices must be numbers, strings or booleans, got {c}"));
+                if let Some(c) = choices
+                    .iter()
+                    .find(|c| c.is_array() || c.is_object() || c.is_null())
+                {
+                    return bad(
+                        "choices",
+                        format!("choices must be numbers, strings or booleans, got {c}"),
+                    );
                 }
             }
             ParamSpec::Fixed { value } => {
@@ -197,7 +213,13 @@ impl ParamSpec {
                     return bad("value", "must not be null".into());
                 }
             }
-            ParamSpec::Transform { offset, scale, base, grid, .. } => {
+            ParamSpec::Transform {
+                offset,
+                scale,
+                base,
+                grid,
+                ..
+            } => {
                 if !offset.is_finite() || !scale.is_finite() {
                     return bad("scale", "offset and scale must be finite numbers".into());
                 }
@@ -249,10 +271,34 @@ mod tests {
 
     fn s5() -> [ParamSpec; 4] {
         [
-            ParamSpec::Transform { offset: 10.0, scale: 90.0, base: None, int: true, grid: None },
-            ParamSpec::Transform { offset: 4.0, scale: 4.0, base: Some(2.0), int: true, grid: None },
-            ParamSpec::Transform { offset: 0.0, scale: 1.0, base: None, int: false, grid: None },
-            ParamSpec::Transform { offset: -2.0, scale: 1.5, base: Some(10.0), int: false, grid: None },
+            ParamSpec::Transform {
+                offset: 10.0,
+                scale: 90.0,
+                base: None,
+                int: true,
+                grid: None,
+            },
+            ParamSpec::Transform {
+                offset: 4.0,
+                scale: 4.0,
+                base: Some(2.0),
+                int: true,
+                grid: None,
+            },
+            ParamSpec::Transform {
+                offset: 0.0,
+                scale: 1.0,
+                base: None,
+                int: false,
+                grid: None,
+            },
+            ParamSpec::Transform {
+                offset: -2.0,
+                scale: 1.5,
+                base: Some(10.0),
+                int: false,
+                grid: None,
+            },
         ]
     }
 
@@ -278,20 +324,58 @@ mod tests {
 
     #[test]
     fn grid_values_cover_ranges() {
-        let f = ParamSpec::Float { low: 1e-3, high: 1e-1, log: true, grid: Some(3) };
-        let v: Vec<f64> = f.grid_values().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
-        assert!((v[0] - 1e-3).abs() < 1e-12 && (v[1] - 1e-2).abs() < 1e-12 && (v[2] - 1e-1).abs() < 1e-12);
-        let i = ParamSpec::Int { low: 2, high: 5, log: false };
-        assert_eq!(i.grid_values().unwrap(), vec![2, 3, 4, 5].into_iter().map(Value::from).collect::<Vec<_>>());
-        let g = ParamSpec::Float { low: 0.0, high: 1.0, log: false, grid: None };
+        let f = ParamSpec::Float {
+            low: 1e-3,
+            high: 1e-1,
+            log: true,
+            grid: Some(3),
+        };
+        let v: Vec<f64> = f
+            .grid_values()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert!(
+            (v[0] - 1e-3).abs() < 1e-12
+                && (v[1] - 1e-2).abs() < 1e-12
+                && (v[2] - 1e-1).abs() < 1e-12
+        );
+        let i = ParamSpec::Int {
+            low: 2,
+            high: 5,
+            log: false,
+        };
+        assert_eq!(
+            i.grid_values().unwrap(),
+            vec![2, 3, 4, 5]
+                .into_iter()
+                .map(Value::from)
+                .collect::<Vec<_>>()
+        );
+        let g = ParamSpec::Float {
+            low: 0.0,
+            high: 1.0,
+            log: false,
+            grid: None,
+        };
         assert!(g.grid_values().unwrap_err().contains("grid"));
     }
 
     #[test]
     fn validation_names_the_field() {
-        let p = ParamSpec::Float { low: 0.0, high: 1.0, log: true, grid: None };
+        let p = ParamSpec::Float {
+            low: 0.0,
+            high: 1.0,
+            log: true,
+            grid: None,
+        };
         assert_eq!(p.validate().unwrap_err().0, "low");
-        let p = ParamSpec::Int { low: 5, high: 1, log: false };
+        let p = ParamSpec::Int {
+            low: 5,
+            high: 1,
+            log: false,
+        };
         assert_eq!(p.validate().unwrap_err().0, "high");
         let p = ParamSpec::Categorical { choices: vec![] };
         assert_eq!(p.validate().unwrap_err().0, "choices");

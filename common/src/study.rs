@@ -136,7 +136,9 @@ fn default_sigma0() -> f64 {
 fn at_least_one<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     let v = u32::deserialize(d)?;
     if v == 0 {
-        return Err(serde::de::Error::custom("`n_ei_candidates` must be at least 1"));
+        return Err(serde::de::Error::custom(
+            "`n_ei_candidates` must be at least 1",
+        ));
     }
     Ok(v)
 }
@@ -155,7 +157,9 @@ fn popsize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Err
     let v = Option::<u32>::deserialize(d)?;
     if let Some(n) = v {
         if n < 2 {
-            return Err(serde::de::Error::custom(format!("`popsize` must be at least 2 (or null), got {n}")));
+            return Err(serde::de::Error::custom(format!(
+                "`popsize` must be at least 2 (or null), got {n}"
+            )));
         }
     }
     Ok(v)
@@ -208,7 +212,11 @@ pub enum Mode {
 
 impl Default for Budget {
     fn default() -> Self {
-        Budget { trials: None, epochs: 1, time_limit_s: None }
+        Budget {
+            trials: None,
+            epochs: 1,
+            time_limit_s: None,
+        }
     }
 }
 
@@ -301,7 +309,10 @@ impl Study {
             (SamplerSpec::Grid { .. }, None) => Ok(self.grid_size()? * self.repeats as u64),
             (s, None) => Err((
                 "budget.trials".into(),
-                format!("required for the {} sampler (how many trials to run)", s.name()),
+                format!(
+                    "required for the {} sampler (how many trials to run)",
+                    s.name()
+                ),
             )),
         }
     }
@@ -349,15 +360,22 @@ impl Versioned for Study {
         }
         if let Some(t) = self.budget.time_limit_s {
             if !t.is_finite() || t <= 0.0 {
-                return Err(("budget.time_limit_s".into(), format!("must be a positive number of seconds, got {t}")));
+                return Err((
+                    "budget.time_limit_s".into(),
+                    format!("must be a positive number of seconds, got {t}"),
+                ));
             }
         }
         if self.budget.trials == Some(0) {
             return Err(("budget.trials".into(), "must be at least 1".into()));
         }
         match self.mode {
-            Mode::Sync { batch: 0 } => return Err(("mode.batch".into(), "must be at least 1".into())),
-            Mode::Async { queue: 0 } => return Err(("mode.queue".into(), "must be at least 1".into())),
+            Mode::Sync { batch: 0 } => {
+                return Err(("mode.batch".into(), "must be at least 1".into()))
+            }
+            Mode::Async { queue: 0 } => {
+                return Err(("mode.queue".into(), "must be at least 1".into()))
+            }
             _ => {}
         }
         if let SamplerSpec::Grid { .. } = self.sampler {
@@ -390,18 +408,32 @@ impl Versioned for Study {
                         ));
                     }
                 }
-                let metrics = ["val_error", "val_loss", "train_loss", "test_error", "val_accuracy", "test_accuracy"];
+                let metrics = [
+                    "val_error",
+                    "val_loss",
+                    "train_loss",
+                    "test_error",
+                    "val_accuracy",
+                    "test_accuracy",
+                ];
                 if !metrics.contains(&self.objective.metric.as_str()) {
                     return Err((
                         "objective.metric".into(),
-                        format!("the cnn trainer reports {}; got `{}`", metrics.join(", "), self.objective.metric),
+                        format!(
+                            "the cnn trainer reports {}; got `{}`",
+                            metrics.join(", "),
+                            self.objective.metric
+                        ),
                     ));
                 }
             }
             TrainerSpec::Exec(spec) => spec.validate(self.space.keys())?,
             TrainerSpec::Function { name, dim, sleep_s } => {
                 if !sleep_s.is_finite() || *sleep_s < 0.0 {
-                    return Err(("trainer.sleep_s".into(), format!("must be >= 0, got {sleep_s}")));
+                    return Err((
+                        "trainer.sleep_s".into(),
+                        format!("must be >= 0, got {sleep_s}"),
+                    ));
                 }
                 let d = name
                     .dimension(*dim)
@@ -411,12 +443,18 @@ impl Versioned for Study {
                     if !self.space.contains_key(&key) {
                         return Err((
                             "space".into(),
-                            format!("the {} function takes x0..x{}; `{key}` is missing", name.as_str(), d - 1),
+                            format!(
+                                "the {} function takes x0..x{}; `{key}` is missing",
+                                name.as_str(),
+                                d - 1
+                            ),
                         ));
                     }
                 }
                 if let Some(extra) = self.space.keys().find(|k| {
-                    k.strip_prefix('x').and_then(|i| i.parse::<usize>().ok()).is_none_or(|i| i >= d)
+                    k.strip_prefix('x')
+                        .and_then(|i| i.parse::<usize>().ok())
+                        .is_none_or(|i| i >= d)
                 }) {
                     return Err((
                         format!("space.{extra}"),
@@ -426,7 +464,10 @@ impl Versioned for Study {
                 if !["value", "regret"].contains(&self.objective.metric.as_str()) {
                     return Err((
                         "objective.metric".into(),
-                        format!("the function trainer reports `value` and `regret`; got `{}`", self.objective.metric),
+                        format!(
+                            "the function trainer reports `value` and `regret`; got `{}`",
+                            self.objective.metric
+                        ),
                     ));
                 }
             }
@@ -470,7 +511,10 @@ mod tests {
     fn unknown_field_names_file_and_path() {
         let bad = S5.replace("\"offset\": 10", "\"ofset\": 10");
         let e = parse(&bad).unwrap_err().to_string();
-        assert!(e.contains("study.json") && e.contains("space.nf") && e.contains("ofset"), "{e}");
+        assert!(
+            e.contains("study.json") && e.contains("space.nf") && e.contains("ofset"),
+            "{e}"
+        );
     }
 
     #[test]

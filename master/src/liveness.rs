@@ -32,7 +32,10 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new() -> Self {
-        ManualClock { base: Instant::now(), offset: Mutex::new(Duration::ZERO) }
+        ManualClock {
+            base: Instant::now(),
+            offset: Mutex::new(Duration::ZERO),
+        }
     }
 
     pub fn advance(&self, d: Duration) {
@@ -79,7 +82,11 @@ pub struct Liveness {
 
 impl Liveness {
     pub fn new(grace: Duration) -> Self {
-        Liveness { grace, seen: HashMap::new(), claimants: HashMap::new() }
+        Liveness {
+            grace,
+            seen: HashMap::new(),
+            claimants: HashMap::new(),
+        }
     }
 
     /// A claim names `worker`. If its heartbeat has never been read, its
@@ -105,7 +112,14 @@ impl Liveness {
             None => {
                 // First sight: we cannot know how old the beat is, so the
                 // worker gets the full grace period from now.
-                self.seen.insert(worker.to_string(), Seen { seq, changed: now, stopped });
+                self.seen.insert(
+                    worker.to_string(),
+                    Seen {
+                        seq,
+                        changed: now,
+                        stopped,
+                    },
+                );
             }
         }
     }
@@ -123,7 +137,10 @@ impl Liveness {
     }
 
     pub fn live_count(&self, now: Instant) -> usize {
-        self.seen.keys().filter(|w| self.verdict(w, now) == Verdict::Alive).count()
+        self.seen
+            .keys()
+            .filter(|w| self.verdict(w, now) == Verdict::Alive)
+            .count()
     }
 }
 
@@ -141,7 +158,11 @@ mod tests {
         for seq in 0..1800 {
             l.observe("w0", seq, false, clock.now());
             clock.advance(Duration::from_secs(2));
-            assert_eq!(l.verdict("w0", clock.now()), Verdict::Alive, "at beat {seq}");
+            assert_eq!(
+                l.verdict("w0", clock.now()),
+                Verdict::Alive,
+                "at beat {seq}"
+            );
         }
     }
 
@@ -193,8 +214,16 @@ mod tests {
         l.saw_claim("newbie", clock.now());
         assert_eq!(l.verdict("newbie", clock.now()), Verdict::Alive);
         clock.advance(Duration::from_secs(1));
-        assert_eq!(l.verdict("newbie", clock.now()), Verdict::Dead, "a claim whose worker never beats dies after the grace");
-        assert_eq!(l.live_count(clock.now()), 0, "claimants are not counted as live workers");
+        assert_eq!(
+            l.verdict("newbie", clock.now()),
+            Verdict::Dead,
+            "a claim whose worker never beats dies after the grace"
+        );
+        assert_eq!(
+            l.live_count(clock.now()),
+            0,
+            "claimants are not counted as live workers"
+        );
     }
 
     #[test]

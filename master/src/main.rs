@@ -122,13 +122,17 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Init { dir, study, preset } => {
             let (text, source) = match (study, preset) {
                 (Some(path), _) => (
-                    std::fs::read_to_string(&path)
-                        .with_context(|| format!("failed to read the study file `{}`", path.display()))?,
+                    std::fs::read_to_string(&path).with_context(|| {
+                        format!("failed to read the study file `{}`", path.display())
+                    })?,
                     path,
                 ),
                 (None, Some(name)) => match presets::preset(&name) {
                     Some(t) => (t.to_string(), PathBuf::from(format!("preset:{name}"))),
-                    None => bail!("unknown preset `{name}`; presets are {}", presets::PRESETS.join(", ")),
+                    None => bail!(
+                        "unknown preset `{name}`; presets are {}",
+                        presets::PRESETS.join(", ")
+                    ),
                 },
                 (None, None) => bail!("give --study FILE or --preset NAME"),
             };
@@ -137,11 +141,21 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 "created study `{}` in {} ({} trials planned)",
                 study.name,
                 dir.display(),
-                study.total_trials().map(|n| n.to_string()).unwrap_or_else(|_| "?".into())
+                study
+                    .total_trials()
+                    .map(|n| n.to_string())
+                    .unwrap_or_else(|_| "?".into())
             );
             Ok(())
         }
-        Cmd::Run { dir, poll, rescan, worker_grace, max_attempts, lease_interval } => {
+        Cmd::Run {
+            dir,
+            poll,
+            rescan,
+            worker_grace,
+            max_attempts,
+            lease_interval,
+        } => {
             let mut cfg = run::RunConfig::new(dir);
             cfg.poll = poll.map(|p| seconds("poll", p)).transpose()?;
             cfg.rescan = seconds("rescan", rescan)?;
@@ -158,7 +172,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             }
             let summary = run::run(&cfg, shutdown.clone())?;
             if summary.finished {
-                println!("study finished: {} trials, {} results", summary.planned, summary.results);
+                println!(
+                    "study finished: {} trials, {} results",
+                    summary.planned, summary.results
+                );
             } else {
                 println!(
                     "stopped with {} of {} trials proposed and {} results; run the same command to continue",
@@ -172,7 +189,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         }
         Cmd::Status { dir } => report::status(&open(&dir)?, &mut std::io::stdout().lock()),
         Cmd::Best { dir, n } => report::best(&open(&dir)?, n, &mut std::io::stdout().lock()),
-        Cmd::Export { dir, format, output } => {
+        Cmd::Export {
+            dir,
+            format,
+            output,
+        } => {
             let d = open(&dir)?;
             let format = match format {
                 Format::Csv => report::ExportFormat::Csv,
@@ -194,4 +215,3 @@ fn dispatch(cmd: Cmd) -> Result<()> {
 fn open(dir: &std::path::Path) -> Result<StudyDir> {
     Ok(StudyDir::open(dir)?)
 }
-

@@ -187,7 +187,12 @@ pub fn best(dir: &StudyDir, n: usize, out: &mut dyn Write) -> Result<()> {
             num_short(r.objective.unwrap_or(f64::NAN)),
         ];
         if let Some(c) = test_col {
-            row.push(r.metrics.get(c).map(|v| num_short(*v)).unwrap_or_else(|| "-".into()));
+            row.push(
+                r.metrics
+                    .get(c)
+                    .map(|v| num_short(*v))
+                    .unwrap_or_else(|| "-".into()),
+            );
         }
         row.extend(study.space.keys().map(|k| {
             r.params

@@ -19,7 +19,7 @@ use hps_common::{
     FORMAT_VERSION,
 };
 use hps_shared_fs::dir::{hostname, is_not_found};
-use hps_shared_fs::{detect_remote_fs, FsError, StudyDir, Sub, WatchMode, Waker};
+use hps_shared_fs::{detect_remote_fs, FsError, StudyDir, Sub, Waker, WatchMode};
 use tracing::{debug, info, info_span, warn};
 
 use crate::liveness::{Clock, Liveness, SystemClock, Verdict};
@@ -93,18 +93,32 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary> {
     let mode = match (cfg.poll, remote) {
         (Some(d), _) => WatchMode::Poll(d),
         (None, Some(fs)) => {
-            info!(filesystem = fs.0, "study directory is on a network/FUSE filesystem: polling");
+            info!(
+                filesystem = fs.0,
+                "study directory is on a network/FUSE filesystem: polling"
+            );
             WatchMode::Poll(cfg.rescan)
         }
         (None, None) => WatchMode::Native(cfg.rescan),
     };
     let waker = Waker::new(
-        &[dir.sub(Sub::Results), dir.sub(Sub::Pending), dir.sub(Sub::Running)],
+        &[
+            dir.sub(Sub::Results),
+            dir.sub(Sub::Pending),
+            dir.sub(Sub::Running),
+        ],
         mode,
     );
     info!(dir = %dir.root().display(), study = %study.name, sampler = sampler.name(), planned, watch = waker.description(), "master started");
 
-    let mut m = Master::new(dir.clone(), study, sampler, planned, cfg.clone(), Arc::new(SystemClock))?;
+    let mut m = Master::new(
+        dir.clone(),
+        study,
+        sampler,
+        planned,
+        cfg.clone(),
+        Arc::new(SystemClock),
+    )?;
     let summary = loop {
         lease.check()?;
         m.step()?;
@@ -176,10 +190,18 @@ impl Master {
         m.load_settings()?;
         if m.dir.is_finished() && m.next_index < m.planned {
             // The budget was raised after the study finished: continue it.
-            info!(planned = m.planned, proposed = m.next_index, "budget raised; continuing a finished study");
+            info!(
+                planned = m.planned,
+                proposed = m.next_index,
+                "budget raised; continuing a finished study"
+            );
             m.dir.clear_finished()?;
         }
-        info!(proposed = m.next_index, "recovered {} recorded settings", m.settings.len());
+        info!(
+            proposed = m.next_index,
+            "recovered {} recorded settings",
+            m.settings.len()
+        );
         Ok(m)
     }
 
@@ -197,7 +219,9 @@ impl Master {
                     self.quarantine(&self.dir.setting_path(&id)?);
                 }
                 Ok(s) => {
-                    self.configs.entry(s.config).or_insert_with(|| s.params.clone());
+                    self.configs
+                        .entry(s.config)
+                        .or_insert_with(|| s.params.clone());
                     self.next_index = self.next_index.max(s.index + 1);
                     self.settings.insert(id, s);
                 }
@@ -295,7 +319,9 @@ impl Master {
             if self.results.contains_key(&id) {
                 continue;
             }
-            let Some(path) = self.named(Sub::Results, &id) else { continue };
+            let Some(path) = self.named(Sub::Results, &id) else {
+                continue;
+            };
             match self.dir.read_result(&id) {
                 Ok(r) if r.trial_id == id => self.accept(r),
                 Ok(r) => {
@@ -338,7 +364,10 @@ impl Master {
         let running_ids: BTreeSet<&str> = running.iter().map(|c| c.trial_id.as_str()).collect();
         let mut orphans = BTreeSet::new();
         for id in self.settings.keys() {
-            if !pending.contains(id) && !running_ids.contains(id.as_str()) && !self.results.contains_key(id) {
+            if !pending.contains(id)
+                && !running_ids.contains(id.as_str())
+                && !self.results.contains_key(id)
+            {
                 orphans.insert(id.clone());
             }
         }
@@ -379,7 +408,9 @@ impl Master {
                 r.trial_id,
                 self.study.objective.metric
             ),
-            None => info!(status = r.status.as_str(), worker = %r.worker, error = r.error.as_deref().unwrap_or(""), "{} ended without an objective", r.trial_id),
+            None => {
+                info!(status = r.status.as_str(), worker = %r.worker, error = r.error.as_deref().unwrap_or(""), "{} ended without an objective", r.trial_id)
+            }
         }
         if let Some(s) = self.settings.get(&r.trial_id) {
             let loss = r.objective.map(|v| match self.study.objective.direction {
@@ -415,10 +446,14 @@ impl Master {
                             hb.interval_s
                         );
                     }
-                    self.liveness.observe(&w, hb.seq, hb.state == "stopped", now)
+                    self.liveness
+                        .observe(&w, hb.seq, hb.state == "stopped", now)
                 }
                 Ok(hb) => {
-                    warn!("heartbeats/{w}.json says worker `{}`; moving it to quarantine/", hb.worker);
+                    warn!(
+                        "heartbeats/{w}.json says worker `{}`; moving it to quarantine/",
+                        hb.worker
+                    );
                     self.quarantine(&self.dir.sub(Sub::Heartbeats).join(format!("{w}.json")));
                 }
                 Err(FsError::Schema(e)) => {
@@ -443,7 +478,9 @@ impl Master {
             }
             // Take the claim first: if the worker (restarted, or merely
             // late) takes or finishes it at the same moment, one of us wins.
-            let Some(taken) = self.dir.take_claim(c)? else { continue };
+            let Some(taken) = self.dir.take_claim(c)? else {
+                continue;
+            };
             let mut setting = match self.dir.read_taken(&taken) {
                 Ok(s) => s,
                 Err(e) => {
@@ -509,7 +546,8 @@ impl Master {
     }
 
     fn is_done(&self) -> bool {
-        self.next_index >= self.planned && self.settings.keys().all(|id| self.results.contains_key(id))
+        self.next_index >= self.planned
+            && self.settings.keys().all(|id| self.results.contains_key(id))
     }
 
     fn finish(&mut self) -> Result<()> {
@@ -528,8 +566,13 @@ impl Master {
                 _ => Some((r, v)),
             });
         match best {
-            Some((r, v)) => info!(trials = self.results.len(), best = %r.trial_id, "study finished; best {} = {v:.6}", self.study.objective.metric),
-            None => info!(trials = self.results.len(), "study finished; no trial completed"),
+            Some((r, v)) => {
+                info!(trials = self.results.len(), best = %r.trial_id, "study finished; best {} = {v:.6}", self.study.objective.metric)
+            }
+            None => info!(
+                trials = self.results.len(),
+                "study finished; no trial completed"
+            ),
         }
         Ok(())
     }
@@ -628,12 +671,20 @@ impl Lease {
                 }
             })
         };
-        Ok(Lease { stop, lost, thread: Some(thread), dir: dir.clone() })
+        Ok(Lease {
+            stop,
+            lost,
+            thread: Some(thread),
+            dir: dir.clone(),
+        })
     }
 
     fn check(&self) -> Result<()> {
         if self.lost.load(Ordering::SeqCst) {
-            bail!("another master took over `{}`; stopping", self.dir.root().display());
+            bail!(
+                "another master took over `{}`; stopping",
+                self.dir.root().display()
+            );
         }
         Ok(())
     }

@@ -17,21 +17,47 @@ fn init_rejects_a_bad_study_naming_file_and_field() {
             "sampler":{"kind":"random","seed":0},"budget":{"trials":3},"trainer":{"kind":"cnn"}}"#,
     )
     .unwrap();
-    let out = master().args(["init"]).arg(tmp.path().join("s")).arg("--study").arg(&f).output().unwrap();
+    let out = master()
+        .args(["init"])
+        .arg(tmp.path().join("s"))
+        .arg("--study")
+        .arg(&f)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bad.json") && err.contains("space.lr.low") && err.contains("log-scale"), "{err}");
-    assert!(!tmp.path().join("s").join("study.json").exists(), "nothing created for a bad study");
+    assert!(
+        err.contains("bad.json") && err.contains("space.lr.low") && err.contains("log-scale"),
+        "{err}"
+    );
+    assert!(
+        !tmp.path().join("s").join("study.json").exists(),
+        "nothing created for a bad study"
+    );
 }
 
 #[test]
 fn init_from_preset_and_refuse_a_second_init() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("s5");
-    let out = master().arg("init").arg(&dir).args(["--preset", "s5"]).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = master()
+        .arg("init")
+        .arg(&dir)
+        .args(["--preset", "s5"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("200 trials"));
-    let out = master().arg("init").arg(&dir).args(["--preset", "s5"]).output().unwrap();
+    let out = master()
+        .arg("init")
+        .arg(&dir)
+        .args(["--preset", "s5"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("already holds a study"));
 }
@@ -39,7 +65,12 @@ fn init_from_preset_and_refuse_a_second_init() {
 #[test]
 fn unknown_preset_lists_the_presets() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = master().arg("init").arg(tmp.path().join("x")).args(["--preset", "s9"]).output().unwrap();
+    let out = master()
+        .arg("init")
+        .arg(tmp.path().join("x"))
+        .args(["--preset", "s9"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("s9") && err.contains("quickstart"), "{err}");
@@ -52,6 +83,9 @@ fn commands_on_a_non_study_say_how_to_create_one() {
         let out = master().arg(cmd).arg(tmp.path()).output().unwrap();
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("not an hps study directory") && err.contains("hps-master init"), "{cmd}: {err}");
+        assert!(
+            err.contains("not an hps study directory") && err.contains("hps-master init"),
+            "{cmd}: {err}"
+        );
     }
 }

@@ -21,16 +21,25 @@ pub const TMP_PREFIX: &str = ".tmp.";
 
 fn temp_path(target: &Path) -> PathBuf {
     let dir = target.parent().unwrap_or(Path::new("."));
-    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    dir.join(format!("{TMP_PREFIX}{name}.{}.{}.{n}", hostname_hash(), std::process::id()))
+    dir.join(format!(
+        "{TMP_PREFIX}{name}.{}.{}.{n}",
+        hostname_hash(),
+        std::process::id()
+    ))
 }
 
 /// A short tag that differs between hosts, so two hosts whose processes have
 /// the same pid never pick the same temp name on a shared filesystem.
 fn hostname_hash() -> u32 {
     let host = crate::dir::hostname();
-    host.bytes().fold(2_166_136_261u32, |h, b| (h ^ b as u32).wrapping_mul(16_777_619))
+    host.bytes().fold(2_166_136_261u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(16_777_619)
+    })
 }
 
 fn write_temp(target: &Path, bytes: &[u8]) -> Result<PathBuf> {
@@ -53,7 +62,14 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     // the rename itself is still atomic there, so that is not an error.
     match File::open(dir).and_then(|d| d.sync_all()) {
         Ok(()) => Ok(()),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOTSUP) | Some(libc::EBADF)) => Ok(()),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINVAL) | Some(libc::ENOTSUP) | Some(libc::EBADF)
+            ) =>
+        {
+            Ok(())
+        }
         Err(e) => Err(FsError::io("sync directory", dir, e)),
     }
 }
@@ -79,7 +95,12 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<bool> {
     let outcome = match fs::hard_link(&tmp, path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::ENOTSUP) | Some(libc::EXDEV)) => {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EPERM) | Some(libc::ENOTSUP) | Some(libc::EXDEV)
+            ) =>
+        {
             if path.exists() {
                 Ok(false)
             } else {
@@ -109,7 +130,10 @@ mod tests {
         write_atomic(&p, b"one").unwrap();
         write_atomic(&p, b"two").unwrap();
         assert_eq!(fs::read(&p).unwrap(), b"two");
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names.len(), 1, "{names:?}");
     }
 
@@ -144,10 +168,17 @@ mod tests {
     /// (root); otherwise it says so and checks the error mapping alone.
     #[test]
     fn enospc_is_a_clear_error_and_leaves_nothing_behind() {
-        let e = FsError::io("write", "/x/results/t1.json", std::io::Error::from_raw_os_error(libc::ENOSPC));
+        let e = FsError::io(
+            "write",
+            "/x/results/t1.json",
+            std::io::Error::from_raw_os_error(libc::ENOSPC),
+        );
         let msg = e.to_string();
         assert!(matches!(e, FsError::NoSpace { .. }), "{msg}");
-        assert!(msg.contains("/x/results/t1.json") && msg.contains("no space left"), "{msg}");
+        assert!(
+            msg.contains("/x/results/t1.json") && msg.contains("no space left"),
+            "{msg}"
+        );
 
         let dir = tempfile::tempdir().unwrap();
         let mounted = std::process::Command::new("mount")
@@ -172,8 +203,15 @@ mod tests {
         let err = write_atomic(&p, &vec![b'x'; 1 << 20]).unwrap_err();
         assert!(matches!(err, FsError::NoSpace { .. }), "{err}");
         assert!(err.to_string().contains("big.json"), "{err}");
-        let left: Vec<_> = fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(left, vec![std::ffi::OsString::from("small.json")], "no partial or temp file");
+        let left: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("small.json")],
+            "no partial or temp file"
+        );
         let err = write_new(&p, &vec![b'x'; 1 << 20]).unwrap_err();
         assert!(matches!(err, FsError::NoSpace { .. }), "{err}");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);

@@ -100,14 +100,18 @@ impl StudyDir {
     /// directory that already holds a study.
     pub fn init(root: &Path, study: &Study) -> Result<StudyDir> {
         fs::create_dir_all(root).map_err(|e| FsError::io("create directory", root, e))?;
-        let dir = StudyDir { root: root.to_path_buf() };
+        let dir = StudyDir {
+            root: root.to_path_buf(),
+        };
         for sub in Sub::ALL {
             let p = dir.sub(sub);
             fs::create_dir_all(&p).map_err(|e| FsError::io("create directory", &p, e))?;
         }
         let created = write_new(&dir.root.join(STUDY_FILE), &to_pretty_json(study))?;
         if !created {
-            return Err(FsError::AlreadyInitialized { path: root.to_path_buf() });
+            return Err(FsError::AlreadyInitialized {
+                path: root.to_path_buf(),
+            });
         }
         Ok(dir)
     }
@@ -115,9 +119,13 @@ impl StudyDir {
     /// Open an existing study directory, creating any missing
     /// sub-directories (older layouts, or a user who tidied up).
     pub fn open(root: &Path) -> Result<StudyDir> {
-        let dir = StudyDir { root: root.to_path_buf() };
+        let dir = StudyDir {
+            root: root.to_path_buf(),
+        };
         if !dir.root.join(STUDY_FILE).is_file() {
-            return Err(FsError::NotAStudy { path: root.to_path_buf() });
+            return Err(FsError::NotAStudy {
+                path: root.to_path_buf(),
+            });
         }
         for sub in Sub::ALL {
             let p = dir.sub(sub);
@@ -285,7 +293,9 @@ impl StudyDir {
             reason: e.to_string(),
         })?;
         let from = self.pending_path(id)?;
-        let to = self.sub(Sub::Running).join(format!("{id}{CLAIM_SEP}{worker}.json"));
+        let to = self
+            .sub(Sub::Running)
+            .join(format!("{id}{CLAIM_SEP}{worker}.json"));
         match fs::rename(&from, &to) {
             Ok(()) => Ok(Some(Claim {
                 trial_id: id.to_string(),
@@ -331,10 +341,19 @@ impl StudyDir {
     /// get `None`. The holder's final `drop_claim` then finds nothing, and a
     /// trial is never handed back twice.
     pub fn take_claim(&self, claim: &Claim) -> Result<Option<TakenClaim>> {
-        let name = claim.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let hidden = self.sub(Sub::Running).join(format!(".taken.{}.{name}", std::process::id()));
+        let name = claim
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let hidden = self
+            .sub(Sub::Running)
+            .join(format!(".taken.{}.{name}", std::process::id()));
         match fs::rename(&claim.path, &hidden) {
-            Ok(()) => Ok(Some(TakenClaim { trial_id: claim.trial_id.clone(), path: hidden })),
+            Ok(()) => Ok(Some(TakenClaim {
+                trial_id: claim.trial_id.clone(),
+                path: hidden,
+            })),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(FsError::io("take claim", &claim.path, e)),
         }
@@ -376,7 +395,10 @@ impl StudyDir {
     /// Move a corrupt file into `quarantine/` (with a unique name) so it
     /// stops tripping scanners but is kept for inspection.
     pub fn quarantine(&self, path: &Path) -> Result<PathBuf> {
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let parent = path
             .parent()
             .and_then(|p| p.file_name())
@@ -397,7 +419,9 @@ impl StudyDir {
         let mut dirs: Vec<PathBuf> = Sub::ALL.iter().map(|s| self.sub(*s)).collect();
         dirs.push(self.root.clone());
         for dir in dirs {
-            let Ok(entries) = fs::read_dir(&dir) else { continue };
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
             for e in entries.flatten() {
                 let name = e.file_name();
                 let name = name.to_string_lossy();
@@ -487,14 +511,20 @@ mod tests {
         StudyDir::init(tmp.path(), &study()).unwrap();
         let e = StudyDir::init(tmp.path(), &study()).unwrap_err();
         assert!(matches!(e, FsError::AlreadyInitialized { .. }), "{e}");
-        assert_eq!(StudyDir::open(tmp.path()).unwrap().read_study().unwrap(), study());
+        assert_eq!(
+            StudyDir::open(tmp.path()).unwrap().read_study().unwrap(),
+            study()
+        );
     }
 
     #[test]
     fn open_names_the_missing_study() {
         let tmp = tempfile::tempdir().unwrap();
         let e = StudyDir::open(tmp.path()).unwrap_err().to_string();
-        assert!(e.contains("not an hps study directory") && e.contains("hps-master init"), "{e}");
+        assert!(
+            e.contains("not an hps study directory") && e.contains("hps-master init"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -525,7 +555,11 @@ mod tests {
         all.sort();
         let n = all.len();
         all.dedup();
-        assert_eq!((n, all.len()), (50, 50), "every setting claimed exactly once");
+        assert_eq!(
+            (n, all.len()),
+            (50, 50),
+            "every setting claimed exactly once"
+        );
         assert_eq!(dir.list_running().unwrap().len(), 50);
         assert!(dir.list(Sub::Pending).unwrap().is_empty());
     }
@@ -537,11 +571,17 @@ mod tests {
         dir.publish(&setting(0)).unwrap();
         let c = dir.claim("t000000", "w0").unwrap().unwrap();
         let taken = dir.take_claim(&c).unwrap().unwrap();
-        assert!(dir.take_claim(&c).unwrap().is_none(), "a claim is taken once");
+        assert!(
+            dir.take_claim(&c).unwrap().is_none(),
+            "a claim is taken once"
+        );
         let mut s = dir.read_taken(&taken).unwrap();
         s.attempt += 1;
         dir.requeue(taken, &s).unwrap();
-        assert!(dir.list(Sub::Running).unwrap().is_empty(), "no hidden file is listed or left");
+        assert!(
+            dir.list(Sub::Running).unwrap().is_empty(),
+            "no hidden file is listed or left"
+        );
         assert_eq!(std::fs::read_dir(dir.sub(Sub::Running)).unwrap().count(), 0);
         assert_eq!(dir.list(Sub::Pending).unwrap(), vec!["t000000"]);
         assert!(dir.list_running().unwrap().is_empty());

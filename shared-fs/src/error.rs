@@ -29,12 +29,20 @@ pub enum FsError {
 }
 
 impl FsError {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
         let path = path.into();
         if source.raw_os_error() == Some(libc::ENOSPC) {
             return FsError::NoSpace { path };
         }
-        FsError::Io { action, path, source }
+        FsError::Io {
+            action,
+            path,
+            source,
+        }
     }
 }
 

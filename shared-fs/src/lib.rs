@@ -21,4 +21,4 @@ pub use atomic::{write_atomic, write_new};
 pub use dir::{Claim, StudyDir, Sub, TakenClaim};
 pub use error::FsError;
 pub use fstype::{detect_remote_fs, RemoteFs};
-pub use watch::{WatchMode, Waker};
+pub use watch::{Waker, WatchMode};

@@ -9,8 +9,13 @@ use std::sync::Arc;
 /// the first signal arrives (what the process will do now).
 pub fn set_on_signal(flag: Arc<AtomicBool>, on_first: &'static str) {
     std::thread::spawn(move || {
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
-            tracing::warn!("cannot install signal handlers; SIGTERM will kill this process without cleanup");
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            tracing::warn!(
+                "cannot install signal handlers; SIGTERM will kill this process without cleanup"
+            );
             return;
         };
         rt.block_on(async move {
@@ -36,7 +41,9 @@ pub fn set_on_signal(flag: Arc<AtomicBool>, on_first: &'static str) {
 /// Parse a `--flag SECONDS` value: a positive, finite number.
 pub fn positive_seconds(flag: &str, v: f64) -> Result<std::time::Duration, String> {
     if !v.is_finite() || v <= 0.0 {
-        return Err(format!("--{flag} must be a positive number of seconds, got {v}"));
+        return Err(format!(
+            "--{flag} must be a positive number of seconds, got {v}"
+        ));
     }
     Ok(std::time::Duration::from_secs_f64(v))
 }

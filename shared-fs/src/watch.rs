@@ -48,7 +48,10 @@ impl Waker {
         let (watcher, description) = match mode {
             WatchMode::Poll(d) => (None, format!("polling every {}", fmt_dur(d))),
             WatchMode::Native(d) => match native(dirs, tx.clone()) {
-                Ok(w) => (Some(w), format!("native events, rescan every {}", fmt_dur(d))),
+                Ok(w) => (
+                    Some(w),
+                    format!("native events, rescan every {}", fmt_dur(d)),
+                ),
                 Err(e) => (
                     None,
                     format!(
@@ -59,7 +62,13 @@ impl Waker {
                 ),
             },
         };
-        Waker { rx, tx, interval, _watcher: watcher, description }
+        Waker {
+            rx,
+            tx,
+            interval,
+            _watcher: watcher,
+            description,
+        }
     }
 
     /// How this waker learns of changes, for the log.
@@ -124,14 +133,20 @@ mod tests {
     #[test]
     fn native_event_wakes_before_the_rescan_interval() {
         let dir = tempfile::tempdir().unwrap();
-        let w = Waker::new(&[dir.path().to_path_buf()], WatchMode::Native(Duration::from_secs(30)));
+        let w = Waker::new(
+            &[dir.path().to_path_buf()],
+            WatchMode::Native(Duration::from_secs(30)),
+        );
         assert!(w.description().starts_with("native"), "{}", w.description());
         let p = dir.path().join("x");
         let t = Instant::now();
         let writer = std::thread::spawn(move || std::fs::write(p, b"x").unwrap());
         w.wait();
         writer.join().unwrap();
-        assert!(t.elapsed() < Duration::from_secs(20), "the event should have woken the waiter");
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "the event should have woken the waiter"
+        );
     }
 
     #[test]

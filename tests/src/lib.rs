@@ -14,7 +14,10 @@ pub fn bin(name: &str) -> PathBuf {
         None => {
             let exe = std::env::current_exe().expect("current test executable");
             // target/<profile>/deps/<test> -> target/<profile>
-            exe.parent().and_then(Path::parent).expect("target directory").to_path_buf()
+            exe.parent()
+                .and_then(Path::parent)
+                .expect("target directory")
+                .to_path_buf()
         }
     };
     let path = dir.join(name);
@@ -47,7 +50,11 @@ impl Proc {
             .stderr(err)
             .spawn()
             .unwrap_or_else(|e| panic!("failed to start {}: {e}", bin.display()));
-        Proc { name: name.to_string(), child: Some(child), log: log.to_path_buf() }
+        Proc {
+            name: name.to_string(),
+            child: Some(child),
+            log: log.to_path_buf(),
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -62,7 +69,11 @@ impl Proc {
                 return st;
             }
             if t.elapsed() > timeout {
-                panic!("{} did not exit within {timeout:?}; log:\n{}", self.name, self.log_text());
+                panic!(
+                    "{} did not exit within {timeout:?}; log:\n{}",
+                    self.name,
+                    self.log_text()
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -89,7 +100,10 @@ impl Drop for Proc {
 
 /// Run a binary to completion and capture its output.
 pub fn run(bin: &Path, args: &[&str]) -> Output {
-    Command::new(bin).args(args).output().unwrap_or_else(|e| panic!("failed to run {}: {e}", bin.display()))
+    Command::new(bin)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("failed to run {}: {e}", bin.display()))
 }
 
 /// Poll `cond` until it holds or `timeout` passes.
@@ -126,7 +140,10 @@ pub fn runs_per_trial(study: &Path) -> std::collections::BTreeMap<String, usize>
         let name = e.file_name().to_string_lossy().into_owned();
         if let Some(id) = name.strip_suffix(".log") {
             let text = std::fs::read_to_string(e.path()).unwrap();
-            out.insert(id.to_string(), text.lines().filter(|l| l.starts_with("# trial ")).count());
+            out.insert(
+                id.to_string(),
+                text.lines().filter(|l| l.starts_with("# trial ")).count(),
+            );
         }
     }
     out
@@ -137,7 +154,9 @@ pub fn runs_per_trial(study: &Path) -> std::collections::BTreeMap<String, usize>
 impl Proc {
     /// The exit status if the process has exited, without waiting.
     pub fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
     }
 
     /// Where this process's stdout and stderr go.
@@ -168,7 +187,11 @@ pub fn tail_lines(path: &Path, n: usize) -> String {
 /// All file names in `dir` (dot-files included), sorted; for failure reports.
 pub fn dir_names(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -192,7 +215,8 @@ pub struct TrialLog {
 
 /// Parse `logs/<id>.log` of `study` (a missing log gives the default).
 pub fn trial_log(study: &Path, id: &str) -> TrialLog {
-    let text = std::fs::read_to_string(study.join("logs").join(format!("{id}.log"))).unwrap_or_default();
+    let text =
+        std::fs::read_to_string(study.join("logs").join(format!("{id}.log"))).unwrap_or_default();
     let mut out = TrialLog::default();
     let mut current: Option<(u32, String)> = None;
     for line in text.lines() {

@@ -42,7 +42,10 @@ impl Rng {
 
 fn env_u64(name: &str, default: u64) -> u64 {
     match std::env::var(name) {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
         Err(_) => default,
     }
 }
@@ -80,7 +83,9 @@ struct Chaos {
 impl Chaos {
     fn spawn_master(&mut self) -> Proc {
         self.master_incarnation += 1;
-        let log = self.tmp.join(format!("master.{}.log", self.master_incarnation));
+        let log = self
+            .tmp
+            .join(format!("master.{}.log", self.master_incarnation));
         self.proc_logs.push(log.clone());
         spawn_master(&self.master_bin, &self.study, &log)
     }
@@ -108,7 +113,10 @@ impl Chaos {
         let mut logs: Vec<&Path> = self
             .proc_logs
             .iter()
-            .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("master.")))
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("master."))
+            })
             .map(PathBuf::as_path)
             .collect();
         logs.extend(self.slots.iter().map(|s| s.proc.log_path()));
@@ -124,14 +132,30 @@ fn spawn_master(m: &Path, study: &Path, log: &Path) -> Proc {
     Proc::spawn(
         "master",
         m,
-        &["run", s, "--rescan", "0.2", "--worker-grace", "4", "--max-attempts", "1000", "--lease-interval", "0.5"],
+        &[
+            "run",
+            s,
+            "--rescan",
+            "0.2",
+            "--worker-grace",
+            "4",
+            "--max-attempts",
+            "1000",
+            "--lease-interval",
+            "0.5",
+        ],
         log,
     )
 }
 
 fn spawn_worker(w: &Path, study: &Path, id: &str, log: &Path) -> Proc {
     let s = study.to_str().unwrap();
-    Proc::spawn(id, w, &[s, "--id", id, "--rescan", "0.2", "--heartbeat", "0.3"], log)
+    Proc::spawn(
+        id,
+        w,
+        &[s, "--id", id, "--rescan", "0.2", "--heartbeat", "0.3"],
+        log,
+    )
 }
 
 /// The outcome, computed from the study directory alone.
@@ -162,9 +186,13 @@ fn evidence(logs: &[PathBuf], trials: &[(String, Vec<String>)]) -> String {
         for l in text.lines() {
             let about_trial = trials.iter().any(|(id, _)| {
                 (l.contains(&format!("trial={id} ")) || l.contains(&format!("trial_id={id}}}")))
-                    && (l.contains("presumed dead") || l.contains("claimed") || l.contains("re-queue") || l.contains("already"))
+                    && (l.contains("presumed dead")
+                        || l.contains("claimed")
+                        || l.contains("re-queue")
+                        || l.contains("already"))
             });
-            let start = l.contains("worker started") && trials.iter().any(|(_, ws)| ws.contains(&worker));
+            let start =
+                l.contains("worker started") && trials.iter().any(|(_, ws)| ws.contains(&worker));
             if about_trial || start {
                 lines.push(format!("{l}   [{name}]"));
             }
@@ -178,13 +206,20 @@ fn evidence(logs: &[PathBuf], trials: &[(String, Vec<String>)]) -> String {
 fn check(study: &Path, planned: u64) -> Verdict {
     let settings = json_stems(&study.join("settings"));
     let results: BTreeSet<String> = json_stems(&study.join("results")).into_iter().collect();
-    let mut v = Verdict { trials: settings.len(), ..Default::default() };
+    let mut v = Verdict {
+        trials: settings.len(),
+        ..Default::default()
+    };
     if settings.len() as u64 != planned {
-        v.problems.push(format!("settings/ has {} entries, planned {planned}", settings.len()));
+        v.problems.push(format!(
+            "settings/ has {} entries, planned {planned}",
+            settings.len()
+        ));
     }
     let setting_set: BTreeSet<String> = settings.iter().cloned().collect();
     for extra in results.difference(&setting_set) {
-        v.problems.push(format!("results/{extra}.json has no setting"));
+        v.problems
+            .push(format!("results/{extra}.json has no setting"));
     }
     for id in &settings {
         let log = trial_log(study, id);
@@ -205,14 +240,19 @@ fn check(study: &Path, planned: u64) -> Verdict {
             }
         };
         if r.trial_id != *id {
-            v.problems.push(format!("{id}: result says trial {}", r.trial_id));
+            v.problems
+                .push(format!("{id}: result says trial {}", r.trial_id));
         }
         if r.status != TrialStatus::Complete {
-            v.problems.push(format!("{id}: status {:?} ({:?})", r.status, r.error));
+            v.problems
+                .push(format!("{id}: status {:?} ({:?})", r.status, r.error));
         }
         let who = (r.attempt, r.worker.clone());
         if !log.runs.contains(&who) {
-            v.problems.push(format!("{id}: no run `attempt {} worker {}` in its log, yet it wrote the result", r.attempt, r.worker));
+            v.problems.push(format!(
+                "{id}: no run `attempt {} worker {}` in its log, yet it wrote the result",
+                r.attempt, r.worker
+            ));
         }
         // Completions: runs that got as far as publishing. A run killed
         // between link(2) and appending its `# result accepted` line leaves
@@ -223,17 +263,26 @@ fn check(study: &Path, planned: u64) -> Verdict {
         }
         let completions = log.accepted.len() + log.rejected + log.partial + unlogged;
         if log.accepted.len() > 1 {
-            v.problems.push(format!("{id}: {} `# result accepted` lines", log.accepted.len()));
+            v.problems.push(format!(
+                "{id}: {} `# result accepted` lines",
+                log.accepted.len()
+            ));
         }
         // Which run logged `accepted` is only clear when runs did not
         // overlap; overlapping runs append to the log interleaved.
         for a in log.accepted.iter().filter(|_| completions == 1) {
             if a.as_ref() != Some(&who) {
-                v.problems.push(format!("{id}: accepted by run {a:?}, but the result is from attempt {} worker {}", r.attempt, r.worker));
+                v.problems.push(format!(
+                    "{id}: accepted by run {a:?}, but the result is from attempt {} worker {}",
+                    r.attempt, r.worker
+                ));
             }
         }
         if completions > 1 {
-            v.duplicated_ids.push((id.clone(), log.runs.iter().map(|(_, w)| w.clone()).collect()));
+            v.duplicated_ids.push((
+                id.clone(),
+                log.runs.iter().map(|(_, w)| w.clone()).collect(),
+            ));
             v.duplicated.push(format!(
                 "{id} (runs {:?}, accepted {}, rejected {}, cut {}, unlogged {unlogged})",
                 log.runs,
@@ -246,7 +295,8 @@ fn check(study: &Path, planned: u64) -> Verdict {
     for sub in ["pending", "running"] {
         let left = json_stems(&study.join(sub));
         if !left.is_empty() {
-            v.problems.push(format!("{sub}/ not empty at the end: {left:?}"));
+            v.problems
+                .push(format!("{sub}/ not empty at the end: {left:?}"));
         }
     }
     v
@@ -278,8 +328,20 @@ fn chaos(cfg: Config) {
     )
     .unwrap();
     let (m, w) = (bin("hps-master"), bin("hps-worker"));
-    let out = run(&m, &["init", study.to_str().unwrap(), "--study", study_file.to_str().unwrap()]);
-    assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &m,
+        &[
+            "init",
+            study.to_str().unwrap(),
+            "--study",
+            study_file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let master_log = tmp.path().join("master.1.log");
     let master = spawn_master(&m, &study, &master_log);
@@ -296,7 +358,12 @@ fn chaos(cfg: Config) {
     for i in 0..cfg.workers {
         let id = format!("w{i}");
         let proc = c.spawn_worker(&id, 1);
-        c.slots.push(Slot { index: i, id, proc, incarnation: 1 });
+        c.slots.push(Slot {
+            index: i,
+            id,
+            proc,
+            incarnation: 1,
+        });
     }
 
     // Failures are collected, not panicked on the spot, so that the study
@@ -320,7 +387,9 @@ fn chaos(cfg: Config) {
             if c.finished() {
                 break;
             }
-            failure = Some(format!("the master exited on its own ({st}) before the study finished"));
+            failure = Some(format!(
+                "the master exited on its own ({st}) before the study finished"
+            ));
             break;
         }
         for s in &mut c.slots {
@@ -328,7 +397,10 @@ fn chaos(cfg: Config) {
                 if c.study.join("finished.json").exists() {
                     break 'chaos;
                 }
-                failure = Some(format!("worker {} exited on its own ({st}) before the study finished", s.id));
+                failure = Some(format!(
+                    "worker {} exited on its own ({st}) before the study finished",
+                    s.id
+                ));
                 break 'chaos;
             }
         }
@@ -373,7 +445,10 @@ fn chaos(cfg: Config) {
                 break;
             }
             if Instant::now() > deadline {
-                failure = Some(format!("the study did not finish within {:?} (hang?)", cfg.timeout));
+                failure = Some(format!(
+                    "the study did not finish within {:?} (hang?)",
+                    cfg.timeout
+                ));
                 break;
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -390,7 +465,10 @@ fn chaos(cfg: Config) {
                         break 'workers;
                     }
                     None if Instant::now() > worker_deadline => {
-                        failure = Some(format!("worker {} did not exit within 30 s of the master", s.id));
+                        failure = Some(format!(
+                            "worker {} did not exit within 30 s of the master",
+                            s.id
+                        ));
                         break 'workers;
                     }
                     None => std::thread::sleep(Duration::from_millis(50)),
@@ -402,7 +480,12 @@ fn chaos(cfg: Config) {
 
     // ---- verdict -----------------------------------------------------
     let v = check(&study, cfg.trials);
-    println!("kills={kills} trials={} lost={} duplicated={}", v.trials, v.lost.len(), v.duplicated.len());
+    println!(
+        "kills={kills} trials={} lost={} duplicated={}",
+        v.trials,
+        v.lost.len(),
+        v.duplicated.len()
+    );
     eprintln!(
         "chaos: seed={} master_kills={master_kills} worker_kills={} fresh_ids={fresh_ids} runs={} \
          unlogged_accepts={} chaos_phase={chaos_secs:.1}s total={total_secs:.1}s",
@@ -417,7 +500,10 @@ fn chaos(cfg: Config) {
         msg += &format!("{f}\n");
     }
     if kills < cfg.kills {
-        msg += &format!("only {kills} of {} kills happened before the study finished (the run is too short)\n", cfg.kills);
+        msg += &format!(
+            "only {kills} of {} kills happened before the study finished (the run is too short)\n",
+            cfg.kills
+        );
     }
     if !v.lost.is_empty() {
         msg += &format!("LOST trials (recorded, no result): {:?}\n", v.lost);
@@ -428,7 +514,10 @@ fn chaos(cfg: Config) {
         // heartbeats/<id>.json; a master that has been up for longer than
         // --worker-grace treats a claim without a heartbeat file as dead,
         // re-queues it at once, and the trial runs to completion twice.
-        msg += &format!("DUPLICATED trials (ran to completion more than once): {:?}\n", v.duplicated);
+        msg += &format!(
+            "DUPLICATED trials (ran to completion more than once): {:?}\n",
+            v.duplicated
+        );
     }
     for p in &v.problems {
         msg += &format!("{p}\n");
@@ -454,9 +543,14 @@ fn chaos(cfg: Config) {
 
 fn seed() -> u64 {
     match std::env::var("HPS_CHAOS_SEED") {
-        Ok(v) => v.trim().parse().unwrap_or_else(|_| panic!("HPS_CHAOS_SEED={v:?} is not a number")),
+        Ok(v) => v
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("HPS_CHAOS_SEED={v:?} is not a number")),
         Err(_) => {
-            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
             (t.as_nanos() as u64) ^ (u64::from(std::process::id()) << 32)
         }
     }
@@ -475,7 +569,10 @@ fn chaos_kills_workers_and_master() {
     let trials = env_u64("HPS_CHAOS_TRIALS", 300);
     let workers = env_u64("HPS_CHAOS_WORKERS", 4) as usize;
     let kills = env_u64("HPS_CHAOS_KILLS", 30);
-    assert!(trials >= 1 && workers >= 1, "HPS_CHAOS_TRIALS and HPS_CHAOS_WORKERS must be at least 1");
+    assert!(
+        trials >= 1 && workers >= 1,
+        "HPS_CHAOS_TRIALS and HPS_CHAOS_WORKERS must be at least 1"
+    );
     chaos(Config {
         trials,
         workers,

@@ -46,16 +46,48 @@ fn cnn_sync_study_with_two_workers() {
         }"#,
     );
     let (m, w) = (bin("hps-master"), bin("hps-worker"));
-    let out = run(&m, &["init", study.to_str().unwrap(), "--study", study_file.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &m,
+        &[
+            "init",
+            study.to_str().unwrap(),
+            "--study",
+            study_file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let s = study.to_str().unwrap();
     let d = data.to_str().unwrap();
-    let mut master = Proc::spawn("master", &m, &["run", s, "--rescan", "0.5"], &tmp.path().join("master.log"));
+    let mut master = Proc::spawn(
+        "master",
+        &m,
+        &["run", s, "--rescan", "0.5"],
+        &tmp.path().join("master.log"),
+    );
     let mut workers: Vec<Proc> = (0..2)
         .map(|i| {
             let id = format!("w{i}");
-            Proc::spawn(&id, &w, &[s, "--id", &id, "--data", d, "--threads", "1", "--rescan", "0.5"], &tmp.path().join(format!("{id}.log")))
+            Proc::spawn(
+                &id,
+                &w,
+                &[
+                    s,
+                    "--id",
+                    &id,
+                    "--data",
+                    d,
+                    "--threads",
+                    "1",
+                    "--rescan",
+                    "0.5",
+                ],
+                &tmp.path().join(format!("{id}.log")),
+            )
         })
         .collect();
     let st = master.wait(Duration::from_secs(600));
@@ -71,7 +103,11 @@ fn cnn_sync_study_with_two_workers() {
     assert_eq!(settings, results, "every trial id has exactly one result");
     assert!(json_stems(&study.join("pending")).is_empty());
     assert!(json_stems(&study.join("running")).is_empty());
-    assert!(runs_per_trial(&study).values().all(|&n| n == 1), "each trial ran once: {:?}", runs_per_trial(&study));
+    assert!(
+        runs_per_trial(&study).values().all(|&n| n == 1),
+        "each trial ran once: {:?}",
+        runs_per_trial(&study)
+    );
     let mut workers_used = BTreeSet::new();
     for id in &results {
         let r = read_result(&study, id);
@@ -81,7 +117,11 @@ fn cnn_sync_study_with_two_workers() {
         assert!(r.objective.is_some() && r.metrics.contains_key("test_error"));
         workers_used.insert(r.worker.clone());
     }
-    assert_eq!(workers_used.len(), 2, "both workers trained: {workers_used:?}");
+    assert_eq!(
+        workers_used.len(),
+        2,
+        "both workers trained: {workers_used:?}"
+    );
 
     // Sync mode: batch b+1 is only published after every result of batch b.
     let master_log = master.log_text();
@@ -96,7 +136,13 @@ fn cnn_sync_study_with_two_workers() {
     }
     let out = run(&m, &["export", s, "--format", "jsonl"]);
     let jsonl = String::from_utf8(out.stdout).unwrap();
-    assert_eq!(jsonl.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()).count(), 6);
+    assert_eq!(
+        jsonl
+            .lines()
+            .filter(|l| serde_json::from_str::<serde_json::Value>(l).is_ok())
+            .count(),
+        6
+    );
     let out = run(&m, &["best", s, "-n", "3"]);
     assert!(out.status.success());
     let out = run(&m, &["status", s]);
@@ -129,20 +175,47 @@ fn stress_1000_trials_8_workers_async() {
         }"#,
     );
     let (m, w) = (bin("hps-master"), bin("hps-worker"));
-    let out = run(&m, &["init", study.to_str().unwrap(), "--study", study_file.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &m,
+        &[
+            "init",
+            study.to_str().unwrap(),
+            "--study",
+            study_file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s = study.to_str().unwrap();
-    let mut master = Proc::spawn("master", &m, &["run", s, "--rescan", "0.2"], &tmp.path().join("master.log"));
+    let mut master = Proc::spawn(
+        "master",
+        &m,
+        &["run", s, "--rescan", "0.2"],
+        &tmp.path().join("master.log"),
+    );
     let mut workers: Vec<Proc> = (0..8)
         .map(|i| {
             let id = format!("w{i}");
-            Proc::spawn(&id, &w, &[s, "--id", &id, "--rescan", "0.2"], &tmp.path().join(format!("{id}.log")))
+            Proc::spawn(
+                &id,
+                &w,
+                &[s, "--id", &id, "--rescan", "0.2"],
+                &tmp.path().join(format!("{id}.log")),
+            )
         })
         .collect();
     let st = master.wait(Duration::from_secs(600));
     assert!(st.success(), "master failed:\n{}", master.log_text());
     for w in &mut workers {
-        assert!(w.wait(Duration::from_secs(60)).success(), "{} failed:\n{}", w.name, w.log_text());
+        assert!(
+            w.wait(Duration::from_secs(60)).success(),
+            "{} failed:\n{}",
+            w.name,
+            w.log_text()
+        );
     }
     let settings = json_stems(&study.join("settings"));
     let results = json_stems(&study.join("results"));
@@ -151,7 +224,10 @@ fn stress_1000_trials_8_workers_async() {
     let runs = runs_per_trial(&study);
     assert_eq!(runs.len(), 1000);
     let twice: Vec<_> = runs.iter().filter(|(_, &n)| n != 1).collect();
-    assert!(twice.is_empty(), "trials evaluated more than once: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "trials evaluated more than once: {twice:?}"
+    );
     let mut per_worker = std::collections::BTreeMap::new();
     for id in &results {
         let r = read_result(&study, id);
@@ -183,30 +259,78 @@ fn rerunning_the_master_resumes_without_repeats() {
             "sampler":{"kind":"grid"},"mode":{"kind":"sync","batch":4},
             "trainer":{"kind":"function","name":"branin"}}"#,
     );
-    assert!(run(&m, &["init", study.to_str().unwrap(), "--study", study_file.to_str().unwrap()]).status.success());
+    assert!(run(
+        &m,
+        &[
+            "init",
+            study.to_str().unwrap(),
+            "--study",
+            study_file.to_str().unwrap()
+        ]
+    )
+    .status
+    .success());
     let s = study.to_str().unwrap();
     // First master: interrupt it (SIGTERM) after the first batch is out.
-    let mut master = Proc::spawn("master", &m, &["run", s, "--rescan", "0.2"], &tmp.path().join("m1.log"));
-    hps_tests::wait_until(Duration::from_secs(30), "first batch", || json_stems(&study.join("settings")).len() >= 4);
+    let mut master = Proc::spawn(
+        "master",
+        &m,
+        &["run", s, "--rescan", "0.2"],
+        &tmp.path().join("m1.log"),
+    );
+    hps_tests::wait_until(Duration::from_secs(30), "first batch", || {
+        json_stems(&study.join("settings")).len() >= 4
+    });
     master.signal(libc::SIGTERM);
-    assert!(master.wait(Duration::from_secs(30)).success(), "{}", master.log_text());
+    assert!(
+        master.wait(Duration::from_secs(30)).success(),
+        "{}",
+        master.log_text()
+    );
     let first: Vec<String> = json_stems(&study.join("settings"));
-    assert_eq!(first.len(), 4, "sync mode stops at one batch without results");
-    let before: Vec<String> = first.iter().map(|id| std::fs::read_to_string(study.join("settings").join(format!("{id}.json"))).unwrap()).collect();
+    assert_eq!(
+        first.len(),
+        4,
+        "sync mode stops at one batch without results"
+    );
+    let before: Vec<String> = first
+        .iter()
+        .map(|id| {
+            std::fs::read_to_string(study.join("settings").join(format!("{id}.json"))).unwrap()
+        })
+        .collect();
 
     // Second master plus a worker finish the study.
-    let mut master = Proc::spawn("master", &m, &["run", s, "--rescan", "0.2", "--lease-interval", "0.2"], &tmp.path().join("m2.log"));
-    let mut worker = Proc::spawn("w0", &w, &[s, "--id", "w0", "--rescan", "0.2"], &tmp.path().join("w0.log"));
-    assert!(master.wait(Duration::from_secs(120)).success(), "{}", master.log_text());
+    let mut master = Proc::spawn(
+        "master",
+        &m,
+        &["run", s, "--rescan", "0.2", "--lease-interval", "0.2"],
+        &tmp.path().join("m2.log"),
+    );
+    let mut worker = Proc::spawn(
+        "w0",
+        &w,
+        &[s, "--id", "w0", "--rescan", "0.2"],
+        &tmp.path().join("w0.log"),
+    );
+    assert!(
+        master.wait(Duration::from_secs(120)).success(),
+        "{}",
+        master.log_text()
+    );
     assert!(worker.wait(Duration::from_secs(60)).success());
     let all = json_stems(&study.join("settings"));
     assert_eq!(all.len(), 20, "the full 5x4 grid");
     assert_eq!(json_stems(&study.join("results")), all);
     for (id, text) in first.iter().zip(before) {
-        let now = std::fs::read_to_string(study.join("settings").join(format!("{id}.json"))).unwrap();
+        let now =
+            std::fs::read_to_string(study.join("settings").join(format!("{id}.json"))).unwrap();
         assert_eq!(now, text, "{id}: a recorded proposal was changed on resume");
     }
-    let points: BTreeSet<String> = all.iter().map(|id| serde_json::to_string(&read_result(&study, id).params).unwrap()).collect();
+    let points: BTreeSet<String> = all
+        .iter()
+        .map(|id| serde_json::to_string(&read_result(&study, id).params).unwrap())
+        .collect();
     assert_eq!(points.len(), 20, "no grid point repeated or skipped");
     // A third run on the finished study is a no-op that says so.
     let out = run(&m, &["run", s]);
@@ -219,7 +343,11 @@ fn rerunning_the_master_resumes_without_repeats() {
 /// the result; a hyperparameter holding shell syntax stays an argument.
 #[test]
 fn exec_trainer_runs_the_example_script() {
-    if std::process::Command::new("python3").arg("--version").output().is_err() {
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!("SKIPPED: python3 is not installed");
         return;
     }
@@ -245,18 +373,48 @@ fn exec_trainer_runs_the_example_script() {
     write(&study_file, &study.to_string());
     let (m, w) = (bin("hps-master"), bin("hps-worker"));
     let s = tmp.path().join("study");
-    let out = run(&m, &["init", s.to_str().unwrap(), "--study", study_file.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &m,
+        &[
+            "init",
+            s.to_str().unwrap(),
+            "--study",
+            study_file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let sd = s.to_str().unwrap();
-    let mut master = Proc::spawn("master", &m, &["run", sd, "--rescan", "0.2"], &tmp.path().join("m.log"));
-    let mut worker = Proc::spawn("w0", &w, &[sd, "--id", "w0", "--rescan", "0.2"], &tmp.path().join("w.log"));
-    assert!(master.wait(Duration::from_secs(180)).success(), "{}", master.log_text());
+    let mut master = Proc::spawn(
+        "master",
+        &m,
+        &["run", sd, "--rescan", "0.2"],
+        &tmp.path().join("m.log"),
+    );
+    let mut worker = Proc::spawn(
+        "w0",
+        &w,
+        &[sd, "--id", "w0", "--rescan", "0.2"],
+        &tmp.path().join("w.log"),
+    );
+    assert!(
+        master.wait(Duration::from_secs(180)).success(),
+        "{}",
+        master.log_text()
+    );
     assert!(worker.wait(Duration::from_secs(30)).success());
     let ok = read_result(&s, "t000000");
     assert_eq!(ok.status, TrialStatus::Complete, "{:?}", ok.error);
     assert_eq!(ok.reports.len(), 2, "one report per epoch");
     assert!(ok.objective.is_some() && ok.metrics.contains_key("val_loss"));
     let bad = read_result(&s, "t000001");
-    assert_eq!(bad.status, TrialStatus::Invalid, "lr < 0: the script says invalid");
+    assert_eq!(
+        bad.status,
+        TrialStatus::Invalid,
+        "lr < 0: the script says invalid"
+    );
     assert!(!pwned.exists(), "a parameter value ran a command");
 }

@@ -17,9 +17,27 @@ const BRANIN: &str = r#"{"format_version":1,"name":"faults",
 fn init(tmp: &Path, trials: u32, sleep: f64) -> std::path::PathBuf {
     let study = tmp.join("study");
     let f = tmp.join("study.json");
-    std::fs::write(&f, BRANIN.replace("TRIALS", &trials.to_string()).replace("SLEEP", &sleep.to_string())).unwrap();
-    let out = run(&bin("hps-master"), &["init", study.to_str().unwrap(), "--study", f.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::write(
+        &f,
+        BRANIN
+            .replace("TRIALS", &trials.to_string())
+            .replace("SLEEP", &sleep.to_string()),
+    )
+    .unwrap();
+    let out = run(
+        &bin("hps-master"),
+        &[
+            "init",
+            study.to_str().unwrap(),
+            "--study",
+            f.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     study
 }
 
@@ -39,16 +57,36 @@ fn quarantined(study: &Path) -> Vec<String> {
 }
 
 fn master(study: &Path, tmp: &Path, name: &str, extra: &[&str]) -> Proc {
-    let mut args = vec!["run", study.to_str().unwrap(), "--rescan", "0.2", "--lease-interval", "0.3"];
+    let mut args = vec![
+        "run",
+        study.to_str().unwrap(),
+        "--rescan",
+        "0.2",
+        "--lease-interval",
+        "0.3",
+    ];
     args.extend_from_slice(extra);
-    Proc::spawn(name, &bin("hps-master"), &args, &tmp.join(format!("{name}.log")))
+    Proc::spawn(
+        name,
+        &bin("hps-master"),
+        &args,
+        &tmp.join(format!("{name}.log")),
+    )
 }
 
 fn worker(study: &Path, tmp: &Path, id: &str) -> Proc {
     Proc::spawn(
         id,
         &bin("hps-worker"),
-        &[study.to_str().unwrap(), "--id", id, "--rescan", "0.2", "--heartbeat", "0.3"],
+        &[
+            study.to_str().unwrap(),
+            "--id",
+            id,
+            "--rescan",
+            "0.2",
+            "--heartbeat",
+            "0.3",
+        ],
         &tmp.join(format!("{id}.log")),
     )
 }
@@ -65,7 +103,9 @@ fn corrupt_files_are_quarantined_and_nothing_is_lost() {
 
     // Let the master propose the first two trials, then stop it.
     let mut m = master(&study, tmp.path(), "m1", &[]);
-    wait_until(Duration::from_secs(30), "two pending settings", || json_stems(&study.join("pending")).len() >= 2);
+    wait_until(Duration::from_secs(30), "two pending settings", || {
+        json_stems(&study.join("pending")).len() >= 2
+    });
     m.signal(libc::SIGTERM);
     assert!(m.wait(Duration::from_secs(30)).success());
 
@@ -84,25 +124,49 @@ fn corrupt_files_are_quarantined_and_nothing_is_lost() {
 
     let mut m = master(&study, tmp.path(), "m2", &[]);
     let mut w = worker(&study, tmp.path(), "w0");
-    assert!(m.wait(Duration::from_secs(60)).success(), "{}", m.log_text());
-    assert!(w.wait(Duration::from_secs(30)).success(), "{}", w.log_text());
+    assert!(
+        m.wait(Duration::from_secs(60)).success(),
+        "{}",
+        m.log_text()
+    );
+    assert!(
+        w.wait(Duration::from_secs(30)).success(),
+        "{}",
+        w.log_text()
+    );
 
     let wlog = w.log_text();
     let mlog = m.log_text();
-    assert!(wlog.contains("pending/t000000.json") || wlog.contains("running/t000000@w0.json"), "worker names the truncated file:\n{wlog}");
+    assert!(
+        wlog.contains("pending/t000000.json") || wlog.contains("running/t000000@w0.json"),
+        "worker names the truncated file:\n{wlog}"
+    );
     assert!(wlog.contains("quarantine"), "{wlog}");
-    assert!(mlog.contains("results/t000001.json") && mlog.contains("format_version"), "master names the bad result:\n{mlog}");
-    assert!(mlog.contains("heartbeats/ghost.json"), "master names the bad heartbeat:\n{mlog}");
+    assert!(
+        mlog.contains("results/t000001.json") && mlog.contains("format_version"),
+        "master names the bad result:\n{mlog}"
+    );
+    assert!(
+        mlog.contains("heartbeats/ghost.json"),
+        "master names the bad heartbeat:\n{mlog}"
+    );
     assert!(!tmp.path().join("evil.json").exists() && !tmp.path().join("evil").exists());
 
     let settings = json_stems(&study.join("settings"));
     assert_eq!(settings.len(), 6);
-    assert_eq!(json_stems(&study.join("results")), settings, "no trial lost");
+    assert_eq!(
+        json_stems(&study.join("results")),
+        settings,
+        "no trial lost"
+    );
     for id in &settings {
         assert_eq!(read_result(&study, id).status, TrialStatus::Complete);
     }
     let q = quarantined(&study);
-    assert!(q.len() >= 4, "truncated setting, evil setting, future result, bad heartbeat: {q:?}");
+    assert!(
+        q.len() >= 4,
+        "truncated setting, evil setting, future result, bad heartbeat: {q:?}"
+    );
     let out = run(&bin("hps-master"), &["status", s]);
     assert!(out.status.success());
 }
@@ -125,16 +189,44 @@ fn out_of_domain_hyperparameters_are_invalid_trials() {
     )
     .unwrap();
     let study = tmp.path().join("study");
-    assert!(run(&bin("hps-master"), &["init", study.to_str().unwrap(), "--study", f.to_str().unwrap()]).status.success());
+    assert!(run(
+        &bin("hps-master"),
+        &[
+            "init",
+            study.to_str().unwrap(),
+            "--study",
+            f.to_str().unwrap()
+        ]
+    )
+    .status
+    .success());
     let mut m = master(&study, tmp.path(), "m", &[]);
     let mut w = Proc::spawn(
         "w0",
         &bin("hps-worker"),
-        &[study.to_str().unwrap(), "--id", "w0", "--data", data.to_str().unwrap(), "--threads", "1", "--rescan", "0.2"],
+        &[
+            study.to_str().unwrap(),
+            "--id",
+            "w0",
+            "--data",
+            data.to_str().unwrap(),
+            "--threads",
+            "1",
+            "--rescan",
+            "0.2",
+        ],
         &tmp.path().join("w0.log"),
     );
-    assert!(m.wait(Duration::from_secs(120)).success(), "{}", m.log_text());
-    assert!(w.wait(Duration::from_secs(30)).success(), "{}", w.log_text());
+    assert!(
+        m.wait(Duration::from_secs(120)).success(),
+        "{}",
+        m.log_text()
+    );
+    assert!(
+        w.wait(Duration::from_secs(30)).success(),
+        "{}",
+        w.log_text()
+    );
     let mut statuses = Vec::new();
     for id in json_stems(&study.join("results")) {
         let r = read_result(&study, &id);
@@ -143,7 +235,10 @@ fn out_of_domain_hyperparameters_are_invalid_trials() {
         if lr < 0.0 || bs == 0 {
             assert_eq!(r.status, TrialStatus::Invalid, "{id}");
             let e = r.error.unwrap();
-            assert!(e.contains(if lr < 0.0 { "lr" } else { "batch_size" }), "{e}");
+            assert!(
+                e.contains(if lr < 0.0 { "lr" } else { "batch_size" }),
+                "{e}"
+            );
         } else {
             assert_eq!(r.status, TrialStatus::Complete, "{id}: {:?}", r.error);
         }
@@ -161,18 +256,25 @@ fn a_second_master_refuses_a_live_lease_and_takes_over_a_stale_one() {
     let study = init(tmp.path(), 4, 0.0);
     let s = study.to_str().unwrap();
     let mut m1 = master(&study, tmp.path(), "m1", &[]);
-    wait_until(Duration::from_secs(30), "the first master's lease", || study.join("master.json").exists());
+    wait_until(Duration::from_secs(30), "the first master's lease", || {
+        study.join("master.json").exists()
+    });
     let out = run(&bin("hps-master"), &["run", s]);
     assert!(!out.status.success(), "a second master must refuse");
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("another master") && err.contains(&m1.pid().to_string()), "{err}");
+    assert!(
+        err.contains("another master") && err.contains(&m1.pid().to_string()),
+        "{err}"
+    );
 
     // SIGKILL leaves the lease behind; same host, dead pid: immediate takeover.
     m1.signal(libc::SIGKILL);
     m1.wait(Duration::from_secs(10));
     assert!(study.join("master.json").exists());
     let mut m2 = master(&study, tmp.path(), "m2", &[]);
-    wait_until(Duration::from_secs(30), "takeover", || m2.log_text().contains("master started"));
+    wait_until(Duration::from_secs(30), "takeover", || {
+        m2.log_text().contains("master started")
+    });
     m2.signal(libc::SIGKILL);
     m2.wait(Duration::from_secs(10));
 
@@ -185,9 +287,17 @@ fn a_second_master_refuses_a_live_lease_and_takes_over_a_stale_one() {
     .unwrap();
     let mut m3 = master(&study, tmp.path(), "m3", &[]);
     let mut w = worker(&study, tmp.path(), "w0");
-    assert!(m3.wait(Duration::from_secs(60)).success(), "{}", m3.log_text());
+    assert!(
+        m3.wait(Duration::from_secs(60)).success(),
+        "{}",
+        m3.log_text()
+    );
     assert!(w.wait(Duration::from_secs(30)).success());
-    assert!(m3.log_text().contains("stale; taking over"), "{}", m3.log_text());
+    assert!(
+        m3.log_text().contains("stale; taking over"),
+        "{}",
+        m3.log_text()
+    );
     assert_eq!(json_stems(&study.join("results")).len(), 4);
 }
 
@@ -200,12 +310,22 @@ fn preempted_worker_releases_its_trial_and_exits_zero() {
     let study = init(tmp.path(), 1, 60.0);
     let mut w = worker(&study, tmp.path(), "w0");
     let mut m = master(&study, tmp.path(), "m", &[]);
-    wait_until(Duration::from_secs(30), "the claim", || !json_stems(&study.join("running")).is_empty());
+    wait_until(Duration::from_secs(30), "the claim", || {
+        !json_stems(&study.join("running")).is_empty()
+    });
     let t = std::time::Instant::now();
     w.signal(libc::SIGTERM);
     let st = w.wait(Duration::from_secs(10));
-    assert!(st.success(), "exit 0 on preemption: {st:?}\n{}", w.log_text());
-    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+    assert!(
+        st.success(),
+        "exit 0 on preemption: {st:?}\n{}",
+        w.log_text()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t.elapsed()
+    );
     assert_eq!(json_stems(&study.join("pending")), vec!["t000000"]);
     assert!(json_stems(&study.join("running")).is_empty());
     let hb = std::fs::read_to_string(study.join("heartbeats/w0.json")).unwrap();
@@ -214,7 +334,10 @@ fn preempted_worker_releases_its_trial_and_exits_zero() {
     // Shorten the rerun: a new worker finishes it (the setting is the same).
     let p = study.join("pending/t000000.json");
     let setting = std::fs::read_to_string(&p).unwrap();
-    assert!(setting.contains("\"attempt\": 1"), "preemption keeps the attempt count: {setting}");
+    assert!(
+        setting.contains("\"attempt\": 1"),
+        "preemption keeps the attempt count: {setting}"
+    );
     m.signal(libc::SIGKILL);
     m.wait(Duration::from_secs(10));
 }
@@ -229,16 +352,30 @@ fn killed_worker_is_requeued_slow_worker_is_not() {
     let mut m = master(&study, tmp.path(), "m", &["--worker-grace", "3"]);
     let mut slow = worker(&study, tmp.path(), "slow");
     let mut victim = worker(&study, tmp.path(), "victim");
-    wait_until(Duration::from_secs(30), "both claimed", || json_stems(&study.join("running")).len() == 2);
+    wait_until(Duration::from_secs(30), "both claimed", || {
+        json_stems(&study.join("running")).len() == 2
+    });
     victim.signal(libc::SIGKILL);
     victim.wait(Duration::from_secs(10));
-    assert!(m.wait(Duration::from_secs(60)).success(), "{}", m.log_text());
+    assert!(
+        m.wait(Duration::from_secs(60)).success(),
+        "{}",
+        m.log_text()
+    );
     assert!(slow.wait(Duration::from_secs(30)).success());
-    let results: Vec<TrialResult> = json_stems(&study.join("results")).iter().map(|id| read_result(&study, id)).collect();
+    let results: Vec<TrialResult> = json_stems(&study.join("results"))
+        .iter()
+        .map(|id| read_result(&study, id))
+        .collect();
     assert_eq!(results.len(), 2);
-    assert!(results.iter().all(|r| r.worker == "slow" && r.status == TrialStatus::Complete));
+    assert!(results
+        .iter()
+        .all(|r| r.worker == "slow" && r.status == TrialStatus::Complete));
     let attempts: Vec<u32> = results.iter().map(|r| r.attempt).collect();
-    assert!(attempts.contains(&1) && attempts.contains(&2), "one trial re-queued once: {attempts:?}");
+    assert!(
+        attempts.contains(&1) && attempts.contains(&2),
+        "one trial re-queued once: {attempts:?}"
+    );
     assert!(m.log_text().contains("presumed dead"));
     assert!(runs_per_trial(&study).values().all(|&n| n <= 2));
 }
@@ -249,23 +386,37 @@ fn killed_worker_is_requeued_slow_worker_is_not() {
 fn a_trial_is_failed_after_max_attempts_with_the_reason() {
     let tmp = tempfile::tempdir().unwrap();
     let study = init(tmp.path(), 1, 60.0);
-    let mut m = master(&study, tmp.path(), "m", &["--worker-grace", "1", "--max-attempts", "2"]);
+    let mut m = master(
+        &study,
+        tmp.path(),
+        "m",
+        &["--worker-grace", "1", "--max-attempts", "2"],
+    );
     for round in 0..2 {
         let id = format!("doomed{round}");
         let mut w = worker(&study, tmp.path(), &id);
         wait_until(Duration::from_secs(30), "the claim", || {
-            json_stems(&study.join("running")).iter().any(|c| c.ends_with(&format!("@{id}")))
+            json_stems(&study.join("running"))
+                .iter()
+                .any(|c| c.ends_with(&format!("@{id}")))
         });
         w.signal(libc::SIGKILL);
         w.wait(Duration::from_secs(10));
     }
-    assert!(m.wait(Duration::from_secs(60)).success(), "{}", m.log_text());
+    assert!(
+        m.wait(Duration::from_secs(60)).success(),
+        "{}",
+        m.log_text()
+    );
     let r = read_result(&study, "t000000");
     assert_eq!(r.status, TrialStatus::Failed);
     assert_eq!(r.attempt, 2);
     let e = r.error.unwrap();
     assert!(e.contains("max_attempts") && e.contains("doomed1"), "{e}");
-    assert!(json_stems(&study.join("pending")).is_empty() && json_stems(&study.join("running")).is_empty());
+    assert!(
+        json_stems(&study.join("pending")).is_empty()
+            && json_stems(&study.join("running")).is_empty()
+    );
 }
 
 /// Checkpoint resume with the real binaries: a cnn trial whose worker is
@@ -286,14 +437,31 @@ fn killed_cnn_trial_resumes_from_checkpoint_with_identical_metrics() {
     std::fs::write(&f, study_text).unwrap();
     let mk = |name: &str| {
         let s = tmp.path().join(name);
-        assert!(run(&bin("hps-master"), &["init", s.to_str().unwrap(), "--study", f.to_str().unwrap()]).status.success());
+        assert!(run(
+            &bin("hps-master"),
+            &["init", s.to_str().unwrap(), "--study", f.to_str().unwrap()]
+        )
+        .status
+        .success());
         s
     };
     let cnn_worker = |study: &Path, id: &str, log: &str| {
         Proc::spawn(
             id,
             &bin("hps-worker"),
-            &[study.to_str().unwrap(), "--id", id, "--data", &d, "--threads", "1", "--rescan", "0.2", "--heartbeat", "0.3"],
+            &[
+                study.to_str().unwrap(),
+                "--id",
+                id,
+                "--data",
+                &d,
+                "--threads",
+                "1",
+                "--rescan",
+                "0.2",
+                "--heartbeat",
+                "0.3",
+            ],
             &tmp.path().join(log),
         )
     };
@@ -302,7 +470,11 @@ fn killed_cnn_trial_resumes_from_checkpoint_with_identical_metrics() {
     let a = mk("a");
     let mut m = master(&a, tmp.path(), "ma", &[]);
     let mut w = cnn_worker(&a, "w0", "wa.log");
-    assert!(m.wait(Duration::from_secs(300)).success(), "{}", m.log_text());
+    assert!(
+        m.wait(Duration::from_secs(300)).success(),
+        "{}",
+        m.log_text()
+    );
     assert!(w.wait(Duration::from_secs(30)).success());
     let ra = read_result(&a, "t000000");
 
@@ -312,19 +484,32 @@ fn killed_cnn_trial_resumes_from_checkpoint_with_identical_metrics() {
     let mut w = cnn_worker(&b, "w0", "wb1.log");
     let trial_log = b.join("logs/t000000.log");
     wait_until(Duration::from_secs(300), "epoch 2", || {
-        std::fs::read_to_string(&trial_log).unwrap_or_default().lines().any(|l| l.starts_with("2 "))
+        std::fs::read_to_string(&trial_log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("2 "))
     });
     w.signal(libc::SIGKILL);
     w.wait(Duration::from_secs(10));
     assert!(b.join("checkpoints/t000000/checkpoint.json").exists());
     let mut w = cnn_worker(&b, "w0", "wb2.log");
-    assert!(m.wait(Duration::from_secs(300)).success(), "{}", m.log_text());
+    assert!(
+        m.wait(Duration::from_secs(300)).success(),
+        "{}",
+        m.log_text()
+    );
     assert!(w.wait(Duration::from_secs(30)).success());
     let rb = read_result(&b, "t000000");
     let log = std::fs::read_to_string(&trial_log).unwrap();
-    assert!(log.contains("# resuming from the checkpoint after epoch"), "the second run resumed:\n{log}");
+    assert!(
+        log.contains("# resuming from the checkpoint after epoch"),
+        "the second run resumed:\n{log}"
+    );
     assert_eq!(rb.attempt, 2);
-    assert!(!b.join("checkpoints/t000000").exists(), "checkpoint removed once the result is in");
+    assert!(
+        !b.join("checkpoints/t000000").exists(),
+        "checkpoint removed once the result is in"
+    );
 
     assert_eq!(ra.status, TrialStatus::Complete);
     assert_eq!(rb.status, TrialStatus::Complete);
@@ -332,8 +517,20 @@ fn killed_cnn_trial_resumes_from_checkpoint_with_identical_metrics() {
     assert_eq!(ra.curve.len(), 5);
     assert_eq!(ra.curve.len(), rb.curve.len());
     for (x, y) in ra.curve.iter().zip(&rb.curve) {
-        assert_eq!((x.epoch, x.train_loss.to_bits(), x.val_loss.to_bits(), x.val_error.to_bits()),
-                   (y.epoch, y.train_loss.to_bits(), y.val_loss.to_bits(), y.val_error.to_bits()));
+        assert_eq!(
+            (
+                x.epoch,
+                x.train_loss.to_bits(),
+                x.val_loss.to_bits(),
+                x.val_error.to_bits()
+            ),
+            (
+                y.epoch,
+                y.train_loss.to_bits(),
+                y.val_loss.to_bits(),
+                y.val_error.to_bits()
+            )
+        );
     }
     let strip = |r: &TrialResult| {
         let mut m = r.metrics.clone();
@@ -350,25 +547,60 @@ fn killed_cnn_trial_resumes_from_checkpoint_with_identical_metrics() {
     let mut w = cnn_worker(&c, "w0", "wc1.log");
     let trial_log = c.join("logs/t000000.log");
     wait_until(Duration::from_secs(300), "epoch 1", || {
-        std::fs::read_to_string(&trial_log).unwrap_or_default().lines().any(|l| l.starts_with("1 "))
+        std::fs::read_to_string(&trial_log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("1 "))
     });
     std::thread::sleep(Duration::from_millis(300)); // into epoch 2
     let t = std::time::Instant::now();
     w.signal(libc::SIGTERM);
-    assert!(w.wait(Duration::from_secs(30)).success(), "exit 0 on preemption:\n{}", w.log_text());
-    assert!(t.elapsed() < Duration::from_secs(10), "took {:?}", t.elapsed());
+    assert!(
+        w.wait(Duration::from_secs(30)).success(),
+        "exit 0 on preemption:\n{}",
+        w.log_text()
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        t.elapsed()
+    );
     let finished_first = c.join("results/t000000.json").exists();
     if !finished_first {
-        assert_eq!(json_stems(&c.join("pending")), vec!["t000000"], "handed back to pending");
+        assert_eq!(
+            json_stems(&c.join("pending")),
+            vec!["t000000"],
+            "handed back to pending"
+        );
     }
     let mut w = cnn_worker(&c, "w1", "wc2.log");
-    assert!(m.wait(Duration::from_secs(300)).success(), "{}", m.log_text());
+    assert!(
+        m.wait(Duration::from_secs(300)).success(),
+        "{}",
+        m.log_text()
+    );
     assert!(w.wait(Duration::from_secs(30)).success());
     let rc = read_result(&c, "t000000");
     assert_eq!(rc.status, TrialStatus::Complete);
     for (x, y) in ra.curve.iter().zip(&rc.curve) {
-        assert_eq!((x.epoch, x.train_loss.to_bits(), x.val_loss.to_bits(), x.val_error.to_bits()),
-                   (y.epoch, y.train_loss.to_bits(), y.val_loss.to_bits(), y.val_error.to_bits()));
+        assert_eq!(
+            (
+                x.epoch,
+                x.train_loss.to_bits(),
+                x.val_loss.to_bits(),
+                x.val_error.to_bits()
+            ),
+            (
+                y.epoch,
+                y.train_loss.to_bits(),
+                y.val_loss.to_bits(),
+                y.val_error.to_bits()
+            )
+        );
     }
-    assert_eq!(strip(&ra), strip(&rc), "identical final metrics after a mid-epoch preemption");
+    assert_eq!(
+        strip(&ra),
+        strip(&rc),
+        "identical final metrics after a mid-epoch preemption"
+    );
 }

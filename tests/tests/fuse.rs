@@ -17,7 +17,9 @@ use hps_tests::{bin, json_stems, run, runs_per_trial, Proc};
 
 fn find_in_path(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// Unmounts on drop, so a failing test never leaves a mount behind.
@@ -28,7 +30,11 @@ struct Mount {
 impl Mount {
     fn unmount(&self) -> bool {
         let p = self.point.as_os_str();
-        let attempts: [(&str, &[&str]); 3] = [("fusermount3", &["-u"]), ("fusermount", &["-u"]), ("umount", &[])];
+        let attempts: [(&str, &[&str]); 3] = [
+            ("fusermount3", &["-u"]),
+            ("fusermount", &["-u"]),
+            ("umount", &[]),
+        ];
         for (cmd, args) in attempts {
             let ok = Command::new(cmd)
                 .args(args)
@@ -96,8 +102,20 @@ fn workers_on_a_fuse_view_complete_every_trial() {
     .unwrap();
     let (m, w) = (bin("hps-master"), bin("hps-worker"));
     let study = backing.join("study");
-    let out = run(&m, &["init", study.to_str().unwrap(), "--study", study_file.to_str().unwrap()]);
-    assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
+    let out = run(
+        &m,
+        &[
+            "init",
+            study.to_str().unwrap(),
+            "--study",
+            study_file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let mounted = Command::new("bindfs")
         .args(["-o", "attr_timeout=5,entry_timeout=5"])
@@ -107,7 +125,11 @@ fn workers_on_a_fuse_view_complete_every_trial() {
     let mounted = match mounted {
         Ok(o) if o.status.success() => o,
         Ok(o) => {
-            eprintln!("SKIPPED: bindfs could not mount ({}): {}", o.status, String::from_utf8_lossy(&o.stderr).trim());
+            eprintln!(
+                "SKIPPED: bindfs could not mount ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            );
             return;
         }
         Err(e) => {
@@ -115,7 +137,9 @@ fn workers_on_a_fuse_view_complete_every_trial() {
             return;
         }
     };
-    let _mount = Mount { point: view.clone() };
+    let _mount = Mount {
+        point: view.clone(),
+    };
     drop(mounted);
 
     // From here on nothing is skipped: the view must really be FUSE.
@@ -126,17 +150,34 @@ fn workers_on_a_fuse_view_complete_every_trial() {
         "bindfs succeeded but {} is not on a FUSE filesystem",
         view_study.display()
     );
-    assert_eq!(hps_shared_fs::detect_remote_fs(&study), None, "the backing directory must be local");
-    assert!(view_study.join("study.json").is_file(), "the view does not show the study");
+    assert_eq!(
+        hps_shared_fs::detect_remote_fs(&study),
+        None,
+        "the backing directory must be local"
+    );
+    assert!(
+        view_study.join("study.json").is_file(),
+        "the view does not show the study"
+    );
 
     let s = study.to_str().unwrap();
     let vs = view_study.to_str().unwrap();
-    let mut master = Proc::spawn("master", &m, &["run", s, "--rescan", "0.5"], &tmp.path().join("master.log"));
+    let mut master = Proc::spawn(
+        "master",
+        &m,
+        &["run", s, "--rescan", "0.5"],
+        &tmp.path().join("master.log"),
+    );
     let mut workers: Vec<Proc> = (0..2)
         .map(|i| {
             let id = format!("w{i}");
             // No --poll: the worker must find out by itself that it is on FUSE.
-            Proc::spawn(&id, &w, &[vs, "--id", &id, "--rescan", "0.5"], &tmp.path().join(format!("{id}.log")))
+            Proc::spawn(
+                &id,
+                &w,
+                &[vs, "--id", &id, "--rescan", "0.5"],
+                &tmp.path().join(format!("{id}.log")),
+            )
         })
         .collect();
 
@@ -166,11 +207,15 @@ fn workers_on_a_fuse_view_complete_every_trial() {
     assert!(json_stems(&study.join("running")).is_empty());
     let runs = runs_per_trial(&study);
     assert_eq!(runs.len(), 20, "a log for every trial: {runs:?}");
-    assert!(runs.values().all(|&n| n == 1), "each trial ran once: {runs:?}");
+    assert!(
+        runs.values().all(|&n| n == 1),
+        "each trial ran once: {runs:?}"
+    );
     let mut per_worker = std::collections::BTreeMap::new();
     for id in &results {
         let p = study.join("results").join(format!("{id}.json"));
-        let r: TrialResult = hps_common::parse_versioned(&p, &std::fs::read_to_string(&p).unwrap()).unwrap();
+        let r: TrialResult =
+            hps_common::parse_versioned(&p, &std::fs::read_to_string(&p).unwrap()).unwrap();
         assert_eq!(&r.trial_id, id);
         assert_eq!(r.status, TrialStatus::Complete, "{id}: {:?}", r.error);
         assert_eq!(r.attempt, 1, "{id} was re-queued");
@@ -186,7 +231,8 @@ fn workers_on_a_fuse_view_complete_every_trial() {
     // through the FUSE view five times.
     for id in &results {
         let p = study.join("settings").join(format!("{id}.json"));
-        let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
         let index = v["index"].as_u64().unwrap();
         assert_eq!(v["batch"].as_u64(), Some(index / 4), "{id}");
     }

@@ -22,7 +22,9 @@ impl FromStr for DeviceSpec {
                     .strip_prefix("cuda:")
                     .or_else(|| s.strip_prefix("gpu:"))
                     .and_then(|n| n.parse().ok())
-                    .ok_or_else(|| format!("invalid device `{s}`: use `cpu` or `cuda:N` (e.g. cuda:0)"))?;
+                    .ok_or_else(|| {
+                        format!("invalid device `{s}`: use `cpu` or `cuda:N` (e.g. cuda:0)")
+                    })?;
                 Ok(DeviceSpec::Cuda(n))
             }
         }
@@ -58,7 +60,10 @@ impl DeviceSpec {
 
 #[cfg(feature = "cuda")]
 fn open_cuda(spec: DeviceSpec, n: usize) -> Result<candle_core::Device, DeviceError> {
-    candle_core::Device::new_cuda(n).map_err(|e| DeviceError::Unavailable { spec, message: e.to_string() })
+    candle_core::Device::new_cuda(n).map_err(|e| DeviceError::Unavailable {
+        spec,
+        message: e.to_string(),
+    })
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -40,7 +40,12 @@ pub enum ExecOutcome {
 }
 
 fn failed(error: String, reports: Vec<serde_json::Map<String, Value>>) -> ExecOutcome {
-    ExecOutcome::Done { status: TrialStatus::Failed, metrics: BTreeMap::new(), reports, error: Some(error) }
+    ExecOutcome::Done {
+        status: TrialStatus::Failed,
+        metrics: BTreeMap::new(),
+        reports,
+        error: Some(error),
+    }
 }
 
 /// The text of a parameter value on a command line or in the environment:
@@ -64,7 +69,13 @@ pub fn run(
     should_stop: &dyn Fn() -> bool,
 ) -> ExecOutcome {
     if let Err(e) = std::fs::create_dir_all(trial_dir) {
-        return failed(format!("cannot create the trial directory `{}`: {e}", trial_dir.display()), Vec::new());
+        return failed(
+            format!(
+                "cannot create the trial directory `{}`: {e}",
+                trial_dir.display()
+            ),
+            Vec::new(),
+        );
     }
     // The command runs in another directory: hand it absolute paths.
     let trial_dir = &std::fs::canonicalize(trial_dir).unwrap_or_else(|_| trial_dir.to_path_buf());
@@ -82,12 +93,18 @@ pub fn run(
         "attempt": setting.attempt,
         "params": setting.params,
     });
-    if let Err(e) = hps_shared_fs::write_atomic(&params_file, &hps_common::to_pretty_json(&params_json)) {
+    if let Err(e) =
+        hps_shared_fs::write_atomic(&params_file, &hps_common::to_pretty_json(&params_json))
+    {
         return failed(e.to_string(), Vec::new());
     }
 
     let path_text = |p: &Path| p.to_string_lossy().into_owned();
-    let mut vars: BTreeMap<String, String> = setting.params.iter().map(|(k, v)| (k.clone(), value_text(v))).collect();
+    let mut vars: BTreeMap<String, String> = setting
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), value_text(v)))
+        .collect();
     for (k, v) in [
         ("trial_id", setting.trial_id.clone()),
         ("seed", setting.seed.to_string()),
@@ -105,7 +122,12 @@ pub fn run(
     let argv = match argv {
         Ok(a) => a,
         Err(e) => {
-            return ExecOutcome::Done { status: TrialStatus::Invalid, metrics: BTreeMap::new(), reports: Vec::new(), error: Some(e) }
+            return ExecOutcome::Done {
+                status: TrialStatus::Invalid,
+                metrics: BTreeMap::new(),
+                reports: Vec::new(),
+                error: Some(e),
+            }
         }
     };
     let workdir = match &spec.workdir {
@@ -117,7 +139,10 @@ pub fn run(
     };
 
     let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..]).current_dir(&workdir).stdin(Stdio::null()).stderr(Stdio::piped());
+    cmd.args(&argv[1..])
+        .current_dir(&workdir)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
     match log.try_clone() {
         Ok(f) => cmd.stdout(Stdio::from(f)),
         Err(_) => cmd.stdout(Stdio::null()),
@@ -153,7 +178,11 @@ pub fn run(
         Ok(c) => c,
         Err(e) => {
             return failed(
-                format!("cannot start `{}` (in `{}`): {e}", argv[0], workdir.display()),
+                format!(
+                    "cannot start `{}` (in `{}`): {e}",
+                    argv[0],
+                    workdir.display()
+                ),
                 Vec::new(),
             )
         }
@@ -207,14 +236,22 @@ pub fn run(
         if t.is_empty() {
             "(stderr was empty)".to_string()
         } else {
-            format!("stderr tail:\n{}", t.iter().cloned().collect::<Vec<_>>().join("\n"))
+            format!(
+                "stderr tail:\n{}",
+                t.iter().cloned().collect::<Vec<_>>().join("\n")
+            )
         }
     };
     match stopped_by {
         Some("preemption") => return ExecOutcome::Interrupted,
         Some(_) => {
             return failed(
-                format!("`{}` timed out after {:.1} s (trainer.timeout_s) and was killed; {}", argv[0], started.elapsed().as_secs_f64(), tail_text()),
+                format!(
+                    "`{}` timed out after {:.1} s (trainer.timeout_s) and was killed; {}",
+                    argv[0],
+                    started.elapsed().as_secs_f64(),
+                    tail_text()
+                ),
                 reports,
             )
         }
@@ -222,18 +259,41 @@ pub fn run(
     }
     match status {
         Some(st) if st.success() => {}
-        Some(st) => return failed(format!("`{}` exited with {st}; {}", argv[0], tail_text()), reports),
-        None => return failed(format!("lost track of `{}`; {}", argv[0], tail_text()), reports),
+        Some(st) => {
+            return failed(
+                format!("`{}` exited with {st}; {}", argv[0], tail_text()),
+                reports,
+            )
+        }
+        None => {
+            return failed(
+                format!("lost track of `{}`; {}", argv[0], tail_text()),
+                reports,
+            )
+        }
     }
     match read_result(&result_file) {
-        Ok((status, metrics)) => ExecOutcome::Done { status, metrics, reports, error: None },
+        Ok((status, metrics)) => ExecOutcome::Done {
+            status,
+            metrics,
+            reports,
+            error: None,
+        },
         Err(e) => failed(format!("{e}; {}", tail_text()), reports),
     }
 }
 
 /// `learning-rate` → `LEARNING_RATE`.
 fn env_name(k: &str) -> String {
-    k.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' }).collect()
+    k.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn kill_group(pid: u32, child: &mut std::process::Child) {
@@ -252,7 +312,9 @@ fn kill_group(pid: u32, child: &mut std::process::Child) {
 }
 
 fn read_reports(path: &PathBuf) -> Vec<serde_json::Map<String, Value>> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Vec::new();
+    };
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .filter_map(|l| match serde_json::from_str::<Value>(l) {
@@ -268,22 +330,40 @@ fn read_reports(path: &PathBuf) -> Vec<serde_json::Map<String, Value>> {
 /// The result file: a JSON object of numbers (`{"val_error": 0.1}`), or
 /// `{"metrics": {...}, "status": "complete"|"diverged"|"invalid"|"failed"}`.
 fn read_result(path: &Path) -> Result<(TrialStatus, BTreeMap<String, f64>), String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("the command exited 0 but wrote no result file `{}` ({e})", path.display()))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| format!("result file `{}`: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "the command exited 0 but wrote no result file `{}` ({e})",
+            path.display()
+        )
+    })?;
+    let v: Value = serde_json::from_str(&text)
+        .map_err(|e| format!("result file `{}`: {e}", path.display()))?;
     let Value::Object(obj) = v else {
-        return Err(format!("result file `{}`: must be a JSON object of metrics", path.display()));
+        return Err(format!(
+            "result file `{}`: must be a JSON object of metrics",
+            path.display()
+        ));
     };
     let status = match obj.get("status").and_then(Value::as_str) {
         None | Some("complete") => TrialStatus::Complete,
         Some("diverged") => TrialStatus::Diverged,
         Some("invalid") => TrialStatus::Invalid,
         Some("failed") => TrialStatus::Failed,
-        Some(other) => return Err(format!("result file `{}`: field `status`: unknown status `{other}`", path.display())),
+        Some(other) => {
+            return Err(format!(
+                "result file `{}`: field `status`: unknown status `{other}`",
+                path.display()
+            ))
+        }
     };
     let source = match obj.get("metrics") {
         Some(Value::Object(m)) => m.clone(),
-        Some(_) => return Err(format!("result file `{}`: field `metrics` must be an object", path.display())),
+        Some(_) => {
+            return Err(format!(
+                "result file `{}`: field `metrics` must be an object",
+                path.display()
+            ))
+        }
         None => obj,
     };
     let metrics = source
@@ -305,7 +385,10 @@ mod tests {
             config: 1,
             repeat: 0,
             seed: 7,
-            params: params.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            params: params
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
             epochs: 3,
             time_limit_s: None,
             attempt: 1,
@@ -315,7 +398,12 @@ mod tests {
     }
 
     fn spec(argv: &[&str]) -> ExecSpec {
-        ExecSpec { argv: argv.iter().map(|s| s.to_string()).collect(), timeout_s: None, env: Default::default(), workdir: None }
+        ExecSpec {
+            argv: argv.iter().map(|s| s.to_string()).collect(),
+            timeout_s: None,
+            env: Default::default(),
+            workdir: None,
+        }
     }
 
     fn run_sh(script: &str, s: &TrialSetting, timeout: Option<f64>) -> (ExecOutcome, String) {
@@ -324,7 +412,14 @@ mod tests {
         sp.timeout_s = timeout;
         let log_path = tmp.path().join("log");
         let mut log = File::create(&log_path).unwrap();
-        let out = run(&sp, s, tmp.path(), &tmp.path().join("trial"), &mut log, &|| false);
+        let out = run(
+            &sp,
+            s,
+            tmp.path(),
+            &tmp.path().join("trial"),
+            &mut log,
+            &|| false,
+        );
         (out, std::fs::read_to_string(log_path).unwrap())
     }
 
@@ -337,7 +432,15 @@ mod tests {
             echo '{{"epoch": 2, "val_loss": 1.0}}' >> {report_file}
             echo '{{"val_loss": 1.0, "val_error": 0.25, "note": "x"}}' > "$HPS_RESULT_FILE""#;
         let (out, log) = run_sh(script, &s, None);
-        let ExecOutcome::Done { status, metrics, reports, error } = out else { panic!() };
+        let ExecOutcome::Done {
+            status,
+            metrics,
+            reports,
+            error,
+        } = out
+        else {
+            panic!()
+        };
         assert_eq!(status, TrialStatus::Complete, "{error:?}");
         assert_eq!(metrics["val_error"], 0.25);
         assert!(!metrics.contains_key("note"));
@@ -347,17 +450,28 @@ mod tests {
 
     #[test]
     fn nonzero_exit_fails_with_the_stderr_tail() {
-        let (out, _) = run_sh("echo boom-one >&2; echo boom-two >&2; exit 4", &setting(&[]), None);
-        let ExecOutcome::Done { status, error, .. } = out else { panic!() };
+        let (out, _) = run_sh(
+            "echo boom-one >&2; echo boom-two >&2; exit 4",
+            &setting(&[]),
+            None,
+        );
+        let ExecOutcome::Done { status, error, .. } = out else {
+            panic!()
+        };
         assert_eq!(status, TrialStatus::Failed);
         let e = error.unwrap();
-        assert!(e.contains("boom-two") && e.contains("exit status: 4"), "{e}");
+        assert!(
+            e.contains("boom-two") && e.contains("exit status: 4"),
+            "{e}"
+        );
     }
 
     #[test]
     fn missing_result_fails() {
         let (out, _) = run_sh("true", &setting(&[]), None);
-        let ExecOutcome::Done { status, error, .. } = out else { panic!() };
+        let ExecOutcome::Done { status, error, .. } = out else {
+            panic!()
+        };
         assert_eq!(status, TrialStatus::Failed);
         assert!(error.unwrap().contains("no result file"));
     }
@@ -366,7 +480,9 @@ mod tests {
     fn timeout_kills_the_whole_process_group() {
         let t = Instant::now();
         let (out, _) = run_sh("sleep 30 & sleep 30", &setting(&[]), Some(0.3));
-        let ExecOutcome::Done { status, error, .. } = out else { panic!() };
+        let ExecOutcome::Done { status, error, .. } = out else {
+            panic!()
+        };
         assert_eq!(status, TrialStatus::Failed);
         assert!(error.unwrap().contains("timed out"));
         assert!(t.elapsed() < Duration::from_secs(10));
@@ -381,11 +497,21 @@ mod tests {
         let sp = spec(&["/bin/echo", "{x}", "$(touch {trial_dir}/also-pwned)"]);
         let log_path = tmp.path().join("log");
         let mut log = File::create(&log_path).unwrap();
-        let _ = run(&sp, &s, tmp.path(), &tmp.path().join("trial"), &mut log, &|| false);
+        let _ = run(
+            &sp,
+            &s,
+            tmp.path(),
+            &tmp.path().join("trial"),
+            &mut log,
+            &|| false,
+        );
         assert!(!pwned.exists(), "the payload ran a command");
         assert!(!tmp.path().join("trial/also-pwned").exists());
         let printed = std::fs::read_to_string(log_path).unwrap();
-        assert!(printed.contains(&payload), "echo printed the literal value: {printed}");
+        assert!(
+            printed.contains(&payload),
+            "echo printed the literal value: {printed}"
+        );
     }
 
     #[test]
@@ -394,7 +520,14 @@ mod tests {
         let sp = spec(&["/bin/sh", "-c", "sleep 30"]);
         let mut log = File::create(tmp.path().join("log")).unwrap();
         let t = Instant::now();
-        let out = run(&sp, &setting(&[]), tmp.path(), &tmp.path().join("trial"), &mut log, &|| t.elapsed() > Duration::from_millis(200));
+        let out = run(
+            &sp,
+            &setting(&[]),
+            tmp.path(),
+            &tmp.path().join("trial"),
+            &mut log,
+            &|| t.elapsed() > Duration::from_millis(200),
+        );
         assert_eq!(out, ExecOutcome::Interrupted);
         assert!(t.elapsed() < Duration::from_secs(10));
     }

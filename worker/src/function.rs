@@ -32,12 +32,17 @@ pub fn evaluate(
         let key = format!("x{i}");
         match params.get(&key).and_then(|v| v.as_f64()) {
             Some(v) if v.is_finite() => x.push(v),
-            Some(v) => return FunctionOutcome::Invalid(format!("{key} must be a finite number, got {v}")),
+            Some(v) => {
+                return FunctionOutcome::Invalid(format!("{key} must be a finite number, got {v}"))
+            }
             None => {
                 return FunctionOutcome::Invalid(format!(
                     "{} needs a number `{key}`, got {}",
                     f.as_str(),
-                    params.get(&key).map(|v| v.to_string()).unwrap_or_else(|| "nothing".into())
+                    params
+                        .get(&key)
+                        .map(|v| v.to_string())
+                        .unwrap_or_else(|| "nothing".into())
                 ))
             }
         }
@@ -64,13 +69,18 @@ mod tests {
     use serde_json::Value;
 
     fn params(xs: &[f64]) -> Params {
-        xs.iter().enumerate().map(|(i, v)| (format!("x{i}"), Value::from(*v))).collect()
+        xs.iter()
+            .enumerate()
+            .map(|(i, v)| (format!("x{i}"), Value::from(*v)))
+            .collect()
     }
 
     #[test]
     fn branin_at_its_minimum_has_zero_regret() {
         let p = params(&[std::f64::consts::PI, 2.275]);
-        let FunctionOutcome::Done { metrics } = evaluate(Function::Branin, None, 0.0, &p, &|| false) else {
+        let FunctionOutcome::Done { metrics } =
+            evaluate(Function::Branin, None, 0.0, &p, &|| false)
+        else {
             panic!()
         };
         assert!(metrics["regret"].abs() < 1e-5, "{metrics:?}");

@@ -99,8 +99,10 @@ fn real_main(cli: Cli) -> Result<()> {
     hps_shared_fs::shutdown::set_on_signal(shutdown.clone(), "handing the current trial back");
     let summary = runner::run(&cfg, shutdown)?;
     if summary.interrupted {
-        eprintln!("worker {} stopped after {} trials; its trial in hand went back to the queue", cfg.id, summary.trials);
+        eprintln!(
+            "worker {} stopped after {} trials; its trial in hand went back to the queue",
+            cfg.id, summary.trials
+        );
     }
     Ok(())
 }
-

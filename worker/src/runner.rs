@@ -13,7 +13,7 @@ use hps_common::{
     Heartbeat, Study, TrainerSpec, TrialResult, TrialSetting, TrialStatus, FORMAT_VERSION,
 };
 use hps_shared_fs::dir::{hostname, is_not_found};
-use hps_shared_fs::{detect_remote_fs, Claim, StudyDir, Sub, WatchMode, Waker};
+use hps_shared_fs::{detect_remote_fs, Claim, StudyDir, Sub, Waker, WatchMode};
 use tracing::{error, info, info_span, warn};
 
 use crate::cnn::{self, CnnConfig, Dataset, TrainError};
@@ -66,9 +66,17 @@ struct Status {
 }
 
 enum Trainer {
-    Cnn { data: Box<Dataset>, device: candle_core::Device, defaults: hps_common::CnnDefaults },
+    Cnn {
+        data: Box<Dataset>,
+        device: candle_core::Device,
+        defaults: hps_common::CnnDefaults,
+    },
     Exec(hps_common::exec::ExecSpec),
-    Function { f: hps_common::functions::Function, dim: Option<usize>, sleep_s: f64 },
+    Function {
+        f: hps_common::functions::Function,
+        dim: Option<usize>,
+        sleep_s: f64,
+    },
 }
 
 /// Run the worker until the study is finished (or after one trial with
@@ -84,7 +92,10 @@ pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummar
         Some(d) => WatchMode::Poll(d),
         None => match detect_remote_fs(dir.root()) {
             Some(fs) => {
-                info!(filesystem = fs.0, "study directory is on a network/FUSE filesystem: polling");
+                info!(
+                    filesystem = fs.0,
+                    "study directory is on a network/FUSE filesystem: polling"
+                );
                 WatchMode::Poll(cfg.rescan)
             }
             None => WatchMode::Native(cfg.rescan),
@@ -98,7 +109,13 @@ pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummar
     write_heartbeat(&dir, cfg, &Status::default(), 0, "idle");
     let status = Arc::new(Mutex::new(Status::default()));
     let hb_stop = Arc::new(AtomicBool::new(false));
-    let hb = spawn_heartbeat(dir.clone(), cfg.clone(), status.clone(), hb_stop.clone(), shutdown.clone());
+    let hb = spawn_heartbeat(
+        dir.clone(),
+        cfg.clone(),
+        status.clone(),
+        hb_stop.clone(),
+        shutdown.clone(),
+    );
 
     let mut summary = WorkerSummary::default();
     let outcome = (|| -> Result<()> {
@@ -148,7 +165,11 @@ fn open_trainer(cfg: &WorkerConfig, study: &Study) -> Result<Trainer> {
             let t = Instant::now();
             let data = Dataset::load(&path, &device)?;
             info!(data = %path.display(), train = data.train_len(), test = data.test_len(), "dataset loaded in {:.1}s", t.elapsed().as_secs_f64());
-            Trainer::Cnn { data: Box::new(data), device, defaults: defaults.clone() }
+            Trainer::Cnn {
+                data: Box::new(data),
+                device,
+                defaults: defaults.clone(),
+            }
         }
         TrainerSpec::Exec(spec) => {
             // The command picks its own device; CUDA_VISIBLE_DEVICES from
@@ -159,7 +180,11 @@ fn open_trainer(cfg: &WorkerConfig, study: &Study) -> Result<Trainer> {
             // The function trainer needs no device, but a GPU that was asked
             // for and is missing is still an error.
             cfg.device.open()?;
-            Trainer::Function { f: *name, dim: *dim, sleep_s: *sleep_s }
+            Trainer::Function {
+                f: *name,
+                dim: *dim,
+                sleep_s: *sleep_s,
+            }
         }
     })
 }
@@ -217,7 +242,10 @@ fn run_claim(
     let span = info_span!("trial", trial_id = %setting.trial_id);
     let _g = span.enter();
     info!(attempt = setting.attempt, params = %serde_json::to_string(&setting.params).unwrap_or_default(), "claimed");
-    *status.lock().unwrap() = Status { trial: Some(setting.trial_id.clone()), epoch: None };
+    *status.lock().unwrap() = Status {
+        trial: Some(setting.trial_id.clone()),
+        epoch: None,
+    };
 
     let log_path = dir.log_path(&setting.trial_id)?;
     let mut log = OpenOptions::new()
@@ -240,8 +268,18 @@ fn run_claim(
     let should_stop = || shutdown.load(Ordering::SeqCst);
     let mut result = base_result(&setting, cfg);
     match trainer {
-        Trainer::Cnn { data, device, defaults } => {
-            match CnnConfig::from_params(&setting.params, defaults, setting.epochs, setting.time_limit_s, setting.seed) {
+        Trainer::Cnn {
+            data,
+            device,
+            defaults,
+        } => {
+            match CnnConfig::from_params(
+                &setting.params,
+                defaults,
+                setting.epochs,
+                setting.time_limit_s,
+                setting.seed,
+            ) {
                 Err(e) => {
                     result.status = TrialStatus::Invalid;
                     result.error = Some(e.to_string());
@@ -254,11 +292,29 @@ fn run_claim(
                         let _ = writeln!(log, "# resuming from the checkpoint after epoch {done}");
                     }
                     let mut on_epoch = |s: &hps_common::EpochStat| {
-                        let _ = writeln!(log, "{} {:.3} {:.6} {:.6} {:.6}", s.epoch, s.elapsed_s, s.train_loss, s.val_loss, s.val_error);
-                        info!(epoch = s.epoch, elapsed_s = format!("{:.1}", s.elapsed_s), train_loss = s.train_loss, val_loss = s.val_loss, val_error = s.val_error, "epoch");
+                        let _ = writeln!(
+                            log,
+                            "{} {:.3} {:.6} {:.6} {:.6}",
+                            s.epoch, s.elapsed_s, s.train_loss, s.val_loss, s.val_error
+                        );
+                        info!(
+                            epoch = s.epoch,
+                            elapsed_s = format!("{:.1}", s.elapsed_s),
+                            train_loss = s.train_loss,
+                            val_loss = s.val_loss,
+                            val_error = s.val_error,
+                            "epoch"
+                        );
                         status.lock().unwrap().epoch = Some(s.epoch);
                     };
-                    match cnn::train_with_checkpoints(&cc, data, device, Some(&ckpt), &mut on_epoch, &should_stop) {
+                    match cnn::train_with_checkpoints(
+                        &cc,
+                        data,
+                        device,
+                        Some(&ckpt),
+                        &mut on_epoch,
+                        &should_stop,
+                    ) {
                         Ok(out) => {
                             result.status = out.status;
                             result.curve = out.curve;
@@ -293,8 +349,20 @@ fn run_claim(
         }
         Trainer::Exec(spec) => {
             let trial_dir = dir.checkpoint_dir(&setting.trial_id)?;
-            match crate::exec::run(spec, &setting, dir.root(), &trial_dir, &mut log, &should_stop) {
-                ExecOutcome::Done { status, metrics, reports, error } => {
+            match crate::exec::run(
+                spec,
+                &setting,
+                dir.root(),
+                &trial_dir,
+                &mut log,
+                &should_stop,
+            ) {
+                ExecOutcome::Done {
+                    status,
+                    metrics,
+                    reports,
+                    error,
+                } => {
                     if let Some(e) = &error {
                         warn!(status = status.as_str(), "{e}");
                     }
@@ -336,15 +404,26 @@ fn run_claim(
     let _ = writeln!(
         log,
         "# result {} status {} in {:.1}s objective {:?}",
-        if accepted { "accepted" } else { "rejected (a result was already published)" },
+        if accepted {
+            "accepted"
+        } else {
+            "rejected (a result was already published)"
+        },
         result.status.as_str(),
         result.wall_time_s,
         result.objective
     );
     if accepted {
         match result.objective {
-            Some(v) => info!(status = result.status.as_str(), "done: {} = {v:.6} in {:.1}s", study.objective.metric, result.wall_time_s),
-            None => info!(status = result.status.as_str(), error = result.error.as_deref().unwrap_or(""), "done without an objective"),
+            Some(v) => info!(
+                status = result.status.as_str(),
+                "done: {} = {v:.6} in {:.1}s", study.objective.metric, result.wall_time_s
+            ),
+            None => info!(
+                status = result.status.as_str(),
+                error = result.error.as_deref().unwrap_or(""),
+                "done without an objective"
+            ),
         }
     } else {
         warn!("a result for this trial was already published (a re-run of a trial presumed lost); keeping the first one");
@@ -353,7 +432,10 @@ fn run_claim(
     if let Ok(ckpt) = dir.checkpoint_dir(&setting.trial_id) {
         if ckpt.exists() {
             if let Err(e) = std::fs::remove_dir_all(&ckpt) {
-                warn!("failed to remove the checkpoint `{}` of a finished trial: {e}", ckpt.display());
+                warn!(
+                    "failed to remove the checkpoint `{}` of a finished trial: {e}",
+                    ckpt.display()
+                );
             }
         }
     }
@@ -378,8 +460,14 @@ fn release(dir: &StudyDir, claim: &Claim, setting: &TrialSetting) -> Result<bool
 /// master's grace period would do the same. Taking them first means the
 /// master and we cannot both re-queue one.
 fn release_stale_claims(dir: &StudyDir, worker: &str) -> Result<()> {
-    for c in dir.list_running()?.into_iter().filter(|c| c.worker == worker) {
-        let Some(taken) = dir.take_claim(&c)? else { continue };
+    for c in dir
+        .list_running()?
+        .into_iter()
+        .filter(|c| c.worker == worker)
+    {
+        let Some(taken) = dir.take_claim(&c)? else {
+            continue;
+        };
         if dir.has_result(&c.trial_id) {
             dir.forget(taken)?;
             continue;
@@ -434,7 +522,11 @@ fn spawn_heartbeat(
         let mut seq = 1u64;
         while !stop.load(Ordering::SeqCst) {
             let st = status.lock().unwrap().clone();
-            let state = if st.trial.is_some() { "training" } else { "idle" };
+            let state = if st.trial.is_some() {
+                "training"
+            } else {
+                "idle"
+            };
             write_heartbeat(&dir, &cfg, &st, seq, state);
             seq += 1;
             let t = Instant::now();

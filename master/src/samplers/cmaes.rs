@@ -58,11 +58,23 @@ impl CmaesSampler {
         let default = 4 + (3.0 * (n as f64).ln()).floor() as usize;
         let repeats = study.repeats.max(1);
         let batch = match study.mode {
-            Mode::Sync { batch } if batch % repeats == 0 && batch / repeats >= 2 => Some((batch / repeats) as usize),
+            Mode::Sync { batch } if batch % repeats == 0 && batch / repeats >= 2 => {
+                Some((batch / repeats) as usize)
+            }
             _ => None,
         };
-        let lambda0 = popsize.map(|p| p as usize).or(batch).unwrap_or(default).max(2);
-        CmaesSampler { space, seed, sigma0, lambda0, ipop }
+        let lambda0 = popsize
+            .map(|p| p as usize)
+            .or(batch)
+            .unwrap_or(default)
+            .max(2);
+        CmaesSampler {
+            space,
+            seed,
+            sigma0,
+            lambda0,
+            ipop,
+        }
     }
 
     /// The population of the first run.
@@ -99,7 +111,11 @@ impl Sampler for CmaesSampler {
                 s.1 += 1;
             }
             let params = history[p.index].params.clone();
-            entries.entry(p.config).or_insert(Entry { params, x: p.x, loss: None });
+            entries.entry(p.config).or_insert(Entry {
+                params,
+                x: p.x,
+                loss: None,
+            });
         }
         for (c, e) in entries.iter_mut() {
             let (sum, k) = sums[c];
@@ -131,7 +147,9 @@ impl Sampler for CmaesSampler {
             let mut settings = Vec::with_capacity(run.lambda);
             for j in 0..lam {
                 let c = start + j;
-                let (x, p) = self.draw(&run, gen, j, |q| taken.get(&key(q)).is_some_and(|&tc| tc < c));
+                let (x, p) = self.draw(&run, gen, j, |q| {
+                    taken.get(&key(q)).is_some_and(|&tc| tc < c)
+                });
                 match entries.get(&c) {
                     Some(e) => {
                         seen += 1;
@@ -174,7 +192,13 @@ impl CmaesSampler {
     /// Member `j` of generation `gen` of `run`: its unit point and setting.
     /// Redraws from the same stream while the point leaves the cube or its
     /// setting is `taken`.
-    fn draw(&self, run: &Run, gen: u64, j: u64, taken: impl Fn(&Params) -> bool) -> (Vec<f64>, Params) {
+    fn draw(
+        &self,
+        run: &Run,
+        gen: u64,
+        j: u64,
+        taken: impl Fn(&Params) -> bool,
+    ) -> (Vec<f64>, Params) {
         let mut rng = unit::rng(&[TAG, self.seed, run.restart as u64, gen, j]);
         let mut first = None;
         for _ in 0..32 {
@@ -227,13 +251,19 @@ impl Run {
         // for the rest, scaled so that C stays positive definite.
         let mu = lambda / 2;
         let nf = n as f64;
-        let raw: Vec<f64> = (1..=lambda).map(|i| ((lambda as f64 + 1.0) / 2.0).ln() - (i as f64).ln()).collect();
+        let raw: Vec<f64> = (1..=lambda)
+            .map(|i| ((lambda as f64 + 1.0) / 2.0).ln() - (i as f64).ln())
+            .collect();
         let (pos, neg) = raw.split_at(mu);
         let sum_pos: f64 = pos.iter().sum();
         let sum_neg: f64 = neg.iter().filter(|w| **w < 0.0).map(|w| -w).sum();
         let mueff = sum_pos * sum_pos / pos.iter().map(|w| w * w).sum::<f64>();
         let neg_sq: f64 = neg.iter().filter(|w| **w < 0.0).map(|w| w * w).sum();
-        let mueff_neg = if neg_sq > 0.0 { sum_neg * sum_neg / neg_sq } else { 0.0 };
+        let mueff_neg = if neg_sq > 0.0 {
+            sum_neg * sum_neg / neg_sq
+        } else {
+            0.0
+        };
         let cs = (mueff + 2.0) / (nf + mueff + 5.0);
         let ds = 1.0 + 2.0 * (((mueff - 1.0) / (nf + 1.0)).sqrt() - 1.0).max(0.0) + cs;
         let cc = (4.0 + mueff / nf) / (nf + 4.0 + 2.0 * mueff / nf);
@@ -267,8 +297,12 @@ impl Run {
             chi_n,
             mean,
             sigma,
-            c: (0..n).map(|i| (0..n).map(|j| eye(i, j)).collect()).collect(),
-            b: (0..n).map(|i| (0..n).map(|j| eye(i, j)).collect()).collect(),
+            c: (0..n)
+                .map(|i| (0..n).map(|j| eye(i, j)).collect())
+                .collect(),
+            b: (0..n)
+                .map(|i| (0..n).map(|j| eye(i, j)).collect())
+                .collect(),
             d: vec![1.0; n],
             pc: vec![0.0; n],
             ps: vec![0.0; n],
@@ -284,7 +318,8 @@ impl Run {
         for _ in 0..100 {
             let z: Vec<f64> = (0..self.n).map(|i| self.d[i] * unit::normal(rng)).collect();
             for (i, xi) in x.iter_mut().enumerate() {
-                *xi = self.mean[i] + self.sigma * (0..self.n).map(|k| self.b[i][k] * z[k]).sum::<f64>();
+                *xi = self.mean[i]
+                    + self.sigma * (0..self.n).map(|k| self.b[i][k] * z[k]).sum::<f64>();
             }
             if x.iter().all(|v| (0.0..=1.0).contains(v)) {
                 return x;
@@ -306,7 +341,15 @@ impl Run {
             .iter()
             .map(|&i| (0..n).map(|k| (xs[i][k] - old[k]) / self.sigma).collect())
             .collect();
-        let yw: Vec<f64> = (0..n).map(|k| ys[..self.mu].iter().zip(&self.weights).map(|(y, w)| w * y[k]).sum()).collect();
+        let yw: Vec<f64> = (0..n)
+            .map(|k| {
+                ys[..self.mu]
+                    .iter()
+                    .zip(&self.weights)
+                    .map(|(y, w)| w * y[k])
+                    .sum()
+            })
+            .collect();
         for k in 0..n {
             self.mean[k] = old[k] + self.sigma * yw[k];
         }
@@ -317,7 +360,9 @@ impl Run {
         }
         self.gen += 1;
         let ps_norm = self.ps.iter().map(|v| v * v).sum::<f64>().sqrt();
-        let hsig = ps_norm / (1.0 - (1.0 - self.cs).powi(2 * self.gen.min(1 << 20) as i32)).sqrt() / self.chi_n
+        let hsig = ps_norm
+            / (1.0 - (1.0 - self.cs).powi(2 * self.gen.min(1 << 20) as i32)).sqrt()
+            / self.chi_n
             < 1.4 + 2.0 / (n as f64 + 1.0);
         let hs = if hsig { 1.0 } else { 0.0 };
         let ac = (self.cc * (2.0 - self.cc) * self.mueff).sqrt();
@@ -338,16 +383,20 @@ impl Run {
             })
             .collect();
         let sum_w: f64 = self.weights.iter().sum();
-        let keep = 1.0 - self.c1 - self.cmu * sum_w + (1.0 - hs) * self.c1 * self.cc * (2.0 - self.cc);
+        let keep =
+            1.0 - self.c1 - self.cmu * sum_w + (1.0 - hs) * self.c1 * self.cc * (2.0 - self.cc);
         for i in 0..n {
             for j in 0..=i {
                 let rank_mu: f64 = ys.iter().zip(&wo).map(|(y, w)| w * y[i] * y[j]).sum();
-                let v = keep * self.c[i][j] + self.c1 * self.pc[i] * self.pc[j] + self.cmu * rank_mu;
+                let v =
+                    keep * self.c[i][j] + self.c1 * self.pc[i] * self.pc[j] + self.cmu * rank_mu;
                 self.c[i][j] = v;
                 self.c[j][i] = v;
             }
         }
-        self.sigma *= ((self.cs / self.ds) * (ps_norm / self.chi_n - 1.0)).min(1.0).exp();
+        self.sigma *= ((self.cs / self.ds) * (ps_norm / self.chi_n - 1.0))
+            .min(1.0)
+            .exp();
         let (vals, vecs) = jacobi_eigen(&self.c);
         self.d = vals.iter().map(|v| v.max(1e-300).sqrt()).collect();
         self.b = vecs;
@@ -356,8 +405,12 @@ impl Run {
     /// C^(-1/2) y = B D⁻¹ Bᵀ y.
     fn inv_sqrt(&self, y: &[f64]) -> Vec<f64> {
         let n = self.n;
-        let bty: Vec<f64> = (0..n).map(|k| (0..n).map(|i| self.b[i][k] * y[i]).sum::<f64>() / self.d[k]).collect();
-        (0..n).map(|i| (0..n).map(|k| self.b[i][k] * bty[k]).sum()).collect()
+        let bty: Vec<f64> = (0..n)
+            .map(|k| (0..n).map(|i| self.b[i][k] * y[i]).sum::<f64>() / self.d[k])
+            .collect();
+        (0..n)
+            .map(|i| (0..n).map(|k| self.b[i][k] * bty[k]).sum())
+            .collect()
     }
 
     fn should_restart(&self, losses: &[Option<f64>], settings: &[String]) -> bool {
@@ -374,7 +427,11 @@ impl Run {
         }
         let finite: Vec<f64> = losses.iter().flatten().copied().collect();
         if finite.len() == losses.len() {
-            let (lo, hi) = finite.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+            let (lo, hi) = finite
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
             if hi - lo <= TOL_FUN * lo.abs().max(1.0) {
                 return true;
             }
@@ -382,7 +439,10 @@ impl Run {
         let window = 10 + (30.0 * self.n as f64 / self.lambda as f64).ceil() as usize;
         if self.best.len() > window {
             let recent = &self.best[self.best.len() - window..];
-            let before = self.best[..self.best.len() - window].iter().copied().fold(f64::INFINITY, f64::min);
+            let before = self.best[..self.best.len() - window]
+                .iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min);
             let now = recent.iter().copied().fold(f64::INFINITY, f64::min);
             if now >= before {
                 return true;
@@ -397,9 +457,14 @@ impl Run {
 fn jacobi_eigen(m: &[Vec<f64>]) -> (Vec<f64>, Vec<Vec<f64>>) {
     let n = m.len();
     let mut a: Vec<Vec<f64>> = m.to_vec();
-    let mut v: Vec<Vec<f64>> = (0..n).map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect()).collect();
+    let mut v: Vec<Vec<f64>> = (0..n)
+        .map(|i| (0..n).map(|j| if i == j { 1.0 } else { 0.0 }).collect())
+        .collect();
     for _sweep in 0..100 {
-        let off: f64 = (0..n).flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j))).map(|(i, j)| a[i][j] * a[i][j]).sum();
+        let off: f64 = (0..n)
+            .flat_map(|i| (0..n).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i][j] * a[i][j])
+            .sum();
         let diag: f64 = (0..n).map(|i| a[i][i] * a[i][i]).sum();
         if off <= 1e-30 * diag || off == 0.0 {
             break;
@@ -441,7 +506,11 @@ mod tests {
 
     #[test]
     fn jacobi_reconstructs_the_matrix() {
-        let m = vec![vec![4.0, 1.0, 0.5], vec![1.0, 3.0, 0.2], vec![0.5, 0.2, 1.0]];
+        let m = vec![
+            vec![4.0, 1.0, 0.5],
+            vec![1.0, 3.0, 0.2],
+            vec![0.5, 0.2, 1.0],
+        ];
         let (vals, vecs) = jacobi_eigen(&m);
         for i in 0..3 {
             for j in 0..3 {
@@ -459,11 +528,18 @@ mod tests {
         let mut rng = unit::rng(&[1]);
         for _ in 0..150 {
             let xs: Vec<Vec<f64>> = (0..8).map(|_| run.sample(&mut rng)).collect();
-            let ls: Vec<Option<f64>> =
-                xs.iter().map(|x| Some(x.iter().map(|v| (v - 0.3).powi(2)).sum())).collect();
+            let ls: Vec<Option<f64>> = xs
+                .iter()
+                .map(|x| Some(x.iter().map(|v| (v - 0.3).powi(2)).sum()))
+                .collect();
             run.tell(&xs, &ls);
         }
-        let err: f64 = run.mean.iter().map(|v| (v - 0.3).powi(2)).sum::<f64>().sqrt();
+        let err: f64 = run
+            .mean
+            .iter()
+            .map(|v| (v - 0.3).powi(2))
+            .sum::<f64>()
+            .sqrt();
         assert!(err < 1e-6, "{err}");
     }
 }

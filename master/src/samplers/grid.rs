@@ -31,12 +31,18 @@ impl GridSampler {
             })?;
             axes.push((name.clone(), values));
         }
-        let size = axes.iter().map(|(_, v)| v.len() as u64).product::<u64>().max(1);
+        let size = axes
+            .iter()
+            .map(|(_, v)| v.len() as u64)
+            .product::<u64>()
+            .max(1);
         let order = if shuffle {
             if size > MAX_SHUFFLED {
                 return Err(SamplerError::Config {
                     field: "sampler.shuffle".into(),
-                    message: format!("a grid of {size} points is too large to shuffle (max {MAX_SHUFFLED})"),
+                    message: format!(
+                        "a grid of {size} points is too large to shuffle (max {MAX_SHUFFLED})"
+                    ),
                 });
             }
             let mut order: Vec<u64> = (0..size).collect();

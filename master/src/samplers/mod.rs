@@ -63,13 +63,20 @@ pub fn build(study: &Study) -> Result<Box<dyn Sampler>, SamplerError> {
     Ok(match &study.sampler {
         SamplerSpec::Grid { shuffle, seed } => Box::new(GridSampler::new(study, *shuffle, *seed)?),
         SamplerSpec::Random { seed } => Box::new(RandomSampler::new(study, *seed)),
-        SamplerSpec::QuasiRandom { seed, scramble } => Box::new(QuasiRandomSampler::new(study, *seed, *scramble)),
-        SamplerSpec::Tpe { seed, n_startup, n_ei_candidates } => {
-            Box::new(TpeSampler::new(study, *seed, *n_startup, *n_ei_candidates))
+        SamplerSpec::QuasiRandom { seed, scramble } => {
+            Box::new(QuasiRandomSampler::new(study, *seed, *scramble))
         }
-        SamplerSpec::Cmaes { seed, sigma0, popsize, ipop } => {
-            Box::new(CmaesSampler::new(study, *seed, *sigma0, *popsize, *ipop))
-        }
+        SamplerSpec::Tpe {
+            seed,
+            n_startup,
+            n_ei_candidates,
+        } => Box::new(TpeSampler::new(study, *seed, *n_startup, *n_ei_candidates)),
+        SamplerSpec::Cmaes {
+            seed,
+            sigma0,
+            popsize,
+            ipop,
+        } => Box::new(CmaesSampler::new(study, *seed, *sigma0, *popsize, *ipop)),
     })
 }
 
@@ -113,13 +120,34 @@ mod tests {
     fn specs(seed: u64) -> Vec<(String, String)> {
         vec![
             (grid_space().to_string(), r#"{"kind":"grid"}"#.to_string()),
-            (grid_space().to_string(), format!(r#"{{"kind":"grid","shuffle":true,"seed":{seed}}}"#)),
-            (SPACE.to_string(), format!(r#"{{"kind":"random","seed":{seed}}}"#)),
-            (SPACE.to_string(), format!(r#"{{"kind":"quasi_random","seed":{seed}}}"#)),
-            (SPACE.to_string(), format!(r#"{{"kind":"quasi_random","seed":{seed},"scramble":false}}"#)),
-            (SPACE.to_string(), format!(r#"{{"kind":"tpe","seed":{seed},"n_startup":4}}"#)),
-            (SPACE.to_string(), format!(r#"{{"kind":"cmaes","seed":{seed}}}"#)),
-            (SPACE.to_string(), format!(r#"{{"kind":"cmaes","seed":{seed},"sigma0":0.5,"popsize":3}}"#)),
+            (
+                grid_space().to_string(),
+                format!(r#"{{"kind":"grid","shuffle":true,"seed":{seed}}}"#),
+            ),
+            (
+                SPACE.to_string(),
+                format!(r#"{{"kind":"random","seed":{seed}}}"#),
+            ),
+            (
+                SPACE.to_string(),
+                format!(r#"{{"kind":"quasi_random","seed":{seed}}}"#),
+            ),
+            (
+                SPACE.to_string(),
+                format!(r#"{{"kind":"quasi_random","seed":{seed},"scramble":false}}"#),
+            ),
+            (
+                SPACE.to_string(),
+                format!(r#"{{"kind":"tpe","seed":{seed},"n_startup":4}}"#),
+            ),
+            (
+                SPACE.to_string(),
+                format!(r#"{{"kind":"cmaes","seed":{seed}}}"#),
+            ),
+            (
+                SPACE.to_string(),
+                format!(r#"{{"kind":"cmaes","seed":{seed},"sigma0":0.5,"popsize":3}}"#),
+            ),
         ]
     }
 
@@ -136,7 +164,9 @@ mod tests {
 
     fn in_bounds(spec: &ParamSpec, v: &Value) -> bool {
         match spec {
-            ParamSpec::Float { low, high, .. } => v.as_f64().is_some_and(|x| x >= *low && x <= *high),
+            ParamSpec::Float { low, high, .. } => {
+                v.as_f64().is_some_and(|x| x >= *low && x <= *high)
+            }
             ParamSpec::Int { low, high, .. } => v.as_i64().is_some_and(|x| x >= *low && x <= *high),
             ParamSpec::Categorical { choices } => choices.contains(v),
             ParamSpec::Fixed { value } => value == v,
@@ -155,7 +185,11 @@ mod tests {
         Observation {
             config,
             params: params.clone(),
-            status: if diverged { TrialStatus::Diverged } else { TrialStatus::Complete },
+            status: if diverged {
+                TrialStatus::Diverged
+            } else {
+                TrialStatus::Complete
+            },
             loss: (!diverged).then_some(loss),
         }
     }
@@ -188,10 +222,18 @@ mod tests {
                 history.insert(0, observe(done as u64, &calls[done].proposed));
             }
             let done: BTreeSet<u64> = history.iter().map(|o| o.config).collect();
-            let pending: Vec<Params> =
-                calls.iter().filter(|x| !done.contains(&x.config)).map(|x| x.proposed.clone()).collect();
+            let pending: Vec<Params> = calls
+                .iter()
+                .filter(|x| !done.contains(&x.config))
+                .map(|x| x.proposed.clone())
+                .collect();
             let proposed = s.propose(c, &history, &pending);
-            calls.push(Call { config: c, history: history.clone(), pending, proposed });
+            calls.push(Call {
+                config: c,
+                history: history.clone(),
+                pending,
+                proposed,
+            });
         }
         calls
     }
@@ -312,7 +354,10 @@ mod tests {
                 .min_by(|a, b| a.0.total_cmp(&b.0))
                 .unwrap();
             let lr = best.1["lr"].as_f64().unwrap().log10();
-            assert!((lr + 2.5).abs() < 0.5 && best.0 < 0.2, "{kind}: best {best:?}");
+            assert!(
+                (lr + 2.5).abs() < 0.5 && best.0 < 0.2,
+                "{kind}: best {best:?}"
+            );
         }
     }
 
@@ -342,10 +387,17 @@ mod tests {
         let mut best = f64::INFINITY;
         for c in 0..n {
             let p = s.propose(c, &history, &[]);
-            let x: Vec<f64> = (0..dim).map(|i| p[&format!("x{i}")].as_f64().unwrap()).collect();
+            let x: Vec<f64> = (0..dim)
+                .map(|i| p[&format!("x{i}")].as_f64().unwrap())
+                .collect();
             let y = f.evaluate(&x);
             best = best.min(y);
-            history.push(Observation { config: c, params: p, status: TrialStatus::Complete, loss: Some(y) });
+            history.push(Observation {
+                config: c,
+                params: p,
+                status: TrialStatus::Complete,
+                loss: Some(y),
+            });
         }
         best - f.optimum(dim)
     }
@@ -357,7 +409,20 @@ mod tests {
 
     #[test]
     fn tpe_and_cmaes_beat_random_on_branin() {
-        let med = |kind: &str| median((0..5).map(|seed| regret(Function::Branin, 2, &format!(r#"{{"kind":"{kind}","seed":{seed}}}"#), 100)).collect());
+        let med = |kind: &str| {
+            median(
+                (0..5)
+                    .map(|seed| {
+                        regret(
+                            Function::Branin,
+                            2,
+                            &format!(r#"{{"kind":"{kind}","seed":{seed}}}"#),
+                            100,
+                        )
+                    })
+                    .collect(),
+            )
+        };
         let random = med("random");
         let (tpe, cmaes) = (med("tpe"), med("cmaes"));
         assert!(tpe < random / 4.0, "tpe {tpe} vs random {random}");
@@ -367,27 +432,67 @@ mod tests {
     #[test]
     fn cmaes_population_follows_the_sync_batch() {
         let pop = |sampler: &str, mode: &str| {
-            CmaesSampler::new(&function_study(Function::Hartmann6, 6, sampler, mode), 0, 0.25, match &function_study(Function::Hartmann6, 6, sampler, mode).sampler {
-                SamplerSpec::Cmaes { popsize, .. } => *popsize,
-                _ => unreachable!(),
-            }, true)
+            CmaesSampler::new(
+                &function_study(Function::Hartmann6, 6, sampler, mode),
+                0,
+                0.25,
+                match &function_study(Function::Hartmann6, 6, sampler, mode).sampler {
+                    SamplerSpec::Cmaes { popsize, .. } => *popsize,
+                    _ => unreachable!(),
+                },
+                true,
+            )
             .popsize()
         };
         let s = r#"{"kind":"cmaes","seed":0}"#;
         assert_eq!(pop(s, r#"{"kind":"sync","batch":6}"#), 6);
-        assert_eq!(pop(s, r#"{"kind":"sync","batch":1}"#), 9, "4 + floor(3 ln 6)");
+        assert_eq!(
+            pop(s, r#"{"kind":"sync","batch":1}"#),
+            9,
+            "4 + floor(3 ln 6)"
+        );
         assert_eq!(pop(s, r#"{"kind":"async","queue":6}"#), 9);
-        assert_eq!(pop(r#"{"kind":"cmaes","seed":0,"popsize":12}"#, r#"{"kind":"sync","batch":6}"#), 12);
+        assert_eq!(
+            pop(
+                r#"{"kind":"cmaes","seed":0,"popsize":12}"#,
+                r#"{"kind":"sync","batch":6}"#
+            ),
+            12
+        );
     }
 
     #[test]
     fn sampler_specs_parse_with_defaults_and_are_checked() {
         let st = study(SPACE, r#"{"kind":"tpe","seed":1}"#);
-        assert_eq!(st.sampler, SamplerSpec::Tpe { seed: 1, n_startup: 10, n_ei_candidates: 24 });
-        let st = study(SPACE, r#"{"kind":"cmaes","seed":1,"sigma0":0.3,"popsize":null}"#);
-        assert_eq!(st.sampler, SamplerSpec::Cmaes { seed: 1, sigma0: 0.3, popsize: None, ipop: true });
+        assert_eq!(
+            st.sampler,
+            SamplerSpec::Tpe {
+                seed: 1,
+                n_startup: 10,
+                n_ei_candidates: 24
+            }
+        );
+        let st = study(
+            SPACE,
+            r#"{"kind":"cmaes","seed":1,"sigma0":0.3,"popsize":null}"#,
+        );
+        assert_eq!(
+            st.sampler,
+            SamplerSpec::Cmaes {
+                seed: 1,
+                sigma0: 0.3,
+                popsize: None,
+                ipop: true
+            }
+        );
         let st = study(SPACE, r#"{"kind":"quasi_random","seed":1}"#);
-        assert_eq!(st.sampler, SamplerSpec::QuasiRandom { seed: 1, scramble: true });
+        assert_eq!(
+            st.sampler,
+            SamplerSpec::QuasiRandom {
+                seed: 1,
+                scramble: true
+            }
+        );
         assert_eq!(st.sampler.name(), "quasi_random");
         let parse = |sampler: &str| {
             let text = format!(
@@ -395,33 +500,65 @@ mod tests {
                   "objective":{{"metric":"val_error","direction":"minimize"}},
                   "sampler":{sampler},"budget":{{"trials":18}},"trainer":{{"kind":"cnn"}}}}"#
             );
-            hps_common::parse_versioned::<Study>(std::path::Path::new("study.json"), &text).unwrap_err()
+            hps_common::parse_versioned::<Study>(std::path::Path::new("study.json"), &text)
+                .unwrap_err()
         };
         // Serde reports errors inside a tagged enum at `sampler`; the
         // message names the field.
         for (bad, what) in [
-            (r#"{"kind":"tpe","seed":1,"n_startups":3}"#, "unknown field `n_startups`"),
-            (r#"{"kind":"tpe","seed":1,"n_ei_candidates":0}"#, "`n_ei_candidates` must be at least 1"),
-            (r#"{"kind":"cmaes","seed":1,"sigma0":0}"#, "`sigma0` must be in (0, 1]"),
-            (r#"{"kind":"cmaes","seed":1,"sigma0":1.5}"#, "`sigma0` must be in (0, 1]"),
-            (r#"{"kind":"cmaes","seed":1,"popsize":1}"#, "`popsize` must be at least 2"),
-            (r#"{"kind":"quasi_random","seed":1,"scrambled":true}"#, "unknown field `scrambled`"),
+            (
+                r#"{"kind":"tpe","seed":1,"n_startups":3}"#,
+                "unknown field `n_startups`",
+            ),
+            (
+                r#"{"kind":"tpe","seed":1,"n_ei_candidates":0}"#,
+                "`n_ei_candidates` must be at least 1",
+            ),
+            (
+                r#"{"kind":"cmaes","seed":1,"sigma0":0}"#,
+                "`sigma0` must be in (0, 1]",
+            ),
+            (
+                r#"{"kind":"cmaes","seed":1,"sigma0":1.5}"#,
+                "`sigma0` must be in (0, 1]",
+            ),
+            (
+                r#"{"kind":"cmaes","seed":1,"popsize":1}"#,
+                "`popsize` must be at least 2",
+            ),
+            (
+                r#"{"kind":"quasi_random","seed":1,"scrambled":true}"#,
+                "unknown field `scrambled`",
+            ),
             (r#"{"kind":"quasi_random"}"#, "missing field `seed`"),
         ] {
             let e = parse(bad);
-            assert!(e.field() == "sampler" && e.to_string().contains(what), "{bad}: {e} (field {})", e.field());
+            assert!(
+                e.field() == "sampler" && e.to_string().contains(what),
+                "{bad}: {e} (field {})",
+                e.field()
+            );
         }
     }
 
     #[test]
     fn grid_is_the_full_cartesian_product() {
         for shuffle in [false, true] {
-            let st = study(grid_space(), &format!(r#"{{"kind":"grid","shuffle":{shuffle},"seed":3}}"#));
+            let st = study(
+                grid_space(),
+                &format!(r#"{{"kind":"grid","shuffle":{shuffle},"seed":3}}"#),
+            );
             let mut s = build(&st).unwrap();
             let n = st.grid_size().unwrap();
             assert_eq!(n, 3 * 3 * 2);
-            let seen: BTreeSet<String> = (0..n).map(|c| serde_json::to_string(&s.propose(c, &[], &[])).unwrap()).collect();
-            assert_eq!(seen.len() as u64, n, "shuffle={shuffle}: every grid point exactly once");
+            let seen: BTreeSet<String> = (0..n)
+                .map(|c| serde_json::to_string(&s.propose(c, &[], &[])).unwrap())
+                .collect();
+            assert_eq!(
+                seen.len() as u64,
+                n,
+                "shuffle={shuffle}: every grid point exactly once"
+            );
         }
     }
 
@@ -433,7 +570,10 @@ mod tests {
         let p0 = s.propose(0, &[], &[]);
         let p1 = s.propose(1, &[], &[]);
         let p3 = s.propose(3, &[], &[]);
-        assert_eq!((p0["nf"].as_i64(), p1["nf"].as_i64(), p3["nf"].as_i64()), (Some(1), Some(2), Some(1)));
+        assert_eq!(
+            (p0["nf"].as_i64(), p1["nf"].as_i64(), p3["nf"].as_i64()),
+            (Some(1), Some(2), Some(1))
+        );
         assert_eq!(p0["batch_size"], p3["batch_size"]);
         assert_ne!(p0["lr"], p3["lr"]);
         assert_eq!(s.propose(9, &[], &[])["batch_size"], Value::from(32));

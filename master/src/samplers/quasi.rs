@@ -138,7 +138,11 @@ impl Sobol {
                 // digits 0..=i, so the net structure is kept.
                 let rows: Vec<u32> = (0..BITS)
                     .map(|i| {
-                        let below = if i == 0 { 0 } else { rng.random::<u32>() & !(u32::MAX >> i) };
+                        let below = if i == 0 {
+                            0
+                        } else {
+                            rng.random::<u32>() & !(u32::MAX >> i)
+                        };
                         below | (1 << (BITS - 1 - i))
                     })
                     .collect();
@@ -154,7 +158,13 @@ impl Sobol {
                 *sh = rng.random::<u32>();
             }
         }
-        Sobol { v, shift, dim, scrambled: scramble, seed }
+        Sobol {
+            v,
+            shift,
+            dim,
+            scrambled: scramble,
+            seed,
+        }
     }
 
     /// Point `n` of the sequence (of the unscrambled one: point `n + 1`).
@@ -247,11 +257,17 @@ mod tests {
         // intervals of every coordinate, scrambled or not.
         for (scramble, seed) in [(false, 0), (true, 1), (true, 2)] {
             let s = Sobol::new(MAX_DIM, scramble, seed);
-            let pts: Vec<Vec<f64>> = (0..64).map(|n| s.point(if scramble { n } else { n.wrapping_sub(1) })).collect();
+            let pts: Vec<Vec<f64>> = (0..64)
+                .map(|n| s.point(if scramble { n } else { n.wrapping_sub(1) }))
+                .collect();
             for j in 0..MAX_DIM {
                 let mut cells: Vec<usize> = pts.iter().map(|p| (p[j] * 64.0) as usize).collect();
                 cells.sort();
-                assert_eq!(cells, (0..64).collect::<Vec<_>>(), "dim {j} scramble={scramble}");
+                assert_eq!(
+                    cells,
+                    (0..64).collect::<Vec<_>>(),
+                    "dim {j} scramble={scramble}"
+                );
             }
         }
     }
@@ -261,8 +277,10 @@ mod tests {
         // (0, m, 2)-net property of the first two dimensions: 16 points,
         // one in each 4x4 cell.
         let s = Sobol::new(2, true, 7);
-        let mut cells: Vec<(usize, usize)> =
-            (0..16).map(|n| s.point(n)).map(|p| ((p[0] * 4.0) as usize, (p[1] * 4.0) as usize)).collect();
+        let mut cells: Vec<(usize, usize)> = (0..16)
+            .map(|n| s.point(n))
+            .map(|p| ((p[0] * 4.0) as usize, (p[1] * 4.0) as usize))
+            .collect();
         cells.sort();
         cells.dedup();
         assert_eq!(cells.len(), 16);

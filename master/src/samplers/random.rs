@@ -1,6 +1,6 @@
 //! Random search: independent uniform draws in the unit cube.
 
-use hps_common::{Params, ParamSpec, Study};
+use hps_common::{ParamSpec, Params, Study};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -17,7 +17,11 @@ pub struct RandomSampler {
 impl RandomSampler {
     pub fn new(study: &Study, seed: u64) -> Self {
         RandomSampler {
-            space: study.space.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            space: study
+                .space
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             seed,
         }
     }
@@ -45,7 +49,11 @@ impl Sampler for RandomSampler {
         self.space
             .iter()
             .map(|(name, spec)| {
-                let u = if spec.is_searched() { xs.next().unwrap_or(0.0) } else { 0.0 };
+                let u = if spec.is_searched() {
+                    xs.next().unwrap_or(0.0)
+                } else {
+                    0.0
+                };
                 (name.clone(), spec.from_unit(u))
             })
             .collect()

@@ -115,7 +115,9 @@ impl Parzen {
             .iter()
             .enumerate()
             .map(|(j, kind)| match kind {
-                Kind::Numeric => bandwidths(&points.iter().map(|p| p[j]).collect::<Vec<_>>(), n_clip),
+                Kind::Numeric => {
+                    bandwidths(&points.iter().map(|p| p[j]).collect::<Vec<_>>(), n_clip)
+                }
                 Kind::Categorical(_) => Vec::new(),
             })
             .collect();
@@ -156,11 +158,21 @@ impl Parzen {
             .map(|(m, s)| {
                 m.iter()
                     .zip(s)
-                    .map(|(&m, &s)| (s * (2.0 * std::f64::consts::PI).sqrt()).ln() + unit::log_norm_mass(-m / s, (1.0 - m) / s))
+                    .map(|(&m, &s)| {
+                        (s * (2.0 * std::f64::consts::PI).sqrt()).ln()
+                            + unit::log_norm_mass(-m / s, (1.0 - m) / s)
+                    })
                     .collect()
             })
             .collect();
-        Parzen { log_w, mu, sigma, log_norm, cat, kinds: kinds.to_vec() }
+        Parzen {
+            log_w,
+            mu,
+            sigma,
+            log_norm,
+            cat,
+            kinds: kinds.to_vec(),
+        }
     }
 
     fn sample(&self, rng: &mut impl Rng) -> Vec<f64> {
@@ -233,7 +245,9 @@ fn bandwidths(mus: &[f64], n_clip: usize) -> Vec<f64> {
     ends.push(0.0);
     ends.extend(order.iter().map(|&i| mus[i]));
     ends.push(1.0);
-    let mut sorted: Vec<f64> = (1..=n).map(|i| (ends[i] - ends[i - 1]).max(ends[i + 1] - ends[i])).collect();
+    let mut sorted: Vec<f64> = (1..=n)
+        .map(|i| (ends[i] - ends[i - 1]).max(ends[i + 1] - ends[i]))
+        .collect();
     if n >= 2 {
         sorted[0] = ends[2] - ends[1];
         sorted[n - 1] = ends[n] - ends[n - 1];
@@ -288,14 +302,22 @@ impl Sampler for TpeSampler {
         // Split: the best gamma(n) by loss (ties by config) are good; the
         // rest, the lossless and the pending are bad. Each set in trial order.
         let mut ranked: Vec<usize> = (0..pts.len()).filter(|&i| pts[i].loss.is_some()).collect();
-        ranked.sort_by(|&a, &b| cmp_loss(pts[a].loss, pts[b].loss).then(pts[a].config.cmp(&pts[b].config)));
+        ranked.sort_by(|&a, &b| {
+            cmp_loss(pts[a].loss, pts[b].loss).then(pts[a].config.cmp(&pts[b].config))
+        });
         let n_below = gamma(complete).max(1);
         let mut is_below = vec![false; pts.len()];
         for &i in &ranked[..n_below] {
             is_below[i] = true;
         }
-        let below: Vec<&[f64]> = (0..pts.len()).filter(|&i| is_below[i]).map(|i| pts[i].x.as_slice()).collect();
-        let pending_x: Vec<Vec<f64>> = pending.iter().filter_map(|p| self.space.unit_of(p)).collect();
+        let below: Vec<&[f64]> = (0..pts.len())
+            .filter(|&i| is_below[i])
+            .map(|i| pts[i].x.as_slice())
+            .collect();
+        let pending_x: Vec<Vec<f64>> = pending
+            .iter()
+            .filter_map(|p| self.space.unit_of(p))
+            .collect();
         let above: Vec<&[f64]> = (0..pts.len())
             .filter(|&i| !is_below[i])
             .map(|i| pts[i].x.as_slice())
@@ -335,7 +357,10 @@ mod tests {
 
     #[test]
     fn gamma_and_weights_follow_optuna() {
-        assert_eq!((gamma(1), gamma(10), gamma(11), gamma(100), gamma(1000)), (1, 1, 2, 10, 25));
+        assert_eq!(
+            (gamma(1), gamma(10), gamma(11), gamma(100), gamma(1000)),
+            (1, 1, 2, 10, 25)
+        );
         assert_eq!(recency_weights(3), vec![1.0; 3]);
         let w = recency_weights(30);
         assert_eq!(w.len(), 30);

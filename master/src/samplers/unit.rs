@@ -30,8 +30,11 @@ pub struct UnitSpace {
 
 impl UnitSpace {
     pub fn new(study: &Study) -> Self {
-        let params: Vec<(String, ParamSpec)> =
-            study.space.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let params: Vec<(String, ParamSpec)> = study
+            .space
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let searched = params
             .iter()
             .enumerate()
@@ -64,7 +67,11 @@ impl UnitSpace {
         self.params
             .iter()
             .map(|(name, spec)| {
-                let u = if spec.is_searched() { *xs.next().unwrap_or(&0.0) } else { 0.0 };
+                let u = if spec.is_searched() {
+                    *xs.next().unwrap_or(&0.0)
+                } else {
+                    0.0
+                };
                 (name.clone(), spec.from_unit(u))
             })
             .collect()
@@ -97,7 +104,9 @@ fn to_unit(spec: &ParamSpec, v: &Value) -> Option<f64> {
             }
         }
         ParamSpec::Int { low, high, log } => {
-            let v = v.as_i64().or_else(|| v.as_f64().map(|f| f.round() as i64))?;
+            let v = v
+                .as_i64()
+                .or_else(|| v.as_f64().map(|f| f.round() as i64))?;
             let v = v.clamp(*low, *high) as f64;
             if *log {
                 let (a, b) = ((*low as f64 - 0.5).max(0.5).ln(), (*high as f64 + 0.5).ln());
@@ -112,7 +121,13 @@ fn to_unit(spec: &ParamSpec, v: &Value) -> Option<f64> {
             (i as f64 + 0.5) / choices.len() as f64
         }
         ParamSpec::Fixed { .. } => return None,
-        ParamSpec::Transform { offset, scale, base, int, .. } => {
+        ParamSpec::Transform {
+            offset,
+            scale,
+            base,
+            int,
+            ..
+        } => {
             let mut v = v.as_f64()?;
             if *int {
                 // `int` truncates toward zero: aim at the middle of the cell.
@@ -126,7 +141,11 @@ fn to_unit(spec: &ParamSpec, v: &Value) -> Option<f64> {
             ratio(t - offset, *scale)
         }
     };
-    Some(if u.is_finite() { u.clamp(0.0, 1.0) } else { 0.5 })
+    Some(if u.is_finite() {
+        u.clamp(0.0, 1.0)
+    } else {
+        0.5
+    })
 }
 
 fn numbers_equal(a: &Value, b: &Value) -> bool {
@@ -246,15 +265,57 @@ mod tests {
     #[test]
     fn unit_of_inverts_from_unit() {
         let specs = [
-            ParamSpec::Float { low: 1e-4, high: 1.0, log: true, grid: None },
-            ParamSpec::Float { low: -5.0, high: 10.0, log: false, grid: None },
-            ParamSpec::Int { low: 8, high: 64, log: true },
-            ParamSpec::Int { low: 1, high: 3, log: true },
-            ParamSpec::Int { low: -3, high: 7, log: false },
-            ParamSpec::Categorical { choices: vec![16.into(), "a".into(), true.into()] },
-            ParamSpec::Transform { offset: 4.0, scale: 4.0, base: Some(2.0), int: true, grid: None },
-            ParamSpec::Transform { offset: -2.0, scale: 1.5, base: Some(10.0), int: false, grid: None },
-            ParamSpec::Transform { offset: 10.0, scale: 90.0, base: None, int: true, grid: None },
+            ParamSpec::Float {
+                low: 1e-4,
+                high: 1.0,
+                log: true,
+                grid: None,
+            },
+            ParamSpec::Float {
+                low: -5.0,
+                high: 10.0,
+                log: false,
+                grid: None,
+            },
+            ParamSpec::Int {
+                low: 8,
+                high: 64,
+                log: true,
+            },
+            ParamSpec::Int {
+                low: 1,
+                high: 3,
+                log: true,
+            },
+            ParamSpec::Int {
+                low: -3,
+                high: 7,
+                log: false,
+            },
+            ParamSpec::Categorical {
+                choices: vec![16.into(), "a".into(), true.into()],
+            },
+            ParamSpec::Transform {
+                offset: 4.0,
+                scale: 4.0,
+                base: Some(2.0),
+                int: true,
+                grid: None,
+            },
+            ParamSpec::Transform {
+                offset: -2.0,
+                scale: 1.5,
+                base: Some(10.0),
+                int: false,
+                grid: None,
+            },
+            ParamSpec::Transform {
+                offset: 10.0,
+                scale: 90.0,
+                base: None,
+                int: true,
+                grid: None,
+            },
         ];
         for spec in &specs {
             for k in 0..200 {
@@ -264,8 +325,15 @@ mod tests {
                 let again = spec.from_unit(back);
                 match (spec, v.as_f64(), again.as_f64()) {
                     // Continuous values come back up to rounding.
-                    (ParamSpec::Float { .. } | ParamSpec::Transform { int: false, .. }, Some(a), Some(b)) => {
-                        assert!((a - b).abs() <= 1e-12 * a.abs().max(1.0), "{spec:?} u={u}: {a} vs {b}");
+                    (
+                        ParamSpec::Float { .. } | ParamSpec::Transform { int: false, .. },
+                        Some(a),
+                        Some(b),
+                    ) => {
+                        assert!(
+                            (a - b).abs() <= 1e-12 * a.abs().max(1.0),
+                            "{spec:?} u={u}: {a} vs {b}"
+                        );
                         assert!((back - u).abs() < 1e-9, "{spec:?} {u} {back}");
                     }
                     _ => assert_eq!(again, v, "{spec:?} u={u} back={back}"),

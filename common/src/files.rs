@@ -238,10 +238,6 @@ pub fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-pub fn current_version() -> u32 {
-    FORMAT_VERSION
-}
-
 /// Serialize non-finite floats as `null` (JSON has no NaN) and read `null`
 /// back as NaN, so a diverged curve round-trips.
 pub mod nan_as_null {

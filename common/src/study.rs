@@ -330,7 +330,7 @@ impl Study {
         Ok(n)
     }
 
-    /// The `(offset, scale)` of trial seeds: repeat `r` trains with `seed + r`.
+    /// The training seed of repeat `r`: `seed + r`.
     pub fn trial_seed(&self, repeat: u32) -> u64 {
         self.seed.wrapping_add(repeat as u64)
     }

@@ -1,6 +1,6 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -181,9 +181,6 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     "stopped with {} of {} trials proposed and {} results; run the same command to continue",
                     summary.proposed, summary.planned, summary.results
                 );
-            }
-            if shutdown.load(Ordering::SeqCst) && !summary.finished {
-                return Ok(());
             }
             Ok(())
         }

@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use hps_common::files::unix_now;
@@ -15,7 +14,7 @@ use hps_common::{
     Direction, Heartbeat, Mode, SamplerSpec, Study, TrialResult, TrialSetting, TrialStatus,
 };
 use hps_shared_fs::dir::read_json;
-use hps_shared_fs::{Claim, StudyDir, Sub};
+use hps_shared_fs::{Claim, FsError, StudyDir, Sub};
 use serde_json::Value;
 
 /// Output format of `hps-master export`.
@@ -488,41 +487,32 @@ fn list(dir: &StudyDir, sub: Sub) -> Result<Vec<String>> {
         .with_context(|| format!("failed to list `{}`", dir.sub(sub).display()))
 }
 
-fn file_in(dir: &StudyDir, sub: Sub, name: &str) -> PathBuf {
-    dir.sub(sub).join(format!("{name}.json"))
-}
-
-/// Every readable result; corrupt ones are skipped with a warning.
-fn load_results(dir: &StudyDir) -> Result<Vec<TrialResult>> {
+/// Every readable file of `sub`; unreadable ones are skipped with a warning.
+fn load_all<T>(
+    dir: &StudyDir,
+    sub: Sub,
+    read: impl Fn(&str) -> Result<T, FsError>,
+) -> Result<Vec<T>> {
     let mut out = Vec::new();
-    for id in list(dir, Sub::Results)? {
-        match dir.read_result(&id) {
-            Ok(r) => out.push(r),
-            Err(e) => warn_skip(&file_in(dir, Sub::Results, &id), &e),
+    for name in list(dir, sub)? {
+        match read(&name) {
+            Ok(v) => out.push(v),
+            Err(e) => warn_skip(&dir.json_path(sub, &name), &e),
         }
     }
     Ok(out)
+}
+
+fn load_results(dir: &StudyDir) -> Result<Vec<TrialResult>> {
+    load_all(dir, Sub::Results, |id| dir.read_result(id))
 }
 
 fn load_settings(dir: &StudyDir) -> Result<Vec<TrialSetting>> {
-    let mut out = Vec::new();
-    for id in list(dir, Sub::Settings)? {
-        match dir.read_setting(&id) {
-            Ok(s) => out.push(s),
-            Err(e) => warn_skip(&file_in(dir, Sub::Settings, &id), &e),
-        }
-    }
-    Ok(out)
+    load_all(dir, Sub::Settings, |id| dir.read_setting(id))
 }
 
 fn load_heartbeats(dir: &StudyDir) -> Result<Vec<Heartbeat>> {
-    let mut out = Vec::new();
-    for w in list(dir, Sub::Heartbeats)? {
-        match dir.read_heartbeat(&w) {
-            Ok(hb) => out.push(hb),
-            Err(e) => warn_skip(&file_in(dir, Sub::Heartbeats, &w), &e),
-        }
-    }
+    let mut out = load_all(dir, Sub::Heartbeats, |w| dir.read_heartbeat(w))?;
     out.sort_by(|a, b| a.worker.cmp(&b.worker));
     Ok(out)
 }

@@ -248,10 +248,10 @@ impl Master {
     /// quarantine/) when the name is not a valid trial id — one stray file
     /// must not stop the master.
     fn named(&self, sub: Sub, name: &str) -> Option<PathBuf> {
+        let path = self.dir.json_path(sub, name);
         match hps_common::validate_id("trial id", name) {
-            Ok(()) => Some(self.dir.sub(sub).join(format!("{name}.json"))),
+            Ok(()) => Some(path),
             Err(e) => {
-                let path = self.dir.sub(sub).join(format!("{name}.json"));
                 warn!(file = %path.display(), "{e}; moving it to quarantine/");
                 self.quarantine(&path);
                 None
@@ -454,13 +454,13 @@ impl Master {
                         "heartbeats/{w}.json says worker `{}`; moving it to quarantine/",
                         hb.worker
                     );
-                    self.quarantine(&self.dir.sub(Sub::Heartbeats).join(format!("{w}.json")));
+                    self.quarantine(&self.dir.json_path(Sub::Heartbeats, &w));
                 }
                 Err(FsError::Schema(e)) => {
                     // A truncated beat from a crashed writer cannot happen
                     // (atomic writes), so this is real corruption.
                     warn!("{e}; moving it to quarantine/");
-                    self.quarantine(&self.dir.sub(Sub::Heartbeats).join(format!("{w}.json")));
+                    self.quarantine(&self.dir.json_path(Sub::Heartbeats, &w));
                 }
                 Err(e) if is_not_found(&e) => {}
                 Err(e) => debug!("{e}"),

@@ -152,6 +152,12 @@ impl StudyDir {
         read_json(&self.study_path())
     }
 
+    /// `sub/<name>.json`, without checking the name: for messages and for
+    /// moving a badly named file out of the way.
+    pub fn json_path(&self, sub: Sub, name: &str) -> PathBuf {
+        self.sub(sub).join(format!("{name}.json"))
+    }
+
     fn file(&self, sub: Sub, id: &str) -> Result<PathBuf> {
         validate_id("trial id", id).map_err(|e| FsError::BadName {
             dir: self.sub(sub),

@@ -109,13 +109,7 @@ pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummar
     write_heartbeat(&dir, cfg, &Status::default(), 0, "idle");
     let status = Arc::new(Mutex::new(Status::default()));
     let hb_stop = Arc::new(AtomicBool::new(false));
-    let hb = spawn_heartbeat(
-        dir.clone(),
-        cfg.clone(),
-        status.clone(),
-        hb_stop.clone(),
-        shutdown.clone(),
-    );
+    let hb = spawn_heartbeat(dir.clone(), cfg.clone(), status.clone(), hb_stop.clone());
 
     let mut summary = WorkerSummary::default();
     let outcome = (|| -> Result<()> {
@@ -194,7 +188,7 @@ fn open_trainer(cfg: &WorkerConfig, study: &Study) -> Result<Trainer> {
 fn claim_next(dir: &StudyDir, worker: &str) -> Result<Option<Claim>> {
     for id in dir.list(Sub::Pending)? {
         if hps_common::validate_id("trial id", &id).is_err() {
-            let path = dir.sub(Sub::Pending).join(format!("{id}.json"));
+            let path = dir.json_path(Sub::Pending, &id);
             warn!(file = %path.display(), "pending file with an invalid trial id; moving it to quarantine/");
             let _ = dir.quarantine(&path);
             continue;
@@ -516,7 +510,6 @@ fn spawn_heartbeat(
     cfg: WorkerConfig,
     status: Arc<Mutex<Status>>,
     stop: Arc<AtomicBool>,
-    shutdown: Arc<AtomicBool>,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let mut seq = 1u64;
@@ -533,7 +526,6 @@ fn spawn_heartbeat(
             while t.elapsed() < cfg.heartbeat_interval && !stop.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            let _ = &shutdown;
         }
     })
 }

@@ -245,3 +245,37 @@ pub fn trial_log(study: &Path, id: &str) -> TrialLog {
     }
     out
 }
+
+/// Write `study_json` to `<study>.json` beside `study` and create the study
+/// directory from it (see [`init_from_file`]).
+pub fn init_study(study: &Path, study_json: &str) {
+    let file = study.with_extension("json");
+    std::fs::write(&file, study_json).unwrap();
+    init_from_file(study, &file);
+}
+
+/// Create the study directory with the real `hps-master init --study`;
+/// panics with its stderr on failure.
+pub fn init_from_file(study: &Path, file: &Path) {
+    let out = run(
+        &bin("hps-master"),
+        &[
+            "init",
+            study.to_str().unwrap(),
+            "--study",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "hps-master init failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Read and parse `results/<id>.json`; panics with the parse error.
+pub fn read_result(study: &Path, id: &str) -> hps_common::TrialResult {
+    let p = study.join("results").join(format!("{id}.json"));
+    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    hps_common::parse_versioned(&p, &text).unwrap_or_else(|e| panic!("{e}"))
+}

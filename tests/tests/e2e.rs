@@ -5,18 +5,14 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use hps_common::{TrialResult, TrialStatus};
+use hps_common::TrialStatus;
 use hps_tests::{bin, json_stems, run, runs_per_trial, Proc};
 
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
 
-fn read_result(study: &Path, id: &str) -> TrialResult {
-    let p = study.join("results").join(format!("{id}.json"));
-    let text = std::fs::read_to_string(&p).unwrap();
-    hps_common::parse_versioned(&p, &text).unwrap_or_else(|e| panic!("{e}"))
-}
+use hps_tests::read_result;
 
 /// Scenario 6: one master, two workers, a sync study of cnn trials on small
 /// generated IDX data.
@@ -46,20 +42,7 @@ fn cnn_sync_study_with_two_workers() {
         }"#,
     );
     let (m, w) = (bin("hps-master"), bin("hps-worker"));
-    let out = run(
-        &m,
-        &[
-            "init",
-            study.to_str().unwrap(),
-            "--study",
-            study_file.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hps_tests::init_from_file(&study, &study_file);
 
     let s = study.to_str().unwrap();
     let d = data.to_str().unwrap();
@@ -175,20 +158,7 @@ fn stress_1000_trials_8_workers_async() {
         }"#,
     );
     let (m, w) = (bin("hps-master"), bin("hps-worker"));
-    let out = run(
-        &m,
-        &[
-            "init",
-            study.to_str().unwrap(),
-            "--study",
-            study_file.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hps_tests::init_from_file(&study, &study_file);
     let s = study.to_str().unwrap();
     let mut master = Proc::spawn(
         "master",
@@ -373,20 +343,7 @@ fn exec_trainer_runs_the_example_script() {
     write(&study_file, &study.to_string());
     let (m, w) = (bin("hps-master"), bin("hps-worker"));
     let s = tmp.path().join("study");
-    let out = run(
-        &m,
-        &[
-            "init",
-            s.to_str().unwrap(),
-            "--study",
-            study_file.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hps_tests::init_from_file(&s, &study_file);
     let sd = s.to_str().unwrap();
     let mut master = Proc::spawn(
         "master",

@@ -24,27 +24,11 @@ fn init(tmp: &Path, trials: u32, sleep: f64) -> std::path::PathBuf {
             .replace("SLEEP", &sleep.to_string()),
     )
     .unwrap();
-    let out = run(
-        &bin("hps-master"),
-        &[
-            "init",
-            study.to_str().unwrap(),
-            "--study",
-            f.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hps_tests::init_from_file(&study, &f);
     study
 }
 
-fn read_result(study: &Path, id: &str) -> TrialResult {
-    let p = study.join("results").join(format!("{id}.json"));
-    hps_common::parse_versioned(&p, &std::fs::read_to_string(&p).unwrap()).unwrap()
-}
+use hps_tests::read_result;
 
 fn quarantined(study: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(study.join("quarantine"))

@@ -39,6 +39,17 @@ pub struct TrialSetting {
     pub batch: Option<u64>,
     /// The sampler that proposed it.
     pub sampler: String,
+    /// Successive halving / Hyperband: train up to this epoch, then pause
+    /// (checkpoint kept, setting moved to `paused/`) until the master
+    /// promotes the trial with a later `until_epoch` or prunes it. `None`:
+    /// train to `epochs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until_epoch: Option<u32>,
+    /// Epochs after which the master decides whether the trial goes on
+    /// (ASHA rungs, median-rule epochs). The cnn worker waits briefly for
+    /// that decision in `decisions/` before training on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub decide_at: Vec<u32>,
 }
 
 fn one() -> u32 {
@@ -172,6 +183,122 @@ impl Versioned for TrialResult {
     fn validate(&self) -> Result<(), (String, String)> {
         validate_id("trial id", &self.trial_id).map_err(|e| ("trial_id".into(), e.to_string()))
     }
+}
+
+/// One intermediate value of the objective metric: the worker reports
+/// them in `progress/<id>.json`, pruners compare them across trials.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProgressPoint {
+    /// Epoch (cnn) or report step (exec), 1-based.
+    pub step: u32,
+    /// The objective metric at that step; `null` when not finite.
+    #[serde(with = "nan_as_null")]
+    pub value: f64,
+}
+
+/// `progress/<id>.json`: a running trial's intermediate values, rewritten
+/// by its worker after every epoch (cnn) or report (exec).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Progress {
+    pub format_version: u32,
+    pub trial_id: String,
+    pub worker: String,
+    pub attempt: u32,
+    /// The objective metric per step, in step order.
+    pub points: Vec<ProgressPoint>,
+    /// cnn: the per-epoch record so far (kept for a trial pruned while
+    /// paused, whose result the master writes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub curve: Vec<EpochStat>,
+    /// exec: the reports so far.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reports: Vec<serde_json::Map<String, Value>>,
+    pub updated_at_unix: f64,
+}
+
+impl Versioned for Progress {
+    fn validate(&self) -> Result<(), (String, String)> {
+        validate_id("trial id", &self.trial_id).map_err(|e| ("trial_id".into(), e.to_string()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Continue,
+    Stop,
+}
+
+/// `decisions/<id>.json`: the master's latest verdict on a running trial,
+/// written by the pruner after the worker reported `step`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decision {
+    pub format_version: u32,
+    pub trial_id: String,
+    /// The step (epoch) the decision was taken at.
+    pub step: u32,
+    pub action: Action,
+    /// Which pruner decided (`asha`, `median`).
+    pub pruner: String,
+    /// Human-readable why, copied into a pruned trial's `error`.
+    pub reason: String,
+    pub written_at_unix: f64,
+}
+
+impl Versioned for Decision {
+    fn validate(&self) -> Result<(), (String, String)> {
+        validate_id("trial id", &self.trial_id).map_err(|e| ("trial_id".into(), e.to_string()))
+    }
+}
+
+/// The objective metric per epoch of a cnn curve. `val_accuracy` is
+/// derived from `val_error`; test metrics have no per-epoch value.
+pub fn points_from_curve(metric: &str, curve: &[EpochStat]) -> Vec<ProgressPoint> {
+    curve
+        .iter()
+        .filter_map(|s| {
+            let value = match metric {
+                "val_error" => s.val_error,
+                "val_loss" => s.val_loss,
+                "train_loss" => s.train_loss,
+                "val_accuracy" => 1.0 - s.val_error,
+                _ => return None,
+            };
+            Some(ProgressPoint {
+                step: s.epoch,
+                value,
+            })
+        })
+        .collect()
+}
+
+/// The objective metric per report of an exec trainer: the step is the
+/// report's `step` or `epoch` key when it is a positive integer, else its
+/// 1-based line number; reports without a numeric `metric` are skipped.
+pub fn points_from_reports(
+    metric: &str,
+    reports: &[serde_json::Map<String, Value>],
+) -> Vec<ProgressPoint> {
+    let mut out: Vec<ProgressPoint> = Vec::new();
+    for (i, r) in reports.iter().enumerate() {
+        let Some(value) = r.get(metric).and_then(Value::as_f64) else {
+            continue;
+        };
+        let step = ["step", "epoch"]
+            .iter()
+            .find_map(|k| r.get(*k).and_then(Value::as_u64))
+            .filter(|s| *s >= 1 && *s <= u32::MAX as u64)
+            .map(|s| s as u32)
+            .unwrap_or(i as u32 + 1);
+        // A repeated step keeps its latest value.
+        out.retain(|p| p.step != step);
+        out.push(ProgressPoint { step, value });
+    }
+    out.sort_by_key(|p| p.step);
+    out
 }
 
 /// `heartbeats/<worker>.json`, rewritten by each worker every few seconds.

@@ -18,11 +18,14 @@ pub mod study;
 
 pub use error::SchemaError;
 pub use files::{
-    EpochStat, Finished, Heartbeat, MasterLease, Params, TrialResult, TrialSetting, TrialStatus,
+    Action, Decision, EpochStat, Finished, Heartbeat, MasterLease, Params, Progress, ProgressPoint,
+    TrialResult, TrialSetting, TrialStatus,
 };
 pub use ids::{validate_id, IdError};
 pub use space::ParamSpec;
-pub use study::{Budget, CnnDefaults, Direction, Mode, Objective, SamplerSpec, Study, TrainerSpec};
+pub use study::{
+    Budget, CnnDefaults, Direction, Mode, Objective, PrunerSpec, SamplerSpec, Study, TrainerSpec,
+};
 
 /// The version written into, and required of, every file hps reads or writes.
 pub const FORMAT_VERSION: u32 = 1;

@@ -34,7 +34,81 @@ pub struct Study {
     pub budget: Budget,
     #[serde(default)]
     pub mode: Mode,
+    /// Multi-fidelity early stopping; the fidelity is the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pruner: Option<PrunerSpec>,
     pub trainer: TrainerSpec,
+}
+
+/// How trials are stopped early on their intermediate values. Every kind
+/// needs a trainer that reports per epoch (cnn, or exec with reports).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum PrunerSpec {
+    /// Asynchronous successive halving (Li et al. 2018), stopping variant:
+    /// at each rung (`min_epochs * eta^k` epochs) a trial goes on only if
+    /// it is in the top `1/eta` of all trials that reached that rung.
+    Asha {
+        #[serde(default = "one_u32")]
+        min_epochs: u32,
+        #[serde(default = "three")]
+        eta: u32,
+    },
+    /// Sync mode: each batch is one successive-halving bracket. Trials
+    /// pause at each rung; when the whole batch has reached it, the best
+    /// `1/eta` resume from their checkpoints and the rest are pruned.
+    SuccessiveHalving {
+        #[serde(default = "one_u32")]
+        min_epochs: u32,
+        #[serde(default = "three")]
+        eta: u32,
+    },
+    /// Sync mode: successive-halving brackets with Hyperband's sizes
+    /// (Li et al. 2017), cycling from the most to the least aggressive.
+    /// The batch sizes come from the brackets; `mode.batch` is not used.
+    Hyperband {
+        #[serde(default = "one_u32")]
+        min_epochs: u32,
+        #[serde(default = "three")]
+        eta: u32,
+    },
+    /// The median stopping rule (Golovin et al. 2017, as Optuna's
+    /// `MedianPruner`): after `warmup_epochs`, stop a trial whose best
+    /// value so far is worse than the median of the finished trials'
+    /// values at the same epoch, once `startup_trials` have finished.
+    Median {
+        #[serde(default = "one_u32")]
+        warmup_epochs: u32,
+        #[serde(default = "five")]
+        startup_trials: u32,
+    },
+}
+
+fn three() -> u32 {
+    3
+}
+
+fn five() -> u32 {
+    5
+}
+
+impl PrunerSpec {
+    pub fn name(&self) -> &'static str {
+        match self {
+            PrunerSpec::Asha { .. } => "asha",
+            PrunerSpec::SuccessiveHalving { .. } => "successive_halving",
+            PrunerSpec::Hyperband { .. } => "hyperband",
+            PrunerSpec::Median { .. } => "median",
+        }
+    }
+
+    /// Kinds that pause trials and resume them from checkpoints.
+    pub fn pauses(&self) -> bool {
+        matches!(
+            self,
+            PrunerSpec::SuccessiveHalving { .. } | PrunerSpec::Hyperband { .. }
+        )
+    }
 }
 
 fn one_u32() -> u32 {
@@ -336,6 +410,103 @@ impl Study {
     }
 }
 
+impl Study {
+    fn validate_pruner(&self, p: &PrunerSpec) -> Result<(), (String, String)> {
+        let epochs = self.budget.epochs;
+        match *p {
+            PrunerSpec::Asha { min_epochs, eta }
+            | PrunerSpec::SuccessiveHalving { min_epochs, eta }
+            | PrunerSpec::Hyperband { min_epochs, eta } => {
+                if eta < 2 {
+                    return Err((
+                        "pruner.eta".into(),
+                        format!("must be at least 2, got {eta}"),
+                    ));
+                }
+                if min_epochs == 0 || min_epochs >= epochs {
+                    return Err((
+                        "pruner.min_epochs".into(),
+                        format!(
+                            "must be at least 1 and below budget.epochs ({epochs}), got {min_epochs}: \
+                             the first rung is min_epochs, the last budget.epochs"
+                        ),
+                    ));
+                }
+            }
+            PrunerSpec::Median {
+                warmup_epochs,
+                startup_trials,
+            } => {
+                if warmup_epochs == 0 || warmup_epochs >= epochs {
+                    return Err((
+                        "pruner.warmup_epochs".into(),
+                        format!(
+                            "must be at least 1 and below budget.epochs ({epochs}), got {warmup_epochs}"
+                        ),
+                    ));
+                }
+                if startup_trials == 0 {
+                    return Err(("pruner.startup_trials".into(), "must be at least 1".into()));
+                }
+            }
+        }
+        if self.repeats != 1 {
+            return Err((
+                "pruner".into(),
+                format!(
+                    "pruners compare single runs; use `repeats`: 1 (got {})",
+                    self.repeats
+                ),
+            ));
+        }
+        if p.pauses() {
+            if !matches!(self.mode, Mode::Sync { .. }) {
+                return Err((
+                    "pruner.kind".into(),
+                    format!(
+                        "{} needs `mode`: {{\"kind\": \"sync\"}}; use `asha` in async mode",
+                        p.name()
+                    ),
+                ));
+            }
+            if !matches!(self.trainer, TrainerSpec::Cnn { .. }) {
+                return Err((
+                    "pruner.kind".into(),
+                    format!(
+                        "{} pauses trials and resumes them from checkpoints, which only the cnn \
+                         trainer can do; use `asha` or `median` with this trainer",
+                        p.name()
+                    ),
+                ));
+            }
+        }
+        match &self.trainer {
+            TrainerSpec::Function { .. } => Err((
+                "pruner".into(),
+                "the function trainer reports a single value; pruning needs per-epoch values"
+                    .into(),
+            )),
+            TrainerSpec::Cnn { .. } => {
+                let per_epoch = ["val_error", "val_loss", "val_accuracy", "train_loss"];
+                if per_epoch.contains(&self.objective.metric.as_str()) {
+                    Ok(())
+                } else {
+                    Err((
+                        "objective.metric".into(),
+                        format!(
+                            "a pruner compares the objective per epoch, and `{}` has no per-epoch \
+                             value; use one of {}",
+                            self.objective.metric,
+                            per_epoch.join(", ")
+                        ),
+                    ))
+                }
+            }
+            TrainerSpec::Exec(_) => Ok(()),
+        }
+    }
+}
+
 impl Versioned for Study {
     fn validate(&self) -> Result<(), (String, String)> {
         if self.format_version != FORMAT_VERSION {
@@ -395,6 +566,9 @@ impl Versioned for Study {
             }
         }
         self.total_trials()?;
+        if let Some(p) = &self.pruner {
+            self.validate_pruner(p)?;
+        }
         match &self.trainer {
             TrainerSpec::Cnn { .. } => {
                 for name in self.space.keys() {

@@ -3,6 +3,7 @@
 
 pub mod liveness;
 pub mod presets;
+pub mod pruners;
 pub mod report;
 pub mod run;
 pub mod samplers;

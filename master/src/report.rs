@@ -728,6 +728,8 @@ mod tests {
             attempt: 1,
             batch: None,
             sampler: "random".into(),
+            until_epoch: None,
+            decide_at: Vec::new(),
         }
     }
 

@@ -23,6 +23,8 @@ use hps_shared_fs::{detect_remote_fs, FsError, StudyDir, Sub, Waker, WatchMode};
 use tracing::{debug, info, info_span, warn};
 
 use crate::liveness::{Clock, Liveness, SystemClock, Verdict};
+use crate::pruners::halving::{self, Bracket};
+use crate::pruners::{self, rank_key, Curve, Shown, StopRule};
 use crate::samplers::{self, Observation, Sampler};
 
 /// Everything `run` needs, validated by the binary.
@@ -106,6 +108,8 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary> {
             dir.sub(Sub::Results),
             dir.sub(Sub::Pending),
             dir.sub(Sub::Running),
+            dir.sub(Sub::Progress),
+            dir.sub(Sub::Paused),
         ],
         mode,
     );
@@ -158,6 +162,14 @@ struct Master {
     warned_grace: BTreeSet<String>,
     clock: Arc<dyn Clock>,
     pending_count: usize,
+    /// ASHA or the median rule, if the study has one.
+    stop_rule: Option<Box<dyn StopRule>>,
+    /// Successive halving / Hyperband brackets (empty otherwise).
+    brackets: Vec<Bracket>,
+    /// The last step a decision was written for, per running trial.
+    decided: HashMap<String, u32>,
+    /// Intermediate values of every trial with a result.
+    finished_curves: BTreeMap<String, Curve>,
 }
 
 impl Master {
@@ -170,6 +182,18 @@ impl Master {
         clock: Arc<dyn Clock>,
     ) -> Result<Self> {
         let worker_grace = cfg.worker_grace;
+        let shown = Shown {
+            metric: study.objective.metric.clone(),
+            direction: study.objective.direction,
+        };
+        let stop_rule = study
+            .pruner
+            .as_ref()
+            .and_then(|p| pruners::stop_rule(p, shown));
+        let brackets = match (&study.pruner, &study.mode) {
+            (Some(p), Mode::Sync { batch }) => halving::brackets(p, *batch, study.budget.epochs),
+            _ => Vec::new(),
+        };
         let mut m = Master {
             dir,
             study,
@@ -186,8 +210,17 @@ impl Master {
             warned_grace: BTreeSet::new(),
             clock,
             pending_count: 0,
+            stop_rule,
+            brackets,
+            decided: HashMap::new(),
+            finished_curves: BTreeMap::new(),
         };
         m.load_settings()?;
+        for id in m.dir.list(Sub::Decisions)? {
+            if let Ok(Some(d)) = m.dir.read_decision(&id) {
+                m.decided.insert(id, d.step);
+            }
+        }
         if m.dir.is_finished() && m.next_index < m.planned {
             // The budget was raised after the study finished: continue it.
             info!(
@@ -287,9 +320,23 @@ impl Master {
             }
         };
         let batch = match self.study.mode {
+            Mode::Sync { .. } if !self.brackets.is_empty() => {
+                Some(halving::batch_of(&self.brackets, index).0)
+            }
             Mode::Sync { batch } => Some(index / batch as u64),
             Mode::Async { .. } => None,
         };
+        let until_epoch = match batch {
+            Some(b) if !self.brackets.is_empty() => {
+                halving::bracket_of(&self.brackets, b).first_until()
+            }
+            _ => None,
+        };
+        let decide_at = self
+            .stop_rule
+            .as_ref()
+            .map(|r| r.decide_at(self.study.budget.epochs))
+            .unwrap_or_default();
         TrialSetting {
             format_version: FORMAT_VERSION,
             trial_id: trial_id(index),
@@ -303,6 +350,8 @@ impl Master {
             attempt: 1,
             batch,
             sampler: self.sampler.name().to_string(),
+            until_epoch,
+            decide_at,
         }
     }
 
@@ -312,6 +361,7 @@ impl Master {
         // listing in that order never misses a trial in flight.
         let pending: BTreeSet<String> = self.dir.list(Sub::Pending)?.into_iter().collect();
         let running = self.dir.list_running()?;
+        let paused: BTreeSet<String> = self.dir.list(Sub::Paused)?.into_iter().collect();
         let result_ids = self.dir.list(Sub::Results)?;
         self.pending_count = pending.len();
 
@@ -366,6 +416,7 @@ impl Master {
         for id in self.settings.keys() {
             if !pending.contains(id)
                 && !running_ids.contains(id.as_str())
+                && !paused.contains(id)
                 && !self.results.contains_key(id)
             {
                 orphans.insert(id.clone());
@@ -393,8 +444,227 @@ impl Master {
             self.pending_count += 1;
         }
 
+        self.judge_running()?;
+        self.advance_brackets(&paused)?;
         self.propose()?;
         Ok(())
+    }
+
+    /// The objective per step of a finished trial.
+    fn result_points(&self, r: &TrialResult) -> Vec<hps_common::ProgressPoint> {
+        let metric = &self.study.objective.metric;
+        if r.curve.is_empty() {
+            hps_common::files::points_from_reports(metric, &r.reports)
+        } else {
+            hps_common::files::points_from_curve(metric, &r.curve)
+        }
+    }
+
+    /// Stopping rules: judge every running trial that reported one of its
+    /// `decide_at` epochs since the last decision, and write the verdict to
+    /// `decisions/<id>.json` for its worker.
+    fn judge_running(&mut self) -> Result<()> {
+        let Some(rule) = &self.stop_rule else {
+            return Ok(());
+        };
+        let direction = self.study.objective.direction;
+        let mut live: Vec<(String, Curve)> = Vec::new();
+        for id in self.dir.list(Sub::Progress)? {
+            if self.results.contains_key(&id) || self.named(Sub::Progress, &id).is_none() {
+                continue;
+            }
+            match self.dir.read_progress(&id) {
+                Ok(Some(p)) if p.trial_id == id => {
+                    live.push((id, Curve::from_points(&p.points, direction, false)))
+                }
+                Ok(_) => {}
+                Err(FsError::Schema(e)) => {
+                    warn!("{e}; moving it to quarantine/");
+                    self.quarantine(&self.dir.json_path(Sub::Progress, &id));
+                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => debug!("{e}"),
+            }
+        }
+        let mut decisions = Vec::new();
+        for (id, curve) in &live {
+            let Some(last) = curve.last_step() else {
+                continue;
+            };
+            let Some(setting) = self.settings.get(id) else {
+                continue;
+            };
+            let done = self.decided.get(id).copied().unwrap_or(0);
+            let Some(step) = setting
+                .decide_at
+                .iter()
+                .copied()
+                .filter(|s| *s <= last && *s > done)
+                .max()
+            else {
+                continue;
+            };
+            let others: Vec<&Curve> = self
+                .finished_curves
+                .iter()
+                .filter(|(k, _)| *k != id)
+                .map(|(_, c)| c)
+                .chain(live.iter().filter(|(k, _)| k != id).map(|(_, c)| c))
+                .collect();
+            decisions.push((id.clone(), step, rule.decide(curve, step, &others)));
+        }
+        for (id, step, verdict) in decisions {
+            let (action, reason) = match verdict {
+                pruners::Verdict::Continue(r) => (hps_common::Action::Continue, r),
+                pruners::Verdict::Stop(r) => (hps_common::Action::Stop, r),
+            };
+            match action {
+                hps_common::Action::Stop => info!(trial = %id, step, "stop: {reason}"),
+                hps_common::Action::Continue => debug!(trial = %id, step, "continue: {reason}"),
+            }
+            self.dir.write_decision(&hps_common::Decision {
+                format_version: FORMAT_VERSION,
+                trial_id: id.clone(),
+                step,
+                action,
+                pruner: rule.name().to_string(),
+                reason,
+                written_at_unix: unix_now(),
+            })?;
+            self.decided.insert(id, step);
+        }
+        Ok(())
+    }
+
+    /// Successive halving / Hyperband: once no trial of a batch is pending
+    /// or running, promote the best of those paused at the rung and prune
+    /// the rest.
+    fn advance_brackets(&mut self, paused: &BTreeSet<String>) -> Result<()> {
+        if self.brackets.is_empty() || paused.is_empty() {
+            return Ok(());
+        }
+        let mut by_batch: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+        for id in paused {
+            if self.results.contains_key(id) {
+                // Pruned (or finished) and the paused file left behind.
+                self.dir.remove_paused(id)?;
+                continue;
+            }
+            if self.named(Sub::Paused, id).is_none() {
+                continue;
+            }
+            match self.settings.get(id) {
+                Some(s) => by_batch
+                    .entry(s.batch.unwrap_or(0))
+                    .or_default()
+                    .push(id.clone()),
+                None => {
+                    warn!(trial = %id, "paused trial with no record in settings/; moving it to quarantine/");
+                    self.quarantine(&self.dir.json_path(Sub::Paused, id));
+                }
+            }
+        }
+        let direction = self.study.objective.direction;
+        for (b, ids) in by_batch {
+            let in_flight = self.settings.values().any(|s| {
+                s.batch == Some(b)
+                    && !self.results.contains_key(&s.trial_id)
+                    && !paused.contains(&s.trial_id)
+            });
+            if in_flight {
+                continue;
+            }
+            let bracket = halving::bracket_of(&self.brackets, b).clone();
+            // (id, rung index, loss at the rung, paused setting, progress)
+            let mut cands = Vec::new();
+            let mut resumed = false;
+            for id in &ids {
+                let setting = match self.dir.read_paused(id) {
+                    Ok(s) => s,
+                    Err(FsError::Schema(e)) => {
+                        // The orphan rule re-publishes it from settings/.
+                        warn!("{e}; moving it to quarantine/");
+                        self.quarantine(&self.dir.json_path(Sub::Paused, id));
+                        resumed = true;
+                        continue;
+                    }
+                    Err(e) if is_not_found(&e) => continue,
+                    Err(e) => return Err(e.into()),
+                };
+                let progress = self.dir.read_progress(id).ok().flatten();
+                let done = progress
+                    .as_ref()
+                    .and_then(|p| p.points.last().map(|q| q.step))
+                    .unwrap_or(0);
+                if setting.until_epoch.is_some_and(|u| done < u) {
+                    // Promoted before a crash, not yet renamed into pending/.
+                    self.dir.promote(&setting)?;
+                    resumed = true;
+                    continue;
+                }
+                let k = bracket
+                    .rungs
+                    .iter()
+                    .position(|r| *r >= done)
+                    .unwrap_or(bracket.rungs.len() - 1);
+                let loss = progress
+                    .as_ref()
+                    .map(|p| Curve::from_points(&p.points, direction, false))
+                    .and_then(|c| c.values.get(&done).copied())
+                    .unwrap_or(f64::INFINITY);
+                cands.push((id.clone(), k, loss, setting, progress));
+            }
+            if resumed || cands.is_empty() {
+                continue;
+            }
+            let k = cands.iter().map(|c| c.1).min().unwrap_or(0);
+            cands.retain(|c| c.1 == k);
+            cands.sort_by(|a, b| rank_key(a.2).total_cmp(&rank_key(b.2)).then(a.0.cmp(&b.0)));
+            let keep = bracket.keep_after(k);
+            let n = cands.len();
+            let rung = bracket.rungs[k];
+            let shown = Shown {
+                metric: self.study.objective.metric.clone(),
+                direction,
+            };
+            for (rank, (id, _, loss, mut setting, progress)) in cands.into_iter().enumerate() {
+                let what = format!(
+                    "{} at epoch {rung} ranks {} of {n} in batch {b}; the best {keep} go on",
+                    shown.value(loss),
+                    rank + 1
+                );
+                if rank < keep && loss.is_finite() {
+                    setting.until_epoch = bracket.until_after(k);
+                    info!(trial = %id, until_epoch = ?setting.until_epoch, "promoted: {what}");
+                    self.dir.record_setting(&setting)?;
+                    self.dir.promote(&setting)?;
+                    self.settings.insert(id, setting);
+                    self.pending_count += 1;
+                } else {
+                    let reason = format!("pruned by {}: {what}", self.pruner_name());
+                    info!(trial = %id, "{reason}");
+                    let r = pruned_result(&setting, progress.as_ref(), reason);
+                    if self.dir.submit_result(&r)? {
+                        self.accept(r);
+                    }
+                    self.dir.remove_paused(&id)?;
+                    let ckpt = self.dir.checkpoint_dir(&id)?;
+                    if ckpt.exists() {
+                        if let Err(e) = std::fs::remove_dir_all(&ckpt) {
+                            warn!(
+                                "failed to remove the checkpoint `{}` of a pruned trial: {e}",
+                                ckpt.display()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn pruner_name(&self) -> &'static str {
+        self.study.pruner.as_ref().map_or("", |p| p.name())
     }
 
     fn accept(&mut self, r: TrialResult) {
@@ -424,6 +694,19 @@ impl Master {
                 loss,
             });
         }
+        let complete = r.status == TrialStatus::Complete;
+        let curve = Curve::from_points(
+            &self.result_points(&r),
+            self.study.objective.direction,
+            complete,
+        );
+        if self.study.pruner.is_some() {
+            if let Err(e) = self.dir.clear_trial_state(&r.trial_id) {
+                debug!("{e}");
+            }
+            self.finished_curves.insert(r.trial_id.clone(), curve);
+        }
+        self.decided.remove(&r.trial_id);
         self.results.insert(r.trial_id.clone(), r);
     }
 
@@ -521,7 +804,14 @@ impl Master {
             Mode::Sync { batch } => {
                 // Scenario 6: the next batch only once every result is in.
                 if self.settings.keys().all(|id| self.results.contains_key(id)) {
-                    (batch as u64).min(remaining)
+                    let size = if self.brackets.is_empty() {
+                        batch as u64
+                    } else {
+                        let (b, start) = halving::batch_of(&self.brackets, self.next_index);
+                        let size = halving::bracket_of(&self.brackets, b).size as u64;
+                        start + size - self.next_index
+                    };
+                    size.min(remaining)
                 } else {
                     0
                 }
@@ -585,6 +875,45 @@ impl Master {
             finished,
         }
     }
+}
+
+/// The result the master writes for a trial it prunes while paused: the
+/// partial curve from its progress file, metrics at the best epoch so far.
+fn pruned_result(
+    s: &TrialSetting,
+    progress: Option<&hps_common::Progress>,
+    reason: String,
+) -> TrialResult {
+    let worker = progress.map_or("", |p| p.worker.as_str());
+    let mut r = TrialResult::for_setting(s, worker, "");
+    r.status = TrialStatus::Pruned;
+    r.error = Some(reason);
+    if let Some(p) = progress {
+        r.curve = p.curve.clone();
+        r.reports = p.reports.clone();
+        r.epochs_completed = p.points.len() as u32;
+    }
+    let best = r
+        .curve
+        .iter()
+        .filter(|e| e.val_loss.is_finite())
+        .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss));
+    if let Some(e) = best {
+        r.best_epoch = Some(e.epoch);
+        r.metrics.insert("val_loss".into(), e.val_loss);
+        r.metrics.insert("val_error".into(), e.val_error);
+        r.metrics.insert("val_accuracy".into(), 1.0 - e.val_error);
+        if e.train_loss.is_finite() {
+            r.metrics.insert("train_loss".into(), e.train_loss);
+        }
+    }
+    if let Some(last) = r.curve.last() {
+        r.wall_time_s = last.elapsed_s;
+        if last.val_error.is_finite() {
+            r.metrics.insert("last_val_error".into(), last.val_error);
+        }
+    }
+    r
 }
 
 fn lost_result(s: &TrialSetting, worker: &str, attempts: u32) -> TrialResult {

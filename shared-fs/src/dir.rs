@@ -12,6 +12,9 @@
 //! DIR/logs/<id>.log               per-trial log: the seed's stat lines
 //! DIR/quarantine/                 corrupt files moved out of the way
 //! DIR/checkpoints/<id>/           per-epoch trainer state of unfinished trials
+//! DIR/progress/<id>.json          a running trial's intermediate values (pruners)
+//! DIR/decisions/<id>.json         the master's continue/stop verdict on a trial
+//! DIR/paused/<id>.json            a trial parked at a successive-halving rung
 //! ```
 
 use std::fs;
@@ -19,8 +22,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use hps_common::{
-    parse_versioned, to_pretty_json, validate_id, Finished, Heartbeat, MasterLease, Study,
-    TrialResult, TrialSetting, Versioned,
+    parse_versioned, to_pretty_json, validate_id, Decision, Finished, Heartbeat, MasterLease,
+    Progress, Study, TrialResult, TrialSetting, Versioned,
 };
 use serde::de::DeserializeOwned;
 
@@ -38,10 +41,13 @@ pub enum Sub {
     Logs,
     Quarantine,
     Checkpoints,
+    Progress,
+    Decisions,
+    Paused,
 }
 
 impl Sub {
-    pub const ALL: [Sub; 8] = [
+    pub const ALL: [Sub; 11] = [
         Sub::Settings,
         Sub::Pending,
         Sub::Running,
@@ -50,6 +56,9 @@ impl Sub {
         Sub::Logs,
         Sub::Quarantine,
         Sub::Checkpoints,
+        Sub::Progress,
+        Sub::Decisions,
+        Sub::Paused,
     ];
 
     pub fn name(self) -> &'static str {
@@ -62,6 +71,9 @@ impl Sub {
             Sub::Logs => "logs",
             Sub::Quarantine => "quarantine",
             Sub::Checkpoints => "checkpoints",
+            Sub::Progress => "progress",
+            Sub::Decisions => "decisions",
+            Sub::Paused => "paused",
         }
     }
 }
@@ -389,6 +401,82 @@ impl StudyDir {
         }
     }
 
+    // ----- multi-fidelity --------------------------------------------------
+
+    /// Rewrite `progress/<id>.json` (worker, after each epoch or report).
+    pub fn write_progress(&self, p: &Progress) -> Result<()> {
+        write_atomic(&self.file(Sub::Progress, &p.trial_id)?, &to_pretty_json(p))
+    }
+
+    pub fn read_progress(&self, id: &str) -> Result<Option<Progress>> {
+        read_optional(&self.file(Sub::Progress, id)?)
+    }
+
+    /// Rewrite `decisions/<id>.json` (master, after each decision).
+    pub fn write_decision(&self, d: &Decision) -> Result<()> {
+        write_atomic(&self.file(Sub::Decisions, &d.trial_id)?, &to_pretty_json(d))
+    }
+
+    pub fn read_decision(&self, id: &str) -> Result<Option<Decision>> {
+        read_optional(&self.file(Sub::Decisions, id)?)
+    }
+
+    /// Remove a finished trial's progress and decision files (its result
+    /// holds the curve). Missing files are fine.
+    pub fn clear_trial_state(&self, id: &str) -> Result<()> {
+        for sub in [Sub::Progress, Sub::Decisions] {
+            let p = self.file(sub, id)?;
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(FsError::io("remove", p, e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// `paused/<id>.json`.
+    pub fn paused_path(&self, id: &str) -> Result<PathBuf> {
+        self.file(Sub::Paused, id)
+    }
+
+    /// Park a claimed trial that reached its `until_epoch`: `rename` the
+    /// claim to `paused/<id>.json` (its checkpoint stays). `Ok(false)` when
+    /// the claim was taken from us meanwhile (the master presumed us dead).
+    pub fn pause(&self, claim: &Claim) -> Result<bool> {
+        let to = self.paused_path(&claim.trial_id)?;
+        match fs::rename(&claim.path, &to) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(FsError::io("pause", &claim.path, e)),
+        }
+    }
+
+    pub fn read_paused(&self, id: &str) -> Result<TrialSetting> {
+        read_json(&self.paused_path(id)?)
+    }
+
+    /// Resume a paused trial with `setting` (a later `until_epoch`): the
+    /// new setting is written over the paused file, which is then renamed
+    /// into `pending/`. A crash in between leaves the paused file with the
+    /// new setting, and doing it again is harmless.
+    pub fn promote(&self, setting: &TrialSetting) -> Result<()> {
+        let from = self.paused_path(&setting.trial_id)?;
+        write_atomic(&from, &to_pretty_json(setting))?;
+        let to = self.pending_path(&setting.trial_id)?;
+        fs::rename(&from, &to).map_err(|e| FsError::io("promote", &from, e))
+    }
+
+    /// Drop a paused file (its trial has a result now).
+    pub fn remove_paused(&self, id: &str) -> Result<()> {
+        let p = self.paused_path(id)?;
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(FsError::io("remove", p, e)),
+        }
+    }
+
     pub fn write_heartbeat(&self, hb: &Heartbeat) -> Result<()> {
         let p = self.file(Sub::Heartbeats, &hb.worker)?;
         write_atomic(&p, &to_pretty_json(hb))
@@ -508,6 +596,8 @@ mod tests {
             attempt: 1,
             batch: None,
             sampler: "random".into(),
+            until_epoch: None,
+            decide_at: Vec::new(),
         }
     }
 

@@ -60,6 +60,11 @@ fn value_text(v: &Value) -> String {
 /// Run one trial. `trial_dir` holds the params, report and result files
 /// (it is the trial's checkpoint directory, kept across re-queues);
 /// `study_dir` is the default working directory.
+///
+/// While the command runs, `monitor` is called every [`MONITOR_EVERY`]
+/// with the complete report lines so far and whether they changed since
+/// the last call; when it returns `Some(reason)` the command's process
+/// group is killed and the trial ends `pruned` with that reason.
 pub fn run(
     spec: &ExecSpec,
     setting: &TrialSetting,
@@ -67,6 +72,7 @@ pub fn run(
     trial_dir: &Path,
     log: &mut File,
     should_stop: &dyn Fn() -> bool,
+    monitor: &mut dyn FnMut(&[serde_json::Map<String, Value>], bool) -> Option<String>,
 ) -> ExecOutcome {
     if let Err(e) = std::fs::create_dir_all(trial_dir) {
         return failed(
@@ -210,14 +216,24 @@ pub fn run(
     let started = Instant::now();
     let timeout = spec.timeout_s.map(Duration::from_secs_f64);
     let mut stopped_by: Option<&'static str> = None;
+    let mut pruned: Option<String> = None;
+    let mut watched = ReportWatch::default();
+    let mut last_monitor = Instant::now();
     let status = loop {
         match child.try_wait() {
             Ok(Some(st)) => break Some(st),
             Ok(None) => {}
             Err(_) => break None,
         }
+        if last_monitor.elapsed() >= MONITOR_EVERY {
+            last_monitor = Instant::now();
+            let changed = watched.refresh(&report_file);
+            pruned = monitor(&watched.reports, changed);
+        }
         if should_stop() {
             stopped_by = Some("preemption");
+        } else if pruned.is_some() {
+            stopped_by = Some("pruner");
         } else if timeout.is_some_and(|t| started.elapsed() >= t) {
             stopped_by = Some("timeout");
         }
@@ -244,6 +260,14 @@ pub fn run(
     };
     match stopped_by {
         Some("preemption") => return ExecOutcome::Interrupted,
+        Some("pruner") => {
+            return ExecOutcome::Done {
+                status: TrialStatus::Pruned,
+                metrics: BTreeMap::new(),
+                reports,
+                error: pruned,
+            }
+        }
         Some(_) => {
             return failed(
                 format!(
@@ -309,6 +333,45 @@ fn kill_group(pid: u32, child: &mut std::process::Child) {
     }
     // SAFETY: as above; whatever is left of the group.
     unsafe { libc::kill(-pgid, libc::SIGKILL) };
+}
+
+/// How often a running command's report file is looked at.
+pub const MONITOR_EVERY: Duration = Duration::from_millis(200);
+
+/// The complete lines of a report file that is still being appended to.
+#[derive(Default)]
+struct ReportWatch {
+    len: u64,
+    reports: Vec<serde_json::Map<String, Value>>,
+}
+
+impl ReportWatch {
+    /// Re-read the file if its size changed; true when reports changed.
+    fn refresh(&mut self, path: &Path) -> bool {
+        let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+        if len == self.len {
+            return false;
+        }
+        self.len = len;
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return false;
+        };
+        // A line still being written (no newline yet) waits for the next look.
+        let complete = match text.rfind('\n') {
+            Some(i) => &text[..=i],
+            None => "",
+        };
+        let reports: Vec<_> = complete
+            .lines()
+            .filter_map(|l| match serde_json::from_str::<Value>(l) {
+                Ok(Value::Object(m)) => Some(m),
+                _ => None,
+            })
+            .collect();
+        let changed = reports != self.reports;
+        self.reports = reports;
+        changed
+    }
 }
 
 fn read_reports(path: &PathBuf) -> Vec<serde_json::Map<String, Value>> {
@@ -394,6 +457,8 @@ mod tests {
             attempt: 1,
             batch: None,
             sampler: "grid".into(),
+            until_epoch: None,
+            decide_at: Vec::new(),
         }
     }
 
@@ -419,6 +484,7 @@ mod tests {
             &tmp.path().join("trial"),
             &mut log,
             &|| false,
+            &mut |_, _| None,
         );
         (out, std::fs::read_to_string(log_path).unwrap())
     }
@@ -504,6 +570,7 @@ mod tests {
             &tmp.path().join("trial"),
             &mut log,
             &|| false,
+            &mut |_, _| None,
         );
         assert!(!pwned.exists(), "the payload ran a command");
         assert!(!tmp.path().join("trial/also-pwned").exists());
@@ -527,6 +594,7 @@ mod tests {
             &tmp.path().join("trial"),
             &mut log,
             &|| t.elapsed() > Duration::from_millis(200),
+            &mut |_, _| None,
         );
         assert_eq!(out, ExecOutcome::Interrupted);
         assert!(t.elapsed() < Duration::from_secs(10));

@@ -5,4 +5,5 @@ pub mod cnn;
 pub mod device;
 pub mod exec;
 pub mod function;
+pub mod progress;
 pub mod runner;

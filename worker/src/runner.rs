@@ -16,10 +16,11 @@ use hps_shared_fs::dir::{hostname, is_not_found};
 use hps_shared_fs::{detect_remote_fs, Claim, StudyDir, Sub, Waker, WatchMode};
 use tracing::{error, info, info_span, warn};
 
-use crate::cnn::{self, CnnConfig, Dataset, TrainError};
+use crate::cnn::{self, CnnConfig, Dataset, EpochControl, TrainError};
 use crate::device::DeviceSpec;
 use crate::exec::ExecOutcome;
 use crate::function::{self, FunctionOutcome};
+use crate::progress::Reporter;
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -261,6 +262,15 @@ fn run_claim(
     let started = Instant::now();
     let should_stop = || shutdown.load(Ordering::SeqCst);
     let mut result = base_result(&setting, cfg);
+    let mut reporter = Reporter::new(
+        dir,
+        &setting,
+        &cfg.id,
+        &study.objective.metric,
+        study.pruner.is_some(),
+    );
+    // Successive halving: where this run pauses.
+    let until = setting.until_epoch.filter(|u| *u < setting.epochs);
     match trainer {
         Trainer::Cnn {
             data,
@@ -284,7 +294,12 @@ fn run_claim(
                     if let Some(done) = cnn::checkpoint_epochs(&ckpt, &cc, data) {
                         info!(epochs_done = done, "resuming from checkpoint");
                         let _ = writeln!(log, "# resuming from the checkpoint after epoch {done}");
+                        if until.is_some_and(|u| done >= u) {
+                            // Published again (orphan rule) after it had paused.
+                            return pause(dir, claim, &setting, done, &mut log, status);
+                        }
                     }
+                    let mut stop_reason: Option<String> = None;
                     let mut on_epoch = |s: &hps_common::EpochStat| {
                         let _ = writeln!(
                             log,
@@ -300,15 +315,30 @@ fn run_claim(
                             "epoch"
                         );
                         status.lock().unwrap().epoch = Some(s.epoch);
+                        reporter.epoch(s);
+                        if until.is_some_and(|u| s.epoch >= u) {
+                            return EpochControl::Pause;
+                        }
+                        if setting.decide_at.contains(&s.epoch) {
+                            reporter.wait_decision(s.epoch, &should_stop);
+                        }
+                        match reporter.stop_requested(s.epoch) {
+                            Some(why) => {
+                                stop_reason = Some(why);
+                                EpochControl::Stop
+                            }
+                            None => EpochControl::Continue,
+                        }
                     };
-                    match cnn::train_with_checkpoints(
+                    let trained = cnn::train_controlled(
                         &cc,
                         data,
                         device,
                         Some(&ckpt),
                         &mut on_epoch,
                         &should_stop,
-                    ) {
+                    );
+                    match trained {
                         Ok(out) => {
                             result.status = out.status;
                             result.curve = out.curve;
@@ -316,6 +346,15 @@ fn run_claim(
                             result.metrics = out.metrics;
                             result.epochs_completed = out.epochs_completed;
                             result.error = out.error;
+                            if let (Some(why), TrialStatus::Complete) = (stop_reason, result.status)
+                            {
+                                info!("{why}");
+                                result.status = TrialStatus::Pruned;
+                                result.error = Some(why);
+                            }
+                        }
+                        Err(TrainError::Paused(epoch)) => {
+                            return pause(dir, claim, &setting, epoch, &mut log, status)
                         }
                         // Preempted: the last epoch's checkpoint stays for whoever runs it next.
                         Err(TrainError::Interrupted) => return release(dir, claim, &setting),
@@ -343,6 +382,15 @@ fn run_claim(
         }
         Trainer::Exec(spec) => {
             let trial_dir = dir.checkpoint_dir(&setting.trial_id)?;
+            let mut monitor = |reports: &[serde_json::Map<String, serde_json::Value>],
+                               changed: bool| {
+                if changed {
+                    reporter.reports(reports);
+                }
+                reporter
+                    .last_step()
+                    .and_then(|s| reporter.stop_requested(s))
+            };
             match crate::exec::run(
                 spec,
                 &setting,
@@ -350,6 +398,7 @@ fn run_claim(
                 &trial_dir,
                 &mut log,
                 &should_stop,
+                &mut monitor,
             ) {
                 ExecOutcome::Done {
                     status,
@@ -432,6 +481,33 @@ fn run_claim(
                 );
             }
         }
+    }
+    *status.lock().unwrap() = Status::default();
+    Ok(true)
+}
+
+/// Successive halving: the trial reached its `until_epoch`. Park it in
+/// `paused/` with its checkpoint; the master promotes or prunes it.
+fn pause(
+    dir: &StudyDir,
+    claim: &Claim,
+    setting: &TrialSetting,
+    epoch: u32,
+    log: &mut std::fs::File,
+    status: &Mutex<Status>,
+) -> Result<bool> {
+    if dir.pause(claim)? {
+        info!(
+            epoch,
+            "paused at a rung; waiting for the master to promote or prune it"
+        );
+        let _ = writeln!(
+            log,
+            "# paused after epoch {epoch} (until_epoch {:?})",
+            setting.until_epoch
+        );
+    } else {
+        info!("paused, but the master had already re-queued the trial");
     }
     *status.lock().unwrap() = Status::default();
     Ok(true)

@@ -228,6 +228,9 @@ pub enum TrainError {
     /// `should_stop` returned true.
     #[error("training interrupted")]
     Interrupted,
+    /// `on_epoch` asked to pause; that epoch's checkpoint is in place.
+    #[error("training paused after epoch {0}")]
+    Paused(u32),
     /// A checkpoint could not be written (e.g. the disk is full, or the
     /// checkpoint directory is not a directory); `path` is the file or
     /// directory that failed.
@@ -423,6 +426,37 @@ pub fn train_with_checkpoints(
     device: &Device,
     checkpoint_dir: Option<&Path>,
     on_epoch: &mut dyn FnMut(&EpochStat),
+    should_stop: &dyn Fn() -> bool,
+) -> Result<CnnOutcome, TrainError> {
+    let mut control = |s: &EpochStat| {
+        on_epoch(s);
+        EpochControl::Continue
+    };
+    train_controlled(cfg, data, device, checkpoint_dir, &mut control, should_stop)
+}
+
+/// What the caller of [`train_controlled`] wants after an epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EpochControl {
+    Continue,
+    /// End training after this epoch, as a time limit would: the outcome
+    /// has the curve so far and metrics (test ones included) at the best
+    /// epoch so far. Pruners use it.
+    Stop,
+    /// Return [`TrainError::Paused`]; the epoch's checkpoint is already
+    /// saved, so a later run with the same checkpoint directory goes on
+    /// from the next epoch (successive halving's promotion).
+    Pause,
+}
+
+/// [`train_with_checkpoints`] whose `on_epoch` decides, after every epoch,
+/// whether training goes on, stops there or pauses.
+pub fn train_controlled(
+    cfg: &CnnConfig,
+    data: &Dataset,
+    device: &Device,
+    checkpoint_dir: Option<&Path>,
+    on_epoch: &mut dyn FnMut(&EpochStat) -> EpochControl,
     should_stop: &dyn Fn() -> bool,
 ) -> Result<CnnOutcome, TrainError> {
     check_sizes(cfg, data, device)?;
@@ -645,9 +679,15 @@ pub fn train_with_checkpoints(
         if let Some(dir) = checkpoint_dir {
             base_crc32 = checkpoint::save(dir, &fingerprint, &run, &opt)?;
         }
-        on_epoch(&stat);
+        let control = on_epoch(&stat);
         if run.error.is_some() || run.stopped_by_time_limit {
             break;
+        }
+        match control {
+            EpochControl::Continue => {}
+            EpochControl::Stop => break,
+            EpochControl::Pause if epoch < cfg.epochs => return Err(TrainError::Paused(epoch)),
+            EpochControl::Pause => {}
         }
     }
     run.finish(&test_x, &test_y, should_stop)

@@ -1,0 +1,131 @@
+//! Multi-fidelity pruners: which trials stop early, judged on their
+//! intermediate values (the objective per epoch).
+//!
+//! Two families, both rebuilt from the study directory on every scan, so a
+//! restarted master takes the same decisions:
+//!
+//! - **Stopping rules** ([`StopRule`]: ASHA, the median rule) look at a
+//!   running trial when it reports one of its `decide_at` epochs and answer
+//!   continue or stop; the master writes the answer to `decisions/<id>.json`
+//!   and the worker acts on it at its next epoch boundary. The trial never
+//!   leaves its worker.
+//! - **Brackets** ([`halving`]: successive halving, Hyperband) work in sync
+//!   mode: trials train to a rung, pause (checkpoint kept), and once the
+//!   whole batch has reached the rung the best `1/eta` are promoted and
+//!   resume from their checkpoints; the rest are pruned.
+//!
+//! Values are *losses*: the master negates maximised metrics before they
+//! get here, and a non-finite value counts as the worst.
+
+pub mod asha;
+pub mod halving;
+pub mod median;
+
+use std::collections::BTreeMap;
+
+use hps_common::{Direction, PrunerSpec};
+
+/// The intermediate values of one trial, as losses (lower is better).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Curve {
+    /// Step (epoch) → loss; non-finite values are stored as `+inf`.
+    pub values: BTreeMap<u32, f64>,
+    /// The trial completed (not pruned, failed or still running).
+    pub complete: bool,
+}
+
+impl Curve {
+    pub fn from_points(
+        points: &[hps_common::ProgressPoint],
+        direction: Direction,
+        complete: bool,
+    ) -> Self {
+        let values = points
+            .iter()
+            .map(|p| {
+                let v = match direction {
+                    Direction::Minimize => p.value,
+                    Direction::Maximize => -p.value,
+                };
+                (p.step, if v.is_finite() { v } else { f64::INFINITY })
+            })
+            .collect();
+        Curve { values, complete }
+    }
+
+    pub fn last_step(&self) -> Option<u32> {
+        self.values.keys().next_back().copied()
+    }
+
+    /// The best value at or before `step`.
+    pub fn best_until(&self, step: u32) -> Option<f64> {
+        self.values
+            .range(..=step)
+            .map(|(_, v)| *v)
+            .fold(None, |acc, v| Some(acc.map_or(v, |a: f64| a.min(v))))
+    }
+}
+
+/// The verdict of a stopping rule, with the reason written to the
+/// decision file (and into a pruned trial's result).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Continue(String),
+    Stop(String),
+}
+
+/// How a metric value is shown in reasons: in the user's sign.
+#[derive(Debug, Clone)]
+pub struct Shown {
+    pub metric: String,
+    pub direction: Direction,
+}
+
+impl Shown {
+    pub fn value(&self, loss: f64) -> String {
+        let v = match self.direction {
+            Direction::Minimize => loss,
+            Direction::Maximize => -loss,
+        };
+        format!("{} {v:.6}", self.metric)
+    }
+}
+
+/// A pruner that decides, trial by trial, whether a running trial goes on.
+pub trait StopRule: Send {
+    fn name(&self) -> &'static str;
+
+    /// The epochs after which a trial of `epochs` epochs is judged.
+    fn decide_at(&self, epochs: u32) -> Vec<u32>;
+
+    /// Judge `trial` at `step` (it has a value there) against `others`, the
+    /// curves of every other trial of the study, finished or running.
+    fn decide(&self, trial: &Curve, step: u32, others: &[&Curve]) -> Verdict;
+}
+
+/// The stopping rule of a study, if its pruner is one.
+pub fn stop_rule(spec: &PrunerSpec, shown: Shown) -> Option<Box<dyn StopRule>> {
+    match *spec {
+        PrunerSpec::Asha { min_epochs, eta } => {
+            Some(Box::new(asha::Asha::new(min_epochs, eta, shown)))
+        }
+        PrunerSpec::Median {
+            warmup_epochs,
+            startup_trials,
+        } => Some(Box::new(median::Median::new(
+            warmup_epochs,
+            startup_trials,
+            shown,
+        ))),
+        PrunerSpec::SuccessiveHalving { .. } | PrunerSpec::Hyperband { .. } => None,
+    }
+}
+
+/// Sort key for ranking losses: a total order with NaN/inf last.
+pub(crate) fn rank_key(v: f64) -> f64 {
+    if v.is_nan() {
+        f64::INFINITY
+    } else {
+        v
+    }
+}

@@ -1,0 +1,245 @@
+//! Multi-fidelity end to end: the real binaries prune trials with ASHA
+//! (exec trainer, stopping decisions) and with successive halving (cnn
+//! trainer, pause at rungs and resume from checkpoints).
+
+use std::time::Duration;
+
+use hps_common::TrialStatus;
+use hps_tests::{bin, init_from_file, json_stems, read_result, run, Proc};
+
+fn python3() -> bool {
+    std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// An exec trainer reports a value per epoch; the second trial is worse
+/// than the first at ASHA's first rung, so the master tells its worker to
+/// stop, the worker kills the script, and the trial ends `pruned` with the
+/// reports it made.
+#[test]
+fn exec_trial_is_pruned_by_asha() {
+    if !python3() {
+        eprintln!("SKIPPED: python3 is not installed");
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let script = tmp.path().join("train.py");
+    std::fs::write(
+        &script,
+        r#"
+import json, os, time
+p = json.load(open(os.environ["HPS_PARAMS_FILE"]))
+x = float(p["params"]["x"])
+epochs = int(os.environ["HPS_EPOCHS"])
+for e in range(1, epochs + 1):
+    time.sleep(0.3)
+    with open(os.environ["HPS_REPORT_FILE"], "a") as f:
+        f.write(json.dumps({"epoch": e, "val_error": x + 1.0 / e}) + "\n")
+json.dump({"val_error": x + 1.0 / epochs}, open(os.environ["HPS_RESULT_FILE"], "w"))
+"#,
+    )
+    .unwrap();
+    let study_file = tmp.path().join("study.json");
+    let study = serde_json::json!({
+        "format_version": 1, "name": "asha-exec",
+        "space": {"x": {"type": "categorical", "choices": [0.1, 0.9, 0.05]}},
+        "objective": {"metric": "val_error", "direction": "minimize"},
+        "sampler": {"kind": "grid"},
+        "budget": {"epochs": 9},
+        "mode": {"kind": "async", "queue": 1},
+        "pruner": {"kind": "asha", "min_epochs": 1, "eta": 3},
+        "trainer": {"kind": "exec", "timeout_s": 120,
+                    "argv": ["python3", script.to_str().unwrap()]}
+    });
+    std::fs::write(&study_file, study.to_string()).unwrap();
+    let s = tmp.path().join("study");
+    init_from_file(&s, &study_file);
+    let sd = s.to_str().unwrap();
+    let (m, w) = (bin("hps-master"), bin("hps-worker"));
+    let mut master = Proc::spawn(
+        "master",
+        &m,
+        &["run", sd, "--rescan", "0.2"],
+        &tmp.path().join("m.log"),
+    );
+    let mut worker = Proc::spawn(
+        "w0",
+        &w,
+        &[sd, "--id", "w0", "--rescan", "0.2"],
+        &tmp.path().join("w.log"),
+    );
+    assert!(
+        master.wait(Duration::from_secs(120)).success(),
+        "{}",
+        master.log_text()
+    );
+    assert!(worker.wait(Duration::from_secs(30)).success());
+
+    let first = read_result(&s, "t000000");
+    assert_eq!(first.status, TrialStatus::Complete, "{:?}", first.error);
+    assert_eq!(first.reports.len(), 9);
+
+    let pruned = read_result(&s, "t000001");
+    assert_eq!(
+        pruned.status,
+        TrialStatus::Pruned,
+        "{:?}\n{}",
+        pruned.error,
+        worker.log_text()
+    );
+    let why = pruned.error.clone().unwrap_or_default();
+    assert!(why.contains("asha") && why.contains("epoch 1"), "{why}");
+    assert!(
+        !pruned.reports.is_empty() && pruned.reports.len() < 9,
+        "the partial curve is kept and the script was stopped early: {} reports",
+        pruned.reports.len()
+    );
+    assert!(pruned.objective.is_none());
+
+    let third = read_result(&s, "t000002");
+    assert_eq!(
+        third.status,
+        TrialStatus::Complete,
+        "better at every rung: {:?}",
+        third.error
+    );
+    // Nothing left behind for finished trials.
+    assert!(json_stems(&s.join("progress")).is_empty());
+    assert!(json_stems(&s.join("decisions")).is_empty());
+
+    let out = run(&m, &["status", sd]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("pruned 1"), "{text}");
+}
+
+/// Successive halving in sync mode: 4 settings to epoch 1, the best 2 to
+/// epoch 2, the best one to epoch 4. Promoted trials resume from their
+/// checkpoints, and the survivor's curve is bit-identical to training the
+/// same setting straight through.
+#[test]
+fn successive_halving_promotes_from_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    hps_worker::cnn::write_idx_dir(&data, 300, 60, 5).unwrap();
+    let study_file = tmp.path().join("study.json");
+    let study = serde_json::json!({
+        "format_version": 1, "name": "sh-cnn",
+        "space": {
+            "lr": {"type": "float", "low": 0.005, "high": 0.3, "log": true},
+            "nf": {"type": "fixed", "value": 3},
+            "batch_size": {"type": "fixed", "value": 32}
+        },
+        "objective": {"metric": "val_error", "direction": "minimize"},
+        "sampler": {"kind": "random", "seed": 4},
+        "budget": {"trials": 4, "epochs": 4},
+        "mode": {"kind": "sync", "batch": 4},
+        "pruner": {"kind": "successive_halving", "min_epochs": 1, "eta": 2},
+        "trainer": {"kind": "cnn", "defaults": {"train_size": 200, "val_size": 100, "test_size": 60}}
+    });
+    std::fs::write(&study_file, study.to_string()).unwrap();
+    let s = tmp.path().join("study");
+    init_from_file(&s, &study_file);
+    let sd = s.to_str().unwrap();
+    let d = data.to_str().unwrap();
+    let (m, w) = (bin("hps-master"), bin("hps-worker"));
+    let mut master = Proc::spawn(
+        "master",
+        &m,
+        &["run", sd, "--rescan", "0.3"],
+        &tmp.path().join("m.log"),
+    );
+    let mut workers: Vec<Proc> = (0..2)
+        .map(|i| {
+            let id = format!("w{i}");
+            Proc::spawn(
+                &id,
+                &w,
+                &[
+                    sd,
+                    "--id",
+                    &id,
+                    "--data",
+                    d,
+                    "--threads",
+                    "1",
+                    "--rescan",
+                    "0.3",
+                ],
+                &tmp.path().join(format!("{id}.log")),
+            )
+        })
+        .collect();
+    assert!(
+        master.wait(Duration::from_secs(300)).success(),
+        "{}",
+        master.log_text()
+    );
+    for w in &mut workers {
+        assert!(
+            w.wait(Duration::from_secs(30)).success(),
+            "{}",
+            w.log_text()
+        );
+    }
+
+    let results: Vec<_> = json_stems(&s.join("results"))
+        .iter()
+        .map(|id| read_result(&s, id))
+        .collect();
+    assert_eq!(results.len(), 4);
+    let mut epochs: Vec<(TrialStatus, usize)> =
+        results.iter().map(|r| (r.status, r.curve.len())).collect();
+    epochs.sort();
+    assert_eq!(
+        epochs,
+        vec![
+            (TrialStatus::Complete, 4),
+            (TrialStatus::Pruned, 1),
+            (TrialStatus::Pruned, 1),
+            (TrialStatus::Pruned, 2),
+        ],
+        "{}",
+        master.log_text()
+    );
+    for r in results.iter().filter(|r| r.status == TrialStatus::Pruned) {
+        let why = r.error.as_deref().unwrap_or("");
+        assert!(why.contains("successive_halving"), "{why}");
+        assert!(r.metrics.contains_key("val_error"), "partial metrics kept");
+    }
+    assert!(json_stems(&s.join("paused")).is_empty());
+    assert!(hps_tests::dir_names(&s.join("checkpoints")).is_empty());
+
+    // The survivor paused twice and resumed from its checkpoint each time.
+    let best = results
+        .iter()
+        .find(|r| r.status == TrialStatus::Complete)
+        .unwrap();
+    let log =
+        std::fs::read_to_string(s.join("logs").join(format!("{}.log", best.trial_id))).unwrap();
+    assert!(log.contains("# paused after epoch 1"), "{log}");
+    assert!(log.contains("# paused after epoch 2"), "{log}");
+    assert!(
+        log.contains("# resuming from the checkpoint after epoch 2"),
+        "{log}"
+    );
+
+    // Straight through, the same setting gives the same curve.
+    let device = candle_core::Device::Cpu;
+    let dataset = hps_worker::cnn::Dataset::load(&data, &device).unwrap();
+    let defaults = hps_common::CnnDefaults {
+        train_size: 200,
+        val_size: 100,
+        test_size: 60,
+        ..Default::default()
+    };
+    let cfg = hps_worker::cnn::CnnConfig::from_params(&best.params, &defaults, 4, None, best.seed)
+        .unwrap();
+    let straight = hps_worker::cnn::train(&cfg, &dataset, &device, &mut |_| {}, &|| false).unwrap();
+    let losses = |c: &[hps_common::EpochStat]| -> Vec<(f64, f64)> {
+        c.iter().map(|e| (e.train_loss, e.val_loss)).collect()
+    };
+    assert_eq!(losses(&best.curve), losses(&straight.curve));
+    assert_eq!(best.metrics["test_error"], straight.metrics["test_error"]);
+}

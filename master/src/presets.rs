@@ -3,7 +3,7 @@
 //! the files in `examples/`, compiled in.
 
 /// Names accepted by [`preset`], in the order they are listed to the user.
-pub const PRESETS: &[&str] = &["quickstart", "branin", "s1", "s2", "s3", "s4", "s5"];
+pub const PRESETS: &[&str] = &["quickstart", "branin", "asha", "s1", "s2", "s3", "s4", "s5"];
 
 /// The JSON text of the study file named `name`, or `None` if there is no
 /// such preset.
@@ -16,6 +16,7 @@ pub fn preset(name: &str) -> Option<&'static str> {
         "s5" => include_str!("../../examples/s5.json"),
         "quickstart" => include_str!("../../examples/quickstart.json"),
         "branin" => include_str!("../../examples/branin.json"),
+        "asha" => include_str!("../../examples/asha.json"),
         _ => return None,
     })
 }
@@ -43,6 +44,7 @@ mod tests {
             ("s5", 200),
             ("quickstart", 8),
             ("branin", 200),
+            ("asha", 60),
         ];
         assert_eq!(PRESETS.len(), expected.len());
         for (name, n) in expected {

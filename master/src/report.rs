@@ -30,28 +30,25 @@ pub fn status(dir: &StudyDir, out: &mut dyn Write) -> Result<()> {
     let study = load_study(dir)?;
     let proposed = list(dir, Sub::Settings)?.len();
     let pending = list(dir, Sub::Pending)?.len();
+    let paused = list(dir, Sub::Paused)?.len();
     let running = dir
         .list_running()
         .with_context(|| format!("failed to list `{}`", dir.sub(Sub::Running).display()))?
         .len();
     let results = load_results(dir)?;
-    let done = results
-        .iter()
-        .filter(|r| r.status == TrialStatus::Complete)
-        .count();
-    let mut failed: BTreeMap<TrialStatus, usize> = BTreeMap::new();
-    for r in results.iter().filter(|r| r.status != TrialStatus::Complete) {
-        *failed.entry(r.status).or_default() += 1;
+    let done = results.len();
+    let mut by_status: BTreeMap<TrialStatus, usize> = BTreeMap::new();
+    for r in &results {
+        *by_status.entry(r.status).or_default() += 1;
     }
     let planned = match study.total_trials() {
         Ok(n) => n.to_string(),
         Err(_) => "?".into(),
     };
-    let n_failed: usize = failed.values().sum();
-    let breakdown = if failed.is_empty() {
+    let breakdown = if by_status.is_empty() {
         String::new()
     } else {
-        let parts: Vec<String> = failed
+        let parts: Vec<String> = by_status
             .iter()
             .map(|(s, n)| format!("{} {n}", s.as_str()))
             .collect();
@@ -67,10 +64,15 @@ pub fn status(dir: &StudyDir, out: &mut dyn Write) -> Result<()> {
         study.objective.metric,
         direction_text(study.objective.direction)
     )?;
+    let paused_text = if paused > 0 {
+        format!(", paused {paused}")
+    } else {
+        String::new()
+    };
     writeln!(
         out,
-        "trials     planned {planned}, proposed {proposed}, pending {pending}, running {running}, \
-         done {done}, failed {n_failed}{breakdown}"
+        "trials     planned {planned}, proposed {proposed}, pending {pending}, running {running}{paused_text}, \
+         done {done}{breakdown}"
     )?;
     writeln!(
         out,
@@ -227,6 +229,7 @@ pub fn export(dir: &StudyDir, format: ExportFormat, out: &mut dyn Write) -> Resu
         .map(|r| (r.trial_id.clone(), r))
         .collect();
     let pending: BTreeSet<String> = list(dir, Sub::Pending)?.into_iter().collect();
+    let paused: BTreeSet<String> = list(dir, Sub::Paused)?.into_iter().collect();
     let mut claims: BTreeMap<String, Claim> = BTreeMap::new();
     for c in dir
         .list_running()
@@ -269,6 +272,8 @@ pub fn export(dir: &StudyDir, format: ExportFormat, out: &mut dyn Write) -> Resu
                     .map(|p| p.attempt)
                     .unwrap_or(s.attempt);
                 ("pending".to_string(), attempt, None)
+            } else if paused.contains(&s.trial_id) {
+                ("paused".to_string(), s.attempt, None)
             } else {
                 ("proposed".to_string(), s.attempt, None)
             };
@@ -864,7 +869,7 @@ mod tests {
         assert!(out.contains("random (seed 0)"), "{out}");
         assert!(
             out.contains(
-                "planned 10, proposed 7, pending 1, running 1, done 3, failed 1 (diverged 1)"
+                "planned 10, proposed 7, pending 1, running 1, done 4 (complete 3, diverged 1)"
             ),
             "{out}"
         );

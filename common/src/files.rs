@@ -110,6 +110,42 @@ pub struct EpochStat {
     /// Fraction of validation examples misclassified.
     #[serde(with = "nan_as_null")]
     pub val_error: f64,
+    /// Training instruments of the epoch (cnn trainer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instruments: Option<Instruments>,
+}
+
+/// Cockpit-style measurements of one epoch, so that bugs such as a wrong
+/// learning-rate schedule show up in the data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Instruments {
+    /// The learning rate of the epoch's last step.
+    #[serde(with = "nan_as_null")]
+    pub lr: f64,
+    /// Mean over the epoch's steps of the global gradient L2 norm.
+    #[serde(with = "nan_as_null")]
+    pub grad_norm: f64,
+    /// Global L2 norm of the weights after the epoch.
+    #[serde(with = "nan_as_null")]
+    pub weight_norm: f64,
+    /// Mean over the epoch's steps of `||update|| / ||weights||`.
+    #[serde(with = "nan_as_null")]
+    pub update_ratio: f64,
+    /// Mean and standard deviation of every block's output (conv blocks,
+    /// then hidden dense layers) on up to 256 validation examples in
+    /// evaluation mode.
+    pub activations: Vec<LayerStat>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerStat {
+    pub layer: String,
+    #[serde(with = "nan_as_null")]
+    pub mean: f64,
+    #[serde(with = "nan_as_null")]
+    pub std: f64,
 }
 
 /// A result file, `results/<id>.json`, written once by the worker that
@@ -403,6 +439,7 @@ mod tests {
             objective: None,
             metrics: BTreeMap::new(),
             curve: vec![EpochStat {
+                instruments: None,
                 epoch: 1,
                 elapsed_s: 1.5,
                 train_loss: f64::NAN,

@@ -8,6 +8,7 @@
 //!
 //! Maps are `BTreeMap` so every file is written in a stable order.
 
+pub mod cnn;
 pub mod error;
 pub mod exec;
 pub mod files;
@@ -18,8 +19,8 @@ pub mod study;
 
 pub use error::SchemaError;
 pub use files::{
-    Action, Decision, EpochStat, Finished, Heartbeat, MasterLease, Params, Progress, ProgressPoint,
-    TrialResult, TrialSetting, TrialStatus,
+    Action, Decision, EpochStat, Finished, Heartbeat, Instruments, LayerStat, MasterLease, Params,
+    Progress, ProgressPoint, TrialResult, TrialSetting, TrialStatus,
 };
 pub use ids::{validate_id, IdError};
 pub use space::ParamSpec;

@@ -332,48 +332,7 @@ pub enum TrainerSpec {
     },
 }
 
-/// Defaults of the cnn trainer, the seed's Lasagne settings.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct CnnDefaults {
-    pub lr: f64,
-    pub momentum: f64,
-    pub batch_size: u64,
-    pub nf: u64,
-    /// Training examples taken from the start of the training file.
-    pub train_size: u64,
-    /// Validation examples, taken from the end of the training file.
-    pub val_size: u64,
-    /// Test examples (from the test file) evaluated at the best epoch;
-    /// 0 means the whole test file.
-    pub test_size: u64,
-}
-
-impl Default for CnnDefaults {
-    fn default() -> Self {
-        CnnDefaults {
-            lr: 0.1,
-            momentum: 0.0,
-            batch_size: 100,
-            nf: 32,
-            train_size: 5000,
-            val_size: 1000,
-            test_size: 1000,
-        }
-    }
-}
-
-/// Hyperparameter names the cnn trainer understands.
-pub const CNN_PARAMS: &[&str] = &[
-    "lr",
-    "momentum",
-    "batch_size",
-    "nf",
-    "epochs",
-    "train_size",
-    "val_size",
-    "test_size",
-];
+pub use crate::cnn::CnnDefaults;
 
 impl Study {
     /// Number of trials the study will run, or an error naming the field.
@@ -570,18 +529,22 @@ impl Versioned for Study {
             self.validate_pruner(p)?;
         }
         match &self.trainer {
-            TrainerSpec::Cnn { .. } => {
+            TrainerSpec::Cnn { defaults, .. } => {
+                let known = crate::cnn::cnn_params();
                 for name in self.space.keys() {
-                    if !CNN_PARAMS.contains(&name.as_str()) {
+                    if !known.contains(name) {
                         return Err((
                             format!("space.{name}"),
                             format!(
                                 "the cnn trainer has no hyperparameter `{name}`; it knows {}",
-                                CNN_PARAMS.join(", ")
+                                known.join(", ")
                             ),
                         ));
                     }
                 }
+                defaults
+                    .validate()
+                    .map_err(|m| ("trainer.defaults".to_string(), m))?;
                 let metrics = [
                     "val_error",
                     "val_loss",

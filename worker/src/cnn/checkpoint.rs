@@ -76,20 +76,20 @@ use std::time::Duration;
 use candle_core::{DType, Device, Tensor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::model::{Cnn, Weights};
-use super::optim::SgdMomentum;
+use super::model::Weights;
+use super::optim::Optim;
 use super::{CnnConfig, Dataset, EpochStat, Run, TrainError};
 
 /// The manifest's file name.
 pub(super) const MANIFEST: &str = "checkpoint.json";
-const FORMAT_VERSION: u32 = 1;
+const FORMAT_VERSION: u32 = 2;
 /// Prefix of temporary files (followed by the final name).
 const TMP_PREFIX: &str = ".tmp.";
 const TENSORS_PREFIX: &str = "checkpoint-e";
 const TENSORS_SUFFIX: &str = ".safetensors";
 /// The mid-epoch manifest's file name.
 pub(super) const MID_MANIFEST: &str = "checkpoint-mid.json";
-const MID_FORMAT_VERSION: u32 = 1;
+const MID_FORMAT_VERSION: u32 = 2;
 /// Prefix of the mid-epoch files (manifest and tensors).
 const MID_PREFIX: &str = "checkpoint-mid";
 const MID_TENSORS_PREFIX: &str = "checkpoint-mid-e";
@@ -143,44 +143,22 @@ impl<'de> Deserialize<'de> for Exact {
 /// field except `time_limit_s`, plus the data set's sizes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct Fingerprint {
-    lr: Exact,
-    momentum: Exact,
-    batch_size: usize,
-    nf: usize,
-    epochs: u32,
-    train_size: usize,
-    val_size: usize,
-    test_size: usize,
-    seed: u64,
+    /// Every hyperparameter but the time limit, as canonical JSON.
+    config: String,
+    /// k-fold cross-validation: which fold this run trains.
+    fold: usize,
     train_len: usize,
     test_len: usize,
 }
 
 impl Fingerprint {
-    pub(super) fn new(cfg: &CnnConfig, data: &Dataset) -> Fingerprint {
-        // Exhaustive, so a new config field cannot be forgotten here.
-        let CnnConfig {
-            lr,
-            momentum,
-            batch_size,
-            nf,
-            epochs,
-            train_size,
-            val_size,
-            test_size,
-            seed,
-            time_limit_s: _,
-        } = *cfg;
+    pub(super) fn new(cfg: &CnnConfig, fold: usize, data: &Dataset) -> Fingerprint {
+        let mut c = cfg.clone();
+        // The limit may be raised or lowered between runs of a trial.
+        c.time_limit_s = None;
         Fingerprint {
-            lr: Exact(lr),
-            momentum: Exact(momentum),
-            batch_size,
-            nf,
-            epochs,
-            train_size,
-            val_size,
-            test_size,
-            seed,
+            config: serde_json::to_string(&c).unwrap_or_default(),
+            fold,
             train_len: data.train_len(),
             test_len: data.test_len(),
         }
@@ -201,6 +179,8 @@ struct Stat {
     train_loss: Exact,
     val_loss: Exact,
     val_error: Exact,
+    #[serde(default)]
+    instruments: Option<hps_common::Instruments>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -271,7 +251,7 @@ pub(super) fn save(
     dir: &Path,
     fingerprint: &Fingerprint,
     run: &Run,
-    opt: &SgdMomentum,
+    opt: &Optim,
 ) -> Result<Option<u32>, TrainError> {
     let Some(last) = &run.last else {
         return Ok(None);
@@ -281,7 +261,10 @@ pub(super) fn save(
     for (i, t) in last.tensors().iter().enumerate() {
         tensors.insert(format!("weights.{i}"), t.clone());
     }
-    for (i, v) in opt.velocities().iter().enumerate() {
+    for (i, t) in last.stats().iter().enumerate() {
+        tensors.insert(format!("stat.{i}"), t.clone());
+    }
+    for (i, v) in opt.state().iter().enumerate() {
         if let Some(v) = v {
             tensors.insert(format!("velocity.{i}"), v.clone());
         }
@@ -291,6 +274,9 @@ pub(super) fn save(
         if *i as u32 + 1 != epoch {
             for (j, t) in w.tensors().iter().enumerate() {
                 tensors.insert(format!("best.{j}"), t.clone());
+            }
+            for (j, t) in w.stats().iter().enumerate() {
+                tensors.insert(format!("best_stat.{j}"), t.clone());
             }
         }
     }
@@ -313,6 +299,7 @@ pub(super) fn save(
                 train_loss: Exact(s.train_loss),
                 val_loss: Exact(s.val_loss),
                 val_error: Exact(s.val_error),
+                instruments: s.instruments.clone(),
             })
             .collect(),
         best_epoch,
@@ -370,6 +357,10 @@ pub(super) struct MidEpoch {
     pub loss_sum: f64,
     /// Word position of the epoch's dropout stream.
     pub dropout_word_pos: u128,
+    /// Sums over the epoch's steps so far of the gradient norm and the
+    /// update/weight ratio (the epoch's instruments).
+    pub grad_norm_sum: f64,
+    pub update_ratio_sum: f64,
     /// The epoch's training time so far.
     pub epoch_time: Duration,
     /// Optimizer steps of the whole run so far.
@@ -386,6 +377,8 @@ struct MidManifest {
     batches_done: usize,
     training_done: bool,
     loss_sum: Exact,
+    grad_norm_sum: Exact,
+    update_ratio_sum: Exact,
     dropout_word_pos: String,
     epoch_time_ns: u64,
     steps: u64,
@@ -410,13 +403,16 @@ pub(super) fn save_mid(
     base_crc32: Option<u32>,
     mid: &MidEpoch,
     weights: &Weights,
-    opt: &SgdMomentum,
+    opt: &Optim,
 ) -> Result<(), TrainError> {
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (i, t) in weights.tensors().iter().enumerate() {
         tensors.insert(format!("weights.{i}"), t.clone());
     }
-    for (i, v) in opt.velocities().iter().enumerate() {
+    for (i, t) in weights.stats().iter().enumerate() {
+        tensors.insert(format!("stat.{i}"), t.clone());
+    }
+    for (i, v) in opt.state().iter().enumerate() {
         if let Some(v) = v {
             tensors.insert(format!("velocity.{i}"), v.clone());
         }
@@ -432,6 +428,8 @@ pub(super) fn save_mid(
         batches_done: mid.batches_done,
         training_done: mid.training_done,
         loss_sum: Exact(mid.loss_sum),
+        grad_norm_sum: Exact(mid.grad_norm_sum),
+        update_ratio_sum: Exact(mid.update_ratio_sum),
         dropout_word_pos: mid.dropout_word_pos.to_string(),
         epoch_time_ns: nanos(mid.epoch_time),
         steps: mid.steps,
@@ -586,12 +584,15 @@ pub(super) fn load(
         )));
     }
 
-    let mut tensors = TensorMap::read(&path, dir, &m.tensors, cfg.nf, device)?;
-    let weights = Weights::from_tensors(tensors.all("weights")?);
+    let mut tensors = TensorMap::read(&path, dir, &m.tensors, &cfg.arch, device)?;
+    let weights = Weights::from_tensors(&cfg.arch, tensors.all("weights")?, tensors.stats("stat")?);
     let best = match m.best_epoch {
         None => None,
         Some(b) if b == epoch => Some((b as usize - 1, weights.clone())),
-        Some(b) => Some((b as usize - 1, Weights::from_tensors(tensors.all("best")?))),
+        Some(b) => Some((
+            b as usize - 1,
+            Weights::from_tensors(&cfg.arch, tensors.all("best")?, tensors.stats("best_stat")?),
+        )),
     };
     let velocity = tensors.velocities()?;
 
@@ -605,6 +606,7 @@ pub(super) fn load(
                 train_loss: s.train_loss.0,
                 val_loss: s.val_loss.0,
                 val_error: s.val_error.0,
+                instruments: s.instruments.clone(),
             })
             .collect(),
         best,
@@ -616,6 +618,7 @@ pub(super) fn load(
         partial_epoch_estimate: m.partial_epoch_estimate_s.map(|x| x.0),
         error: m.error,
         stopped_by_time_limit: m.stopped_by_time_limit,
+        stopped_early: false,
     };
     Ok(Some(Restored {
         run,
@@ -629,6 +632,7 @@ pub(super) fn load(
 struct TensorMap {
     map: HashMap<String, Tensor>,
     shapes: Vec<Vec<usize>>,
+    stat_shapes: Vec<Vec<usize>>,
     /// "ignoring checkpoint `manifest`: its tensor file `file`", for errors.
     context: String,
 }
@@ -640,7 +644,7 @@ impl TensorMap {
         manifest: &Path,
         dir: &Path,
         tf: &TensorFile,
-        nf: usize,
+        arch: &super::Arch,
         device: &Device,
     ) -> Result<TensorMap, String> {
         let tpath = dir.join(&tf.name);
@@ -666,27 +670,49 @@ impl TensorMap {
             .map_err(|e| bad(format!("is corrupt: {e}")))?;
         Ok(TensorMap {
             map,
-            shapes: Cnn::var_shapes(nf),
+            shapes: arch.var_shapes(),
+            stat_shapes: arch.stat_shapes(),
             context,
         })
     }
 
     /// `{prefix}.{i}`, checked to be f32 of the shape of var `i`.
     fn take(&mut self, prefix: &str, i: usize) -> Result<Option<Tensor>, String> {
+        let shape = self.shapes[i % self.shapes.len()].clone();
+        self.take_shaped(prefix, i, &shape)
+    }
+
+    fn take_shaped(
+        &mut self,
+        prefix: &str,
+        i: usize,
+        shape: &[usize],
+    ) -> Result<Option<Tensor>, String> {
         let key = format!("{prefix}.{i}");
         match self.map.remove(&key) {
             None => Ok(None),
-            Some(t) if t.dtype() == DType::F32 && t.dims() == self.shapes[i].as_slice() => {
-                Ok(Some(t))
-            }
+            Some(t) if t.dtype() == DType::F32 && t.dims() == shape => Ok(Some(t)),
             Some(t) => Err(format!(
                 "{} holds `{key}` as {:?} {:?}, expected f32 {:?}",
                 self.context,
                 t.dtype(),
                 t.dims(),
-                self.shapes[i]
+                shape
             )),
         }
+    }
+
+    /// The batch-norm statistics `{prefix}.{i}`, all required.
+    fn stats(&mut self, prefix: &str) -> Result<Vec<Tensor>, String> {
+        let shapes = self.stat_shapes.clone();
+        shapes
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                self.take_shaped(prefix, i, s)?
+                    .ok_or_else(|| format!("{} lacks `{prefix}.{i}`", self.context))
+            })
+            .collect()
     }
 
     /// `{prefix}.{i}` for every var, all required.
@@ -699,9 +725,10 @@ impl TensorMap {
             .collect()
     }
 
-    /// The optional `velocity.{i}`.
+    /// The optimiser's optional `velocity.{i}`, two slots per var (see
+    /// `Optim::state`).
     fn velocities(&mut self) -> Result<Vec<Option<Tensor>>, String> {
-        (0..self.shapes.len())
+        (0..2 * self.shapes.len())
             .map(|i| self.take("velocity", i))
             .collect()
     }
@@ -786,8 +813,8 @@ pub(super) fn load_mid(
             m.tensors.name, m.epoch, m.batches_done
         )));
     }
-    let mut tensors = TensorMap::read(&path, dir, &m.tensors, cfg.nf, device)?;
-    let weights = Weights::from_tensors(tensors.all("weights")?);
+    let mut tensors = TensorMap::read(&path, dir, &m.tensors, &cfg.arch, device)?;
+    let weights = Weights::from_tensors(&cfg.arch, tensors.all("weights")?, tensors.stats("stat")?);
     let velocity = tensors.velocities()?;
     Ok(Some(RestoredMid {
         mid: MidEpoch {
@@ -795,6 +822,8 @@ pub(super) fn load_mid(
             batches_done: m.batches_done,
             training_done: m.training_done,
             loss_sum: m.loss_sum.0,
+            grad_norm_sum: m.grad_norm_sum.0,
+            update_ratio_sum: m.update_ratio_sum.0,
             dropout_word_pos,
             epoch_time: Duration::from_nanos(m.epoch_time_ns),
             steps: m.steps,

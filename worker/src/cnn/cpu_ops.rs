@@ -142,6 +142,18 @@ fn conv_matmul(x: &Tensor, kernel: &Tensor) -> Result<Tensor> {
     kernel.reshape((o, c * k * k))?.matmul(&cols)
 }
 
+/// The valid, stride-1 convolution of a CBHW tensor `x (C, B, H, W)` with
+/// `kernel (O, C, k, k)`: `(O, B, H-k+1, W-k+1)` (no bias), with im2col's
+/// backward pass.
+pub fn conv2d_cbhw(x: &Tensor, kernel: &Tensor) -> Result<Tensor> {
+    let (_, b, h, w) = x.dims4()?;
+    let (o, _, k, _) = kernel.dims4()?;
+    if h < k || w < k {
+        candle_core::bail!("conv: input {h}x{w} smaller than kernel {k}x{k}")
+    }
+    conv_matmul(x, kernel)?.reshape((o, b, h + 1 - k, w + 1 - k))
+}
+
 /// One conv stage of the network on the CPU, CBHW in and out:
 /// `relu(maxpool2x2(conv(x, kernel) + bias))` with `x (C, B, H, W)`,
 /// `kernel (O, C, k, k)`, `bias (O,)` → `(O, B, (H-k+1)/2, (W-k+1)/2)`.

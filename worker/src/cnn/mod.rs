@@ -32,9 +32,11 @@
 //! paths give the same logits and gradients. Call [`init_cpu_threads`] at
 //! start-up.
 
+mod augment;
 mod checkpoint;
 mod cpu_ops;
 mod data;
+mod folds;
 mod model;
 mod optim;
 
@@ -43,15 +45,18 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
+use hps_common::cnn::{Optimizer, Schedule, WeightDecay};
 use hps_common::{CnnDefaults, EpochStat, Params, TrialStatus};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
+pub use augment::Augment;
 pub use data::{write_idx_dir, DataError, Dataset, DEFAULT_DATA_DIR};
+pub use model::Arch;
 use model::{Cnn, Weights};
-use optim::SgdMomentum;
+use optim::Optim;
 
 /// At most this many examples per forward pass when evaluating.
 const EVAL_CHUNK: usize = 1000;
@@ -60,18 +65,33 @@ const EVAL_COLS: usize = 8 << 20;
 
 /// Examples per evaluation forward pass: at most [`EVAL_CHUNK`], fewer for
 /// wide networks so the im2col buffers stay under [`EVAL_COLS`].
-fn eval_chunk(nf: usize) -> usize {
-    let per_example = model::cols_per_example(nf);
+fn eval_chunk(arch: &Arch) -> usize {
+    let per_example = arch.cols_per_example();
     (EVAL_COLS / per_example).clamp(16, EVAL_CHUNK)
 }
 
-/// Resolved hyperparameters of one cnn trial.
-#[derive(Debug, Clone, PartialEq)]
+/// Resolved hyperparameters of one cnn trial (see
+/// [`hps_common::cnn::CnnDefaults`] for what each one means).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct CnnConfig {
     pub lr: f64,
     pub momentum: f64,
+    pub optimizer: Optimizer,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    pub weight_decay_mode: WeightDecay,
     pub batch_size: usize,
-    pub nf: usize,
+    pub lr_schedule: Schedule,
+    pub lr_step_epochs: u32,
+    pub lr_gamma: f64,
+    pub warmup_epochs: u32,
+    pub arch: Arch,
+    pub aug: Augment,
+    /// Epochs without a lower validation loss before stopping; 0 = off.
+    pub patience: u32,
+    pub restore_best: bool,
     pub epochs: u32,
     /// Training examples, from the start of the training file.
     pub train_size: usize,
@@ -79,8 +99,12 @@ pub struct CnnConfig {
     pub val_size: usize,
     /// Test examples, from the start of the test file; 0 = whole test file.
     pub test_size: usize,
+    /// k-fold cross-validation over the training examples; 1 = off.
+    pub folds: usize,
     pub seed: u64,
     pub time_limit_s: Option<f64>,
+    /// Number of filters of the first conv layer (`arch.filters[0]`).
+    pub nf: usize,
 }
 
 /// Hyperparameters outside the trainer's domain; the message names the
@@ -89,17 +113,25 @@ pub struct CnnConfig {
 #[error("{0}")]
 pub struct InvalidParams(pub String);
 
+fn usize_of(name: &str, v: u64) -> Result<usize, InvalidParams> {
+    usize::try_from(v).map_err(|_| InvalidParams(format!("{name} is too large, got {v}")))
+}
+
+fn u32_of(name: &str, v: u64) -> Result<u32, InvalidParams> {
+    u32::try_from(v)
+        .map_err(|_| InvalidParams(format!("{name} must be at most {}, got {v}", u32::MAX)))
+}
+
 impl CnnConfig {
-    /// Resolve hyperparameters: `params` (from the trial's setting file; keys
-    /// among lr, momentum, batch_size, nf, epochs, train_size, val_size,
-    /// test_size) override `defaults`. `epochs` comes from the study budget
-    /// unless params has "epochs".
+    /// Resolve hyperparameters: `params` (from the trial's setting file)
+    /// override `defaults` (the study's `trainer.defaults`). `epochs` comes
+    /// from the study budget unless params has "epochs".
     ///
     /// Integer parameters accept integral JSON floats (`64.0`), since
     /// samplers may produce them. Unknown keys, wrong JSON types and values
     /// outside the domain (lr <= 0 or not finite, momentum outside [0, 1),
     /// batch_size/nf/train_size/epochs 0, negative or fractional integers,
-    /// a non-positive time limit) give [`InvalidParams`].
+    /// a non-positive time limit, …) give [`InvalidParams`].
     pub fn from_params(
         params: &Params,
         defaults: &CnnDefaults,
@@ -107,44 +139,17 @@ impl CnnConfig {
         time_limit_s: Option<f64>,
         seed: u64,
     ) -> Result<CnnConfig, InvalidParams> {
-        if let Some(k) = params
-            .keys()
-            .find(|k| !hps_common::study::CNN_PARAMS.contains(&k.as_str()))
-        {
-            return Err(InvalidParams(format!(
-                "unknown hyperparameter `{k}` for the cnn trainer (known: {})",
-                hps_common::study::CNN_PARAMS.join(", ")
-            )));
-        }
-        let lr = float_param(params, "lr", defaults.lr)?;
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(InvalidParams(format!(
-                "lr must be a positive number, got {lr}"
-            )));
-        }
-        let momentum = float_param(params, "momentum", defaults.momentum)?;
-        if !(0.0..1.0).contains(&momentum) {
-            return Err(InvalidParams(format!(
-                "momentum must be a number in [0, 1), got {momentum}"
-            )));
-        }
-        let positive = |name: &str, default: u64| -> Result<usize, InvalidParams> {
-            match int_param(params, name, default)? {
-                0 => Err(InvalidParams(format!(
-                    "{name} must be a positive integer, got 0"
-                ))),
-                n => Ok(n),
-            }
+        let h = defaults.with_params(params).map_err(InvalidParams)?;
+        let epochs = match params.get("epochs") {
+            None => epochs as u64,
+            Some(_) => int_param(params, "epochs", 0)? as u64,
         };
-        let batch_size = positive("batch_size", defaults.batch_size)?;
-        let nf = positive("nf", defaults.nf)?;
-        let train_size = positive("train_size", defaults.train_size)?;
-        let epochs = positive("epochs", epochs as u64)?;
-        let epochs = u32::try_from(epochs).map_err(|_| {
-            InvalidParams(format!("epochs must be at most {}, got {epochs}", u32::MAX))
-        })?;
-        let val_size = int_param(params, "val_size", defaults.val_size)?;
-        let test_size = int_param(params, "test_size", defaults.test_size)?;
+        if epochs == 0 {
+            return Err(InvalidParams(
+                "epochs must be a positive integer, got 0".into(),
+            ));
+        }
+        let epochs = u32_of("epochs", epochs)?;
         if let Some(t) = time_limit_s {
             if !(t.is_finite() && t > 0.0) {
                 return Err(InvalidParams(format!(
@@ -152,27 +157,64 @@ impl CnnConfig {
                 )));
             }
         }
+        let arch = Arch::from_hyper(&h).map_err(InvalidParams)?;
         Ok(CnnConfig {
-            lr,
-            momentum,
-            batch_size,
-            nf,
+            lr: h.lr,
+            momentum: h.momentum,
+            optimizer: h.optimizer,
+            beta1: h.beta1,
+            beta2: h.beta2,
+            eps: h.eps,
+            weight_decay: h.weight_decay,
+            weight_decay_mode: h.weight_decay_mode,
+            batch_size: usize_of("batch_size", h.batch_size)?,
+            lr_schedule: h.lr_schedule,
+            lr_step_epochs: u32_of("lr_step_epochs", h.lr_step_epochs)?,
+            lr_gamma: h.lr_gamma,
+            warmup_epochs: u32_of("warmup_epochs", h.warmup_epochs)?,
+            nf: arch.filters[0],
+            arch,
+            aug: Augment {
+                shift: usize_of("aug_shift", h.aug_shift)?,
+                flip: h.aug_flip,
+                rotate_deg: h.aug_rotate,
+            },
+            patience: u32_of("patience", h.patience)?,
+            restore_best: h.restore_best,
             epochs,
-            train_size,
-            val_size,
-            test_size,
+            train_size: usize_of("train_size", h.train_size)?,
+            val_size: usize_of("val_size", h.val_size)?,
+            test_size: usize_of("test_size", h.test_size)?,
+            folds: usize_of("folds", h.folds)?,
             seed,
             time_limit_s,
         })
     }
-}
 
-fn float_param(params: &Params, name: &str, default: f64) -> Result<f64, InvalidParams> {
-    match params.get(name) {
-        None => Ok(default),
-        Some(v) => v
-            .as_f64()
-            .ok_or_else(|| InvalidParams(format!("{name} must be a number, got {v}"))),
+    /// The learning rate at `step` (0-based, counted over the whole run)
+    /// with `steps_per_epoch` steps per epoch: the schedule times the
+    /// linear warm-up factor.
+    pub fn lr_at(&self, step: u64, steps_per_epoch: usize) -> f64 {
+        let spe = steps_per_epoch.max(1) as f64;
+        let epoch_f = step as f64 / spe; // epochs done, fractional
+        let base = match self.lr_schedule {
+            Schedule::Constant => self.lr,
+            Schedule::Step => {
+                let k = (epoch_f / self.lr_step_epochs as f64).floor();
+                self.lr * self.lr_gamma.powf(k)
+            }
+            Schedule::Cosine => {
+                let total = self.epochs as f64 * spe;
+                let t = (step as f64 / total).min(1.0);
+                self.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+        };
+        if self.warmup_epochs > 0 {
+            let w = self.warmup_epochs as f64 * spe;
+            base * ((step as f64 + 1.0) / w).min(1.0)
+        } else {
+            base
+        }
     }
 }
 
@@ -215,6 +257,8 @@ pub struct CnnOutcome {
     /// Why the run diverged, e.g. "loss became NaN at epoch 3 step 12 ...".
     pub error: Option<String>,
     pub stopped_by_time_limit: bool,
+    /// Early stopping ended the run (`patience`).
+    pub stopped_early: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -283,6 +327,16 @@ const INIT_STREAM: u64 = 1;
 const SHUFFLE_STREAM: u64 = 2 << 32;
 /// Base of the per-epoch dropout streams (`| epoch`).
 const DROPOUT_STREAM: u64 = 3 << 32;
+/// Base of the per-batch augmentation streams (`| epoch << 24 | batch`).
+const AUG_STREAM: u64 = 4 << 56;
+
+/// The RNG of one batch (augmentation): no state to checkpoint.
+fn batch_rng(seed: u64, kind: u64, epoch: u32, batch: usize) -> ChaCha8Rng {
+    rng_stream(
+        seed,
+        kind | ((epoch as u64) << 24) | (batch as u64 & 0xFF_FFFF),
+    )
+}
 
 /// The RNG of one kind (`SHUFFLE_STREAM`, `DROPOUT_STREAM`) for one epoch.
 fn epoch_rng(seed: u64, kind: u64, epoch: u32) -> ChaCha8Rng {
@@ -333,7 +387,7 @@ fn evaluate(
     if n == 0 {
         return Ok((f64::NAN, f64::NAN));
     }
-    let chunk = eval_chunk(w.nf());
+    let chunk = eval_chunk(w.arch());
     let (mut loss_sum, mut wrong) = (0.0f64, 0.0f64);
     for start in (0..n).step_by(chunk) {
         if should_stop() {
@@ -460,13 +514,58 @@ pub fn train_controlled(
     should_stop: &dyn Fn() -> bool,
 ) -> Result<CnnOutcome, TrainError> {
     check_sizes(cfg, data, device)?;
-    let model = Cnn::new(cfg.nf, &mut rng_stream(cfg.seed, INIT_STREAM), device)?;
-    let mut opt = SgdMomentum::new(model.vars.len(), cfg.lr, cfg.momentum);
+    if cfg.folds > 1 {
+        return folds::train_folds(cfg, data, device, checkpoint_dir, on_epoch, should_stop);
+    }
+    let val_start = data.train_len() - cfg.val_size;
+    let split = Split {
+        train: (0..cfg.train_size as u32).collect(),
+        val_x: data.train_images.narrow(0, val_start, cfg.val_size)?,
+        val_y: data.train_labels.narrow(0, val_start, cfg.val_size)?,
+        fold: 0,
+    };
+    train_split(
+        cfg,
+        data,
+        device,
+        &split,
+        checkpoint_dir,
+        on_epoch,
+        should_stop,
+    )
+}
+
+/// Which examples one run trains and validates on.
+struct Split {
+    /// Indices into the training file.
+    train: Vec<u32>,
+    val_x: Tensor,
+    val_y: Tensor,
+    /// k-fold: the fold (0 without cross-validation).
+    fold: usize,
+}
+
+/// Examples of the validation set whose activations are measured.
+const PROBE_EXAMPLES: usize = 256;
+
+#[allow(clippy::too_many_arguments)]
+fn train_split(
+    cfg: &CnnConfig,
+    data: &Dataset,
+    device: &Device,
+    split: &Split,
+    checkpoint_dir: Option<&Path>,
+    on_epoch: &mut dyn FnMut(&EpochStat) -> EpochControl,
+    should_stop: &dyn Fn() -> bool,
+) -> Result<CnnOutcome, TrainError> {
+    let model = Cnn::new(&cfg.arch, &mut rng_stream(cfg.seed, INIT_STREAM), device)?;
+    let mut opt = Optim::new(model.vars.len(), cfg);
     let limit = cfg.time_limit_s.map(Duration::from_secs_f64);
 
-    let n_batches = cfg.train_size.div_ceil(cfg.batch_size);
+    let n_train = split.train.len();
+    let n_batches = n_train.div_ceil(cfg.batch_size);
     let mut run = Run::default();
-    let fingerprint = checkpoint::Fingerprint::new(cfg, data);
+    let fingerprint = checkpoint::Fingerprint::new(cfg, split.fold, data);
     // CRC-32 of the epoch checkpoint's tensor file (`None`: none yet), which
     // a mid-epoch checkpoint names as its base.
     let mut base_crc32 = None;
@@ -485,8 +584,9 @@ pub fn train_controlled(
                     state.run.train_time.as_secs_f64()
                 );
                 model.restore(&state.weights)?;
-                opt.set_velocities(state.velocity);
+                opt.set_state(state.velocity);
                 run = state.run;
+                opt.set_steps(run.steps);
                 base_crc32 = Some(state.crc32);
             }
             Err(why) => tracing::warn!("{why}; training from scratch"),
@@ -505,8 +605,9 @@ pub fn train_controlled(
                         state.mid.batches_done,
                     );
                     model.restore(&state.weights)?;
-                    opt.set_velocities(state.velocity);
+                    opt.set_state(state.velocity);
                     run.steps = state.mid.steps;
+                    opt.set_steps(run.steps);
                     resume_mid = Some(state.mid);
                 }
                 Err(why) if done == 0 => tracing::warn!("{why}; training from scratch"),
@@ -518,11 +619,21 @@ pub fn train_controlled(
             }
         }
     }
+    // Early stopping already due after the restored epochs.
+    if resume_mid.is_none() && run.patience_exhausted(cfg.patience) {
+        run.stopped_early = true;
+    }
 
     let (train_x, train_y) = (&data.train_images, &data.train_labels);
-    let val_start = data.train_len() - cfg.val_size;
-    let val_x = train_x.narrow(0, val_start, cfg.val_size)?;
-    let val_y = train_y.narrow(0, val_start, cfg.val_size)?;
+    let (val_x, val_y) = (&split.val_x, &split.val_y);
+    let val_size = val_y.dims()[0];
+    let probe_n = PROBE_EXAMPLES.min(val_size);
+    let (probe_x, probe_y_empty) = if probe_n > 0 {
+        (val_x.narrow(0, 0, probe_n)?, false)
+    } else {
+        (train_x.narrow(0, 0, PROBE_EXAMPLES.min(n_train))?, true)
+    };
+    let _ = probe_y_empty;
     let test_n = if cfg.test_size == 0 {
         data.test_len()
     } else {
@@ -532,11 +643,11 @@ pub fn train_controlled(
     let test_y = data.test_labels.narrow(0, 0, test_n)?;
 
     let first_epoch = run.curve.len() as u32 + 1;
-    let finished = run.error.is_some() || run.stopped_by_time_limit;
+    let finished = run.error.is_some() || run.stopped_by_time_limit || run.stopped_early;
     let last_epoch = if finished { 0 } else { cfg.epochs };
     'epochs: for epoch in first_epoch..=last_epoch {
         let t0 = Instant::now();
-        let mut perm: Vec<u32> = (0..cfg.train_size as u32).collect();
+        let mut perm: Vec<u32> = split.train.clone();
         perm.shuffle(&mut epoch_rng(cfg.seed, SHUFFLE_STREAM, epoch));
         let mut dropout_rng = epoch_rng(cfg.seed, DROPOUT_STREAM, epoch);
         // Resuming within this epoch: `carried` is its training time so far.
@@ -548,6 +659,11 @@ pub fn train_controlled(
             }
             None => (0.0f64, 0usize, Duration::ZERO),
         };
+        let (mut grad_norm_sum, mut update_ratio_sum) = match &mid {
+            Some(m) => (m.grad_norm_sum, m.update_ratio_sum),
+            None => (0.0f64, 0.0f64),
+        };
+        let mut lr = cfg.lr_at(run.steps, n_batches);
         let saved_training_done = mid.as_ref().is_some_and(|m| m.training_done);
         // A limit reached before the interruption ends the epoch's training
         // there, as it would have without one.
@@ -572,6 +688,8 @@ pub fn train_controlled(
                         dropout_word_pos: dropout_rng.get_word_pos(),
                         epoch_time: carried + t0.elapsed(),
                         steps: run.steps,
+                        grad_norm_sum,
+                        update_ratio_sum,
                     };
                     let base = run.curve.len() as u32;
                     let w = model.snapshot()?;
@@ -582,6 +700,14 @@ pub fn train_controlled(
             let idx = Tensor::from_slice(chunk, chunk.len(), device)?;
             let x = train_x.index_select(&idx, 0)?;
             let y = train_y.index_select(&idx, 0)?;
+            let x = if cfg.aug.is_on() {
+                cfg.aug
+                    .apply(&x, &mut batch_rng(cfg.seed, AUG_STREAM, epoch, b))?
+            } else {
+                x
+            };
+            lr = cfg.lr_at(run.steps, n_batches);
+            opt.set_lr(lr);
             let logits = model.forward_train(&x, &mut dropout_rng)?;
             let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
             let l = loss.to_scalar::<f32>()? as f64;
@@ -598,7 +724,9 @@ pub fn train_controlled(
                 break 'epochs;
             }
             let grads = loss.backward()?;
-            opt.step(&model.vars, &grads)?;
+            let st = opt.step(&model.vars, &grads)?;
+            grad_norm_sum += st.grad_norm;
+            update_ratio_sum += st.update_ratio;
             run.steps += 1;
             loss_sum += l;
             batches_done += 1;
@@ -623,6 +751,8 @@ pub fn train_controlled(
                             dropout_word_pos: dropout_rng.get_word_pos(),
                             epoch_time,
                             steps: run.steps,
+                            grad_norm_sum,
+                            update_ratio_sum,
                         };
                         let base = run.curve.len() as u32;
                         checkpoint::save_mid(
@@ -651,12 +781,45 @@ pub fn train_controlled(
             run.full_epoch_time += epoch_time;
             run.full_epochs += 1;
         }
+        let steps_done = batches_done.max(1) as f64;
+        let weight_norm = snap
+            .tensors()
+            .iter()
+            .map(|t| t.sqr()?.sum_all()?.to_scalar::<f32>().map(|v| v as f64))
+            .sum::<candle_core::Result<f64>>()?
+            .sqrt();
+        let activations = if probe_x.dims()[0] > 0 {
+            let (_, stats) = snap.forward_probe(&probe_x)?;
+            let n_conv = cfg.arch.filters.len();
+            stats
+                .into_iter()
+                .enumerate()
+                .map(|(i, (mean, std))| hps_common::LayerStat {
+                    layer: if i < n_conv {
+                        format!("conv{}", i + 1)
+                    } else {
+                        format!("dense{}", i - n_conv + 1)
+                    },
+                    mean,
+                    std,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let stat = EpochStat {
             epoch,
             elapsed_s: run.train_time.as_secs_f64(),
             train_loss: loss_sum / batches_done as f64,
             val_loss,
             val_error,
+            instruments: Some(hps_common::Instruments {
+                lr,
+                grad_norm: grad_norm_sum / steps_done,
+                weight_norm,
+                update_ratio: update_ratio_sum / steps_done,
+                activations,
+            }),
         };
         run.curve.push(stat.clone());
         run.last = Some(snap.clone());
@@ -675,12 +838,15 @@ pub fn train_controlled(
             if partial || limit.is_some_and(|l| run.train_time >= l && epoch < cfg.epochs) {
                 run.stopped_by_time_limit = true;
             }
+            if epoch < cfg.epochs && run.patience_exhausted(cfg.patience) {
+                run.stopped_early = true;
+            }
         }
         if let Some(dir) = checkpoint_dir {
             base_crc32 = checkpoint::save(dir, &fingerprint, &run, &opt)?;
         }
         let control = on_epoch(&stat);
-        if run.error.is_some() || run.stopped_by_time_limit {
+        if run.error.is_some() || run.stopped_by_time_limit || run.stopped_early {
             break;
         }
         match control {
@@ -690,7 +856,7 @@ pub fn train_controlled(
             EpochControl::Pause => {}
         }
     }
-    run.finish(&test_x, &test_y, should_stop)
+    run.finish(&test_x, &test_y, cfg.restore_best, should_stop)
 }
 
 /// The number of epochs a run of `cfg` on `data` with this
@@ -703,7 +869,11 @@ pub fn train_controlled(
 /// Only *completed* epochs count: a mid-epoch checkpoint is not looked at,
 /// except that one in epoch 1 (with no epoch checkpoint) gives `Some(0)`.
 pub fn checkpoint_epochs(checkpoint_dir: &Path, cfg: &CnnConfig, data: &Dataset) -> Option<u32> {
-    let fingerprint = checkpoint::Fingerprint::new(cfg, data);
+    if cfg.folds > 1 {
+        // Each fold keeps its own checkpoint in `fold-<i>/`.
+        return None;
+    }
+    let fingerprint = checkpoint::Fingerprint::new(cfg, 0, data);
     match checkpoint::load(checkpoint_dir, &fingerprint, cfg, &Device::Cpu) {
         Ok(Some(state)) => Some(state.run.curve.len() as u32),
         _ => {
@@ -738,13 +908,24 @@ struct Run {
     partial_epoch_estimate: Option<f64>,
     error: Option<String>,
     stopped_by_time_limit: bool,
+    /// Early stopping: `patience` epochs passed without a better epoch.
+    stopped_early: bool,
 }
 
 impl Run {
+    /// Whether `patience` (> 0) epochs have passed since the best one.
+    fn patience_exhausted(&self, patience: u32) -> bool {
+        match (&self.best, patience) {
+            (Some((i, _)), p) if p > 0 => self.curve.len() - 1 - i >= p as usize,
+            _ => false,
+        }
+    }
+
     fn finish(
         self,
         test_x: &Tensor,
         test_y: &Tensor,
+        restore_best: bool,
         should_stop: &dyn Fn() -> bool,
     ) -> Result<CnnOutcome, TrainError> {
         let mut metrics = BTreeMap::new();
@@ -753,7 +934,14 @@ impl Run {
                 metrics.insert(k.to_string(), v);
             }
         };
-        if let Some((i, w)) = &self.best {
+        // The epoch whose metrics are reported: the best (restore_best) or
+        // the last.
+        let reported = if restore_best {
+            self.best.clone()
+        } else {
+            self.last.clone().map(|w| (self.curve.len() - 1, w))
+        };
+        if let Some((i, w)) = &reported {
             let s = &self.curve[*i];
             let (test_loss, test_error) = evaluate(w, test_x, test_y, should_stop)?;
             put("val_loss", s.val_loss);
@@ -797,7 +985,18 @@ impl Run {
             steps: self.steps,
             error: self.error,
             stopped_by_time_limit: self.stopped_by_time_limit,
+            stopped_early: self.stopped_early,
         })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests_support {
+    use super::*;
+
+    /// The default config (the seed's net), for unit tests.
+    pub fn config() -> CnnConfig {
+        CnnConfig::from_params(&Params::new(), &CnnDefaults::default(), 1, None, 0).unwrap()
     }
 }
 

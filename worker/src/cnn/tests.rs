@@ -12,19 +12,34 @@ fn cfg(p: Value) -> Result<CnnConfig, InvalidParams> {
     CnnConfig::from_params(&params(p), &CnnDefaults::default(), 7, None, 42)
 }
 
-fn tiny(lr: f64, momentum: f64, epochs: u32) -> CnnConfig {
-    CnnConfig {
-        lr,
-        momentum,
-        batch_size: 16,
-        nf: 4,
+/// A config from the given values and defaults for everything else.
+#[allow(clippy::too_many_arguments)]
+fn mk(
+    lr: f64,
+    momentum: f64,
+    batch_size: usize,
+    nf: usize,
+    epochs: u32,
+    train_size: usize,
+    val_size: usize,
+    test_size: usize,
+    seed: u64,
+) -> CnnConfig {
+    CnnConfig::from_params(
+        &params(
+            json!({"lr": lr, "momentum": momentum, "batch_size": batch_size, "nf": nf,
+                       "train_size": train_size, "val_size": val_size, "test_size": test_size}),
+        ),
+        &CnnDefaults::default(),
         epochs,
-        train_size: 384,
-        val_size: 128,
-        test_size: 0,
-        seed: 5,
-        time_limit_s: None,
-    }
+        None,
+        seed,
+    )
+    .unwrap()
+}
+
+fn tiny(lr: f64, momentum: f64, epochs: u32) -> CnnConfig {
+    mk(lr, momentum, 16, 4, epochs, 384, 128, 0, 5)
 }
 
 fn data() -> Dataset {
@@ -40,20 +55,26 @@ fn from_params_defaults_and_overrides() {
     let c = cfg(json!({})).unwrap();
     let d = CnnDefaults::default();
     assert_eq!(
-        c,
-        CnnConfig {
-            lr: d.lr,
-            momentum: d.momentum,
-            batch_size: d.batch_size as usize,
-            nf: d.nf as usize,
-            epochs: 7,
-            train_size: d.train_size as usize,
-            val_size: d.val_size as usize,
-            test_size: d.test_size as usize,
-            seed: 42,
-            time_limit_s: None,
-        }
+        (c.lr, c.momentum, c.batch_size, c.nf, c.epochs, c.seed),
+        (
+            d.lr,
+            d.momentum,
+            d.batch_size as usize,
+            d.nf as usize,
+            7,
+            42
+        )
     );
+    assert_eq!(
+        (c.train_size, c.val_size, c.test_size, c.time_limit_s),
+        (
+            d.train_size as usize,
+            d.val_size as usize,
+            d.test_size as usize,
+            None
+        )
+    );
+    assert_eq!(c.arch, Arch::seed(32));
     let c = cfg(
         json!({"lr": 0.05, "momentum": 0.9, "batch_size": 64, "nf": 16.0,
                        "epochs": 3, "train_size": 100, "val_size": 0, "test_size": 0}),
@@ -119,8 +140,8 @@ fn from_params_rejects_values_outside_domain() {
         let e = cfg(p.clone()).unwrap_err();
         assert_eq!(e.to_string(), want, "params {p}");
     }
-    let e = cfg(json!({"dropout": 0.2})).unwrap_err().to_string();
-    assert!(e.contains("unknown hyperparameter `dropout`"), "{e}");
+    let e = cfg(json!({"drop_out": 0.2})).unwrap_err().to_string();
+    assert!(e.contains("unknown hyperparameter `drop_out`"), "{e}");
     let e = CnnConfig::from_params(&Params::new(), &CnnDefaults::default(), 2, Some(-1.0), 1)
         .unwrap_err()
         .to_string();
@@ -341,18 +362,7 @@ fn sizes_must_fit_the_data() {
 
 /// A small config for the checkpoint tests: 8 steps per epoch.
 fn ck_cfg(lr: f64) -> CnnConfig {
-    CnnConfig {
-        lr,
-        momentum: 0.9,
-        batch_size: 16,
-        nf: 3,
-        epochs: 4,
-        train_size: 128,
-        val_size: 64,
-        test_size: 0,
-        seed: 5,
-        time_limit_s: None,
-    }
+    mk(lr, 0.9, 16, 3, 4, 128, 64, 0, 5)
 }
 
 fn ck_data() -> Dataset {
@@ -685,7 +695,7 @@ fn checkpoint_files_are_written_atomically_each_epoch() {
             let m: Value =
                 serde_json::from_slice(&std::fs::read(dir.join("checkpoint.json")).unwrap())
                     .unwrap();
-            assert_eq!(m["format_version"], 1);
+            assert_eq!(m["format_version"], 2);
             assert_eq!(m["epoch"], e);
             assert_eq!(m["curve"].as_array().unwrap().len(), e as usize);
             let tensors = format!("checkpoint-e{e}.safetensors");
@@ -804,18 +814,7 @@ fn real_fashion_mnist_smoke() {
         d.test_len()
     );
     assert_eq!((d.train_len(), d.test_len()), (60000, 10000));
-    let c = CnnConfig {
-        lr: 0.05,
-        momentum: 0.9,
-        batch_size: 64,
-        nf: 8,
-        epochs: 1,
-        train_size: 2000,
-        val_size: 1000,
-        test_size: 1000,
-        seed: 1,
-        time_limit_s: None,
-    };
+    let c = mk(0.05, 0.9, 64, 8, 1, 2000, 1000, 1000, 1);
     let out = run(&c, &d).unwrap();
     println!("curve: {:?}", out.curve);
     println!("metrics: {:?}", out.metrics);
@@ -836,18 +835,17 @@ fn bench_real_epoch() {
         .collect();
     let v: Vec<usize> = f.iter().map(|&x| x as usize).collect();
     let d = Dataset::load(std::path::Path::new(DEFAULT_DATA_DIR), &Device::Cpu).unwrap();
-    let c = CnnConfig {
-        lr: f.get(4).copied().unwrap_or(0.05),
-        momentum: f.get(5).copied().unwrap_or(0.9),
-        batch_size: v[1],
-        nf: v[0],
-        epochs: v[3] as u32,
-        train_size: v[2],
-        val_size: 0,
-        test_size: 0,
-        seed: 1,
-        time_limit_s: None,
-    };
+    let c = mk(
+        f.get(4).copied().unwrap_or(0.05),
+        f.get(5).copied().unwrap_or(0.9),
+        v[1],
+        v[0],
+        v[3] as u32,
+        v[2],
+        0,
+        0,
+        1,
+    );
     let t = Instant::now();
     let out = train(&c, &d, &Device::Cpu, &mut |s| println!("{s:?}"), &|| false).unwrap();
     println!("status {:?} error {:?}", out.status, out.error);
@@ -950,7 +948,7 @@ fn mid_epoch_interruption_resumes_bit_exactly() {
                 let m = mid_json(dir.path());
                 assert_eq!(m["base_epoch"], done, "{what}");
                 assert_eq!(m["epoch"], done + 1, "{what}");
-                assert_eq!(m["format_version"], 1, "{what}");
+                assert_eq!(m["format_version"], 2, "{what}");
             }
             if done > 0 {
                 names.push("checkpoint.json".into());

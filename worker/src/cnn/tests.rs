@@ -369,8 +369,9 @@ fn ck_data() -> Dataset {
     Dataset::synthetic(192, 40, 11, &Device::Cpu)
 }
 
-/// Curve without timings (epoch and bits of train_loss, val_loss, val_error).
-type Bits = Vec<(u32, u64, u64, u64)>;
+/// Curve without timings (epoch and bits of train_loss, val_loss,
+/// val_error, and the instruments as exact JSON).
+type Bits = Vec<(u32, u64, u64, u64, String)>;
 /// Everything of an outcome that must not depend on interruptions.
 type Comparable = (
     Bits,
@@ -393,6 +394,7 @@ fn comparable(o: &CnnOutcome) -> Comparable {
                 s.train_loss.to_bits(),
                 s.val_loss.to_bits(),
                 s.val_error.to_bits(),
+                serde_json::to_string(&s.instruments).unwrap(),
             )
         })
         .collect();
@@ -1164,5 +1166,247 @@ fn corrupt_mid_epoch_checkpoints_are_ignored_with_a_warning() {
     assert!(
         warnings.contains("continues the checkpoint of epoch 0"),
         "{warnings}"
+    );
+}
+
+// ---- The hyperparameter surface: each knob changes training as intended ----
+
+/// A small config with `p` on top: 4 filters, batch 16, 256 training and
+/// 128 validation examples of the synthetic set.
+fn hp(p: Value, epochs: u32) -> CnnConfig {
+    let mut base = json!({"nf": 4, "batch_size": 16, "train_size": 256, "val_size": 128,
+                          "test_size": 0, "lr": 0.05, "momentum": 0.9});
+    for (k, v) in p.as_object().unwrap() {
+        base[k] = v.clone();
+    }
+    CnnConfig::from_params(&params(base), &CnnDefaults::default(), epochs, None, 3).unwrap()
+}
+
+fn last_instruments(out: &CnnOutcome) -> hps_common::Instruments {
+    out.curve.last().unwrap().instruments.clone().unwrap()
+}
+
+#[test]
+fn dropout_narrows_the_train_validation_gap() {
+    // Random labels on the training examples: all a net can do there is
+    // memorise them, which dropout prevents.
+    let mut d = data();
+    let n = d.train_len();
+    let noisy: Vec<u32> = (0..n as u32).map(|i| (i * 7 + 3) % 10).collect();
+    d.train_labels = Tensor::from_vec(noisy, n, &Device::Cpu).unwrap();
+    let gap = |rate: f64| {
+        let c = hp(
+            json!({"dropout": rate, "train_size": 32, "val_size": 128, "lr": 0.05}),
+            25,
+        );
+        let out = run(&c, &d).unwrap();
+        let l = out.curve.last().unwrap();
+        l.val_loss - l.train_loss
+    };
+    let (g0, g9) = (gap(0.0), gap(0.9));
+    assert!(
+        g9 < g0,
+        "gap with dropout 0.9 ({g9}) not below gap without ({g0})"
+    );
+}
+
+#[test]
+fn weight_decay_shrinks_the_weights_in_both_modes() {
+    let d = data();
+    let norm = |p: Value| last_instruments(&run(&hp(p, 3), &d).unwrap()).weight_norm;
+    let none = norm(json!({"weight_decay": 0.0}));
+    let l2 = norm(json!({"weight_decay": 0.05}));
+    let decoupled = norm(json!({"weight_decay": 0.05, "weight_decay_mode": "decoupled"}));
+    let adamw = norm(json!({"weight_decay": 0.05, "optimizer": "adamw", "lr": 0.003}));
+    let adam = norm(json!({"optimizer": "adam", "lr": 0.003}));
+    assert!(l2 < none && decoupled < none, "{l2} {decoupled} vs {none}");
+    assert!(adamw < adam, "{adamw} vs {adam}");
+}
+
+#[test]
+fn patience_stops_early_and_restores_the_best_epoch() {
+    let d = data();
+    // 32 examples, a large step: validation loss soon stops improving.
+    let c = hp(
+        json!({"train_size": 32, "lr": 0.2, "patience": 2, "dropout": 0.0}),
+        30,
+    );
+    let out = run(&c, &d).unwrap();
+    assert!(out.stopped_early, "{:?}", out.curve);
+    let best = out.best_epoch.unwrap();
+    assert_eq!(
+        out.epochs_completed,
+        best + 2,
+        "stops `patience` epochs after the best"
+    );
+    assert!(out.epochs_completed < 30);
+    let best_val = out.curve[best as usize - 1].val_loss;
+    assert_eq!(out.metrics["val_loss"], best_val);
+    // restore_best = false reports the last epoch instead.
+    let mut c2 = c.clone();
+    c2.restore_best = false;
+    let out2 = run(&c2, &d).unwrap();
+    assert_eq!(
+        out2.metrics["val_loss"],
+        out2.curve.last().unwrap().val_loss
+    );
+    assert_eq!(out2.best_epoch, out.best_epoch);
+}
+
+#[test]
+fn lr_schedules_show_in_the_instruments() {
+    let d = data();
+    let lrs = |p: Value, epochs: u32| -> Vec<f64> {
+        run(&hp(p, epochs), &d)
+            .unwrap()
+            .curve
+            .iter()
+            .map(|s| s.instruments.as_ref().unwrap().lr)
+            .collect()
+    };
+    assert_eq!(lrs(json!({}), 2), vec![0.05, 0.05]);
+    let step = lrs(
+        json!({"lr_schedule": "step", "lr_step_epochs": 1, "lr_gamma": 0.5}),
+        3,
+    );
+    // The last step of epoch e runs at lr * 0.5^(e-1).
+    for (e, lr) in step.iter().enumerate() {
+        assert!(
+            (lr - 0.05 * 0.5f64.powi(e as i32)).abs() < 1e-12,
+            "{step:?}"
+        );
+    }
+    let cos = lrs(json!({"lr_schedule": "cosine"}), 3);
+    assert!(
+        cos[0] > cos[1] && cos[1] > cos[2] && cos[2] < 0.01,
+        "{cos:?}"
+    );
+    let c = hp(json!({"warmup_epochs": 2}), 3);
+    assert!((c.lr_at(0, 16) - 0.05 / 32.0).abs() < 1e-12);
+    assert!((c.lr_at(15, 16) - 0.025).abs() < 1e-12);
+    assert_eq!(c.lr_at(40, 16), 0.05);
+}
+
+#[test]
+fn instruments_are_recorded_every_epoch() {
+    let d = data();
+    let c = hp(
+        json!({"conv_layers": 2, "dense_layers": 2, "dense_units": 16}),
+        2,
+    );
+    let out = run(&c, &d).unwrap();
+    for s in &out.curve {
+        let i = s.instruments.as_ref().unwrap();
+        assert!(
+            i.grad_norm > 0.0 && i.weight_norm > 0.0 && i.update_ratio > 0.0,
+            "{i:?}"
+        );
+        let names: Vec<&str> = i.activations.iter().map(|a| a.layer.as_str()).collect();
+        assert_eq!(names, ["conv1", "conv2", "dense1", "dense2"]);
+        assert!(i
+            .activations
+            .iter()
+            .all(|a| a.std > 0.0 && a.mean.is_finite()));
+    }
+}
+
+#[test]
+fn every_optimizer_and_architecture_variant_learns() {
+    let d = data();
+    let variants = [
+        json!({"optimizer": "sgd", "lr": 0.1}),
+        json!({"optimizer": "nesterov"}),
+        json!({"optimizer": "adam", "lr": 0.003}),
+        json!({"optimizer": "adamw", "lr": 0.003, "weight_decay": 0.01}),
+        json!({"activation": "tanh", "pool": "avg"}),
+        json!({"activation": "gelu", "init": "he"}),
+        json!({"init": "normal", "pool": "none", "conv_layers": 1}),
+        json!({"conv_layers": 3, "kernel_size": 3, "padding": "same", "nf_mult": 2.0}),
+        json!({"batchnorm": true, "dense_layers": 2, "dense_units": 32, "conv_dropout": 0.1}),
+        json!({"pool_size": 3, "kernel_size": 3}),
+    ];
+    for p in variants {
+        let out = run(&hp(p.clone(), 3), &d).unwrap();
+        assert_eq!(out.status, TrialStatus::Complete, "{p}: {:?}", out.error);
+        let (first, last) = (&out.curve[0], out.curve.last().unwrap());
+        assert!(
+            last.train_loss < first.train_loss || last.val_error < 0.5,
+            "{p}: did not learn: {:?}",
+            out.curve
+        );
+    }
+}
+
+#[test]
+fn augmentation_changes_training_reproducibly() {
+    let d = data();
+    let plain = run(&hp(json!({}), 2), &d).unwrap();
+    let c = hp(
+        json!({"aug_shift": 2, "aug_flip": true, "aug_rotate": 10.0}),
+        2,
+    );
+    let a = run(&c, &d).unwrap();
+    let b = run(&c, &d).unwrap();
+    assert_ne!(a.curve[0].train_loss, plain.curve[0].train_loss);
+    assert_eq!(
+        comparable(&a),
+        comparable(&b),
+        "same seed, same augmented run"
+    );
+}
+
+#[test]
+fn same_seed_gives_identical_metrics_with_every_random_source() {
+    let d = data();
+    let c = hp(
+        json!({"optimizer": "adam", "lr": 0.003, "batchnorm": true, "conv_dropout": 0.2,
+               "aug_shift": 1, "aug_flip": true, "init": "he"}),
+        2,
+    );
+    let (a, b) = (run(&c, &d).unwrap(), run(&c, &d).unwrap());
+    assert_eq!(comparable(&a), comparable(&b));
+    let mut other = c.clone();
+    other.seed += 1;
+    assert_ne!(comparable(&run(&other, &d).unwrap()).0, comparable(&a).0);
+}
+
+#[test]
+fn k_fold_reports_mean_and_spread_across_folds() {
+    let d = data();
+    let c = hp(json!({"folds": 3, "train_size": 192}), 2);
+    let out = run(&c, &d).unwrap();
+    assert_eq!(out.status, TrialStatus::Complete);
+    assert_eq!(out.metrics["folds"], 3.0);
+    assert!(out.metrics["val_error_std"] >= 0.0);
+    assert!(out.metrics.contains_key("val_loss_std"));
+    assert_eq!(out.curve.len(), 2);
+    // The mean is the mean of the folds' best-epoch errors, each in [0, 1].
+    let v = out.metrics["val_error"];
+    assert!((0.0..=1.0).contains(&v));
+    let e = CnnConfig::from_params(
+        &params(json!({"folds": 500, "train_size": 100})),
+        &CnnDefaults::default(),
+        1,
+        None,
+        1,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("folds"), "{e}");
+}
+
+#[test]
+fn an_architecture_that_does_not_fit_is_invalid_with_a_reason() {
+    let e = CnnConfig::from_params(
+        &params(json!({"conv_layers": 4})),
+        &CnnDefaults::default(),
+        1,
+        None,
+        1,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("conv layer 3") && e.contains("kernel_size"),
+        "{e}"
     );
 }

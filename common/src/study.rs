@@ -191,6 +191,16 @@ pub enum SamplerSpec {
     },
 }
 
+/// `trainer.defaults`, with the offending hyperparameter named in errors
+/// (serde's internally tagged enums would otherwise lose the path).
+fn cnn_defaults<'de, D: serde::Deserializer<'de>>(d: D) -> Result<CnnDefaults, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        serde::de::Error::custom(format!("defaults.{path}: {}", e.into_inner()))
+    })
+}
+
 fn yes() -> bool {
     true
 }
@@ -315,7 +325,7 @@ pub enum TrainerSpec {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         data: Option<String>,
         /// Values for hyperparameters the space does not mention.
-        #[serde(default)]
+        #[serde(default, deserialize_with = "cnn_defaults")]
         defaults: CnnDefaults,
     },
     /// Any command, once per trial (see [`crate::exec::ExecSpec`]).
@@ -445,7 +455,15 @@ impl Study {
                 "the function trainer reports a single value; pruning needs per-epoch values"
                     .into(),
             )),
-            TrainerSpec::Cnn { .. } => {
+            TrainerSpec::Cnn { defaults, .. } => {
+                if defaults.folds > 1 || self.space.contains_key("folds") {
+                    return Err((
+                        "pruner".into(),
+                        "k-fold cross-validation (`folds`) trains one model per fold and \
+                         cannot be pruned per epoch; remove the pruner or `folds`"
+                            .into(),
+                    ));
+                }
                 let per_epoch = ["val_error", "val_loss", "val_accuracy", "train_loss"];
                 if per_epoch.contains(&self.objective.metric.as_str()) {
                     Ok(())
@@ -689,6 +707,59 @@ mod tests {
         )
         .unwrap();
         assert_eq!(s.total_trials().unwrap(), 21);
+    }
+
+    #[test]
+    fn cnn_defaults_are_checked_and_every_hyperparameter_can_be_searched() {
+        let bad = S5.replace(
+            r#""trainer": {"kind": "cnn"}"#,
+            r#""trainer": {"kind": "cnn", "defaults": {"dropout": 1.5}}"#,
+        );
+        let e = parse(&bad).unwrap_err();
+        assert_eq!(e.field(), "trainer.defaults", "{e}");
+        assert!(e.to_string().contains("dropout"), "{e}");
+        let bad = S5.replace(
+            r#""trainer": {"kind": "cnn"}"#,
+            r#""trainer": {"kind": "cnn", "defaults": {"activation": "swish"}}"#,
+        );
+        assert!(parse(&bad).unwrap_err().to_string().contains("activation"));
+        let ok = S5.replace(
+            r#""momentum": {"type": "transform"},"#,
+            r#""momentum": {"type": "transform"},
+               "optimizer": {"type": "categorical", "choices": ["adam", "nesterov"]},
+               "batchnorm": {"type": "categorical", "choices": [true, false]},"#,
+        );
+        parse(&ok).unwrap();
+    }
+
+    #[test]
+    fn pruners_are_checked_against_mode_trainer_and_metric() {
+        let with = |pruner: &str, extra: &str| {
+            S5.replace(
+                r#""trainer": {"kind": "cnn"}"#,
+                &format!(r#""pruner": {pruner}, "trainer": {{"kind": "cnn"{extra}}}"#),
+            )
+        };
+        parse(&with(r#"{"kind": "asha"}"#, "")).unwrap();
+        parse(&with(r#"{"kind": "successive_halving", "eta": 2}"#, "")).unwrap();
+        let e = parse(&with(r#"{"kind": "asha", "min_epochs": 50}"#, "")).unwrap_err();
+        assert_eq!(e.field(), "pruner.min_epochs", "{e}");
+        let e = parse(&with(r#"{"kind": "asha", "eta": 1}"#, "")).unwrap_err();
+        assert_eq!(e.field(), "pruner.eta", "{e}");
+        let e = parse(&with(
+            r#"{"kind": "median"}"#,
+            r#", "defaults": {"folds": 3}"#,
+        ))
+        .unwrap_err();
+        assert_eq!(e.field(), "pruner", "{e}");
+        let async_sh = with(r#"{"kind": "hyperband"}"#, "")
+            .replace(r#""trainer":"#, r#""mode": {"kind": "async"}, "trainer":"#);
+        let e = parse(&async_sh).unwrap_err();
+        assert_eq!(e.field(), "pruner.kind", "{e}");
+        let test_metric = with(r#"{"kind": "asha"}"#, "")
+            .replace(r#""metric": "val_error""#, r#""metric": "test_error""#);
+        let e = parse(&test_metric).unwrap_err();
+        assert_eq!(e.field(), "objective.metric", "{e}");
     }
 
     #[test]

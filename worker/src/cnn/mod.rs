@@ -1,6 +1,8 @@
-//! The built-in CNN trainer: the seed's Lasagne `build_cnn(nf)` trained on
-//! an MNIST-format data set (Fashion-MNIST by default) with SGD + momentum,
-//! on candle.
+//! The built-in CNN trainer: the seed's Lasagne `build_cnn(nf)` by default,
+//! with every knob of the exercises as a hyperparameter (architecture,
+//! optimiser, schedule, augmentation, early stopping, k-fold; see
+//! [`hps_common::cnn::CnnDefaults`]), trained on an MNIST-format data set
+//! (Fashion-MNIST by default) on candle.
 //!
 //! Everything random comes from ChaCha8 streams derived from the trial
 //! seed, so the same [`CnnConfig`] on the CPU gives a bit-identical curve
@@ -13,6 +15,8 @@
 //!   the identity permutation of the `train_size` examples (so no state
 //!   carries over from one epoch to the next).
 //! * The dropout masks of epoch `e`: `ChaCha8(seed, stream 3<<32 | e)`.
+//! * The augmentation of batch `b` of epoch `e`:
+//!   `ChaCha8(seed, stream 4<<56 | e<<24 | b)` (only with `aug_*` on).
 //! * Wall-clock time: only the timing fields (`elapsed_s`, `epoch_time_s`)
 //!   and, with `time_limit_s`, where training stops.
 //!

@@ -1,23 +1,24 @@
 #!/usr/bin/env bash
 # Launch one hps master and N workers on this machine.
 #
-#   deploy/local.sh DIR --workers N [--study FILE | --preset NAME] [--data DIR] [--cpu] [-- MASTER-RUN-ARGS...]
+#   deploy/local.sh DIR --workers N [--study FILE | --preset NAME] [--data DIR] [--cpu] [--slots S] [-- MASTER-RUN-ARGS...]
 #
 # - DIR is created from --study/--preset if it holds no study yet; an
 #   existing study is continued (run the same command again after a crash).
 # - Worker i gets GPU i through CUDA_VISIBLE_DEVICES (and --device cuda:0)
 #   when nvidia-smi lists GPUs, unless --cpu; otherwise it trains on the CPU
-#   with cores/N threads.
+#   with cores/N threads. --slots S runs S trials at once per worker (GPU
+#   workers with small models; see docs/gpu.md).
 # - Ctrl-C (or SIGTERM) stops everything cleanly: workers hand their trials
 #   back to the queue, the master stops; the same command continues later.
 # - Binaries come from $HPS_BIN_DIR, else target/release next to this script.
 set -euo pipefail
 
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
 bin_dir="${HPS_BIN_DIR:-$here/target/release}"
-dir="" workers=2 study="" preset="" data="" force_cpu=0
+dir="" workers=2 study="" preset="" data="" force_cpu=0 slots=1
 master_args=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -26,6 +27,7 @@ while [[ $# -gt 0 ]]; do
     --preset) preset="$2"; shift 2 ;;
     --data) data="$2"; shift 2 ;;
     --cpu) force_cpu=1; shift ;;
+    --slots) slots="$2"; shift 2 ;;
     -h|--help) usage ;;
     --) shift; master_args=("$@"); break ;;
     -*) echo "local.sh: unknown option $1" >&2; usage ;;
@@ -34,6 +36,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -n "$dir" ]] || usage
 [[ "$workers" =~ ^[1-9][0-9]*$ ]] || { echo "local.sh: --workers must be a positive integer, got '$workers'" >&2; exit 2; }
+[[ "$slots" =~ ^[1-9][0-9]*$ ]] || { echo "local.sh: --slots must be a positive integer, got '$slots'" >&2; exit 2; }
 for b in hps-master hps-worker; do
   [[ -x "$bin_dir/$b" ]] || { echo "local.sh: $bin_dir/$b not found; build with: cargo build --release" >&2; exit 1; }
 done
@@ -70,7 +73,7 @@ trap stop INT TERM
 "$master" run "$dir" "${master_args[@]}" > >(tee -a "$dir/logs/master.out") 2>&1 &
 pids+=($!)
 for ((i = 0; i < workers; i++)); do
-  args=("$dir" --id "w$i")
+  args=("$dir" --id "w$i" --slots "$slots")
   [[ -n "$data" ]] && args+=(--data "$data")
   if (( gpus > 0 )); then
     (( i < gpus )) || echo "local.sh: more workers ($workers) than GPUs ($gpus); w$i shares GPU $(( i % gpus ))" >&2

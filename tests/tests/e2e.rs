@@ -375,3 +375,59 @@ fn exec_trainer_runs_the_example_script() {
     );
     assert!(!pwned.exists(), "a parameter value ran a command");
 }
+
+/// `--slots 3`: one worker process runs three trials at once, each slot a
+/// worker of its own to the protocol (`<id>-s<k>`), sharing one trainer.
+#[test]
+fn one_worker_process_with_three_slots() {
+    let tmp = tempfile::tempdir().unwrap();
+    let s = tmp.path().join("study");
+    hps_tests::init_study(
+        &s,
+        r#"{"format_version": 1, "name": "slots",
+            "space": {"x0": {"type": "float", "low": -5, "high": 10},
+                      "x1": {"type": "float", "low": 0, "high": 15}},
+            "objective": {"metric": "value", "direction": "minimize"},
+            "sampler": {"kind": "random", "seed": 3},
+            "budget": {"trials": 9},
+            "mode": {"kind": "async", "queue": 3},
+            "trainer": {"kind": "function", "name": "branin", "sleep_s": 0.5}}"#,
+    );
+    let sd = s.to_str().unwrap();
+    let (m, w) = (bin("hps-master"), bin("hps-worker"));
+    let mut master = Proc::spawn(
+        "master",
+        &m,
+        &["run", sd, "--rescan", "0.2"],
+        &tmp.path().join("m.log"),
+    );
+    let mut worker = Proc::spawn(
+        "w",
+        &w,
+        &[sd, "--id", "gpu0", "--slots", "3", "--rescan", "0.2"],
+        &tmp.path().join("w.log"),
+    );
+    assert!(
+        master.wait(Duration::from_secs(120)).success(),
+        "{}",
+        master.log_text()
+    );
+    assert!(
+        worker.wait(Duration::from_secs(30)).success(),
+        "{}",
+        worker.log_text()
+    );
+    let results = json_stems(&s.join("results"));
+    assert_eq!(results.len(), 9);
+    let slots: BTreeSet<String> = results
+        .iter()
+        .map(|id| read_result(&s, id).worker)
+        .collect();
+    assert!(
+        slots.len() >= 2 && slots.iter().all(|w| w.starts_with("gpu0-s")),
+        "trials ran on several slots: {slots:?}"
+    );
+    let beats = json_stems(&s.join("heartbeats"));
+    assert_eq!(beats, vec!["gpu0-s0", "gpu0-s1", "gpu0-s2"]);
+    assert!(runs_per_trial(&s).values().all(|&n| n == 1));
+}

@@ -45,6 +45,11 @@ struct Cli {
     /// workers on one machine, give each cores / workers.
     #[arg(long)]
     threads: Option<usize>,
+    /// Run S trials at once in this process, sharing the loaded dataset and
+    /// the device (small CNNs leave a big GPU mostly idle; see docs/gpu.md).
+    /// Each slot appears as worker `<id>-s<k>`.
+    #[arg(long, value_name = "S", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    slots: u16,
     /// More log output (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -92,6 +97,7 @@ fn real_main(cli: Cli) -> Result<()> {
     cfg.device = cli.device;
     cfg.data = cli.data;
     cfg.once = cli.once;
+    cfg.slots = cli.slots as usize;
     cfg.poll = cli.poll.map(|p| seconds("poll", p)).transpose()?;
     cfg.rescan = seconds("rescan", cli.rescan)?;
     cfg.heartbeat_interval = seconds("heartbeat", cli.heartbeat)?;

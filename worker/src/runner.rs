@@ -36,6 +36,9 @@ pub struct WorkerConfig {
     pub heartbeat_interval: Duration,
     /// Exit after one trial.
     pub once: bool,
+    /// Trials run at once, sharing the loaded dataset and the device. Each
+    /// slot is a worker of its own to the protocol, named `<id>-s<k>`.
+    pub slots: usize,
 }
 
 impl WorkerConfig {
@@ -49,6 +52,7 @@ impl WorkerConfig {
             rescan: Duration::from_secs(2),
             heartbeat_interval: Duration::from_secs(2),
             once: false,
+            slots: 1,
         }
     }
 }
@@ -82,12 +86,59 @@ enum Trainer {
 
 /// Run the worker until the study is finished (or after one trial with
 /// `once`), or until `shutdown` is set — then the trial in hand is handed
-/// back to the queue.
+/// back to the queue. With `slots` > 1, that many claim loops run at once
+/// on one loaded trainer (dataset and device), as workers `<id>-s0`, …
 pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummary> {
     hps_common::validate_id("worker id", &cfg.id)?;
+    if cfg.slots == 0 {
+        anyhow::bail!("--slots must be at least 1");
+    }
     let dir = StudyDir::open(&cfg.dir)?;
     let study = dir.read_study()?;
     let trainer = open_trainer(cfg, &study)?;
+    if cfg.slots == 1 {
+        return run_slot(cfg, &dir, &study, &trainer, shutdown);
+    }
+    let results: Vec<Result<WorkerSummary>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..cfg.slots)
+            .map(|k| {
+                let mut slot = cfg.clone();
+                slot.id = format!("{}-s{k}", cfg.id);
+                let (dir, study, trainer, shutdown) = (&dir, &study, &trainer, shutdown.clone());
+                scope.spawn(move || {
+                    let span = info_span!("slot", slot = k);
+                    let _g = span.enter();
+                    run_slot(&slot, dir, study, trainer, shutdown)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a slot thread panicked")))
+            })
+            .collect()
+    });
+    let mut total = WorkerSummary::default();
+    for r in results {
+        let s = r?;
+        total.trials += s.trials;
+        total.interrupted |= s.interrupted;
+    }
+    Ok(total)
+}
+
+/// One claim loop (the whole worker, or one of its slots).
+fn run_slot(
+    cfg: &WorkerConfig,
+    dir: &StudyDir,
+    study: &Study,
+    trainer: &Trainer,
+    shutdown: Arc<AtomicBool>,
+) -> Result<WorkerSummary> {
+    hps_common::validate_id("worker id", &cfg.id)?;
+    let (dir, study, trainer) = (dir.clone(), study, trainer);
 
     let mode = match cfg.poll {
         Some(d) => WatchMode::Poll(d),
@@ -124,7 +175,7 @@ pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummar
             // reply NFS lost (we believed we lost the race). Hand them back.
             release_stale_claims(&dir, &cfg.id)?;
             if let Some(claim) = claim_next(&dir, &cfg.id)? {
-                let done = run_claim(&dir, &study, &trainer, cfg, &claim, &status, &shutdown)?;
+                let done = run_claim(&dir, study, trainer, cfg, &claim, &status, &shutdown)?;
                 if !done {
                     summary.interrupted = true;
                     return Ok(());

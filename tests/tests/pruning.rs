@@ -243,3 +243,98 @@ fn successive_halving_promotes_from_checkpoints() {
     assert_eq!(losses(&best.curve), losses(&straight.curve));
     assert_eq!(best.metrics["test_error"], straight.metrics["test_error"]);
 }
+
+/// Hyperband in sync mode: R = 4, eta = 2 gives brackets of 4 settings
+/// (rungs 1, 2, 4), 3 (rungs 2, 4) and 3 (rung 4), run one after another
+/// as batches 0, 1 and 2.
+#[test]
+fn hyperband_runs_its_brackets_as_batches() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    hps_worker::cnn::write_idx_dir(&data, 300, 60, 5).unwrap();
+    let study_file = tmp.path().join("study.json");
+    let study = serde_json::json!({
+        "format_version": 1, "name": "hb-cnn",
+        "space": {
+            "lr": {"type": "float", "low": 0.005, "high": 0.3, "log": true},
+            "nf": {"type": "fixed", "value": 2},
+            "batch_size": {"type": "fixed", "value": 50}
+        },
+        "objective": {"metric": "val_error", "direction": "minimize"},
+        "sampler": {"kind": "random", "seed": 8},
+        "budget": {"trials": 10, "epochs": 4},
+        "mode": {"kind": "sync"},
+        "pruner": {"kind": "hyperband", "min_epochs": 1, "eta": 2},
+        "trainer": {"kind": "cnn", "defaults": {"train_size": 200, "val_size": 100, "test_size": 60}}
+    });
+    std::fs::write(&study_file, study.to_string()).unwrap();
+    let s = tmp.path().join("study");
+    init_from_file(&s, &study_file);
+    let sd = s.to_str().unwrap();
+    let d = data.to_str().unwrap();
+    let (m, w) = (bin("hps-master"), bin("hps-worker"));
+    let mut master = Proc::spawn(
+        "master",
+        &m,
+        &["run", sd, "--rescan", "0.3"],
+        &tmp.path().join("m.log"),
+    );
+    let mut workers: Vec<Proc> = (0..2)
+        .map(|i| {
+            let id = format!("w{i}");
+            Proc::spawn(
+                &id,
+                &w,
+                &[
+                    sd,
+                    "--id",
+                    &id,
+                    "--data",
+                    d,
+                    "--threads",
+                    "1",
+                    "--rescan",
+                    "0.3",
+                ],
+                &tmp.path().join(format!("{id}.log")),
+            )
+        })
+        .collect();
+    assert!(
+        master.wait(Duration::from_secs(300)).success(),
+        "{}",
+        master.log_text()
+    );
+    for w in &mut workers {
+        assert!(
+            w.wait(Duration::from_secs(30)).success(),
+            "{}",
+            w.log_text()
+        );
+    }
+    let mut by_batch: std::collections::BTreeMap<u64, Vec<(TrialStatus, usize)>> =
+        Default::default();
+    for id in json_stems(&s.join("settings")) {
+        let setting: hps_common::TrialSetting = serde_json::from_str(
+            &std::fs::read_to_string(s.join("settings").join(format!("{id}.json"))).unwrap(),
+        )
+        .unwrap();
+        let r = read_result(&s, &id);
+        by_batch
+            .entry(setting.batch.unwrap())
+            .or_default()
+            .push((r.status, r.curve.len()));
+    }
+    for v in by_batch.values_mut() {
+        v.sort();
+    }
+    use TrialStatus::{Complete as C, Pruned as P};
+    let want: std::collections::BTreeMap<u64, Vec<(TrialStatus, usize)>> = [
+        (0, vec![(C, 4), (P, 1), (P, 1), (P, 2)]),
+        (1, vec![(C, 4), (P, 2), (P, 2)]),
+        (2, vec![(C, 4), (C, 4), (C, 4)]),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(by_batch, want, "{}", master.log_text());
+}

@@ -28,10 +28,6 @@ fn main() -> anyhow::Result<()> {
         arg(5, 1),
     );
     init_cpu_threads(Some(threads));
-    // Experiment hook: override candle's element-wise pool size.
-    if let Ok(n) = std::env::var("HPS_PROFILE_CANDLE_THREADS") {
-        std::env::set_var("CANDLE_NUM_THREADS", n);
-    }
     let data = Dataset::load(Path::new(DEFAULT_DATA_DIR), &Device::Cpu)?;
     let mut params = Params::new();
     params.insert("nf".into(), json!(nf));

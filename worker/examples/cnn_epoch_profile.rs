@@ -14,6 +14,10 @@ use hps_common::{CnnDefaults, Params};
 use hps_worker::cnn::{init_cpu_threads, train, CnnConfig, Dataset, DEFAULT_DATA_DIR};
 use serde_json::json;
 
+/// As in the `hps-worker` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let arg = |i: usize, default: usize| -> usize {
         std::env::args()

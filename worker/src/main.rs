@@ -9,6 +9,12 @@ use clap::Parser;
 use hps_worker::device::DeviceSpec;
 use hps_worker::runner::{self, WorkerConfig};
 
+/// mimalloc keeps freed memory for reuse; with the system allocator the
+/// multi-MB tensors of every training step were returned to the kernel
+/// and faulted back in, page by page.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// hps worker: claims hyperparameter settings from a study directory,
 /// trains them, and writes result files back. Run one per GPU.
 #[derive(Parser)]

@@ -133,7 +133,6 @@ impl CustomOp1 for Col2Im {
 /// `kernel (O, C, k, k)`: `(O, B, H-k+1, W-k+1)`, as `kernel @ im2col(x)`
 /// (one large matmul forward, two backward). For layers without the fused
 /// [`conv_bias_relu_pool_cbhw`].
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn conv2d_cbhw(x: &Tensor, kernel: &Tensor) -> Result<Tensor> {
     let (c, b, h, w) = x.dims4()?;
     let (o, kc, k, k2) = kernel.dims4()?;
@@ -159,18 +158,6 @@ pub fn bias_relu_pool_cbhw(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     let (_, b, h, w) = x.dims4()?;
     x.contiguous()?
         .apply_op2(&bias.contiguous()?, BiasReluPool { b, h, w })
-}
-
-/// The valid, stride-1 convolution of a CBHW tensor `x (C, B, H, W)` with
-/// `kernel (O, C, k, k)`: `(O, B, H-k+1, W-k+1)` (no bias), with im2col's
-/// backward pass.
-pub fn conv2d_cbhw(x: &Tensor, kernel: &Tensor) -> Result<Tensor> {
-    let (_, b, h, w) = x.dims4()?;
-    let (o, _, k, _) = kernel.dims4()?;
-    if h < k || w < k {
-        candle_core::bail!("conv: input {h}x{w} smaller than kernel {k}x{k}")
-    }
-    conv_matmul(x, kernel)?.reshape((o, b, h + 1 - k, w + 1 - k))
 }
 
 /// One conv stage of the network on the CPU, CBHW in and out:

@@ -12,8 +12,9 @@
 #   --target-dir target/cuda`, so target/release (the CPU build) is untouched.
 # - Environment: CUDA_COMPUTE_CAP (default 90: H100/H200; 80 = A100,
 #   86 = RTX 30xx/A40, 89 = L4/L40/RTX 40xx), PYTHON (default python3).
-# - Takes about 15-20 minutes and a few GB of disk on 2 cores; on a shared
-#   machine run it as `nice -n 19 deploy/build-cuda.sh`.
+# - Takes 15 to 50 minutes on 2 cores (nvcc compiling candle's kernels is
+#   most of it) and about 2.5 GB of disk; on a shared machine run it as
+#   `nice -n 19 deploy/build-cuda.sh`.
 # The binary needs an NVIDIA driver (libcuda.so.1) and the CUDA 13 runtime
 # libraries on the GPU host; see docs/gpu.md.
 set -euo pipefail
@@ -123,13 +124,14 @@ Built in $(( (SECONDS - start) / 60 )) min $(( (SECONDS - start) % 60 )) s:
 It needs, on the GPU host:
   - an NVIDIA driver for CUDA >= ${cuda_version%.*} (nvidia-smi shows "CUDA Version: ${cuda_version%.*}" or later);
   - the CUDA 13 runtime libraries it links:
-$(ldd "$bin" | grep -E 'lib(cudart|cublas|cublasLt|curand|nvrtc)\.so' | awk '{ print "      " $1 }' || true)
-    e.g. python3 -m venv ~/cuda13 && ~/cuda13/bin/pip install "cuda-toolkit[cudart,cublas,curand,nvrtc]==$cuda_version"
+$(ldd "$bin" | grep -E 'lib(cudart|cublas|curand|nvrtc)\.so' | awk '{ print "      " $1 }' || true)
+      libcublasLt.so.13 (loaded by libcublas)
+    e.g. python3 -m venv ~/cuda13 && ~/cuda13/bin/pip install "cuda-toolkit[cudart,cublas,curand]==$cuda_version"
     then LD_LIBRARY_PATH=~/cuda13/lib/python3.X/site-packages/nvidia/cu13/lib (not lib/stubs).
 
 Copy it to a GPU host and run one worker per GPU:
   scp $bin gpuhost:hps/bin/hps-worker
   ssh gpuhost 'CUDA_VISIBLE_DEVICES=0 hps/bin/hps-worker STUDY_DIR --device cuda:0 --id gpu0'
-or with deploy/local.sh: HPS_BIN_DIR=DIR_WITH_BOTH_BINARIES deploy/local.sh STUDY_DIR --workers N
+deploy/local.sh takes it from \$HPS_BIN_DIR next to an hps-master (any build).
 See docs/gpu.md.
 EOF

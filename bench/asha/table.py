@@ -6,7 +6,7 @@ import os
 import sys
 
 out = sys.argv[1]
-targets = [0.25, 0.20, 0.18, 0.16, 0.15, 0.14]
+targets = [0.25, 0.22, 0.21, 0.20, 0.195, 0.19, 0.185]
 runs = {}
 for kind in ("random", "asha"):
     start = float(open(os.path.join(out, kind + ".start")).read())
@@ -41,4 +41,4 @@ for target in targets:
     ratio = ""
     if a is not None and b is not None and b > 0:
         ratio = " (%.1fx)" % (a / b)
-    print("| time to val_error ≤ %.2f | %s | %s%s |" % (target, fmt(a), fmt(b), ratio))
+    print("| time to val_error ≤ %.3f | %s | %s%s |" % (target, fmt(a), fmt(b), ratio))

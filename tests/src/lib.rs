@@ -279,3 +279,51 @@ pub fn read_result(study: &Path, id: &str) -> hps_common::TrialResult {
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     hps_common::parse_versioned(&p, &text).unwrap_or_else(|e| panic!("{e}"))
 }
+
+/// Run a study to the end: `hps-master run STUDY --rescan R` and one
+/// `hps-worker STUDY --id <id> --rescan R <args…>` per entry of `workers`,
+/// logs in `logs` (`m.log`, `<id>.log`). Waits up to `timeout` for the
+/// master and 30 s more for each worker, asserts every exit status is 0
+/// (with the log on failure) and returns the master's log.
+pub fn run_study(
+    study: &Path,
+    logs: &Path,
+    rescan: &str,
+    workers: &[(&str, &[&str])],
+    timeout: Duration,
+) -> String {
+    let sd = study.to_str().expect("UTF-8 path");
+    let mut master = Proc::spawn(
+        "master",
+        &bin("hps-master"),
+        &["run", sd, "--rescan", rescan],
+        &logs.join("m.log"),
+    );
+    let mut procs: Vec<Proc> = workers
+        .iter()
+        .map(|(id, extra)| {
+            let mut args = vec![sd, "--id", id, "--rescan", rescan];
+            args.extend_from_slice(extra);
+            Proc::spawn(
+                id,
+                &bin("hps-worker"),
+                &args,
+                &logs.join(format!("{id}.log")),
+            )
+        })
+        .collect();
+    assert!(
+        master.wait(timeout).success(),
+        "master failed:\n{}",
+        master.log_text()
+    );
+    for w in &mut procs {
+        assert!(
+            w.wait(Duration::from_secs(30)).success(),
+            "{} failed:\n{}",
+            w.name,
+            w.log_text()
+        );
+    }
+    master.log_text()
+}

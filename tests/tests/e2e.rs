@@ -393,29 +393,12 @@ fn one_worker_process_with_three_slots() {
             "mode": {"kind": "async", "queue": 3},
             "trainer": {"kind": "function", "name": "branin", "sleep_s": 0.5}}"#,
     );
-    let sd = s.to_str().unwrap();
-    let (m, w) = (bin("hps-master"), bin("hps-worker"));
-    let mut master = Proc::spawn(
-        "master",
-        &m,
-        &["run", sd, "--rescan", "0.2"],
-        &tmp.path().join("m.log"),
-    );
-    let mut worker = Proc::spawn(
-        "w",
-        &w,
-        &[sd, "--id", "gpu0", "--slots", "3", "--rescan", "0.2"],
-        &tmp.path().join("w.log"),
-    );
-    assert!(
-        master.wait(Duration::from_secs(120)).success(),
-        "{}",
-        master.log_text()
-    );
-    assert!(
-        worker.wait(Duration::from_secs(30)).success(),
-        "{}",
-        worker.log_text()
+    hps_tests::run_study(
+        &s,
+        tmp.path(),
+        "0.2",
+        &[("gpu0", &["--slots", "3"])],
+        Duration::from_secs(120),
     );
     let results = json_stems(&s.join("results"));
     assert_eq!(results.len(), 9);

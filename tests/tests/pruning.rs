@@ -2,10 +2,24 @@
 //! (exec trainer, stopping decisions) and with successive halving (cnn
 //! trainer, pause at rungs and resume from checkpoints).
 
+use std::path::Path;
 use std::time::Duration;
 
 use hps_common::TrialStatus;
-use hps_tests::{bin, init_from_file, json_stems, read_result, run, Proc};
+use hps_tests::{bin, init_from_file, json_stems, read_result, run, run_study};
+
+/// Run a cnn study on `data` with a master and two 1-thread workers.
+fn run_cnn_study(study: &Path, data: &Path, logs: &Path) -> String {
+    let d = data.to_str().unwrap();
+    let args: &[&str] = &["--data", d, "--threads", "1"];
+    run_study(
+        study,
+        logs,
+        "0.3",
+        &[("w0", args), ("w1", args)],
+        Duration::from_secs(300),
+    )
+}
 
 fn python3() -> bool {
     std::process::Command::new("python3")
@@ -57,25 +71,13 @@ json.dump({"val_error": x + 1.0 / epochs}, open(os.environ["HPS_RESULT_FILE"], "
     let s = tmp.path().join("study");
     init_from_file(&s, &study_file);
     let sd = s.to_str().unwrap();
-    let (m, w) = (bin("hps-master"), bin("hps-worker"));
-    let mut master = Proc::spawn(
-        "master",
-        &m,
-        &["run", sd, "--rescan", "0.2"],
-        &tmp.path().join("m.log"),
+    run_study(
+        &s,
+        tmp.path(),
+        "0.2",
+        &[("w0", &[])],
+        Duration::from_secs(120),
     );
-    let mut worker = Proc::spawn(
-        "w0",
-        &w,
-        &[sd, "--id", "w0", "--rescan", "0.2"],
-        &tmp.path().join("w.log"),
-    );
-    assert!(
-        master.wait(Duration::from_secs(120)).success(),
-        "{}",
-        master.log_text()
-    );
-    assert!(worker.wait(Duration::from_secs(30)).success());
 
     let first = read_result(&s, "t000000");
     assert_eq!(first.status, TrialStatus::Complete, "{:?}", first.error);
@@ -87,7 +89,7 @@ json.dump({"val_error": x + 1.0 / epochs}, open(os.environ["HPS_RESULT_FILE"], "
         TrialStatus::Pruned,
         "{:?}\n{}",
         pruned.error,
-        worker.log_text()
+        std::fs::read_to_string(tmp.path().join("w0.log")).unwrap_or_default()
     );
     let why = pruned.error.clone().unwrap_or_default();
     assert!(why.contains("asha") && why.contains("epoch 1"), "{why}");
@@ -109,7 +111,7 @@ json.dump({"val_error": x + 1.0 / epochs}, open(os.environ["HPS_RESULT_FILE"], "
     assert!(json_stems(&s.join("progress")).is_empty());
     assert!(json_stems(&s.join("decisions")).is_empty());
 
-    let out = run(&m, &["status", sd]);
+    let out = run(&bin("hps-master"), &["status", sd]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("pruned 1"), "{text}");
 }
@@ -141,48 +143,7 @@ fn successive_halving_promotes_from_checkpoints() {
     std::fs::write(&study_file, study.to_string()).unwrap();
     let s = tmp.path().join("study");
     init_from_file(&s, &study_file);
-    let sd = s.to_str().unwrap();
-    let d = data.to_str().unwrap();
-    let (m, w) = (bin("hps-master"), bin("hps-worker"));
-    let mut master = Proc::spawn(
-        "master",
-        &m,
-        &["run", sd, "--rescan", "0.3"],
-        &tmp.path().join("m.log"),
-    );
-    let mut workers: Vec<Proc> = (0..2)
-        .map(|i| {
-            let id = format!("w{i}");
-            Proc::spawn(
-                &id,
-                &w,
-                &[
-                    sd,
-                    "--id",
-                    &id,
-                    "--data",
-                    d,
-                    "--threads",
-                    "1",
-                    "--rescan",
-                    "0.3",
-                ],
-                &tmp.path().join(format!("{id}.log")),
-            )
-        })
-        .collect();
-    assert!(
-        master.wait(Duration::from_secs(300)).success(),
-        "{}",
-        master.log_text()
-    );
-    for w in &mut workers {
-        assert!(
-            w.wait(Duration::from_secs(30)).success(),
-            "{}",
-            w.log_text()
-        );
-    }
+    let master_log = run_cnn_study(&s, &data, tmp.path());
 
     let results: Vec<_> = json_stems(&s.join("results"))
         .iter()
@@ -200,8 +161,7 @@ fn successive_halving_promotes_from_checkpoints() {
             (TrialStatus::Pruned, 1),
             (TrialStatus::Pruned, 2),
         ],
-        "{}",
-        master.log_text()
+        "{master_log}"
     );
     for r in results.iter().filter(|r| r.status == TrialStatus::Pruned) {
         let why = r.error.as_deref().unwrap_or("");
@@ -270,48 +230,7 @@ fn hyperband_runs_its_brackets_as_batches() {
     std::fs::write(&study_file, study.to_string()).unwrap();
     let s = tmp.path().join("study");
     init_from_file(&s, &study_file);
-    let sd = s.to_str().unwrap();
-    let d = data.to_str().unwrap();
-    let (m, w) = (bin("hps-master"), bin("hps-worker"));
-    let mut master = Proc::spawn(
-        "master",
-        &m,
-        &["run", sd, "--rescan", "0.3"],
-        &tmp.path().join("m.log"),
-    );
-    let mut workers: Vec<Proc> = (0..2)
-        .map(|i| {
-            let id = format!("w{i}");
-            Proc::spawn(
-                &id,
-                &w,
-                &[
-                    sd,
-                    "--id",
-                    &id,
-                    "--data",
-                    d,
-                    "--threads",
-                    "1",
-                    "--rescan",
-                    "0.3",
-                ],
-                &tmp.path().join(format!("{id}.log")),
-            )
-        })
-        .collect();
-    assert!(
-        master.wait(Duration::from_secs(300)).success(),
-        "{}",
-        master.log_text()
-    );
-    for w in &mut workers {
-        assert!(
-            w.wait(Duration::from_secs(30)).success(),
-            "{}",
-            w.log_text()
-        );
-    }
+    let master_log = run_cnn_study(&s, &data, tmp.path());
     let mut by_batch: std::collections::BTreeMap<u64, Vec<(TrialStatus, usize)>> =
         Default::default();
     for id in json_stems(&s.join("settings")) {
@@ -336,5 +255,5 @@ fn hyperband_runs_its_brackets_as_batches() {
     ]
     .into_iter()
     .collect();
-    assert_eq!(by_batch, want, "{}", master.log_text());
+    assert_eq!(by_batch, want, "{master_log}");
 }

@@ -296,7 +296,7 @@ impl CnnDefaults {
         at_least_1("nf", self.nf)?;
         positive_f("nf_mult", self.nf_mult)?;
         at_least_1("kernel_size", self.kernel_size)?;
-        if self.padding == Padding::Same && self.kernel_size % 2 == 0 {
+        if self.padding == Padding::Same && self.kernel_size.is_multiple_of(2) {
             return Err(format!(
                 "padding `same` needs an odd kernel_size, got {}",
                 self.kernel_size

@@ -72,7 +72,7 @@ pub fn run(
     trial_dir: &Path,
     log: &mut File,
     should_stop: &dyn Fn() -> bool,
-    monitor: &mut dyn FnMut(&[serde_json::Map<String, Value>], bool) -> Option<String>,
+    monitor: &mut Monitor,
 ) -> ExecOutcome {
     if let Err(e) = std::fs::create_dir_all(trial_dir) {
         return failed(
@@ -334,6 +334,13 @@ fn kill_group(pid: u32, child: &mut std::process::Child) {
     // SAFETY: as above; whatever is left of the group.
     unsafe { libc::kill(-pgid, libc::SIGKILL) };
 }
+
+/// One report line of the command: a JSON object.
+pub type Report = serde_json::Map<String, Value>;
+
+/// Called with the complete reports so far and whether they changed;
+/// `Some(reason)` stops the trial as pruned.
+pub type Monitor<'a> = dyn FnMut(&[Report], bool) -> Option<String> + 'a;
 
 /// How often a running command's report file is looked at.
 pub const MONITOR_EVERY: Duration = Duration::from_millis(200);

@@ -114,13 +114,12 @@ pub fn batch_of(brackets: &[Bracket], index: u64) -> (u64, u64) {
     let cycle: u64 = brackets.iter().map(|b| b.size as u64).sum();
     let full = index / cycle;
     let mut start = full * cycle;
-    let mut b = full * brackets.len() as u64;
-    for br in brackets {
+    let first = full * brackets.len() as u64;
+    for (b, br) in (first..).zip(brackets) {
         if index < start + br.size as u64 {
             return (b, start);
         }
         start += br.size as u64;
-        b += 1;
     }
     unreachable!("index within a cycle")
 }

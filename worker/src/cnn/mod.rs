@@ -747,7 +747,7 @@ fn train_split(
         let epoch_time = carried + t0.elapsed();
         let snap = model.snapshot()?;
         let (val_loss, val_error) = if cfg.val_size > 0 {
-            match evaluate(&snap, &val_x, &val_y, should_stop) {
+            match evaluate(&snap, val_x, val_y, should_stop) {
                 Err(TrainError::Interrupted) => {
                     // Keep the epoch's training, unless saved so already.
                     if let (Some(dir), false) = (checkpoint_dir, saved_training_done) {

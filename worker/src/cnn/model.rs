@@ -135,7 +135,7 @@ impl Arch {
             && self.pool_size == 2
             && !self.batchnorm
             && self.padding == Padding::Valid
-            && conv_side % 2 == 0
+            && conv_side.is_multiple_of(2)
     }
 
     /// Shapes of the trainable tensors, in order: per conv layer kernel

@@ -694,16 +694,14 @@ impl Master {
                 loss,
             });
         }
-        let complete = r.status == TrialStatus::Complete;
-        let curve = Curve::from_points(
-            &self.result_points(&r),
-            self.study.objective.direction,
-            complete,
-        );
+        // Pruners compare running trials with finished ones' curves.
         if self.study.pruner.is_some() {
             if let Err(e) = self.dir.clear_trial_state(&r.trial_id) {
                 debug!("{e}");
             }
+            let complete = r.status == TrialStatus::Complete;
+            let points = self.result_points(&r);
+            let curve = Curve::from_points(&points, self.study.objective.direction, complete);
             self.finished_curves.insert(r.trial_id.clone(), curve);
         }
         self.decided.remove(&r.trial_id);

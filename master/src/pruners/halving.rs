@@ -103,7 +103,7 @@ pub fn brackets(spec: &PrunerSpec, batch: u32, epochs: u32) -> Vec<Bracket> {
     }
 }
 
-/// The bracket and its first index for batch `b`.
+/// The bracket of batch `b` (batches cycle through the brackets).
 pub fn bracket_of(brackets: &[Bracket], b: u64) -> &Bracket {
     &brackets[(b % brackets.len() as u64) as usize]
 }

@@ -38,12 +38,8 @@ pub(super) fn train_folds(
     let mut outcomes: Vec<CnnOutcome> = Vec::with_capacity(k);
     for f in 0..k {
         let (lo, hi) = (f * n / k, (f + 1) * n / k);
-        let split = Split {
-            train: (0..lo as u32).chain(hi as u32..n as u32).collect(),
-            val_x: data.train_images.narrow(0, lo, hi - lo)?,
-            val_y: data.train_labels.narrow(0, lo, hi - lo)?,
-            fold: f,
-        };
+        let train = (0..lo as u32).chain(hi as u32..n as u32).collect();
+        let split = Split::new(data, train, lo..hi, f)?;
         let dir = checkpoint_dir.map(|d| d.join(format!("fold-{f}")));
         tracing::info!(fold = f + 1, of = k, "cross-validation fold");
         let out = train_split(

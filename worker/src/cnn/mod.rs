@@ -526,12 +526,12 @@ pub fn train_controlled(
         return folds::train_folds(cfg, data, device, checkpoint_dir, on_epoch, should_stop);
     }
     let val_start = data.train_len() - cfg.val_size;
-    let split = Split {
-        train: (0..cfg.train_size as u32).collect(),
-        val_x: data.train_images.narrow(0, val_start, cfg.val_size)?,
-        val_y: data.train_labels.narrow(0, val_start, cfg.val_size)?,
-        fold: 0,
-    };
+    let split = Split::new(
+        data,
+        (0..cfg.train_size as u32).collect(),
+        val_start..val_start + cfg.val_size,
+        0,
+    )?;
     train_split(
         cfg,
         data,
@@ -551,6 +551,24 @@ struct Split {
     val_y: Tensor,
     /// k-fold: the fold (0 without cross-validation).
     fold: usize,
+}
+
+impl Split {
+    /// Train on the examples `train`, validate on the training file's
+    /// examples `val`.
+    fn new(
+        data: &Dataset,
+        train: Vec<u32>,
+        val: std::ops::Range<usize>,
+        fold: usize,
+    ) -> candle_core::Result<Split> {
+        Ok(Split {
+            train,
+            val_x: data.train_images.narrow(0, val.start, val.len())?,
+            val_y: data.train_labels.narrow(0, val.start, val.len())?,
+            fold,
+        })
+    }
 }
 
 /// Examples of the validation set whose activations are measured.
@@ -636,12 +654,13 @@ fn train_split(
     let (val_x, val_y) = (&split.val_x, &split.val_y);
     let val_size = val_y.dims()[0];
     let probe_n = PROBE_EXAMPLES.min(val_size);
-    let (probe_x, probe_y_empty) = if probe_n > 0 {
-        (val_x.narrow(0, 0, probe_n)?, false)
+    // Activations are measured on validation examples, or on training
+    // examples when there is no validation set.
+    let probe_x = if probe_n > 0 {
+        val_x.narrow(0, 0, probe_n)?
     } else {
-        (train_x.narrow(0, 0, PROBE_EXAMPLES.min(n_train))?, true)
+        train_x.narrow(0, 0, PROBE_EXAMPLES.min(n_train))?
     };
-    let _ = probe_y_empty;
     let test_n = if cfg.test_size == 0 {
         data.test_len()
     } else {

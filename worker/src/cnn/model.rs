@@ -267,11 +267,9 @@ impl Cnn {
             };
             vars.push(v);
         }
-        if arch.batchnorm {
-            // gamma starts at 1: every (bias, gamma, beta) triple's gamma.
-            for i in bn_gamma_indices(arch) {
-                vars[i] = filled(&arch.var_shapes()[i], 1.0, device)?;
-            }
+        // Batch norm's gammas start at 1.
+        for i in bn_gamma_indices(arch) {
+            vars[i] = filled(&vars[i].dims().to_vec(), 1.0, device)?;
         }
         let stats = arch
             .stat_shapes()

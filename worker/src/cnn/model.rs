@@ -269,7 +269,7 @@ impl Cnn {
         }
         // Batch norm's gammas start at 1.
         for i in bn_gamma_indices(arch) {
-            vars[i] = filled(&vars[i].dims().to_vec(), 1.0, device)?;
+            vars[i] = filled(vars[i].dims(), 1.0, device)?;
         }
         let stats = arch
             .stat_shapes()

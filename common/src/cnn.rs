@@ -5,6 +5,12 @@
 //! A study sets them in `trainer.defaults` or searches them in `space`
 //! under the same names; a trial's value overrides the default. The
 //! reference is `docs/study-file.md`.
+//!
+//! [`CnnHyper`] is the one typed home of these hyperparameters: the study's
+//! `trainer.defaults` are one (validated at `hps-master init`), and a
+//! trial's are the defaults with its params on top ([`CnnHyper::with_params`],
+//! validated in the worker, where a bad value makes the trial `invalid`).
+//! The worker's trainer and optimiser read them from there.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -82,10 +88,34 @@ pub enum Schedule {
     Cosine,
 }
 
+/// A hyperparameter outside its domain, or of the wrong type; `message`
+/// names it (`lr must be a positive number, got -0.1`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct HyperError {
+    /// The hyperparameter (`lr`, `epochs`, ...).
+    pub field: String,
+    pub message: String,
+}
+
+impl HyperError {
+    fn new(field: &str, message: String) -> HyperError {
+        HyperError {
+            field: field.to_string(),
+            message,
+        }
+    }
+}
+
+/// The study's `trainer.defaults`: a [`CnnHyper`].
+pub type CnnDefaults = CnnHyper;
+
 /// Every cnn hyperparameter with its default (the seed's settings).
+/// Epoch counts are `u64` in the file and at most `u32::MAX` once
+/// validated.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct CnnDefaults {
+pub struct CnnHyper {
     // --- optimisation
     pub lr: f64,
     /// Momentum coefficient of `momentum`/`nesterov` in [0, 1).
@@ -97,7 +127,7 @@ pub struct CnnDefaults {
     pub weight_decay: f64,
     /// How `weight_decay` is applied (`adamw` is always decoupled).
     pub weight_decay_mode: WeightDecay,
-    pub batch_size: u64,
+    pub batch_size: usize,
     // --- learning-rate schedule
     pub lr_schedule: Schedule,
     pub lr_step_epochs: u64,
@@ -106,19 +136,19 @@ pub struct CnnDefaults {
     pub warmup_epochs: u64,
     // --- architecture
     /// Number of conv blocks (conv + activation + pool).
-    pub conv_layers: u64,
+    pub conv_layers: usize,
     /// Filters of the first conv layer.
-    pub nf: u64,
+    pub nf: usize,
     /// Each further conv layer has `nf_mult` times the filters of the
     /// previous one (rounded).
     pub nf_mult: f64,
-    pub kernel_size: u64,
+    pub kernel_size: usize,
     pub padding: Padding,
     pub pool: Pool,
-    pub pool_size: u64,
+    pub pool_size: usize,
     /// Hidden dense layers between the conv blocks and the output.
-    pub dense_layers: u64,
-    pub dense_units: u64,
+    pub dense_layers: usize,
+    pub dense_units: usize,
     /// Dropout rate on the input of every dense layer (the seed's 0.5).
     pub dropout: f64,
     /// Dropout rate after every conv block.
@@ -128,7 +158,7 @@ pub struct CnnDefaults {
     pub init: Init,
     // --- augmentation (training batches only)
     /// Random shifts of up to this many pixels in x and y (zero fill).
-    pub aug_shift: u64,
+    pub aug_shift: usize,
     /// Random horizontal flips (half of the images).
     pub aug_flip: bool,
     /// Random rotations of up to ± this many degrees; off by default: on
@@ -141,20 +171,20 @@ pub struct CnnDefaults {
     pub restore_best: bool,
     // --- data
     /// Training examples taken from the start of the training file.
-    pub train_size: u64,
+    pub train_size: usize,
     /// Validation examples, taken from the end of the training file.
-    pub val_size: u64,
+    pub val_size: usize,
     /// Test examples (from the test file) evaluated at the best epoch;
     /// 0 means the whole test file.
-    pub test_size: u64,
+    pub test_size: usize,
     /// k-fold cross-validation over the first `train_size` examples (each
     /// fold validates on its k-th and trains on the rest); 1 = off.
-    pub folds: u64,
+    pub folds: usize,
 }
 
-impl Default for CnnDefaults {
+impl Default for CnnHyper {
     fn default() -> Self {
-        CnnDefaults {
+        CnnHyper {
             lr: 0.1,
             momentum: 0.0,
             optimizer: Optimizer::Momentum,
@@ -196,9 +226,9 @@ impl Default for CnnDefaults {
 }
 
 /// Hyperparameter names the cnn trainer understands: the fields of
-/// [`CnnDefaults`] plus `epochs`.
+/// [`CnnHyper`] plus `epochs`.
 pub fn cnn_params() -> Vec<String> {
-    let mut names: Vec<String> = match serde_json::to_value(CnnDefaults::default()) {
+    let mut names: Vec<String> = match serde_json::to_value(CnnHyper::default()) {
         Ok(Value::Object(m)) => m.keys().cloned().collect(),
         _ => Vec::new(),
     };
@@ -207,73 +237,116 @@ pub fn cnn_params() -> Vec<String> {
     names
 }
 
-impl CnnDefaults {
-    /// `self` with `params` applied on top. Integral floats (`64.0`) are
-    /// accepted for integer hyperparameters, since samplers produce them.
-    /// The error names the parameter and says what it expects.
-    pub fn with_params(&self, params: &Params) -> Result<CnnDefaults, String> {
+/// A non-negative integer parameter: integral floats (`64.0`) are
+/// accepted, since samplers produce them.
+fn integer(name: &str, v: &Value) -> Result<u64, HyperError> {
+    if let Some(n) = v.as_u64() {
+        return Ok(n);
+    }
+    match v.as_f64() {
+        Some(f) if f >= 0.0 && f.fract() == 0.0 && f < 9.0e15 => Ok(f as u64),
+        _ => Err(HyperError::new(
+            name,
+            format!("{name} must be a non-negative integer, got {v}"),
+        )),
+    }
+}
+
+/// The number of epochs of a trial: its `epochs` param, else the study
+/// budget's `budget`.
+pub fn epochs_param(params: &Params, budget: u32) -> Result<u32, HyperError> {
+    let epochs = match params.get("epochs") {
+        None => budget as u64,
+        Some(v) => integer("epochs", v)?,
+    };
+    if epochs == 0 {
+        return Err(HyperError::new(
+            "epochs",
+            "epochs must be a positive integer, got 0".into(),
+        ));
+    }
+    at_most_u32("epochs", epochs)
+}
+
+fn at_most_u32(name: &str, v: u64) -> Result<u32, HyperError> {
+    u32::try_from(v).map_err(|_| {
+        HyperError::new(
+            name,
+            format!("{name} must be at most {}, got {v}", u32::MAX),
+        )
+    })
+}
+
+impl CnnHyper {
+    /// `self` with `params` applied on top (`epochs` aside, see
+    /// [`epochs_param`]), validated. Integral floats (`64.0`) are accepted
+    /// for integer hyperparameters, since samplers produce them. The error
+    /// names the parameter and says what it expects.
+    pub fn with_params(&self, params: &Params) -> Result<CnnHyper, HyperError> {
+        // Defaults that cannot round-trip through JSON (NaN) are named here.
         self.validate()?;
         let Ok(Value::Object(mut map)) = serde_json::to_value(self) else {
-            return Err("cannot represent the cnn defaults".into());
+            return Err(HyperError::new(
+                "defaults",
+                "cannot represent the cnn defaults".into(),
+            ));
         };
         for (k, v) in params {
             if k == "epochs" {
                 continue;
             }
             let Some(old) = map.get(k) else {
-                return Err(format!(
-                    "unknown hyperparameter `{k}` for the cnn trainer (known: {})",
-                    cnn_params().join(", ")
+                return Err(HyperError::new(
+                    k,
+                    format!(
+                        "unknown hyperparameter `{k}` for the cnn trainer (known: {})",
+                        cnn_params().join(", ")
+                    ),
                 ));
             };
+            let bad = |m: String| Err(HyperError::new(k, m));
             let v = match (old, v) {
                 (Value::Number(o), v) if o.is_u64() && !v.is_number() => {
-                    return Err(format!("{k} must be a non-negative integer, got {v}"))
+                    return bad(format!("{k} must be a non-negative integer, got {v}"))
                 }
                 (Value::Number(_), v) if !v.is_number() => {
-                    return Err(format!("{k} must be a number, got {v}"))
+                    return bad(format!("{k} must be a number, got {v}"))
                 }
                 (Value::Bool(_), v) if !v.is_boolean() => {
-                    return Err(format!("{k} must be true or false, got {v}"))
+                    return bad(format!("{k} must be true or false, got {v}"))
                 }
-                (Value::Number(o), Value::Number(n)) if o.is_u64() && !n.is_u64() => {
-                    match n.as_f64() {
-                        Some(f) if f >= 0.0 && f.fract() == 0.0 && f < 9.0e15 => {
-                            Value::from(f as u64)
-                        }
-                        _ => return Err(format!("{k} must be a non-negative integer, got {n}")),
-                    }
-                }
+                (Value::Number(o), v) if o.is_u64() => Value::from(integer(k, v)?),
                 _ => v.clone(),
             };
             map.insert(k.clone(), v);
         }
-        let out: CnnDefaults = from_map(map)?;
+        let out: CnnHyper = from_map(map)?;
         out.validate()?;
         Ok(out)
     }
 
     /// Range checks; the message names the hyperparameter.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), HyperError> {
+        let bad = |name: &str, m: String| Err(HyperError::new(name, m));
         let positive_f = |name: &str, v: f64| {
             if v.is_finite() && v > 0.0 {
                 Ok(())
             } else {
-                Err(format!("{name} must be a positive number, got {v}"))
+                bad(name, format!("{name} must be a positive number, got {v}"))
             }
         };
         let unit = |name: &str, v: f64| {
             if (0.0..1.0).contains(&v) {
                 Ok(())
             } else {
-                Err(format!("{name} must be a number in [0, 1), got {v}"))
+                bad(name, format!("{name} must be a number in [0, 1), got {v}"))
             }
         };
-        let at_least_1 = |name: &str, v: u64| {
+        let at_least_1 = |name: &str, v: usize| {
             if v >= 1 {
                 Ok(())
             } else {
-                Err(format!("{name} must be a positive integer, got {v}"))
+                bad(name, format!("{name} must be a positive integer, got {v}"))
             }
         };
         positive_f("lr", self.lr)?;
@@ -282,59 +355,86 @@ impl CnnDefaults {
         unit("beta2", self.beta2)?;
         positive_f("eps", self.eps)?;
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
-            return Err(format!(
-                "weight_decay must be a number >= 0, got {}",
-                self.weight_decay
-            ));
+            return bad(
+                "weight_decay",
+                format!(
+                    "weight_decay must be a number >= 0, got {}",
+                    self.weight_decay
+                ),
+            );
         }
         at_least_1("batch_size", self.batch_size)?;
-        at_least_1("lr_step_epochs", self.lr_step_epochs)?;
+        if self.lr_step_epochs == 0 {
+            return bad(
+                "lr_step_epochs",
+                "lr_step_epochs must be a positive integer, got 0".into(),
+            );
+        }
         if !(self.lr_gamma.is_finite() && self.lr_gamma > 0.0 && self.lr_gamma <= 1.0) {
-            return Err(format!("lr_gamma must be in (0, 1], got {}", self.lr_gamma));
+            return bad(
+                "lr_gamma",
+                format!("lr_gamma must be in (0, 1], got {}", self.lr_gamma),
+            );
         }
         at_least_1("conv_layers", self.conv_layers)?;
         at_least_1("nf", self.nf)?;
         positive_f("nf_mult", self.nf_mult)?;
         at_least_1("kernel_size", self.kernel_size)?;
         if self.padding == Padding::Same && self.kernel_size.is_multiple_of(2) {
-            return Err(format!(
-                "padding `same` needs an odd kernel_size, got {}",
-                self.kernel_size
-            ));
+            return bad(
+                "padding",
+                format!(
+                    "padding `same` needs an odd kernel_size, got {}",
+                    self.kernel_size
+                ),
+            );
         }
         at_least_1("pool_size", self.pool_size)?;
         at_least_1("dense_units", self.dense_units)?;
         unit("dropout", self.dropout)?;
         unit("conv_dropout", self.conv_dropout)?;
         if !(self.aug_rotate.is_finite() && (0.0..=180.0).contains(&self.aug_rotate)) {
-            return Err(format!(
-                "aug_rotate must be in [0, 180] degrees, got {}",
-                self.aug_rotate
-            ));
+            return bad(
+                "aug_rotate",
+                format!(
+                    "aug_rotate must be in [0, 180] degrees, got {}",
+                    self.aug_rotate
+                ),
+            );
         }
         if self.aug_shift > 27 {
-            return Err(format!(
-                "aug_shift must be at most 27 pixels, got {}",
-                self.aug_shift
-            ));
+            return bad(
+                "aug_shift",
+                format!(
+                    "aug_shift must be at most 27 pixels, got {}",
+                    self.aug_shift
+                ),
+            );
         }
         at_least_1("train_size", self.train_size)?;
         at_least_1("folds", self.folds)?;
         if self.folds > 1 && self.folds > self.train_size {
-            return Err(format!(
-                "folds ({}) exceeds train_size ({})",
-                self.folds, self.train_size
-            ));
+            return bad(
+                "folds",
+                format!(
+                    "folds ({}) exceeds train_size ({})",
+                    self.folds, self.train_size
+                ),
+            );
         }
+        at_most_u32("lr_step_epochs", self.lr_step_epochs)?;
+        at_most_u32("warmup_epochs", self.warmup_epochs)?;
+        at_most_u32("patience", self.patience)?;
         Ok(())
     }
 }
 
-fn from_map(map: Map<String, Value>) -> Result<CnnDefaults, String> {
+fn from_map(map: Map<String, Value>) -> Result<CnnHyper, HyperError> {
     let v = Value::Object(map);
     serde_path_to_error::deserialize(v).map_err(|e| {
         let field = e.path().to_string();
-        format!("{field}: {}", e.into_inner())
+        let message = format!("{field}: {}", e.into_inner());
+        HyperError { field, message }
     })
 }
 
@@ -349,7 +449,7 @@ mod tests {
 
     #[test]
     fn params_override_defaults_with_types_checked() {
-        let d = CnnDefaults::default();
+        let d = CnnHyper::default();
         let h = d
             .with_params(&params(
                 json!({"optimizer": "adamw", "nf": 16.0, "aug_flip": true}),
@@ -361,15 +461,31 @@ mod tests {
         let e = d
             .with_params(&params(json!({"activation": "swish"})))
             .unwrap_err();
-        assert!(e.contains("activation") && e.contains("relu"), "{e}");
+        assert_eq!(e.field, "activation");
+        assert!(e.message.contains("relu"), "{e}");
         let e = d.with_params(&params(json!({"nf": 2.5}))).unwrap_err();
-        assert!(e.contains("nf"), "{e}");
+        assert_eq!(e.to_string(), "nf must be a non-negative integer, got 2.5");
         let e = d.with_params(&params(json!({"dropout": 1.0}))).unwrap_err();
-        assert!(e.contains("dropout"), "{e}");
+        assert_eq!(e.field, "dropout");
         let e = d
             .with_params(&params(json!({"lerning_rate": 1})))
             .unwrap_err();
-        assert!(e.contains("lerning_rate") && e.contains("known"), "{e}");
+        assert!(
+            e.message.contains("lerning_rate") && e.message.contains("known"),
+            "{e}"
+        );
+        let e = d
+            .with_params(&params(json!({"patience": 5_000_000_000u64})))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "patience must be at most 4294967295, got 5000000000"
+        );
+        let p = params(json!({"epochs": 3.0}));
+        assert_eq!(epochs_param(&p, 7), Ok(3));
+        assert_eq!(epochs_param(&Params::new(), 7), Ok(7));
+        let e = epochs_param(&params(json!({"epochs": 0})), 7).unwrap_err();
+        assert_eq!(e.to_string(), "epochs must be a positive integer, got 0");
     }
 
     #[test]

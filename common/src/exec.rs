@@ -27,6 +27,28 @@ pub struct ExecSpec {
     pub workdir: Option<String>,
 }
 
+/// Why the exec trainer killed a running command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoppedBy {
+    /// The worker was asked to stop: the trial goes back to the queue.
+    Preemption,
+    /// The master's pruner stopped the trial: it ends `pruned`.
+    Pruner,
+    /// `trainer.timeout_s` passed: the trial ends `failed`.
+    Timeout,
+}
+
+impl StoppedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoppedBy::Preemption => "preemption",
+            StoppedBy::Pruner => "pruner",
+            StoppedBy::Timeout => "timeout",
+        }
+    }
+}
+
 /// Placeholders every trial defines.
 pub const BUILTINS: &[&str] = &[
     "trial_id",

@@ -562,7 +562,7 @@ impl Versioned for Study {
                 }
                 defaults
                     .validate()
-                    .map_err(|m| ("trainer.defaults".to_string(), m))?;
+                    .map_err(|m| ("trainer.defaults".to_string(), m.to_string()))?;
                 let metrics = [
                     "val_error",
                     "val_loss",

@@ -39,7 +39,7 @@ fn main() -> anyhow::Result<()> {
     params.insert("lr".into(), json!(0.01));
     params.insert("momentum".into(), json!(0.9));
     let defaults = CnnDefaults {
-        train_size: train_size as u64,
+        train_size,
         val_size: 0,
         test_size: 100,
         ..CnnDefaults::default()

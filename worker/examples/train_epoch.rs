@@ -110,28 +110,28 @@ fn run(args: &Args, threads: usize) -> Result<()> {
     let metric = |k: &str| m.get(k).copied();
     let total: f64 = epoch_times.iter().sum();
     let mean = total / epoch_times.len().max(1) as f64;
-    let test_n = if cfg.test_size == 0 {
+    let test_n = if cfg.hyper.test_size == 0 {
         data.test_len()
     } else {
-        cfg.test_size
+        cfg.hyper.test_size
     };
     let line = json!({
         "impl": "hps",
         "framework": "candle 0.11",
         "device": args.device.to_string(),
         "threads": threads,
-        "nf": cfg.nf,
-        "batch_size": cfg.batch_size,
-        "lr": cfg.lr,
-        "momentum": cfg.momentum,
+        "nf": cfg.hyper.nf,
+        "batch_size": cfg.hyper.batch_size,
+        "lr": cfg.hyper.lr,
+        "momentum": cfg.hyper.momentum,
         "seed": cfg.seed,
         "epochs": outcome.epochs_completed,
-        "train_size": cfg.train_size,
-        "val_size": cfg.val_size,
+        "train_size": cfg.hyper.train_size,
+        "val_size": cfg.hyper.val_size,
         "test_size": test_n,
         "epoch_times_s": epoch_times,
         "epoch_time_s": mean,
-        "samples_per_s": (cfg.train_size * epoch_times.len()) as f64 / total,
+        "samples_per_s": (cfg.hyper.train_size * epoch_times.len()) as f64 / total,
         "train_loss": metric("last_train_loss"),
         "val_accuracy": metric("last_val_error").map(|e| 1.0 - e),
         "test_accuracy": metric("last_test_error").map(|e| 1.0 - e),

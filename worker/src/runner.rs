@@ -1,26 +1,27 @@
-//! The worker loop: claim a pending setting, train it, publish the result.
+//! The worker loop: claim a pending setting, hand it to the study's
+//! trainer (see [`crate::trainers`]), publish the result or hand the trial
+//! back; a heartbeat thread tells the master this worker is alive.
 
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use hps_common::files::unix_now;
 use hps_common::{
-    Heartbeat, Study, TrainerSpec, TrialResult, TrialSetting, TrialStatus, FORMAT_VERSION,
+    Heartbeat, IdError, Study, TrialResult, TrialSetting, TrialStatus, FORMAT_VERSION,
 };
 use hps_shared_fs::dir::{hostname, is_not_found};
-use hps_shared_fs::{detect_remote_fs, Claim, StudyDir, Sub, Waker, WatchMode};
-use tracing::{error, info, info_span, warn};
+use hps_shared_fs::{detect_remote_fs, Claim, FsError, StudyDir, Sub, Waker, WatchMode};
+use tracing::{info, info_span, warn};
 
-use crate::cnn::{self, CnnConfig, Dataset, EpochControl, TrainError};
 use crate::device::DeviceSpec;
-use crate::exec::ExecOutcome;
-use crate::function::{self, FunctionOutcome};
 use crate::progress::Reporter;
+use crate::trainers::{
+    self, Finished, Outcome, Trainer, TrainerError, TrainerOptions, TrialContext,
+};
 
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -63,6 +64,27 @@ pub struct WorkerSummary {
     pub interrupted: bool,
 }
 
+/// Why a worker stopped before the study was finished.
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error(transparent)]
+    Id(#[from] IdError),
+    #[error("--slots must be at least 1")]
+    NoSlots,
+    #[error("a slot thread panicked")]
+    SlotPanicked,
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Trainer(#[from] TrainerError),
+    #[error("failed to open the trial log `{}`: {source}", path.display())]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 /// What the heartbeat thread reports.
 #[derive(Debug, Clone, Default)]
 struct Status {
@@ -70,54 +92,61 @@ struct Status {
     epoch: Option<u32>,
 }
 
-enum Trainer {
-    Cnn {
-        data: Box<Dataset>,
-        device: candle_core::Device,
-        defaults: hps_common::CnnDefaults,
-    },
-    Exec(hps_common::exec::ExecSpec),
-    Function {
-        f: hps_common::functions::Function,
-        dim: Option<usize>,
-        sleep_s: f64,
-    },
+/// What every claim loop of a worker shares.
+struct Slot<'a> {
+    cfg: &'a WorkerConfig,
+    dir: &'a StudyDir,
+    study: &'a Study,
+    trainer: &'a dyn Trainer,
 }
 
 /// Run the worker until the study is finished (or after one trial with
 /// `once`), or until `shutdown` is set — then the trial in hand is handed
 /// back to the queue. With `slots` > 1, that many claim loops run at once
 /// on one loaded trainer (dataset and device), as workers `<id>-s0`, …
-pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummary> {
+pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummary, RunnerError> {
     hps_common::validate_id("worker id", &cfg.id)?;
     if cfg.slots == 0 {
-        anyhow::bail!("--slots must be at least 1");
+        return Err(RunnerError::NoSlots);
     }
     let dir = StudyDir::open(&cfg.dir)?;
     let study = dir.read_study()?;
-    let trainer = open_trainer(cfg, &study)?;
+    let opts = TrainerOptions {
+        device: cfg.device,
+        data: cfg.data.clone(),
+    };
+    let trainer = trainers::open(&study, &opts)?;
+    let slot = |cfg| Slot {
+        cfg,
+        dir: &dir,
+        study: &study,
+        trainer: trainer.as_ref(),
+    };
     if cfg.slots == 1 {
-        return run_slot(cfg, &dir, &study, &trainer, shutdown);
+        return run_slot(&slot(cfg), shutdown);
     }
-    let results: Vec<Result<WorkerSummary>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..cfg.slots)
-            .map(|k| {
-                let mut slot = cfg.clone();
-                slot.id = format!("{}-s{k}", cfg.id);
-                let (dir, study, trainer, shutdown) = (&dir, &study, &trainer, shutdown.clone());
+    let configs: Vec<WorkerConfig> = (0..cfg.slots)
+        .map(|k| WorkerConfig {
+            id: format!("{}-s{k}", cfg.id),
+            ..cfg.clone()
+        })
+        .collect();
+    let results: Vec<Result<WorkerSummary, RunnerError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = configs
+            .iter()
+            .enumerate()
+            .map(|(k, c)| {
+                let (slot, shutdown) = (slot(c), shutdown.clone());
                 scope.spawn(move || {
                     let span = info_span!("slot", slot = k);
                     let _g = span.enter();
-                    run_slot(&slot, dir, study, trainer, shutdown)
+                    run_slot(&slot, shutdown)
                 })
             })
             .collect();
         handles
             .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a slot thread panicked")))
-            })
+            .map(|h| h.join().unwrap_or(Err(RunnerError::SlotPanicked)))
             .collect()
     });
     let mut total = WorkerSummary::default();
@@ -129,18 +158,10 @@ pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummar
     Ok(total)
 }
 
-/// One claim loop (the whole worker, or one of its slots).
-fn run_slot(
-    cfg: &WorkerConfig,
-    dir: &StudyDir,
-    study: &Study,
-    trainer: &Trainer,
-    shutdown: Arc<AtomicBool>,
-) -> Result<WorkerSummary> {
-    hps_common::validate_id("worker id", &cfg.id)?;
-    let (dir, study, trainer) = (dir.clone(), study, trainer);
-
-    let mode = match cfg.poll {
+/// How a claim loop waits for work: filesystem events, or polling where
+/// they are unreliable (network/FUSE filesystems, `--poll`).
+fn watch_mode(cfg: &WorkerConfig, dir: &StudyDir) -> WatchMode {
+    match cfg.poll {
         Some(d) => WatchMode::Poll(d),
         None => match detect_remote_fs(dir.root()) {
             Some(fs) => {
@@ -152,92 +173,75 @@ fn run_slot(
             }
             None => WatchMode::Native(cfg.rescan),
         },
-    };
-    let waker = Waker::new(&[dir.sub(Sub::Pending), dir.root().to_path_buf()], mode);
-    info!(worker = %cfg.id, device = %cfg.device, study = %study.name, watch = waker.description(), "worker started");
+    }
+}
+
+/// One claim loop (the whole worker, or one of its slots).
+fn run_slot(slot: &Slot<'_>, shutdown: Arc<AtomicBool>) -> Result<WorkerSummary, RunnerError> {
+    let (cfg, dir) = (slot.cfg, slot.dir);
+    hps_common::validate_id("worker id", &cfg.id)?;
+    let waker = Waker::new(
+        &[dir.sub(Sub::Pending), dir.root().to_path_buf()],
+        watch_mode(cfg, dir),
+    );
+    info!(worker = %cfg.id, device = %cfg.device, study = %slot.study.name, watch = waker.description(), "worker started");
 
     // The first beat is written before the first claim, so the master
     // knows this worker before it sees anything it holds.
-    write_heartbeat(&dir, cfg, &Status::default(), 0, "idle");
+    write_heartbeat(dir, cfg, &Status::default(), 0, "idle");
     let status = Arc::new(Mutex::new(Status::default()));
     let hb_stop = Arc::new(AtomicBool::new(false));
     let hb = spawn_heartbeat(dir.clone(), cfg.clone(), status.clone(), hb_stop.clone());
 
     let mut summary = WorkerSummary::default();
-    let outcome = (|| -> Result<()> {
-        loop {
-            if shutdown.load(Ordering::SeqCst) {
-                summary.interrupted = true;
-                return Ok(());
-            }
-            // Between trials no claim under our name is legitimate: any is
-            // from an earlier life of this worker, or a claim whose rename
-            // reply NFS lost (we believed we lost the race). Hand them back.
-            release_stale_claims(&dir, &cfg.id)?;
-            if let Some(claim) = claim_next(&dir, &cfg.id)? {
-                let done = run_claim(&dir, study, trainer, cfg, &claim, &status, &shutdown)?;
-                if !done {
-                    summary.interrupted = true;
-                    return Ok(());
-                }
-                summary.trials += 1;
-                if cfg.once {
-                    return Ok(());
-                }
-                continue;
-            }
-            if dir.is_finished() {
-                info!(trials = summary.trials, "study finished; worker exiting");
-                return Ok(());
-            }
-            waker.wait();
-        }
-    })();
+    let outcome = claim_loop(slot, &waker, &status, &shutdown, &mut summary);
     hb_stop.store(true, Ordering::SeqCst);
     let _ = hb.join();
-    write_heartbeat(&dir, cfg, &Status::default(), u64::MAX, "stopped");
+    write_heartbeat(dir, cfg, &Status::default(), u64::MAX, "stopped");
     outcome.map(|()| summary)
 }
 
-fn open_trainer(cfg: &WorkerConfig, study: &Study) -> Result<Trainer> {
-    Ok(match &study.trainer {
-        TrainerSpec::Cnn { data, defaults } => {
-            let device = cfg.device.open()?;
-            let path = cfg
-                .data
-                .clone()
-                .or_else(|| data.as_ref().map(PathBuf::from))
-                .unwrap_or_else(|| PathBuf::from(cnn::DEFAULT_DATA_DIR));
-            let t = Instant::now();
-            let data = Dataset::load(&path, &device)?;
-            info!(data = %path.display(), train = data.train_len(), test = data.test_len(), "dataset loaded in {:.1}s", t.elapsed().as_secs_f64());
-            Trainer::Cnn {
-                data: Box::new(data),
-                device,
-                defaults: defaults.clone(),
+/// Claim and run trials until the study is finished, `once` is done or
+/// `shutdown` is set.
+fn claim_loop(
+    slot: &Slot<'_>,
+    waker: &Waker,
+    status: &Mutex<Status>,
+    shutdown: &AtomicBool,
+    summary: &mut WorkerSummary,
+) -> Result<(), RunnerError> {
+    let (cfg, dir) = (slot.cfg, slot.dir);
+    loop {
+        if shutdown.load(Ordering::SeqCst) {
+            summary.interrupted = true;
+            return Ok(());
+        }
+        // Between trials no claim under our name is legitimate: any is
+        // from an earlier life of this worker, or a claim whose rename
+        // reply NFS lost (we believed we lost the race). Hand them back.
+        release_stale_claims(dir, &cfg.id)?;
+        if let Some(claim) = claim_next(dir, &cfg.id)? {
+            if let Claimed::HandedBack = run_claim(slot, &claim, status, shutdown)? {
+                summary.interrupted = true;
+                return Ok(());
             }
-        }
-        TrainerSpec::Exec(spec) => {
-            // The command picks its own device; CUDA_VISIBLE_DEVICES from
-            // the launcher is passed through unchanged.
-            Trainer::Exec(spec.clone())
-        }
-        TrainerSpec::Function { name, dim, sleep_s } => {
-            // The function trainer needs no device, but a GPU that was asked
-            // for and is missing is still an error.
-            cfg.device.open()?;
-            Trainer::Function {
-                f: *name,
-                dim: *dim,
-                sleep_s: *sleep_s,
+            summary.trials += 1;
+            if cfg.once {
+                return Ok(());
             }
+            continue;
         }
-    })
+        if dir.is_finished() {
+            info!(trials = summary.trials, "study finished; worker exiting");
+            return Ok(());
+        }
+        waker.wait();
+    }
 }
 
 /// Claim the first pending setting we can win. Losing a race to another
 /// worker is normal: try the next one.
-fn claim_next(dir: &StudyDir, worker: &str) -> Result<Option<Claim>> {
+fn claim_next(dir: &StudyDir, worker: &str) -> Result<Option<Claim>, RunnerError> {
     for id in dir.list(Sub::Pending)? {
         if hps_common::validate_id("trial id", &id).is_err() {
             let path = dir.json_path(Sub::Pending, &id);
@@ -252,39 +256,26 @@ fn claim_next(dir: &StudyDir, worker: &str) -> Result<Option<Claim>> {
     Ok(None)
 }
 
-/// Run one claimed trial. Returns false when it was interrupted and handed
-/// back to the queue.
+/// What became of a claim.
+enum Claimed {
+    /// Done with it (a result published, paused, or nothing to do): claim
+    /// the next one.
+    Next,
+    /// Interrupted and handed back to the queue: stop claiming.
+    HandedBack,
+}
+
+/// Run one claimed trial.
 fn run_claim(
-    dir: &StudyDir,
-    study: &Study,
-    trainer: &Trainer,
-    cfg: &WorkerConfig,
+    slot: &Slot<'_>,
     claim: &Claim,
     status: &Mutex<Status>,
     shutdown: &AtomicBool,
-) -> Result<bool> {
-    let setting = match dir.read_claim(claim) {
-        Ok(s) if s.trial_id == claim.trial_id => s,
-        Ok(s) => {
-            warn!(file = %claim.path.display(), "setting file says trial `{}`; moving it to quarantine/", s.trial_id);
-            dir.quarantine(&claim.path)?;
-            return Ok(true);
-        }
-        Err(e) if is_not_found(&e) => return Ok(true),
-        Err(e) => {
-            // The master re-publishes it from its record in settings/.
-            warn!("{e}; moving it to quarantine/");
-            dir.quarantine(&claim.path)?;
-            return Ok(true);
-        }
+) -> Result<Claimed, RunnerError> {
+    let dir = slot.dir;
+    let Some(setting) = read_setting(dir, claim)? else {
+        return Ok(Claimed::Next);
     };
-    if dir.has_result(&setting.trial_id) {
-        // A stale copy of a finished trial (re-queued while its first run
-        // was still writing its result): nothing to do.
-        info!(trial = %setting.trial_id, "already has a result; dropping the claim");
-        dir.drop_claim(claim)?;
-        return Ok(true);
-    }
     let span = info_span!("trial", trial_id = %setting.trial_id);
     let _g = span.enter();
     info!(attempt = setting.attempt, params = %serde_json::to_string(&setting.params).unwrap_or_default(), "claimed");
@@ -292,13 +283,88 @@ fn run_claim(
         trial: Some(setting.trial_id.clone()),
         epoch: None,
     };
+    let mut log = open_log(dir, &setting, slot.cfg)?;
+    let started = Instant::now();
+    let should_stop = || shutdown.load(Ordering::SeqCst);
+    let on_epoch = |e: u32| status.lock().unwrap().epoch = Some(e);
+    let study = slot.study;
+    let mut trial = TrialContext {
+        dir,
+        setting: &setting,
+        log: &mut log,
+        reporter: Reporter::new(
+            dir,
+            &setting,
+            &slot.cfg.id,
+            &study.objective.metric,
+            study.pruner.is_some(),
+        ),
+        on_epoch: &on_epoch,
+        should_stop: &should_stop,
+    };
+    let outcome = match slot.trainer.run(&mut trial) {
+        Ok(outcome) => outcome,
+        // The trial cannot go on here (its state cannot be saved): hand it
+        // back rather than fail it, and stop.
+        Err(e @ TrainerError::Checkpoint { .. }) => {
+            release(dir, claim, &setting)?;
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    match outcome {
+        Outcome::Finished(f) => {
+            let mut result = base_result(&setting, slot.cfg);
+            fill_result(&mut result, f, study, started);
+            publish(dir, claim, &result, study, &mut log)?;
+            *status.lock().unwrap() = Status::default();
+            Ok(Claimed::Next)
+        }
+        Outcome::Paused { epoch } => pause(dir, claim, &setting, epoch, &mut log, status),
+        Outcome::Interrupted => release(dir, claim, &setting),
+    }
+}
 
-    let log_path = dir.log_path(&setting.trial_id)?;
+/// The setting of a claim, checked against the claim's name; `None` when
+/// there is nothing to run (gone, quarantined, or already has a result).
+fn read_setting(dir: &StudyDir, claim: &Claim) -> Result<Option<TrialSetting>, RunnerError> {
+    let setting = match dir.read_claim(claim) {
+        Ok(s) if s.trial_id == claim.trial_id => s,
+        Ok(s) => {
+            warn!(file = %claim.path.display(), "setting file says trial `{}`; moving it to quarantine/", s.trial_id);
+            dir.quarantine(&claim.path)?;
+            return Ok(None);
+        }
+        Err(e) if is_not_found(&e) => return Ok(None),
+        Err(e) => {
+            // The master re-publishes it from its record in settings/.
+            warn!("{e}; moving it to quarantine/");
+            dir.quarantine(&claim.path)?;
+            return Ok(None);
+        }
+    };
+    if dir.has_result(&setting.trial_id) {
+        // A stale copy of a finished trial (re-queued while its first run
+        // was still writing its result): nothing to do.
+        info!(trial = %setting.trial_id, "already has a result; dropping the claim");
+        dir.drop_claim(claim)?;
+        return Ok(None);
+    }
+    Ok(Some(setting))
+}
+
+/// Open the trial's log for appending and write the run's header line.
+fn open_log(
+    dir: &StudyDir,
+    setting: &TrialSetting,
+    cfg: &WorkerConfig,
+) -> Result<File, RunnerError> {
+    let path = dir.log_path(&setting.trial_id)?;
     let mut log = OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&log_path)
-        .with_context(|| format!("failed to open the trial log `{}`", log_path.display()))?;
+        .open(&path)
+        .map_err(|source| RunnerError::Log { path, source })?;
     let _ = writeln!(
         log,
         "# trial {} attempt {} worker {} device {} seed {} params {}",
@@ -309,190 +375,39 @@ fn run_claim(
         setting.seed,
         serde_json::to_string(&setting.params).unwrap_or_default()
     );
+    Ok(log)
+}
 
-    let started = Instant::now();
-    let should_stop = || shutdown.load(Ordering::SeqCst);
-    let mut result = base_result(&setting, cfg);
-    let mut reporter = Reporter::new(
-        dir,
-        &setting,
-        &cfg.id,
-        &study.objective.metric,
-        study.pruner.is_some(),
-    );
-    // Successive halving: where this run pauses.
-    let until = setting.until_epoch.filter(|u| *u < setting.epochs);
-    match trainer {
-        Trainer::Cnn {
-            data,
-            device,
-            defaults,
-        } => {
-            match CnnConfig::from_params(
-                &setting.params,
-                defaults,
-                setting.epochs,
-                setting.time_limit_s,
-                setting.seed,
-            ) {
-                Err(e) => {
-                    result.status = TrialStatus::Invalid;
-                    result.error = Some(e.to_string());
-                }
-                Ok(cc) => {
-                    let _ = writeln!(log, "# epoch elapsed_s train_loss val_loss val_error");
-                    let ckpt = dir.checkpoint_dir(&setting.trial_id)?;
-                    if let Some(done) = cnn::checkpoint_epochs(&ckpt, &cc, data) {
-                        info!(epochs_done = done, "resuming from checkpoint");
-                        let _ = writeln!(log, "# resuming from the checkpoint after epoch {done}");
-                        if until.is_some_and(|u| done >= u) {
-                            // Published again (orphan rule) after it had paused.
-                            return pause(dir, claim, &setting, done, &mut log, status);
-                        }
-                    }
-                    let mut stop_reason: Option<String> = None;
-                    let mut on_epoch = |s: &hps_common::EpochStat| {
-                        let _ = writeln!(
-                            log,
-                            "{} {:.3} {:.6} {:.6} {:.6}",
-                            s.epoch, s.elapsed_s, s.train_loss, s.val_loss, s.val_error
-                        );
-                        info!(
-                            epoch = s.epoch,
-                            elapsed_s = format!("{:.1}", s.elapsed_s),
-                            train_loss = s.train_loss,
-                            val_loss = s.val_loss,
-                            val_error = s.val_error,
-                            "epoch"
-                        );
-                        status.lock().unwrap().epoch = Some(s.epoch);
-                        reporter.epoch(s);
-                        if until.is_some_and(|u| s.epoch >= u) {
-                            return EpochControl::Pause;
-                        }
-                        if setting.decide_at.contains(&s.epoch) {
-                            reporter.wait_decision(s.epoch, &should_stop);
-                        }
-                        match reporter.stop_requested(s.epoch) {
-                            Some(why) => {
-                                stop_reason = Some(why);
-                                EpochControl::Stop
-                            }
-                            None => EpochControl::Continue,
-                        }
-                    };
-                    let trained = cnn::train_controlled(
-                        &cc,
-                        data,
-                        device,
-                        Some(&ckpt),
-                        &mut on_epoch,
-                        &should_stop,
-                    );
-                    match trained {
-                        Ok(out) => {
-                            result.status = out.status;
-                            result.curve = out.curve;
-                            result.best_epoch = out.best_epoch;
-                            result.metrics = out.metrics;
-                            result.epochs_completed = out.epochs_completed;
-                            result.error = out.error;
-                            if let (Some(why), TrialStatus::Complete) = (stop_reason, result.status)
-                            {
-                                info!("{why}");
-                                result.status = TrialStatus::Pruned;
-                                result.error = Some(why);
-                            }
-                        }
-                        Err(TrainError::Paused(epoch)) => {
-                            return pause(dir, claim, &setting, epoch, &mut log, status)
-                        }
-                        // Preempted: the last epoch's checkpoint stays for whoever runs it next.
-                        Err(TrainError::Interrupted) => return release(dir, claim, &setting),
-                        // Cannot save state (disk full?): hand the trial back
-                        // rather than fail it, and stop with a clear error.
-                        Err(e @ TrainError::Checkpoint { .. }) => {
-                            release(dir, claim, &setting)?;
-                            return Err(anyhow::Error::new(e).context(format!(
-                                "trial {} handed back to the queue; free space or fix permissions and restart the worker",
-                                setting.trial_id
-                            )));
-                        }
-                        Err(TrainError::InvalidCombination(m)) => {
-                            result.status = TrialStatus::Invalid;
-                            result.error = Some(m);
-                        }
-                        Err(e) => {
-                            error!("training failed: {e}");
-                            result.status = TrialStatus::Failed;
-                            result.error = Some(e.to_string());
-                        }
-                    }
-                }
-            }
-        }
-        Trainer::Exec(spec) => {
-            let trial_dir = dir.checkpoint_dir(&setting.trial_id)?;
-            let mut monitor = |reports: &[serde_json::Map<String, serde_json::Value>],
-                               changed: bool| {
-                if changed {
-                    reporter.reports(reports);
-                }
-                reporter
-                    .last_step()
-                    .and_then(|s| reporter.stop_requested(s))
-            };
-            match crate::exec::run(
-                spec,
-                &setting,
-                dir.root(),
-                &trial_dir,
-                &mut log,
-                &should_stop,
-                &mut monitor,
-            ) {
-                ExecOutcome::Done {
-                    status,
-                    metrics,
-                    reports,
-                    error,
-                } => {
-                    if let Some(e) = &error {
-                        warn!(status = status.as_str(), "{e}");
-                    }
-                    result.status = status;
-                    result.metrics = metrics;
-                    result.reports = reports;
-                    result.error = error;
-                    result.epochs_completed = result.reports.len() as u32;
-                }
-                ExecOutcome::Interrupted => return release(dir, claim, &setting),
-            }
-        }
-        Trainer::Function { f, dim, sleep_s } => {
-            match function::evaluate(*f, *dim, *sleep_s, &setting.params, &should_stop) {
-                FunctionOutcome::Done { metrics } => {
-                    result.status = TrialStatus::Complete;
-                    result.metrics = metrics;
-                    result.epochs_completed = 1;
-                }
-                FunctionOutcome::Invalid(m) => {
-                    result.status = TrialStatus::Invalid;
-                    result.error = Some(m);
-                }
-                FunctionOutcome::Interrupted => return release(dir, claim, &setting),
-            }
-        }
-    }
+/// Copy the trainer's part into `result` and complete it: the objective
+/// of a complete trial, the wall time.
+fn fill_result(result: &mut TrialResult, f: Finished, study: &Study, started: Instant) {
+    result.status = f.status;
+    result.curve = f.curve;
+    result.best_epoch = f.best_epoch;
+    result.metrics = f.metrics;
+    result.reports = f.reports;
+    result.epochs_completed = f.epochs_completed;
+    result.error = f.error;
     if result.status == TrialStatus::Complete {
         result.objective = result.metrics.get(&study.objective.metric).copied();
     }
     result.wall_time_s = started.elapsed().as_secs_f64();
     result.finished_at_unix = unix_now();
+}
+
+/// Publish `result` (the first result of a trial wins), log it, drop the
+/// claim and the trial's checkpoint.
+fn publish(
+    dir: &StudyDir,
+    claim: &Claim,
+    result: &TrialResult,
+    study: &Study,
+    log: &mut File,
+) -> Result<(), RunnerError> {
     if let Some(e) = &result.error {
         let _ = writeln!(log, "# {}: {e}", result.status.as_str());
     }
-    let accepted = dir.submit_result(&result)?;
+    let accepted = dir.submit_result(result)?;
     // One `# result` line per run that got as far as publishing; tools and
     // the chaos test count them to prove no setting ran twice to completion.
     let _ = writeln!(
@@ -523,7 +438,7 @@ fn run_claim(
         warn!("a result for this trial was already published (a re-run of a trial presumed lost); keeping the first one");
     }
     dir.drop_claim(claim)?;
-    if let Ok(ckpt) = dir.checkpoint_dir(&setting.trial_id) {
+    if let Ok(ckpt) = dir.checkpoint_dir(&result.trial_id) {
         if ckpt.exists() {
             if let Err(e) = std::fs::remove_dir_all(&ckpt) {
                 warn!(
@@ -533,8 +448,7 @@ fn run_claim(
             }
         }
     }
-    *status.lock().unwrap() = Status::default();
-    Ok(true)
+    Ok(())
 }
 
 /// Successive halving: the trial reached its `until_epoch`. Park it in
@@ -544,9 +458,9 @@ fn pause(
     claim: &Claim,
     setting: &TrialSetting,
     epoch: u32,
-    log: &mut std::fs::File,
+    log: &mut File,
     status: &Mutex<Status>,
-) -> Result<bool> {
+) -> Result<Claimed, RunnerError> {
     if dir.pause(claim)? {
         info!(
             epoch,
@@ -561,11 +475,11 @@ fn pause(
         info!("paused, but the master had already re-queued the trial");
     }
     *status.lock().unwrap() = Status::default();
-    Ok(true)
+    Ok(Claimed::Next)
 }
 
 /// Preemption: hand the trial back to the queue with the same attempt.
-fn release(dir: &StudyDir, claim: &Claim, setting: &TrialSetting) -> Result<bool> {
+fn release(dir: &StudyDir, claim: &Claim, setting: &TrialSetting) -> Result<Claimed, RunnerError> {
     match dir.take_claim(claim)? {
         Some(taken) => {
             info!("interrupted; handing the trial back to the queue");
@@ -573,14 +487,14 @@ fn release(dir: &StudyDir, claim: &Claim, setting: &TrialSetting) -> Result<bool
         }
         None => info!("interrupted; the master had already re-queued the trial"),
     }
-    Ok(false)
+    Ok(Claimed::HandedBack)
 }
 
 /// Claims under our own name left by an earlier life of this worker (it
 /// was killed or crashed) go back to the queue with attempt + 1, before the
 /// master's grace period would do the same. Taking them first means the
 /// master and we cannot both re-queue one.
-fn release_stale_claims(dir: &StudyDir, worker: &str) -> Result<()> {
+fn release_stale_claims(dir: &StudyDir, worker: &str) -> Result<(), RunnerError> {
     for c in dir
         .list_running()?
         .into_iter()

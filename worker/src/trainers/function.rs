@@ -5,13 +5,29 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use hps_common::functions::Function;
-use hps_common::Params;
+use hps_common::{Params, TrialStatus};
 
-#[derive(Debug, Clone, PartialEq)]
-pub enum FunctionOutcome {
-    Done { metrics: BTreeMap<String, f64> },
-    Invalid(String),
-    Interrupted,
+use super::{Finished, Outcome, Trainer, TrainerError, TrialContext};
+
+/// The `function` trainer of a study.
+#[derive(Debug, Clone)]
+pub struct FunctionTrainer {
+    pub f: Function,
+    pub dim: Option<usize>,
+    pub sleep_s: f64,
+}
+
+impl Trainer for FunctionTrainer {
+    fn run(&self, trial: &mut TrialContext<'_>) -> Result<Outcome, TrainerError> {
+        let params = &trial.setting.params;
+        Ok(evaluate(
+            self.f,
+            self.dim,
+            self.sleep_s,
+            params,
+            trial.should_stop,
+        ))
+    }
 }
 
 /// Evaluate `f` at the point given by params `x0..x{d-1}`, after sleeping
@@ -22,21 +38,20 @@ pub fn evaluate(
     sleep_s: f64,
     params: &Params,
     should_stop: &dyn Fn() -> bool,
-) -> FunctionOutcome {
+) -> Outcome {
+    let invalid = |m: String| Outcome::Finished(Finished::invalid(m));
     let d = match f.dimension(dim) {
         Ok(d) => d,
-        Err(m) => return FunctionOutcome::Invalid(m),
+        Err(m) => return invalid(m),
     };
     let mut x = Vec::with_capacity(d);
     for i in 0..d {
         let key = format!("x{i}");
         match params.get(&key).and_then(|v| v.as_f64()) {
             Some(v) if v.is_finite() => x.push(v),
-            Some(v) => {
-                return FunctionOutcome::Invalid(format!("{key} must be a finite number, got {v}"))
-            }
+            Some(v) => return invalid(format!("{key} must be a finite number, got {v}")),
             None => {
-                return FunctionOutcome::Invalid(format!(
+                return invalid(format!(
                     "{} needs a number `{key}`, got {}",
                     f.as_str(),
                     params
@@ -51,7 +66,7 @@ pub fn evaluate(
         let until = Instant::now() + Duration::from_secs_f64(sleep_s);
         while Instant::now() < until {
             if should_stop() {
-                return FunctionOutcome::Interrupted;
+                return Outcome::Interrupted;
             }
             std::thread::sleep((until - Instant::now()).min(Duration::from_millis(50)));
         }
@@ -60,7 +75,11 @@ pub fn evaluate(
     let mut metrics = BTreeMap::new();
     metrics.insert("value".to_string(), value);
     metrics.insert("regret".to_string(), value - f.optimum(d));
-    FunctionOutcome::Done { metrics }
+    Outcome::Finished(Finished {
+        metrics,
+        epochs_completed: 1,
+        ..Finished::with_status(TrialStatus::Complete, None)
+    })
 }
 
 #[cfg(test)]
@@ -78,12 +97,11 @@ mod tests {
     #[test]
     fn branin_at_its_minimum_has_zero_regret() {
         let p = params(&[std::f64::consts::PI, 2.275]);
-        let FunctionOutcome::Done { metrics } =
-            evaluate(Function::Branin, None, 0.0, &p, &|| false)
-        else {
+        let Outcome::Finished(f) = evaluate(Function::Branin, None, 0.0, &p, &|| false) else {
             panic!()
         };
-        assert!(metrics["regret"].abs() < 1e-5, "{metrics:?}");
+        assert_eq!((f.status, f.epochs_completed), (TrialStatus::Complete, 1));
+        assert!(f.metrics["regret"].abs() < 1e-5, "{:?}", f.metrics);
     }
 
     #[test]
@@ -91,7 +109,9 @@ mod tests {
         let mut p = params(&[1.0]);
         p.insert("x1".into(), Value::from("a"));
         let out = evaluate(Function::Branin, None, 0.0, &p, &|| false);
-        assert!(matches!(out, FunctionOutcome::Invalid(m) if m.contains("x1")));
+        assert!(
+            matches!(out, Outcome::Finished(Finished { status: TrialStatus::Invalid, error: Some(m), .. }) if m.contains("x1"))
+        );
     }
 
     #[test]
@@ -99,7 +119,7 @@ mod tests {
         let p = params(&[1.0, 1.0]);
         let t = Instant::now();
         let out = evaluate(Function::Branin, None, 30.0, &p, &|| true);
-        assert_eq!(out, FunctionOutcome::Interrupted);
+        assert_eq!(out, Outcome::Interrupted);
         assert!(t.elapsed() < Duration::from_secs(10));
     }
 }

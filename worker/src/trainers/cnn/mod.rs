@@ -1,7 +1,7 @@
 //! The built-in CNN trainer: the seed's Lasagne `build_cnn(nf)` by default,
 //! with every knob of the exercises as a hyperparameter (architecture,
 //! optimiser, schedule, augmentation, early stopping, k-fold; see
-//! [`hps_common::cnn::CnnDefaults`]), trained on an MNIST-format data set
+//! [`hps_common::cnn::CnnHyper`]), trained on an MNIST-format data set
 //! (Fashion-MNIST by default) on candle.
 //!
 //! Everything random comes from ChaCha8 streams derived from the trial
@@ -43,24 +43,25 @@ mod data;
 mod folds;
 mod model;
 mod optim;
+mod trainer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
-use hps_common::cnn::{Optimizer, Schedule, WeightDecay};
-use hps_common::{CnnDefaults, EpochStat, Params, TrialStatus};
+use hps_common::cnn::{epochs_param, CnnHyper, HyperError, Schedule};
+use hps_common::{EpochStat, Params, TrialStatus};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde_json::Value;
 
 pub use augment::Augment;
 pub use data::{write_idx_dir, DataError, Dataset, DEFAULT_DATA_DIR};
-pub use model::Arch;
+pub use model::{Arch, ArchError};
 use model::{Cnn, Weights};
 use optim::Optim;
+pub use trainer::CnnTrainer;
 
 /// At most this many examples per forward pass when evaluating.
 const EVAL_CHUNK: usize = 1000;
@@ -74,56 +75,29 @@ fn eval_chunk(arch: &Arch) -> usize {
     (EVAL_COLS / per_example).clamp(16, EVAL_CHUNK)
 }
 
-/// Resolved hyperparameters of one cnn trial (see
-/// [`hps_common::cnn::CnnDefaults`] for what each one means).
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+/// One cnn trial's run: its validated hyperparameters (the one
+/// [`CnnHyper`]), the run's own settings and the architecture they build.
+#[derive(Debug, Clone, PartialEq)]
 pub struct CnnConfig {
-    pub lr: f64,
-    pub momentum: f64,
-    pub optimizer: Optimizer,
-    pub beta1: f64,
-    pub beta2: f64,
-    pub eps: f64,
-    pub weight_decay: f64,
-    pub weight_decay_mode: WeightDecay,
-    pub batch_size: usize,
-    pub lr_schedule: Schedule,
-    pub lr_step_epochs: u32,
-    pub lr_gamma: f64,
-    pub warmup_epochs: u32,
-    pub arch: Arch,
-    pub aug: Augment,
-    /// Epochs without a lower validation loss before stopping; 0 = off.
-    pub patience: u32,
-    pub restore_best: bool,
+    /// The study's defaults with the trial's params on top.
+    pub hyper: CnnHyper,
     pub epochs: u32,
-    /// Training examples, from the start of the training file.
-    pub train_size: usize,
-    /// Validation examples, from the end of the training file (0 = none).
-    pub val_size: usize,
-    /// Test examples, from the start of the test file; 0 = whole test file.
-    pub test_size: usize,
-    /// k-fold cross-validation over the training examples; 1 = off.
-    pub folds: usize,
     pub seed: u64,
     pub time_limit_s: Option<f64>,
-    /// Number of filters of the first conv layer (`arch.filters[0]`).
-    pub nf: usize,
+    /// Built from `hyper` (see [`Arch::from_hyper`]).
+    pub arch: Arch,
 }
 
 /// Hyperparameters outside the trainer's domain; the message names the
 /// parameter and the bad value.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidParams(pub String);
-
-fn usize_of(name: &str, v: u64) -> Result<usize, InvalidParams> {
-    usize::try_from(v).map_err(|_| InvalidParams(format!("{name} is too large, got {v}")))
-}
-
-fn u32_of(name: &str, v: u64) -> Result<u32, InvalidParams> {
-    u32::try_from(v)
-        .map_err(|_| InvalidParams(format!("{name} must be at most {}, got {v}", u32::MAX)))
+pub enum InvalidParams {
+    #[error(transparent)]
+    Hyper(#[from] HyperError),
+    #[error("time_limit_s must be a positive number of seconds, got {0}")]
+    TimeLimit(f64),
+    #[error(transparent)]
+    Arch(#[from] ArchError),
 }
 
 impl CnnConfig {
@@ -138,104 +112,76 @@ impl CnnConfig {
     /// a non-positive time limit, …) give [`InvalidParams`].
     pub fn from_params(
         params: &Params,
-        defaults: &CnnDefaults,
+        defaults: &CnnHyper,
         epochs: u32,
         time_limit_s: Option<f64>,
         seed: u64,
     ) -> Result<CnnConfig, InvalidParams> {
-        let h = defaults.with_params(params).map_err(InvalidParams)?;
-        let epochs = match params.get("epochs") {
-            None => epochs as u64,
-            Some(_) => int_param(params, "epochs", 0)? as u64,
-        };
-        if epochs == 0 {
-            return Err(InvalidParams(
-                "epochs must be a positive integer, got 0".into(),
-            ));
-        }
-        let epochs = u32_of("epochs", epochs)?;
+        let hyper = defaults.with_params(params)?;
+        let epochs = epochs_param(params, epochs)?;
         if let Some(t) = time_limit_s {
             if !(t.is_finite() && t > 0.0) {
-                return Err(InvalidParams(format!(
-                    "time_limit_s must be a positive number of seconds, got {t}"
-                )));
+                return Err(InvalidParams::TimeLimit(t));
             }
         }
-        let arch = Arch::from_hyper(&h).map_err(InvalidParams)?;
+        let arch = Arch::from_hyper(&hyper)?;
         Ok(CnnConfig {
-            lr: h.lr,
-            momentum: h.momentum,
-            optimizer: h.optimizer,
-            beta1: h.beta1,
-            beta2: h.beta2,
-            eps: h.eps,
-            weight_decay: h.weight_decay,
-            weight_decay_mode: h.weight_decay_mode,
-            batch_size: usize_of("batch_size", h.batch_size)?,
-            lr_schedule: h.lr_schedule,
-            lr_step_epochs: u32_of("lr_step_epochs", h.lr_step_epochs)?,
-            lr_gamma: h.lr_gamma,
-            warmup_epochs: u32_of("warmup_epochs", h.warmup_epochs)?,
-            nf: arch.filters[0],
-            arch,
-            aug: Augment {
-                shift: usize_of("aug_shift", h.aug_shift)?,
-                flip: h.aug_flip,
-                rotate_deg: h.aug_rotate,
-            },
-            patience: u32_of("patience", h.patience)?,
-            restore_best: h.restore_best,
+            hyper,
             epochs,
-            train_size: usize_of("train_size", h.train_size)?,
-            val_size: usize_of("val_size", h.val_size)?,
-            test_size: usize_of("test_size", h.test_size)?,
-            folds: usize_of("folds", h.folds)?,
             seed,
             time_limit_s,
+            arch,
         })
+    }
+
+    /// The same run with other hyperparameters (the architecture rebuilt).
+    #[cfg(test)]
+    pub fn with_hyper(&self, f: impl FnOnce(&mut CnnHyper)) -> CnnConfig {
+        let mut hyper = self.hyper.clone();
+        f(&mut hyper);
+        hyper.validate().expect("valid hyperparameters");
+        CnnConfig {
+            arch: Arch::from_hyper(&hyper).expect("a valid architecture"),
+            hyper,
+            ..self.clone()
+        }
+    }
+
+    /// The augmentation of training batches.
+    pub fn aug(&self) -> Augment {
+        Augment {
+            shift: self.hyper.aug_shift,
+            flip: self.hyper.aug_flip,
+            rotate_deg: self.hyper.aug_rotate,
+        }
     }
 
     /// The learning rate at `step` (0-based, counted over the whole run)
     /// with `steps_per_epoch` steps per epoch: the schedule times the
     /// linear warm-up factor.
     pub fn lr_at(&self, step: u64, steps_per_epoch: usize) -> f64 {
+        let h = &self.hyper;
         let spe = steps_per_epoch.max(1) as f64;
         let epoch_f = step as f64 / spe; // epochs done, fractional
-        let base = match self.lr_schedule {
-            Schedule::Constant => self.lr,
+        let base = match h.lr_schedule {
+            Schedule::Constant => h.lr,
             Schedule::Step => {
-                let k = (epoch_f / self.lr_step_epochs as f64).floor();
-                self.lr * self.lr_gamma.powf(k)
+                let k = (epoch_f / h.lr_step_epochs as f64).floor();
+                h.lr * h.lr_gamma.powf(k)
             }
             Schedule::Cosine => {
                 let total = self.epochs as f64 * spe;
                 let t = (step as f64 / total).min(1.0);
-                self.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+                h.lr * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
             }
         };
-        if self.warmup_epochs > 0 {
-            let w = self.warmup_epochs as f64 * spe;
+        if h.warmup_epochs > 0 {
+            let w = h.warmup_epochs as f64 * spe;
             base * ((step as f64 + 1.0) / w).min(1.0)
         } else {
             base
         }
     }
-}
-
-/// A non-negative integer parameter (integral floats accepted).
-fn int_param(params: &Params, name: &str, default: u64) -> Result<usize, InvalidParams> {
-    let bad = |v: &Value| InvalidParams(format!("{name} must be a non-negative integer, got {v}"));
-    let n = match params.get(name) {
-        None => default,
-        Some(v) => match v.as_u64() {
-            Some(n) => n,
-            None => match v.as_f64() {
-                Some(f) if f >= 0.0 && f.fract() == 0.0 && f < u64::MAX as f64 => f as u64,
-                _ => return Err(bad(v)),
-            },
-        },
-    };
-    usize::try_from(n).map_err(|_| InvalidParams(format!("{name} is too large, got {n}")))
 }
 
 /// What one training run produced.
@@ -351,25 +297,22 @@ fn epoch_rng(seed: u64, kind: u64, epoch: u32) -> ChaCha8Rng {
     rng_stream(seed, kind | epoch as u64)
 }
 
+/// The sizes a config asks for against the dataset's (the hyperparameters
+/// themselves were validated when the config was resolved).
 fn check_sizes(cfg: &CnnConfig, data: &Dataset, device: &Device) -> Result<(), TrainError> {
     let bad = |m: String| Err(TrainError::InvalidCombination(m));
+    let h = &cfg.hyper;
     let n = data.train_len();
-    if cfg.train_size == 0 || cfg.batch_size == 0 || cfg.nf == 0 {
-        return bad(format!(
-            "train_size, batch_size and nf must be positive, got {}, {}, {}",
-            cfg.train_size, cfg.batch_size, cfg.nf
-        ));
-    }
-    if cfg.train_size.saturating_add(cfg.val_size) > n {
+    if h.train_size.saturating_add(h.val_size) > n {
         return bad(format!(
             "train_size ({}) + val_size ({}) exceeds the {n} examples of the training file",
-            cfg.train_size, cfg.val_size
+            h.train_size, h.val_size
         ));
     }
-    if cfg.test_size > data.test_len() {
+    if h.test_size > data.test_len() {
         return bad(format!(
             "test_size ({}) exceeds the {} examples of the test file",
-            cfg.test_size,
+            h.test_size,
             data.test_len()
         ));
     }
@@ -522,25 +465,26 @@ pub fn train_controlled(
     should_stop: &dyn Fn() -> bool,
 ) -> Result<CnnOutcome, TrainError> {
     check_sizes(cfg, data, device)?;
-    if cfg.folds > 1 {
+    if cfg.hyper.folds > 1 {
         return folds::train_folds(cfg, data, device, checkpoint_dir, on_epoch, should_stop);
     }
-    let val_start = data.train_len() - cfg.val_size;
+    let (train_size, val_size) = (cfg.hyper.train_size, cfg.hyper.val_size);
+    let val_start = data.train_len() - val_size;
     let split = Split::new(
         data,
-        (0..cfg.train_size as u32).collect(),
-        val_start..val_start + cfg.val_size,
+        (0..train_size as u32).collect(),
+        val_start..val_start + val_size,
         0,
     )?;
-    train_split(
+    let ctx = RunCtx {
         cfg,
         data,
         device,
-        &split,
+        split: &split,
         checkpoint_dir,
-        on_epoch,
         should_stop,
-    )
+    };
+    train_split(&ctx, on_epoch)
 }
 
 /// Which examples one run trains and validates on.
@@ -571,308 +515,55 @@ impl Split {
     }
 }
 
+/// What one run (a plain run, or one fold) trains with.
+struct RunCtx<'a> {
+    cfg: &'a CnnConfig,
+    data: &'a Dataset,
+    device: &'a Device,
+    split: &'a Split,
+    checkpoint_dir: Option<&'a Path>,
+    should_stop: &'a dyn Fn() -> bool,
+}
+
 /// Examples of the validation set whose activations are measured.
 const PROBE_EXAMPLES: usize = 256;
 
-#[allow(clippy::too_many_arguments)]
+/// Train one split: resume from its checkpoint, run the epochs left, and
+/// compute the final metrics.
 fn train_split(
-    cfg: &CnnConfig,
-    data: &Dataset,
-    device: &Device,
-    split: &Split,
-    checkpoint_dir: Option<&Path>,
+    ctx: &RunCtx<'_>,
     on_epoch: &mut dyn FnMut(&EpochStat) -> EpochControl,
-    should_stop: &dyn Fn() -> bool,
 ) -> Result<CnnOutcome, TrainError> {
-    let model = Cnn::new(&cfg.arch, &mut rng_stream(cfg.seed, INIT_STREAM), device)?;
-    let mut opt = Optim::new(model.vars.len(), cfg);
-    let limit = cfg.time_limit_s.map(Duration::from_secs_f64);
-
-    let n_train = split.train.len();
-    let n_batches = n_train.div_ceil(cfg.batch_size);
-    let mut run = Run::default();
-    let fingerprint = checkpoint::Fingerprint::new(cfg, split.fold, data);
-    // CRC-32 of the epoch checkpoint's tensor file (`None`: none yet), which
-    // a mid-epoch checkpoint names as its base.
-    let mut base_crc32 = None;
+    let cfg = ctx.cfg;
+    let mut t = Training::new(ctx)?;
     // Progress within the first epoch to run, from a mid-epoch checkpoint.
-    let mut resume_mid: Option<checkpoint::MidEpoch> = None;
-    if let Some(dir) = checkpoint_dir {
-        checkpoint::prepare_dir(dir)?;
-        match checkpoint::load(dir, &fingerprint, cfg, device) {
-            Ok(None) => {}
-            Ok(Some(state)) => {
-                tracing::info!(
-                    "resuming from checkpoint `{}` after epoch {} of {} ({:.1}s of training done)",
-                    dir.join(checkpoint::MANIFEST).display(),
-                    state.run.curve.len(),
-                    cfg.epochs,
-                    state.run.train_time.as_secs_f64()
-                );
-                model.restore(&state.weights)?;
-                opt.set_state(state.velocity);
-                run = state.run;
-                opt.set_steps(run.steps);
-                base_crc32 = Some(state.crc32);
-            }
-            Err(why) => tracing::warn!("{why}; training from scratch"),
-        }
-        let done = run.curve.len() as u32;
-        if done < cfg.epochs && run.error.is_none() && !run.stopped_by_time_limit {
-            let base =
-                checkpoint::load_mid(dir, &fingerprint, cfg, device, done, base_crc32, n_batches);
-            match base {
-                Ok(None) => {}
-                Ok(Some(state)) => {
-                    tracing::info!(
-                        "resuming from mid-epoch checkpoint `{}` in epoch {} after batch {} of {n_batches}",
-                        dir.join(checkpoint::MID_MANIFEST).display(),
-                        state.mid.epoch,
-                        state.mid.batches_done,
-                    );
-                    model.restore(&state.weights)?;
-                    opt.set_state(state.velocity);
-                    run.steps = state.mid.steps;
-                    opt.set_steps(run.steps);
-                    resume_mid = Some(state.mid);
-                }
-                Err(why) if done == 0 => tracing::warn!("{why}; training from scratch"),
-                Err(why) => tracing::warn!("{why}; resuming after epoch {done}"),
-            }
-            // With a mid-epoch checkpoint the limit is checked in its epoch.
-            if resume_mid.is_none() && limit.is_some_and(|l| run.train_time >= l) {
-                run.stopped_by_time_limit = true;
-            }
-        }
-    }
+    let mut resume_mid = match ctx.checkpoint_dir {
+        Some(dir) => t.restore(ctx, dir)?,
+        None => None,
+    };
     // Early stopping already due after the restored epochs.
-    if resume_mid.is_none() && run.patience_exhausted(cfg.patience) {
-        run.stopped_early = true;
+    if resume_mid.is_none() && t.run.patience_exhausted(cfg.hyper.patience) {
+        t.run.stopped_early = true;
     }
+    let sets = EvalSets::new(ctx)?;
 
-    let (train_x, train_y) = (&data.train_images, &data.train_labels);
-    let (val_x, val_y) = (&split.val_x, &split.val_y);
-    let val_size = val_y.dims()[0];
-    let probe_n = PROBE_EXAMPLES.min(val_size);
-    // Activations are measured on validation examples, or on training
-    // examples when there is no validation set.
-    let probe_x = if probe_n > 0 {
-        val_x.narrow(0, 0, probe_n)?
-    } else {
-        train_x.narrow(0, 0, PROBE_EXAMPLES.min(n_train))?
-    };
-    let test_n = if cfg.test_size == 0 {
-        data.test_len()
-    } else {
-        cfg.test_size
-    };
-    let test_x = data.test_images.narrow(0, 0, test_n)?;
-    let test_y = data.test_labels.narrow(0, 0, test_n)?;
-
-    let first_epoch = run.curve.len() as u32 + 1;
+    let first_epoch = t.run.curve.len() as u32 + 1;
+    let run = &t.run;
     let finished = run.error.is_some() || run.stopped_by_time_limit || run.stopped_early;
     let last_epoch = if finished { 0 } else { cfg.epochs };
-    'epochs: for epoch in first_epoch..=last_epoch {
-        let t0 = Instant::now();
-        let mut perm: Vec<u32> = split.train.clone();
-        perm.shuffle(&mut epoch_rng(cfg.seed, SHUFFLE_STREAM, epoch));
-        let mut dropout_rng = epoch_rng(cfg.seed, DROPOUT_STREAM, epoch);
-        // Resuming within this epoch: `carried` is its training time so far.
-        let mid = resume_mid.take();
-        let (mut loss_sum, mut batches_done, carried) = match &mid {
-            Some(m) => {
-                dropout_rng.set_word_pos(m.dropout_word_pos);
-                (m.loss_sum, m.batches_done, m.epoch_time)
-            }
-            None => (0.0f64, 0usize, Duration::ZERO),
+    for epoch in first_epoch..=last_epoch {
+        let Some(p) = t.train_epoch(ctx, epoch, resume_mid.take())? else {
+            break; // diverged
         };
-        let (mut grad_norm_sum, mut update_ratio_sum) = match &mid {
-            Some(m) => (m.grad_norm_sum, m.update_ratio_sum),
-            None => (0.0f64, 0.0f64),
-        };
-        let mut lr = cfg.lr_at(run.steps, n_batches);
-        let saved_training_done = mid.as_ref().is_some_and(|m| m.training_done);
-        // A limit reached before the interruption ends the epoch's training
-        // there, as it would have without one.
-        let skip_training = saved_training_done
-            || (mid.is_some() && limit.is_some_and(|l| run.train_time + carried >= l));
-        let first_batch = batches_done;
-        let batches = if skip_training { 0 } else { n_batches };
-        for (b, chunk) in perm
-            .chunks(cfg.batch_size)
-            .enumerate()
-            .take(batches)
-            .skip(first_batch)
-        {
-            if should_stop() {
-                // Save the progress since the last checkpoint, if any.
-                if let (Some(dir), true) = (checkpoint_dir, b > first_batch) {
-                    let mid = checkpoint::MidEpoch {
-                        epoch,
-                        batches_done,
-                        training_done: false,
-                        loss_sum,
-                        dropout_word_pos: dropout_rng.get_word_pos(),
-                        epoch_time: carried + t0.elapsed(),
-                        steps: run.steps,
-                        grad_norm_sum,
-                        update_ratio_sum,
-                    };
-                    let base = run.curve.len() as u32;
-                    let w = model.snapshot()?;
-                    checkpoint::save_mid(dir, &fingerprint, base, base_crc32, &mid, &w, &opt)?;
-                }
-                return Err(TrainError::Interrupted);
-            }
-            let idx = Tensor::from_slice(chunk, chunk.len(), device)?;
-            let x = train_x.index_select(&idx, 0)?;
-            let y = train_y.index_select(&idx, 0)?;
-            let x = if cfg.aug.is_on() {
-                cfg.aug
-                    .apply(&x, &mut batch_rng(cfg.seed, AUG_STREAM, epoch, b))?
-            } else {
-                x
-            };
-            lr = cfg.lr_at(run.steps, n_batches);
-            opt.set_lr(lr);
-            let logits = model.forward_train(&x, &mut dropout_rng)?;
-            let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
-            let l = loss.to_scalar::<f32>()? as f64;
-            if !l.is_finite() {
-                run.train_time += carried + t0.elapsed();
-                run.error = Some(format!(
-                    "loss became {} at epoch {epoch} step {} (batch {} of {n_batches}; lr {:?}, momentum {:?})",
-                    if l.is_nan() { "NaN" } else { "infinite" },
-                    run.steps + 1,
-                    b + 1,
-                    cfg.lr,
-                    cfg.momentum
-                ));
-                break 'epochs;
-            }
-            let grads = loss.backward()?;
-            let st = opt.step(&model.vars, &grads)?;
-            grad_norm_sum += st.grad_norm;
-            update_ratio_sum += st.update_ratio;
-            run.steps += 1;
-            loss_sum += l;
-            batches_done += 1;
-            if let Some(limit) = limit {
-                if b + 1 < n_batches && run.train_time + carried + t0.elapsed() >= limit {
-                    break;
-                }
-            }
-        }
-        let epoch_time = carried + t0.elapsed();
-        let snap = model.snapshot()?;
-        let (val_loss, val_error) = if cfg.val_size > 0 {
-            match evaluate(&snap, val_x, val_y, should_stop) {
-                Err(TrainError::Interrupted) => {
-                    // Keep the epoch's training, unless saved so already.
-                    if let (Some(dir), false) = (checkpoint_dir, saved_training_done) {
-                        let mid = checkpoint::MidEpoch {
-                            epoch,
-                            batches_done,
-                            training_done: true,
-                            loss_sum,
-                            dropout_word_pos: dropout_rng.get_word_pos(),
-                            epoch_time,
-                            steps: run.steps,
-                            grad_norm_sum,
-                            update_ratio_sum,
-                        };
-                        let base = run.curve.len() as u32;
-                        checkpoint::save_mid(
-                            dir,
-                            &fingerprint,
-                            base,
-                            base_crc32,
-                            &mid,
-                            &snap,
-                            &opt,
-                        )?;
-                    }
-                    return Err(TrainError::Interrupted);
-                }
-                r => r?,
-            }
-        } else {
-            (f64::NAN, f64::NAN)
-        };
-        run.train_time += epoch_time;
-        let partial = batches_done < n_batches;
-        if partial {
-            run.partial_epoch_estimate =
-                Some(epoch_time.as_secs_f64() * n_batches as f64 / batches_done as f64);
-        } else {
-            run.full_epoch_time += epoch_time;
-            run.full_epochs += 1;
-        }
-        let steps_done = batches_done.max(1) as f64;
-        let weight_norm = snap
-            .tensors()
-            .iter()
-            .map(|t| t.sqr()?.sum_all()?.to_scalar::<f32>().map(|v| v as f64))
-            .sum::<candle_core::Result<f64>>()?
-            .sqrt();
-        let activations = if probe_x.dims()[0] > 0 {
-            let (_, stats) = snap.forward_probe(&probe_x)?;
-            let n_conv = cfg.arch.filters.len();
-            stats
-                .into_iter()
-                .enumerate()
-                .map(|(i, (mean, std))| hps_common::LayerStat {
-                    layer: if i < n_conv {
-                        format!("conv{}", i + 1)
-                    } else {
-                        format!("dense{}", i - n_conv + 1)
-                    },
-                    mean,
-                    std,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let stat = EpochStat {
-            epoch,
-            elapsed_s: run.train_time.as_secs_f64(),
-            train_loss: loss_sum / batches_done as f64,
-            val_loss,
-            val_error,
-            instruments: Some(hps_common::Instruments {
-                lr,
-                grad_norm: grad_norm_sum / steps_done,
-                weight_norm,
-                update_ratio: update_ratio_sum / steps_done,
-                activations,
-            }),
-        };
-        run.curve.push(stat.clone());
-        run.last = Some(snap.clone());
-        if cfg.val_size > 0 && !val_loss.is_finite() {
-            run.error = Some(format!(
-                "validation loss became {val_loss} after epoch {epoch}"
-            ));
-        } else {
-            let better = match &run.best {
-                None => true,
-                Some((i, _)) => cfg.val_size == 0 || val_loss < run.curve[*i].val_loss,
-            };
-            if better {
-                run.best = Some((run.curve.len() - 1, snap));
-            }
-            if partial || limit.is_some_and(|l| run.train_time >= l && epoch < cfg.epochs) {
-                run.stopped_by_time_limit = true;
-            }
-            if epoch < cfg.epochs && run.patience_exhausted(cfg.patience) {
-                run.stopped_early = true;
-            }
-        }
-        if let Some(dir) = checkpoint_dir {
-            base_crc32 = checkpoint::save(dir, &fingerprint, &run, &opt)?;
+        let epoch_time = p.carried + p.t0.elapsed();
+        let snap = t.model.snapshot()?;
+        let (val_loss, val_error) = t.validate(ctx, &p, epoch_time, &snap)?;
+        let stat = t.record(ctx, &sets, &p, epoch_time, snap, (val_loss, val_error))?;
+        if let Some(dir) = ctx.checkpoint_dir {
+            t.base_crc32 = checkpoint::save(dir, &t.fingerprint, &t.run, &t.opt)?;
         }
         let control = on_epoch(&stat);
+        let run = &t.run;
         if run.error.is_some() || run.stopped_by_time_limit || run.stopped_early {
             break;
         }
@@ -883,7 +574,416 @@ fn train_split(
             EpochControl::Pause => {}
         }
     }
-    run.finish(&test_x, &test_y, cfg.restore_best, should_stop)
+    let restore_best = cfg.hyper.restore_best;
+    t.run
+        .finish(&sets.test_x, &sets.test_y, restore_best, ctx.should_stop)
+}
+
+/// The examples evaluated besides the validation set: the activation
+/// probe and the test set.
+struct EvalSets {
+    probe_x: Tensor,
+    test_x: Tensor,
+    test_y: Tensor,
+}
+
+impl EvalSets {
+    fn new(ctx: &RunCtx<'_>) -> Result<EvalSets, TrainError> {
+        let (data, split) = (ctx.data, ctx.split);
+        let val_size = split.val_y.dims()[0];
+        let probe_n = PROBE_EXAMPLES.min(val_size);
+        // Activations are measured on validation examples, or on training
+        // examples when there is no validation set.
+        let probe_x = if probe_n > 0 {
+            split.val_x.narrow(0, 0, probe_n)?
+        } else {
+            let n_train = split.train.len();
+            data.train_images
+                .narrow(0, 0, PROBE_EXAMPLES.min(n_train))?
+        };
+        let test_n = match ctx.cfg.hyper.test_size {
+            0 => data.test_len(),
+            n => n,
+        };
+        Ok(EvalSets {
+            probe_x,
+            test_x: data.test_images.narrow(0, 0, test_n)?,
+            test_y: data.test_labels.narrow(0, 0, test_n)?,
+        })
+    }
+}
+
+/// The state of one run in progress: the model, its optimiser, the
+/// bookkeeping and where its checkpoints stand.
+struct Training {
+    model: Cnn,
+    opt: Optim,
+    run: Run,
+    limit: Option<Duration>,
+    n_batches: usize,
+    fingerprint: checkpoint::Fingerprint,
+    /// CRC-32 of the epoch checkpoint's tensor file (`None`: none yet),
+    /// which a mid-epoch checkpoint names as its base.
+    base_crc32: Option<u32>,
+}
+
+/// The progress of the epoch being trained.
+struct EpochProgress {
+    epoch: u32,
+    t0: Instant,
+    /// Training time of this epoch before a resume.
+    carried: Duration,
+    dropout_rng: ChaCha8Rng,
+    loss_sum: f64,
+    batches_done: usize,
+    grad_norm_sum: f64,
+    update_ratio_sum: f64,
+    lr: f64,
+    /// A mid-epoch checkpoint already holds all of this epoch's training.
+    saved_training_done: bool,
+}
+
+impl EpochProgress {
+    fn mid(&self, training_done: bool, epoch_time: Duration, steps: u64) -> checkpoint::MidEpoch {
+        checkpoint::MidEpoch {
+            epoch: self.epoch,
+            batches_done: self.batches_done,
+            training_done,
+            loss_sum: self.loss_sum,
+            dropout_word_pos: self.dropout_rng.get_word_pos(),
+            epoch_time,
+            steps,
+            grad_norm_sum: self.grad_norm_sum,
+            update_ratio_sum: self.update_ratio_sum,
+        }
+    }
+}
+
+impl Training {
+    fn new(ctx: &RunCtx<'_>) -> Result<Training, TrainError> {
+        let cfg = ctx.cfg;
+        let model = Cnn::new(
+            &cfg.arch,
+            &mut rng_stream(cfg.seed, INIT_STREAM),
+            ctx.device,
+        )?;
+        let opt = Optim::new(model.vars.len(), &cfg.hyper);
+        Ok(Training {
+            opt,
+            model,
+            run: Run::default(),
+            limit: cfg.time_limit_s.map(Duration::from_secs_f64),
+            n_batches: ctx.split.train.len().div_ceil(cfg.hyper.batch_size),
+            fingerprint: checkpoint::Fingerprint::new(cfg, ctx.split.fold, ctx.data),
+            base_crc32: None,
+        })
+    }
+
+    /// Resume from the checkpoints in `dir` (created if missing): the epoch
+    /// checkpoint, then a mid-epoch one on top of it, whose progress is
+    /// returned. Unusable checkpoints are ignored with a warning.
+    fn restore(
+        &mut self,
+        ctx: &RunCtx<'_>,
+        dir: &Path,
+    ) -> Result<Option<checkpoint::MidEpoch>, TrainError> {
+        let (cfg, device) = (ctx.cfg, ctx.device);
+        checkpoint::prepare_dir(dir)?;
+        match checkpoint::load(dir, &self.fingerprint, cfg, device) {
+            Ok(None) => {}
+            Ok(Some(state)) => {
+                tracing::info!(
+                    "resuming from checkpoint `{}` after epoch {} of {} ({:.1}s of training done)",
+                    dir.join(checkpoint::MANIFEST).display(),
+                    state.run.curve.len(),
+                    cfg.epochs,
+                    state.run.train_time.as_secs_f64()
+                );
+                self.model.restore(&state.weights)?;
+                self.opt.set_state(state.velocity);
+                self.run = state.run;
+                self.opt.set_steps(self.run.steps);
+                self.base_crc32 = Some(state.crc32);
+            }
+            Err(why) => tracing::warn!("{why}; training from scratch"),
+        }
+        let run = &mut self.run;
+        let done = run.curve.len() as u32;
+        if done >= cfg.epochs || run.error.is_some() || run.stopped_by_time_limit {
+            return Ok(None);
+        }
+        let (fp, n_batches) = (&self.fingerprint, self.n_batches);
+        let mut resume_mid = None;
+        match checkpoint::load_mid(dir, fp, cfg, device, done, self.base_crc32, n_batches) {
+            Ok(None) => {}
+            Ok(Some(state)) => {
+                tracing::info!(
+                    "resuming from mid-epoch checkpoint `{}` in epoch {} after batch {} of {n_batches}",
+                    dir.join(checkpoint::MID_MANIFEST).display(),
+                    state.mid.epoch,
+                    state.mid.batches_done,
+                );
+                self.model.restore(&state.weights)?;
+                self.opt.set_state(state.velocity);
+                run.steps = state.mid.steps;
+                self.opt.set_steps(run.steps);
+                resume_mid = Some(state.mid);
+            }
+            Err(why) if done == 0 => tracing::warn!("{why}; training from scratch"),
+            Err(why) => tracing::warn!("{why}; resuming after epoch {done}"),
+        }
+        // With a mid-epoch checkpoint the limit is checked in its epoch.
+        if resume_mid.is_none() && self.limit.is_some_and(|l| run.train_time >= l) {
+            run.stopped_by_time_limit = true;
+        }
+        Ok(resume_mid)
+    }
+
+    /// Save the progress of the epoch in progress as a mid-epoch checkpoint.
+    fn save_mid(
+        &self,
+        dir: &Path,
+        mid: &checkpoint::MidEpoch,
+        weights: &Weights,
+    ) -> Result<(), TrainError> {
+        let base = self.run.curve.len() as u32;
+        let (fp, crc) = (&self.fingerprint, self.base_crc32);
+        checkpoint::save_mid(dir, fp, base, crc, mid, weights, &self.opt)
+    }
+
+    /// Train the batches of `epoch` (from where `mid` left off). `None`:
+    /// the loss diverged and the run ends.
+    fn train_epoch(
+        &mut self,
+        ctx: &RunCtx<'_>,
+        epoch: u32,
+        mid: Option<checkpoint::MidEpoch>,
+    ) -> Result<Option<EpochProgress>, TrainError> {
+        let (cfg, n_batches) = (ctx.cfg, self.n_batches);
+        let t0 = Instant::now();
+        let mut perm: Vec<u32> = ctx.split.train.clone();
+        perm.shuffle(&mut epoch_rng(cfg.seed, SHUFFLE_STREAM, epoch));
+        let mut p = EpochProgress {
+            epoch,
+            t0,
+            carried: Duration::ZERO,
+            dropout_rng: epoch_rng(cfg.seed, DROPOUT_STREAM, epoch),
+            loss_sum: 0.0,
+            batches_done: 0,
+            grad_norm_sum: 0.0,
+            update_ratio_sum: 0.0,
+            lr: cfg.lr_at(self.run.steps, n_batches),
+            saved_training_done: false,
+        };
+        // Resuming within this epoch: `carried` is its training time so far.
+        if let Some(m) = &mid {
+            p.dropout_rng.set_word_pos(m.dropout_word_pos);
+            (p.loss_sum, p.batches_done, p.carried) = (m.loss_sum, m.batches_done, m.epoch_time);
+            (p.grad_norm_sum, p.update_ratio_sum) = (m.grad_norm_sum, m.update_ratio_sum);
+            p.saved_training_done = m.training_done;
+        }
+        // A limit reached before the interruption ends the epoch's training
+        // there, as it would have without one.
+        let limit = self.limit;
+        let skip_training = p.saved_training_done
+            || (mid.is_some() && limit.is_some_and(|l| self.run.train_time + p.carried >= l));
+        let first_batch = p.batches_done;
+        let batches = if skip_training { 0 } else { n_batches };
+        let aug = cfg.aug();
+        for (b, chunk) in perm
+            .chunks(cfg.hyper.batch_size)
+            .enumerate()
+            .take(batches)
+            .skip(first_batch)
+        {
+            if (ctx.should_stop)() {
+                // Save the progress since the last checkpoint, if any.
+                if let (Some(dir), true) = (ctx.checkpoint_dir, b > first_batch) {
+                    let mid = p.mid(false, p.carried + t0.elapsed(), self.run.steps);
+                    self.save_mid(dir, &mid, &self.model.snapshot()?)?;
+                }
+                return Err(TrainError::Interrupted);
+            }
+            if !self.step(ctx, &mut p, &aug, b, chunk)? {
+                return Ok(None);
+            }
+            if let Some(limit) = limit {
+                if b + 1 < n_batches && self.run.train_time + p.carried + t0.elapsed() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(Some(p))
+    }
+
+    /// One optimiser step on batch `b` (the examples `chunk`); false when
+    /// the loss diverged (the run's error says where).
+    fn step(
+        &mut self,
+        ctx: &RunCtx<'_>,
+        p: &mut EpochProgress,
+        aug: &Augment,
+        b: usize,
+        chunk: &[u32],
+    ) -> Result<bool, TrainError> {
+        let (cfg, data, n_batches) = (ctx.cfg, ctx.data, self.n_batches);
+        let run = &mut self.run;
+        let idx = Tensor::from_slice(chunk, chunk.len(), ctx.device)?;
+        let x = data.train_images.index_select(&idx, 0)?;
+        let y = data.train_labels.index_select(&idx, 0)?;
+        let x = if aug.is_on() {
+            aug.apply(&x, &mut batch_rng(cfg.seed, AUG_STREAM, p.epoch, b))?
+        } else {
+            x
+        };
+        p.lr = cfg.lr_at(run.steps, n_batches);
+        self.opt.set_lr(p.lr);
+        let logits = self.model.forward_train(&x, &mut p.dropout_rng)?;
+        let loss = candle_nn::loss::cross_entropy(&logits, &y)?;
+        let l = loss.to_scalar::<f32>()? as f64;
+        if !l.is_finite() {
+            run.train_time += p.carried + p.t0.elapsed();
+            run.error = Some(format!(
+                "loss became {} at epoch {} step {} (batch {} of {n_batches}; lr {:?}, momentum {:?})",
+                if l.is_nan() { "NaN" } else { "infinite" },
+                p.epoch,
+                run.steps + 1,
+                b + 1,
+                cfg.hyper.lr,
+                cfg.hyper.momentum
+            ));
+            return Ok(false);
+        }
+        let grads = loss.backward()?;
+        let st = self.opt.step(&self.model.vars, &grads)?;
+        p.grad_norm_sum += st.grad_norm;
+        p.update_ratio_sum += st.update_ratio;
+        run.steps += 1;
+        p.loss_sum += l;
+        p.batches_done += 1;
+        Ok(true)
+    }
+
+    /// The epoch's validation loss and error (NaN without a validation
+    /// set). Interrupted, it saves the epoch's training first.
+    fn validate(
+        &self,
+        ctx: &RunCtx<'_>,
+        p: &EpochProgress,
+        epoch_time: Duration,
+        snap: &Weights,
+    ) -> Result<(f64, f64), TrainError> {
+        if ctx.cfg.hyper.val_size == 0 {
+            return Ok((f64::NAN, f64::NAN));
+        }
+        let (val_x, val_y) = (&ctx.split.val_x, &ctx.split.val_y);
+        match evaluate(snap, val_x, val_y, ctx.should_stop) {
+            Err(TrainError::Interrupted) => {
+                // Keep the epoch's training, unless saved so already.
+                if let (Some(dir), false) = (ctx.checkpoint_dir, p.saved_training_done) {
+                    let mid = p.mid(true, epoch_time, self.run.steps);
+                    self.save_mid(dir, &mid, snap)?;
+                }
+                Err(TrainError::Interrupted)
+            }
+            r => r,
+        }
+    }
+
+    /// Record the evaluated epoch: its stat and instruments, the best
+    /// epoch, and whether the run stops (divergence, time limit, patience).
+    fn record(
+        &mut self,
+        ctx: &RunCtx<'_>,
+        sets: &EvalSets,
+        p: &EpochProgress,
+        epoch_time: Duration,
+        snap: Weights,
+        (val_loss, val_error): (f64, f64),
+    ) -> Result<EpochStat, TrainError> {
+        let (cfg, n_batches, epoch) = (ctx.cfg, self.n_batches, p.epoch);
+        let run = &mut self.run;
+        run.train_time += epoch_time;
+        let partial = p.batches_done < n_batches;
+        if partial {
+            run.partial_epoch_estimate =
+                Some(epoch_time.as_secs_f64() * n_batches as f64 / p.batches_done as f64);
+        } else {
+            run.full_epoch_time += epoch_time;
+            run.full_epochs += 1;
+        }
+        let steps_done = p.batches_done.max(1) as f64;
+        let weight_norm = snap
+            .tensors()
+            .iter()
+            .map(|t| t.sqr()?.sum_all()?.to_scalar::<f32>().map(|v| v as f64))
+            .sum::<candle_core::Result<f64>>()?
+            .sqrt();
+        let stat = EpochStat {
+            epoch,
+            elapsed_s: run.train_time.as_secs_f64(),
+            train_loss: p.loss_sum / p.batches_done as f64,
+            val_loss,
+            val_error,
+            instruments: Some(hps_common::Instruments {
+                lr: p.lr,
+                grad_norm: p.grad_norm_sum / steps_done,
+                weight_norm,
+                update_ratio: p.update_ratio_sum / steps_done,
+                activations: activations(&snap, &sets.probe_x, cfg.arch.filters.len())?,
+            }),
+        };
+        run.curve.push(stat.clone());
+        run.last = Some(snap.clone());
+        let val_size = cfg.hyper.val_size;
+        if val_size > 0 && !val_loss.is_finite() {
+            run.error = Some(format!(
+                "validation loss became {val_loss} after epoch {epoch}"
+            ));
+        } else {
+            let better = match &run.best {
+                None => true,
+                Some((i, _)) => val_size == 0 || val_loss < run.curve[*i].val_loss,
+            };
+            if better {
+                run.best = Some((run.curve.len() - 1, snap));
+            }
+            let limit = self.limit;
+            if partial || limit.is_some_and(|l| run.train_time >= l && epoch < cfg.epochs) {
+                run.stopped_by_time_limit = true;
+            }
+            if epoch < cfg.epochs && run.patience_exhausted(cfg.hyper.patience) {
+                run.stopped_early = true;
+            }
+        }
+        Ok(stat)
+    }
+}
+
+/// Mean and standard deviation of each layer's activations on `probe_x`
+/// (none for an empty probe).
+fn activations(
+    snap: &Weights,
+    probe_x: &Tensor,
+    n_conv: usize,
+) -> Result<Vec<hps_common::LayerStat>, TrainError> {
+    if probe_x.dims()[0] == 0 {
+        return Ok(Vec::new());
+    }
+    let (_, stats) = snap.forward_probe(probe_x)?;
+    Ok(stats
+        .into_iter()
+        .enumerate()
+        .map(|(i, (mean, std))| hps_common::LayerStat {
+            layer: if i < n_conv {
+                format!("conv{}", i + 1)
+            } else {
+                format!("dense{}", i - n_conv + 1)
+            },
+            mean,
+            std,
+        })
+        .collect())
 }
 
 /// The number of epochs a run of `cfg` on `data` with this
@@ -896,7 +996,7 @@ fn train_split(
 /// Only *completed* epochs count: a mid-epoch checkpoint is not looked at,
 /// except that one in epoch 1 (with no epoch checkpoint) gives `Some(0)`.
 pub fn checkpoint_epochs(checkpoint_dir: &Path, cfg: &CnnConfig, data: &Dataset) -> Option<u32> {
-    if cfg.folds > 1 {
+    if cfg.hyper.folds > 1 {
         // Each fold keeps its own checkpoint in `fold-<i>/`.
         return None;
     }
@@ -904,7 +1004,7 @@ pub fn checkpoint_epochs(checkpoint_dir: &Path, cfg: &CnnConfig, data: &Dataset)
     match checkpoint::load(checkpoint_dir, &fingerprint, cfg, &Device::Cpu) {
         Ok(Some(state)) => Some(state.run.curve.len() as u32),
         _ => {
-            let n_batches = cfg.train_size.div_ceil(cfg.batch_size.max(1));
+            let n_batches = cfg.hyper.train_size.div_ceil(cfg.hyper.batch_size.max(1));
             let mid = checkpoint::load_mid(
                 checkpoint_dir,
                 &fingerprint,
@@ -941,7 +1041,7 @@ struct Run {
 
 impl Run {
     /// Whether `patience` (> 0) epochs have passed since the best one.
-    fn patience_exhausted(&self, patience: u32) -> bool {
+    fn patience_exhausted(&self, patience: u64) -> bool {
         match (&self.best, patience) {
             (Some((i, _)), p) if p > 0 => self.curve.len() - 1 - i >= p as usize,
             _ => false,
@@ -1014,16 +1114,6 @@ impl Run {
             stopped_by_time_limit: self.stopped_by_time_limit,
             stopped_early: self.stopped_early,
         })
-    }
-}
-
-#[cfg(test)]
-pub(crate) mod tests_support {
-    use super::*;
-
-    /// The default config (the seed's net), for unit tests.
-    pub fn config() -> CnnConfig {
-        CnnConfig::from_params(&Params::new(), &CnnDefaults::default(), 1, None, 0).unwrap()
     }
 }
 

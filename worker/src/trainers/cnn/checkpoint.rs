@@ -153,14 +153,76 @@ pub(super) struct Fingerprint {
 
 impl Fingerprint {
     pub(super) fn new(cfg: &CnnConfig, fold: usize, data: &Dataset) -> Fingerprint {
-        let mut c = cfg.clone();
-        // The limit may be raised or lowered between runs of a trial.
-        c.time_limit_s = None;
         Fingerprint {
-            config: serde_json::to_string(&c).unwrap_or_default(),
+            config: serde_json::to_string(&FingerprintConfig::new(cfg)).unwrap_or_default(),
             fold,
             train_len: data.train_len(),
             test_len: data.test_len(),
+        }
+    }
+}
+
+/// The config as fingerprinted since format 1: these fields in this
+/// order (the layout of the config struct of that time), without the
+/// time limit, which may be raised or lowered between runs of a trial.
+#[derive(Serialize)]
+struct FingerprintConfig<'a> {
+    lr: f64,
+    momentum: f64,
+    optimizer: hps_common::cnn::Optimizer,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+    weight_decay_mode: hps_common::cnn::WeightDecay,
+    batch_size: usize,
+    lr_schedule: hps_common::cnn::Schedule,
+    lr_step_epochs: u64,
+    lr_gamma: f64,
+    warmup_epochs: u64,
+    arch: &'a super::Arch,
+    aug: super::Augment,
+    patience: u64,
+    restore_best: bool,
+    epochs: u32,
+    train_size: usize,
+    val_size: usize,
+    test_size: usize,
+    folds: usize,
+    seed: u64,
+    time_limit_s: Option<f64>,
+    nf: usize,
+}
+
+impl<'a> FingerprintConfig<'a> {
+    fn new(cfg: &'a CnnConfig) -> FingerprintConfig<'a> {
+        let h = &cfg.hyper;
+        FingerprintConfig {
+            lr: h.lr,
+            momentum: h.momentum,
+            optimizer: h.optimizer,
+            beta1: h.beta1,
+            beta2: h.beta2,
+            eps: h.eps,
+            weight_decay: h.weight_decay,
+            weight_decay_mode: h.weight_decay_mode,
+            batch_size: h.batch_size,
+            lr_schedule: h.lr_schedule,
+            lr_step_epochs: h.lr_step_epochs,
+            lr_gamma: h.lr_gamma,
+            warmup_epochs: h.warmup_epochs,
+            arch: &cfg.arch,
+            aug: cfg.aug(),
+            patience: h.patience,
+            restore_best: h.restore_best,
+            epochs: cfg.epochs,
+            train_size: h.train_size,
+            val_size: h.val_size,
+            test_size: h.test_size,
+            folds: h.folds,
+            seed: cfg.seed,
+            time_limit_s: None,
+            nf: cfg.arch.filters[0],
         }
     }
 }

@@ -13,9 +13,7 @@
 
 use candle_core::backprop::GradStore;
 use candle_core::{Result, Tensor, Var};
-use hps_common::cnn::{Optimizer as Kind, WeightDecay};
-
-use super::CnnConfig;
+use hps_common::cnn::{CnnHyper, Optimizer as Kind, WeightDecay};
 
 /// Per-step measurements, summed over an epoch by the caller.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -43,7 +41,9 @@ pub struct Optim {
 }
 
 impl Optim {
-    pub fn new(n_vars: usize, cfg: &CnnConfig) -> Optim {
+    /// An optimiser for `n_vars` vars, of the kind and with the
+    /// coefficients of `cfg`.
+    pub fn new(n_vars: usize, cfg: &CnnHyper) -> Optim {
         Optim {
             kind: cfg.optimizer,
             lr: cfg.lr,
@@ -62,7 +62,7 @@ impl Optim {
     /// Plain SGD / classical momentum with the given coefficients (tests).
     #[cfg(test)]
     pub fn sgd_momentum(n_vars: usize, lr: f64, momentum: f64) -> Optim {
-        let mut cfg = super::tests_support::config();
+        let mut cfg = CnnHyper::default();
         cfg.optimizer = Kind::Momentum;
         cfg.lr = lr;
         cfg.momentum = momentum;
@@ -198,8 +198,8 @@ mod tests {
         var.as_tensor().to_vec1::<f32>().unwrap()[0]
     }
 
-    fn cfg(kind: Kind, f: impl FnOnce(&mut CnnConfig)) -> CnnConfig {
-        let mut c = super::super::tests_support::config();
+    fn cfg(kind: Kind, f: impl FnOnce(&mut CnnHyper)) -> CnnHyper {
+        let mut c = CnnHyper::default();
         c.optimizer = kind;
         c.lr = 0.1;
         f(&mut c);
@@ -249,7 +249,7 @@ mod tests {
     #[test]
     fn weight_decay_l2_versus_decoupled() {
         // With a negligible loss gradient only the decay acts.
-        let shrink = |c: CnnConfig| {
+        let shrink = |c: CnnHyper| {
             let var = Var::new(&[2.0f32], &Device::Cpu).unwrap();
             let mut opt = Optim::new(1, &c);
             for _ in 0..3 {

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use candle_core::{Device, Result, Tensor, Var};
-use hps_common::cnn::{Activation, CnnDefaults, Init, Padding, Pool};
+use hps_common::cnn::{Activation, CnnHyper, Init, Padding, Pool};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
@@ -54,43 +54,70 @@ pub struct Arch {
     pub sides: Vec<usize>,
 }
 
+/// Why a set of hyperparameters builds no network.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ArchError {
+    #[error("conv layer {layer} would have {filters} filters (nf {nf} x nf_mult {nf_mult}^{i}); at most 4096", i = .layer - 1)]
+    TooManyFilters {
+        /// 1-based.
+        layer: usize,
+        filters: f64,
+        nf: usize,
+        nf_mult: f64,
+    },
+    #[error(
+        "conv layer {layer} gets a {side}x{side} map, smaller than kernel_size {kernel}; \
+             use fewer conv_layers, a smaller kernel_size or pool_size, or padding `same`"
+    )]
+    SmallerThanKernel {
+        layer: usize,
+        side: usize,
+        kernel: usize,
+    },
+    #[error("the pool after conv layer {layer} gets a {side}x{side} map, smaller than pool_size {pool}; \
+             use fewer conv_layers or a smaller pool_size")]
+    SmallerThanPool {
+        layer: usize,
+        side: usize,
+        pool: usize,
+    },
+}
+
 impl Arch {
     /// The architecture of a resolved set of hyperparameters, or why it
     /// cannot be built (the feature maps would shrink below one pixel).
-    pub fn from_hyper(h: &CnnDefaults) -> std::result::Result<Arch, String> {
-        let k = h.kernel_size as usize;
-        let p = h.pool_size as usize;
+    pub fn from_hyper(h: &CnnHyper) -> std::result::Result<Arch, ArchError> {
+        let k = h.kernel_size;
+        let p = h.pool_size;
         let mut filters = Vec::new();
         let mut sides = Vec::new();
         let mut side = SIDE;
-        for i in 0..h.conv_layers as usize {
+        for i in 0..h.conv_layers {
             let f = (h.nf as f64 * h.nf_mult.powi(i as i32)).round().max(1.0);
             if f > 4096.0 {
-                return Err(format!(
-                    "conv layer {} would have {f} filters (nf {} x nf_mult {}^{i}); at most 4096",
-                    i + 1,
-                    h.nf,
-                    h.nf_mult
-                ));
+                return Err(ArchError::TooManyFilters {
+                    layer: i + 1,
+                    filters: f,
+                    nf: h.nf,
+                    nf_mult: h.nf_mult,
+                });
             }
             filters.push(f as usize);
             if h.padding == Padding::Valid {
                 if side < k {
-                    return Err(format!(
-                        "conv layer {} gets a {side}x{side} map, smaller than kernel_size {k}; \
-                         use fewer conv_layers, a smaller kernel_size or pool_size, or padding `same`",
-                        i + 1
-                    ));
+                    let (layer, kernel) = (i + 1, k);
+                    return Err(ArchError::SmallerThanKernel {
+                        layer,
+                        side,
+                        kernel,
+                    });
                 }
                 side = side + 1 - k;
             }
             if h.pool != Pool::None {
                 if side < p {
-                    return Err(format!(
-                        "the pool after conv layer {} gets a {side}x{side} map, smaller than pool_size {p}; \
-                         use fewer conv_layers or a smaller pool_size",
-                        i + 1
-                    ));
+                    let (layer, pool) = (i + 1, p);
+                    return Err(ArchError::SmallerThanPool { layer, side, pool });
                 }
                 side /= p;
             }
@@ -102,7 +129,7 @@ impl Arch {
             padding: h.padding,
             pool: h.pool,
             pool_size: p,
-            dense: vec![h.dense_units as usize; h.dense_layers as usize],
+            dense: vec![h.dense_units; h.dense_layers],
             dropout: h.dropout,
             conv_dropout: h.conv_dropout,
             batchnorm: h.batchnorm,
@@ -114,9 +141,9 @@ impl Arch {
 
     /// The seed's network with `nf` filters per conv layer.
     pub fn seed(nf: usize) -> Arch {
-        let h = CnnDefaults {
-            nf: nf as u64,
-            ..CnnDefaults::default()
+        let h = CnnHyper {
+            nf,
+            ..CnnHyper::default()
         };
         Arch::from_hyper(&h).expect("the seed's architecture fits 28x28 inputs")
     }
@@ -657,8 +684,8 @@ mod tests {
             .unwrap()
     }
 
-    fn arch(f: impl FnOnce(&mut CnnDefaults)) -> Arch {
-        let mut h = CnnDefaults::default();
+    fn arch(f: impl FnOnce(&mut CnnHyper)) -> Arch {
+        let mut h = CnnHyper::default();
         f(&mut h);
         Arch::from_hyper(&h).unwrap()
     }
@@ -738,11 +765,12 @@ mod tests {
         assert_eq!(a.sides, vec![14, 7, 3]);
         assert_eq!(a.flat(), 16 * 9);
         assert_eq!(a.var_shapes().len(), 3 * 2 + 2 * 2 + 2);
-        let e = Arch::from_hyper(&CnnDefaults {
+        let e = Arch::from_hyper(&CnnHyper {
             conv_layers: 3,
-            ..CnnDefaults::default()
+            ..CnnHyper::default()
         })
         .unwrap_err();
+        let e = e.to_string();
         assert!(e.contains("conv layer 3") && e.contains("padding"), "{e}");
         let none = arch(|h| h.pool = Pool::None);
         assert_eq!(none.sides, vec![24, 20]);

@@ -14,7 +14,7 @@ use std::path::Path;
 use candle_core::Device;
 use hps_common::{EpochStat, TrialStatus};
 
-use super::{train_split, CnnConfig, CnnOutcome, Dataset, EpochControl, Split, TrainError};
+use super::{train_split, CnnConfig, CnnOutcome, Dataset, EpochControl, RunCtx, Split, TrainError};
 
 /// Metrics whose spread across folds is reported as `<name>_std`.
 const WITH_STD: &[&str] = &[
@@ -34,7 +34,7 @@ pub(super) fn train_folds(
     on_epoch: &mut dyn FnMut(&EpochStat) -> EpochControl,
     should_stop: &dyn Fn() -> bool,
 ) -> Result<CnnOutcome, TrainError> {
-    let (n, k) = (cfg.train_size, cfg.folds);
+    let (n, k) = (cfg.hyper.train_size, cfg.hyper.folds);
     let mut outcomes: Vec<CnnOutcome> = Vec::with_capacity(k);
     for f in 0..k {
         let (lo, hi) = (f * n / k, (f + 1) * n / k);
@@ -42,15 +42,15 @@ pub(super) fn train_folds(
         let split = Split::new(data, train, lo..hi, f)?;
         let dir = checkpoint_dir.map(|d| d.join(format!("fold-{f}")));
         tracing::info!(fold = f + 1, of = k, "cross-validation fold");
-        let out = train_split(
+        let ctx = RunCtx {
             cfg,
             data,
             device,
-            &split,
-            dir.as_deref(),
-            &mut |_| EpochControl::Continue,
+            split: &split,
+            checkpoint_dir: dir.as_deref(),
             should_stop,
-        )?;
+        };
+        let out = train_split(&ctx, &mut |_| EpochControl::Continue)?;
         if out.status != TrialStatus::Complete {
             let mut out = out;
             out.error = out.error.map(|e| format!("fold {} of {k}: {e}", f + 1));

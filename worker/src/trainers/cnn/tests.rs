@@ -3,6 +3,8 @@ use std::cell::Cell;
 use serde_json::json;
 
 use super::*;
+use hps_common::CnnDefaults;
+use serde_json::Value;
 
 fn params(v: Value) -> Params {
     serde_json::from_value(v).unwrap()
@@ -55,7 +57,14 @@ fn from_params_defaults_and_overrides() {
     let c = cfg(json!({})).unwrap();
     let d = CnnDefaults::default();
     assert_eq!(
-        (c.lr, c.momentum, c.batch_size, c.nf, c.epochs, c.seed),
+        (
+            c.hyper.lr,
+            c.hyper.momentum,
+            c.hyper.batch_size,
+            c.hyper.nf,
+            c.epochs,
+            c.seed
+        ),
         (
             d.lr,
             d.momentum,
@@ -66,7 +75,12 @@ fn from_params_defaults_and_overrides() {
         )
     );
     assert_eq!(
-        (c.train_size, c.val_size, c.test_size, c.time_limit_s),
+        (
+            c.hyper.train_size,
+            c.hyper.val_size,
+            c.hyper.test_size,
+            c.time_limit_s
+        ),
         (
             d.train_size as usize,
             d.val_size as usize,
@@ -81,10 +95,19 @@ fn from_params_defaults_and_overrides() {
     )
     .unwrap();
     assert_eq!(
-        (c.lr, c.momentum, c.batch_size, c.nf, c.epochs),
+        (
+            c.hyper.lr,
+            c.hyper.momentum,
+            c.hyper.batch_size,
+            c.hyper.nf,
+            c.epochs
+        ),
         (0.05, 0.9, 64, 16, 3)
     );
-    assert_eq!((c.train_size, c.val_size, c.test_size), (100, 0, 0));
+    assert_eq!(
+        (c.hyper.train_size, c.hyper.val_size, c.hyper.test_size),
+        (100, 0, 0)
+    );
     let c =
         CnnConfig::from_params(&Params::new(), &CnnDefaults::default(), 2, Some(1.5), 1).unwrap();
     assert_eq!(c.time_limit_s, Some(1.5));
@@ -313,12 +336,11 @@ fn time_limit_stops_early() {
 
 #[test]
 fn no_validation_set() {
-    let c = CnnConfig {
-        val_size: 0,
-        train_size: 512,
-        test_size: 50,
-        ..tiny(0.05, 0.9, 2)
-    };
+    let c = tiny(0.05, 0.9, 2).with_hyper(|h| {
+        h.val_size = 0;
+        h.train_size = 512;
+        h.test_size = 50;
+    });
     let out = run(&c, &data()).unwrap();
     assert!(out
         .curve
@@ -333,11 +355,10 @@ fn no_validation_set() {
 #[test]
 fn sizes_must_fit_the_data() {
     let e = run(
-        &CnnConfig {
-            train_size: 400,
-            val_size: 200,
-            ..tiny(0.1, 0.0, 1)
-        },
+        &tiny(0.1, 0.0, 1).with_hyper(|h| {
+            h.train_size = 400;
+            h.val_size = 200;
+        }),
         &data(),
     )
     .unwrap_err()
@@ -347,10 +368,9 @@ fn sizes_must_fit_the_data() {
         "{e}"
     );
     let e = run(
-        &CnnConfig {
-            test_size: 101,
-            ..tiny(0.1, 0.0, 1)
-        },
+        &tiny(0.1, 0.0, 1).with_hyper(|h| {
+            h.test_size = 101;
+        }),
         &data(),
     )
     .unwrap_err()
@@ -500,12 +520,11 @@ fn checkpointing_does_not_change_results() {
 fn interrupted_and_resumed_run_matches_uninterrupted() {
     let d = ck_data();
     // Also: plain SGD (no velocities) without a validation set (NaN in the curve).
-    let no_val = CnnConfig {
-        momentum: 0.0,
-        val_size: 0,
-        train_size: 160,
-        ..ck_cfg(0.1)
-    };
+    let no_val = ck_cfg(0.1).with_hyper(|h| {
+        h.momentum = 0.0;
+        h.val_size = 0;
+        h.train_size = 160;
+    });
     for c in [ck_cfg(0.05), no_val] {
         let full = run(&c, &d).unwrap();
         let want = comparable(&full);
@@ -853,11 +872,11 @@ fn bench_real_epoch() {
     println!("status {:?} error {:?}", out.status, out.error);
     println!(
         "nf {} batch {} train {}: epoch_time_s {:.3} ({:.1} us/example), total with eval {:.2}s, test_error {:?}",
-        c.nf,
-        c.batch_size,
-        c.train_size,
+        c.hyper.nf,
+        c.hyper.batch_size,
+        c.hyper.train_size,
         out.metrics["epoch_time_s"],
-        out.metrics["epoch_time_s"] * 1e6 / c.train_size as f64,
+        out.metrics["epoch_time_s"] * 1e6 / c.hyper.train_size as f64,
         t.elapsed().as_secs_f64(),
         out.metrics.get("test_error")
     );
@@ -897,12 +916,11 @@ fn mid_json(dir: &std::path::Path) -> Value {
 /// The plain-SGD, no-validation config of the checkpoint tests (10 batches
 /// per epoch, no evaluation calls to `should_stop` until the test set).
 fn no_val_cfg() -> CnnConfig {
-    CnnConfig {
-        momentum: 0.0,
-        val_size: 0,
-        train_size: 160,
-        ..ck_cfg(0.1)
-    }
+    ck_cfg(0.1).with_hyper(|h| {
+        h.momentum = 0.0;
+        h.val_size = 0;
+        h.train_size = 160;
+    })
 }
 
 #[test]
@@ -999,7 +1017,7 @@ fn interrupted_repeatedly_in_the_same_epoch() {
     let d = ck_data();
     for c in [ck_cfg(0.05), no_val_cfg()] {
         let want = comparable(&run(&c, &d).unwrap());
-        let per_epoch = c.train_size / c.batch_size + usize::from(c.val_size > 0);
+        let per_epoch = c.hyper.train_size / c.hyper.batch_size + usize::from(c.hyper.val_size > 0);
         let dir = tempfile::tempdir().unwrap();
         // Epoch 2, after 2 batches.
         let (r, _, _) = run_calls(&c, &d, Some(dir.path()), Some(per_epoch + 2));
@@ -1244,7 +1262,7 @@ fn patience_stops_early_and_restores_the_best_epoch() {
     assert_eq!(out.metrics["val_loss"], best_val);
     // restore_best = false reports the last epoch instead.
     let mut c2 = c.clone();
-    c2.restore_best = false;
+    c2.hyper.restore_best = false;
     let out2 = run(&c2, &d).unwrap();
     assert_eq!(
         out2.metrics["val_loss"],

@@ -1,0 +1,169 @@
+//! The cnn trainer behind the worker's [`Trainer`] trait: resolves a
+//! trial's hyperparameters, resumes from its checkpoint, logs and reports
+//! every epoch, and acts on successive halving's pauses and the pruner's
+//! verdicts.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use candle_core::Device;
+use hps_common::{CnnDefaults, EpochStat, TrialStatus};
+use tracing::{error, info};
+
+use super::{
+    checkpoint_epochs, train_controlled, CnnConfig, CnnOutcome, Dataset, EpochControl, TrainError,
+    DEFAULT_DATA_DIR,
+};
+use crate::trainers::{Finished, Outcome, Trainer, TrainerError, TrainerOptions, TrialContext};
+
+/// The cnn trainer of a study: its dataset, loaded once and shared by the
+/// worker's slots, on its device.
+pub struct CnnTrainer {
+    data: Dataset,
+    device: Device,
+    defaults: CnnDefaults,
+}
+
+impl CnnTrainer {
+    /// Open the device and load the dataset: the worker's `--data`, else
+    /// the study's `trainer.data`, else [`DEFAULT_DATA_DIR`].
+    pub fn open(
+        data: Option<&str>,
+        defaults: &CnnDefaults,
+        opts: &TrainerOptions,
+    ) -> Result<CnnTrainer, TrainerError> {
+        let device = opts.device.open()?;
+        let path = opts
+            .data
+            .clone()
+            .or_else(|| data.map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
+        let t = Instant::now();
+        let data = Dataset::load(&path, &device)?;
+        info!(data = %path.display(), train = data.train_len(), test = data.test_len(), "dataset loaded in {:.1}s", t.elapsed().as_secs_f64());
+        Ok(CnnTrainer {
+            data,
+            device,
+            defaults: defaults.clone(),
+        })
+    }
+}
+
+impl Trainer for CnnTrainer {
+    fn run(&self, trial: &mut TrialContext<'_>) -> Result<Outcome, TrainerError> {
+        let s = trial.setting;
+        let cfg = match CnnConfig::from_params(
+            &s.params,
+            &self.defaults,
+            s.epochs,
+            s.time_limit_s,
+            s.seed,
+        ) {
+            Ok(cfg) => cfg,
+            Err(e) => return Ok(Outcome::Finished(Finished::invalid(e.to_string()))),
+        };
+        let _ = writeln!(trial.log, "# epoch elapsed_s train_loss val_loss val_error");
+        let ckpt = trial.dir.checkpoint_dir(&s.trial_id)?;
+        let until = trial.until_epoch();
+        if let Some(done) = checkpoint_epochs(&ckpt, &cfg, &self.data) {
+            info!(epochs_done = done, "resuming from checkpoint");
+            let _ = writeln!(
+                trial.log,
+                "# resuming from the checkpoint after epoch {done}"
+            );
+            if until.is_some_and(|u| done >= u) {
+                // Published again (orphan rule) after it had paused.
+                return Ok(Outcome::Paused { epoch: done });
+            }
+        }
+        let mut stop_reason: Option<String> = None;
+        let should_stop = trial.should_stop;
+        let mut on_epoch = |stat: &EpochStat| epoch_done(trial, stat, until, &mut stop_reason);
+        let trained = train_controlled(
+            &cfg,
+            &self.data,
+            &self.device,
+            Some(&ckpt),
+            &mut on_epoch,
+            should_stop,
+        );
+        Ok(match trained {
+            Ok(out) => Outcome::Finished(finished(out, stop_reason)),
+            Err(TrainError::Paused(epoch)) => Outcome::Paused { epoch },
+            // Preempted: the last epoch's checkpoint stays for whoever runs it next.
+            Err(TrainError::Interrupted) => Outcome::Interrupted,
+            // Cannot save state (disk full?): hand the trial back rather
+            // than fail it, and stop with a clear error.
+            Err(e @ TrainError::Checkpoint { .. }) => {
+                return Err(TrainerError::Checkpoint {
+                    trial: s.trial_id.clone(),
+                    source: e,
+                })
+            }
+            Err(TrainError::InvalidCombination(m)) => Outcome::Finished(Finished::invalid(m)),
+            Err(e) => {
+                error!("training failed: {e}");
+                Outcome::Finished(Finished::failed(e.to_string()))
+            }
+        })
+    }
+}
+
+/// After each epoch: log it, tell the heartbeat and the progress file,
+/// then decide whether training goes on (successive halving's pause, the
+/// pruner's stop).
+fn epoch_done(
+    trial: &mut TrialContext<'_>,
+    s: &EpochStat,
+    until: Option<u32>,
+    stop_reason: &mut Option<String>,
+) -> EpochControl {
+    let _ = writeln!(
+        trial.log,
+        "{} {:.3} {:.6} {:.6} {:.6}",
+        s.epoch, s.elapsed_s, s.train_loss, s.val_loss, s.val_error
+    );
+    info!(
+        epoch = s.epoch,
+        elapsed_s = format!("{:.1}", s.elapsed_s),
+        train_loss = s.train_loss,
+        val_loss = s.val_loss,
+        val_error = s.val_error,
+        "epoch"
+    );
+    (trial.on_epoch)(s.epoch);
+    trial.reporter.epoch(s);
+    if until.is_some_and(|u| s.epoch >= u) {
+        return EpochControl::Pause;
+    }
+    if trial.setting.decide_at.contains(&s.epoch) {
+        trial.reporter.wait_decision(s.epoch, trial.should_stop);
+    }
+    match trial.reporter.stop_requested(s.epoch) {
+        Some(why) => {
+            *stop_reason = Some(why);
+            EpochControl::Stop
+        }
+        None => EpochControl::Continue,
+    }
+}
+
+/// The result parts of a finished run; a run the pruner stopped is `pruned`.
+fn finished(out: CnnOutcome, stop_reason: Option<String>) -> Finished {
+    let mut f = Finished {
+        status: out.status,
+        metrics: out.metrics,
+        curve: out.curve,
+        best_epoch: out.best_epoch,
+        reports: Vec::new(),
+        epochs_completed: out.epochs_completed,
+        error: out.error,
+    };
+    if let (Some(why), TrialStatus::Complete) = (stop_reason, f.status) {
+        info!("{why}");
+        f.status = TrialStatus::Pruned;
+        f.error = Some(why);
+    }
+    f
+}

@@ -76,13 +76,19 @@ pub enum RunnerError {
     #[error(transparent)]
     Fs(#[from] FsError),
     #[error(transparent)]
-    Trainer(#[from] TrainerError),
+    Trainer(Box<TrainerError>),
     #[error("failed to open the trial log `{}`: {source}", path.display())]
     Log {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<TrainerError> for RunnerError {
+    fn from(e: TrainerError) -> RunnerError {
+        RunnerError::Trainer(Box::new(e))
+    }
 }
 
 /// What the heartbeat thread reports.

@@ -298,14 +298,16 @@ impl Job {
             Some(StoppedBy::Pruner) => {
                 return done(TrialStatus::Pruned, BTreeMap::new(), reports, ended.pruned)
             }
-            Some(StoppedBy::Timeout) => return failed(
-                format!(
+            Some(StoppedBy::Timeout) => {
+                return failed(
+                    format!(
                     "`{program}` timed out after {:.1} s (trainer.timeout_s) and was killed; {}",
                     running.started.elapsed().as_secs_f64(),
                     tail_text()
                 ),
-                reports,
-            ),
+                    reports,
+                )
+            }
             None => {}
         }
         match ended.status {

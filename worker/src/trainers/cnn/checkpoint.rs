@@ -12,7 +12,7 @@
 //!   buffers; absent while unset, so always absent with momentum 0) and
 //!   `best.{i}` (the weights of the best epoch so far, only when that is not
 //!   epoch `E`; otherwise they are `weights.*`).
-//! * `checkpoint.json`, the manifest (`format_version` 1): the config
+//! * `checkpoint.json`, the manifest (`format_version` 2): the config
 //!   fingerprint, `epoch` (= `E`, the epochs done), the tensor file's name,
 //!   size and CRC-32, the curve so far and the bookkeeping (steps, training
 //!   time, full-epoch time and count, best epoch, divergence message,
@@ -34,7 +34,7 @@
 //! * `checkpoint-mid-e{E}-b{B}.safetensors` (`-b{B}-eval` once all of the
 //!   epoch's batches are done and only its evaluation was interrupted):
 //!   `weights.{i}`, the current weights, and `velocity.{i}`, as above.
-//! * `checkpoint-mid.json` (its own `format_version` 1): the fingerprint,
+//! * `checkpoint-mid.json` (its own `format_version` 2): the fingerprint,
 //!   `base_epoch` (the epochs done, i.e. the epoch checkpoint's `epoch`, 0
 //!   for none) and `base_crc32` (the CRC-32 of that checkpoint's tensor
 //!   file), `epoch` (`E` = `base_epoch + 1`, the epoch in progress),
@@ -56,9 +56,10 @@
 //!
 //! # Atomic update
 //!
-//! Each file is written to a temporary file `.tmp.<name>.<pid>.<n>` in the
-//! same directory, fsynced and renamed onto its name, then the directory is
-//! fsynced. The tensor file comes first and the manifest last (the commit
+//! Each file is written with the protocol's atomic write
+//! (`hps_shared_fs::write_atomic`): a temporary file
+//! `.tmp.<name>.<host hash>.<pid>.<n>` in the same directory, fsynced and
+//! renamed onto its name, then the directory is fsynced. The tensor file comes first and the manifest last (the commit
 //! point); older `checkpoint-e*.safetensors` files are deleted after that.
 //! The same holds for the mid-epoch pair.
 //! A crash at any point leaves the previous pair or the new one; the size
@@ -67,13 +68,13 @@
 //! checks or comes from another config is ignored (the caller logs why).
 
 use std::collections::HashMap;
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io;
-use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use candle_core::{DType, Device, Tensor};
+use hps_shared_fs::FsError;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::model::Weights;
@@ -83,8 +84,9 @@ use super::{CnnConfig, Dataset, EpochStat, Run, TrainError};
 /// The manifest's file name.
 pub(super) const MANIFEST: &str = "checkpoint.json";
 const FORMAT_VERSION: u32 = 2;
-/// Prefix of temporary files (followed by the final name).
-const TMP_PREFIX: &str = ".tmp.";
+/// Prefix of temporary files (followed by the final name), those of the
+/// protocol's atomic write.
+const TMP_PREFIX: &str = hps_shared_fs::atomic::TMP_PREFIX;
 const TENSORS_PREFIX: &str = "checkpoint-e";
 const TENSORS_SUFFIX: &str = ".safetensors";
 /// The mid-epoch manifest's file name.
@@ -264,6 +266,27 @@ struct Manifest {
     stopped_by_time_limit: bool,
 }
 
+/// Why a checkpoint cannot be used (the run then starts without it; the
+/// caller logs this).
+#[derive(Debug, thiserror::Error)]
+pub(super) enum Unusable {
+    #[error("cannot read {what} `{}`: {source}", path.display())]
+    Read {
+        /// "checkpoint" or "mid-epoch checkpoint".
+        what: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("ignoring {what} `{}`: {why}", path.display())]
+    Invalid {
+        what: &'static str,
+        /// The manifest.
+        path: PathBuf,
+        why: String,
+    },
+}
+
 /// A run's state read back from a checkpoint.
 pub(super) struct Restored {
     pub run: Run,
@@ -377,7 +400,7 @@ pub(super) fn save(
         path: dir.join(MANIFEST),
         source: io::Error::other(e),
     })?;
-    write_atomic(dir, MANIFEST, |tmp| fs::write(tmp, &json))?;
+    write_file(&dir.join(MANIFEST), &json)?;
     remove_old_tensors(dir, &name);
     remove_mid(dir);
     Ok(Some(crc32))
@@ -389,19 +412,32 @@ fn write_tensors(
     name: &str,
     tensors: &HashMap<String, Tensor>,
 ) -> Result<TensorFile, TrainError> {
-    let (mut size, mut crc32) = (0u64, 0u32);
-    write_atomic(dir, name, |tmp| {
-        candle_core::safetensors::save(tensors, tmp).map_err(candle_to_io)?;
-        let bytes = fs::read(tmp)?;
-        let mut crc = flate2::Crc::new();
-        crc.update(&bytes);
-        (size, crc32) = (bytes.len() as u64, crc.sum());
-        Ok(())
+    let path = dir.join(name);
+    // The bytes `candle_core::safetensors::save` writes.
+    let bytes = safetensors::serialize(tensors, None).map_err(|e| TrainError::Checkpoint {
+        path: path.clone(),
+        source: io::Error::other(e),
     })?;
+    let mut crc = flate2::Crc::new();
+    crc.update(&bytes);
+    write_file(&path, &bytes)?;
     Ok(TensorFile {
         name: name.to_string(),
-        size,
-        crc32,
+        size: bytes.len() as u64,
+        crc32: crc.sum(),
+    })
+}
+
+/// Write `bytes` to `path` through the protocol's one atomic write (temp
+/// file, fsync, rename, fsync of the directory).
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), TrainError> {
+    hps_shared_fs::write_atomic(path, bytes).map_err(|e| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        source: match e {
+            FsError::Io { source, .. } => source,
+            FsError::NoSpace { .. } => io::Error::from_raw_os_error(libc::ENOSPC),
+            other => io::Error::other(other),
+        },
     })
 }
 
@@ -501,7 +537,7 @@ pub(super) fn save_mid(
         path: dir.join(MID_MANIFEST),
         source: io::Error::other(e),
     })?;
-    write_atomic(dir, MID_MANIFEST, |tmp| fs::write(tmp, &json))?;
+    write_file(&dir.join(MID_MANIFEST), &json)?;
     remove_files(dir, is_mid_tensors_name, &name);
     Ok(())
 }
@@ -516,56 +552,6 @@ fn remove_mid(dir: &Path) {
         _ => {}
     }
     remove_files(dir, is_mid_tensors_name, "");
-}
-
-fn candle_to_io(e: candle_core::Error) -> io::Error {
-    match e {
-        candle_core::Error::Io(e) => e,
-        e => io::Error::other(e),
-    }
-}
-
-static TMP_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Write `dir/name` atomically: `fill` writes a temporary file in `dir`,
-/// which is then fsynced and renamed onto `name`, and `dir` fsynced. On
-/// failure the temporary file is removed and the error names `dir/name`.
-fn write_atomic(
-    dir: &Path,
-    name: &str,
-    fill: impl FnOnce(&Path) -> io::Result<()>,
-) -> Result<(), TrainError> {
-    let path = dir.join(name);
-    let tmp = dir.join(format!(
-        "{TMP_PREFIX}{name}.{}.{}",
-        std::process::id(),
-        TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
-    ));
-    let result = fill(&tmp)
-        .and_then(|()| OpenOptions::new().write(true).open(&tmp)?.sync_all())
-        .and_then(|()| fs::rename(&tmp, &path))
-        .and_then(|()| sync_dir(dir));
-    result.map_err(|source| {
-        let _ = fs::remove_file(&tmp);
-        TrainError::Checkpoint { path, source }
-    })
-}
-
-/// fsync a directory so renames in it are durable. File systems that do
-/// not support it (EINVAL, ENOTSUP) are tolerated.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    #[cfg(unix)]
-    {
-        match fs::File::open(dir).and_then(|d| d.sync_all()) {
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTSUP)) => Ok(()),
-            r => r,
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
 }
 
 /// Delete epoch tensor files other than `keep` (best effort).
@@ -600,14 +586,19 @@ pub(super) fn load(
     fingerprint: &Fingerprint,
     cfg: &CnnConfig,
     device: &Device,
-) -> Result<Option<Restored>, String> {
+) -> Result<Option<Restored>, Unusable> {
+    let what = "checkpoint";
     let path = dir.join(MANIFEST);
     let text = match fs::read(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("cannot read checkpoint `{}`: {e}", path.display())),
+        Err(source) => return Err(Unusable::Read { what, path, source }),
     };
-    let bad = |why: String| format!("ignoring checkpoint `{}`: {why}", path.display());
+    let bad = |why: String| Unusable::Invalid {
+        what,
+        path: path.clone(),
+        why,
+    };
     let value: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
     match value.get("format_version").and_then(|v| v.as_u64()) {
@@ -695,8 +686,9 @@ struct TensorMap {
     map: HashMap<String, Tensor>,
     shapes: Vec<Vec<usize>>,
     stat_shapes: Vec<Vec<usize>>,
-    /// "ignoring checkpoint `manifest`: its tensor file `file`", for errors.
-    context: String,
+    /// The manifest and the tensor file, for errors.
+    manifest: PathBuf,
+    file: PathBuf,
 }
 
 impl TensorMap {
@@ -708,14 +700,9 @@ impl TensorMap {
         tf: &TensorFile,
         arch: &super::Arch,
         device: &Device,
-    ) -> Result<TensorMap, String> {
+    ) -> Result<TensorMap, Unusable> {
         let tpath = dir.join(&tf.name);
-        let context = format!(
-            "ignoring checkpoint `{}`: its tensor file `{}`",
-            manifest.display(),
-            tpath.display()
-        );
-        let bad = |why: String| format!("{context} {why}");
+        let bad = |why: String| TensorMap::unusable(manifest, &tpath, why);
         let bytes = fs::read(&tpath).map_err(|e| bad(format!("cannot be read: {e}")))?;
         let mut crc = flate2::Crc::new();
         crc.update(&bytes);
@@ -734,12 +721,26 @@ impl TensorMap {
             map,
             shapes: arch.var_shapes(),
             stat_shapes: arch.stat_shapes(),
-            context,
+            manifest: manifest.to_path_buf(),
+            file: tpath,
         })
     }
 
+    /// "ignoring checkpoint `manifest`: its tensor file `file` {why}"
+    fn unusable(manifest: &Path, file: &Path, why: String) -> Unusable {
+        Unusable::Invalid {
+            what: "checkpoint",
+            path: manifest.to_path_buf(),
+            why: format!("its tensor file `{}` {why}", file.display()),
+        }
+    }
+
+    fn bad(&self, why: String) -> Unusable {
+        TensorMap::unusable(&self.manifest, &self.file, why)
+    }
+
     /// `{prefix}.{i}`, checked to be f32 of the shape of var `i`.
-    fn take(&mut self, prefix: &str, i: usize) -> Result<Option<Tensor>, String> {
+    fn take(&mut self, prefix: &str, i: usize) -> Result<Option<Tensor>, Unusable> {
         let shape = self.shapes[i % self.shapes.len()].clone();
         self.take_shaped(prefix, i, &shape)
     }
@@ -749,47 +750,46 @@ impl TensorMap {
         prefix: &str,
         i: usize,
         shape: &[usize],
-    ) -> Result<Option<Tensor>, String> {
+    ) -> Result<Option<Tensor>, Unusable> {
         let key = format!("{prefix}.{i}");
         match self.map.remove(&key) {
             None => Ok(None),
             Some(t) if t.dtype() == DType::F32 && t.dims() == shape => Ok(Some(t)),
-            Some(t) => Err(format!(
-                "{} holds `{key}` as {:?} {:?}, expected f32 {:?}",
-                self.context,
+            Some(t) => Err(self.bad(format!(
+                "holds `{key}` as {:?} {:?}, expected f32 {:?}",
                 t.dtype(),
                 t.dims(),
                 shape
-            )),
+            ))),
         }
     }
 
     /// The batch-norm statistics `{prefix}.{i}`, all required.
-    fn stats(&mut self, prefix: &str) -> Result<Vec<Tensor>, String> {
+    fn stats(&mut self, prefix: &str) -> Result<Vec<Tensor>, Unusable> {
         let shapes = self.stat_shapes.clone();
         shapes
             .iter()
             .enumerate()
             .map(|(i, s)| {
                 self.take_shaped(prefix, i, s)?
-                    .ok_or_else(|| format!("{} lacks `{prefix}.{i}`", self.context))
+                    .ok_or_else(|| self.bad(format!("lacks `{prefix}.{i}`")))
             })
             .collect()
     }
 
     /// `{prefix}.{i}` for every var, all required.
-    fn all(&mut self, prefix: &str) -> Result<Vec<Tensor>, String> {
+    fn all(&mut self, prefix: &str) -> Result<Vec<Tensor>, Unusable> {
         (0..self.shapes.len())
             .map(|i| {
                 self.take(prefix, i)?
-                    .ok_or_else(|| format!("{} lacks `{prefix}.{i}`", self.context))
+                    .ok_or_else(|| self.bad(format!("lacks `{prefix}.{i}`")))
             })
             .collect()
     }
 
     /// The optimiser's optional `velocity.{i}`, two slots per var (see
     /// `Optim::state`).
-    fn velocities(&mut self) -> Result<Vec<Option<Tensor>>, String> {
+    fn velocities(&mut self) -> Result<Vec<Option<Tensor>>, Unusable> {
         (0..2 * self.shapes.len())
             .map(|i| self.take("velocity", i))
             .collect()
@@ -809,19 +809,19 @@ pub(super) fn load_mid(
     base_epoch: u32,
     base_crc32: Option<u32>,
     n_batches: usize,
-) -> Result<Option<RestoredMid>, String> {
+) -> Result<Option<RestoredMid>, Unusable> {
+    let what = "mid-epoch checkpoint";
     let path = dir.join(MID_MANIFEST);
     let text = match fs::read(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(format!(
-                "cannot read mid-epoch checkpoint `{}`: {e}",
-                path.display()
-            ))
-        }
+        Err(source) => return Err(Unusable::Read { what, path, source }),
     };
-    let bad = |why: String| format!("ignoring mid-epoch checkpoint `{}`: {why}", path.display());
+    let bad = |why: String| Unusable::Invalid {
+        what,
+        path: path.clone(),
+        why,
+    };
     let value: serde_json::Value =
         serde_json::from_slice(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
     match value.get("format_version").and_then(|v| v.as_u64()) {
@@ -919,6 +919,23 @@ mod tests {
         }
         assert_eq!(serde_json::to_string(&Exact(0.05)).unwrap(), "\"0.05\"");
         assert!(serde_json::from_str::<Exact>("\"zero\"").is_err());
+    }
+
+    #[test]
+    fn tensor_bytes_are_those_candle_saves() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut tensors = HashMap::new();
+        for (i, n) in [3usize, 1, 4].into_iter().enumerate() {
+            let t = Tensor::arange(0f32, n as f32, &Device::Cpu).unwrap();
+            tensors.insert(format!("weights.{i}"), t);
+        }
+        let tf = write_tensors(dir.path(), "a.safetensors", &tensors).unwrap();
+        candle_core::safetensors::save(&tensors, dir.path().join("b.safetensors")).unwrap();
+        let a = fs::read(dir.path().join("a.safetensors")).unwrap();
+        assert_eq!(a, fs::read(dir.path().join("b.safetensors")).unwrap());
+        assert_eq!(tf.size, a.len() as u64);
+        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(names.len(), 2, "no temporary file left");
     }
 
     #[test]

@@ -566,6 +566,29 @@ struct ConvBiasReluPoolGrad {
     grad_x: bool,
 }
 
+/// Interleave the parts' `(O, nb, PH, PW)` outputs (and argmaxes, with
+/// `keep_argmax`) into `(O, B, PH, PW)`.
+fn interleave_parts(
+    g: &ConvGeom,
+    parts: &[(Vec<f32>, Vec<u8>)],
+    keep_argmax: bool,
+) -> (Vec<f32>, Vec<u8>) {
+    let pooled = g.pooled();
+    let total = g.o * g.b * pooled;
+    let mut out = Vec::with_capacity(total);
+    let mut arg = Vec::with_capacity(if keep_argmax { total } else { 0 });
+    for oc in 0..g.o {
+        for (p, (po, pa)) in g.parts().iter().zip(parts) {
+            let r = oc * p.1 * pooled..(oc + 1) * p.1 * pooled;
+            out.extend_from_slice(&po[r.clone()]);
+            if keep_argmax {
+                arg.extend_from_slice(&pa[r]);
+            }
+        }
+    }
+    (out, arg)
+}
+
 impl CustomOp3 for ConvBiasReluPool {
     fn name(&self) -> &'static str {
         "hps-conv-bias-relu-pool"
@@ -630,19 +653,7 @@ impl CustomOp3 for ConvBiasReluPool {
                 (out, arg)
             })
             .collect();
-        // Interleave the parts into (O, B, PH, PW).
-        let total = g.o * g.b * pooled;
-        let mut out = Vec::with_capacity(total);
-        let mut arg = Vec::with_capacity(if self.keep_argmax { total } else { 0 });
-        for oc in 0..g.o {
-            for (p, (po, pa)) in g.parts().iter().zip(&parts) {
-                let r = oc * p.1 * pooled..(oc + 1) * p.1 * pooled;
-                out.extend_from_slice(&po[r.clone()]);
-                if self.keep_argmax {
-                    arg.extend_from_slice(&pa[r]);
-                }
-            }
-        }
+        let (out, arg) = interleave_parts(&g, &parts, self.keep_argmax);
         if self.keep_argmax {
             *self.argmax.lock().expect("argmax lock") = Some(Arc::new(arg));
         }
@@ -687,6 +698,28 @@ impl CustomOp3 for ConvBiasReluPool {
             None
         };
         Ok((gx, Some(gk), Some(gb)))
+    }
+}
+
+/// Append the parts' x gradients, blocks of `(C, nb, H, W)`, to `out`
+/// interleaved into `(C, B, H, W)`.
+#[allow(clippy::type_complexity)]
+fn interleave_grad_x(
+    g: &ConvGeom,
+    parts: &[(usize, usize)],
+    grads: &[(Vec<f32>, Vec<f32>, Vec<f32>)],
+    out: &mut Vec<f32>,
+) {
+    let plane = g.h * g.w;
+    for ci in 0..g.c {
+        for (part, (_, _, gx)) in parts.iter().zip(grads) {
+            let mut off = 0;
+            for (_, nb) in g.blocks(*part) {
+                let r = off + ci * nb * plane..off + (ci + 1) * nb * plane;
+                out.extend_from_slice(&gx[r]);
+                off += g.c * nb * plane;
+            }
+        }
     }
 }
 
@@ -801,19 +834,8 @@ impl CustomOp3 for ConvBiasReluPoolGrad {
             }
         }
         if self.grad_x {
-            // Blocks are (C, nb, H, W); interleave them into (C, B, H, W).
             out.reserve(x.len());
-            let plane = g.h * g.w;
-            for ci in 0..g.c {
-                for (part, (_, _, gx)) in parts.iter().zip(&grads) {
-                    let mut off = 0;
-                    for (_, nb) in g.blocks(*part) {
-                        let r = off + ci * nb * plane..off + (ci + 1) * nb * plane;
-                        out.extend_from_slice(&gx[r]);
-                        off += g.c * nb * plane;
-                    }
-                }
-            }
+            interleave_grad_x(&g, &parts, &grads, &mut out);
         }
         let n = out.len();
         Ok((CpuStorage::F32(out), Shape::from(n)))

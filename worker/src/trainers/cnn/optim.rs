@@ -62,10 +62,12 @@ impl Optim {
     /// Plain SGD / classical momentum with the given coefficients (tests).
     #[cfg(test)]
     pub fn sgd_momentum(n_vars: usize, lr: f64, momentum: f64) -> Optim {
-        let mut cfg = CnnHyper::default();
-        cfg.optimizer = Kind::Momentum;
-        cfg.lr = lr;
-        cfg.momentum = momentum;
+        let cfg = CnnHyper {
+            optimizer: Kind::Momentum,
+            lr,
+            momentum,
+            ..CnnHyper::default()
+        };
         Optim::new(n_vars, &cfg)
     }
 
@@ -199,9 +201,11 @@ mod tests {
     }
 
     fn cfg(kind: Kind, f: impl FnOnce(&mut CnnHyper)) -> CnnHyper {
-        let mut c = CnnHyper::default();
-        c.optimizer = kind;
-        c.lr = 0.1;
+        let mut c = CnnHyper {
+            optimizer: kind,
+            lr: 0.1,
+            ..CnnHyper::default()
+        };
         f(&mut c);
         c
     }

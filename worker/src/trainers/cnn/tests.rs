@@ -65,14 +65,7 @@ fn from_params_defaults_and_overrides() {
             c.epochs,
             c.seed
         ),
-        (
-            d.lr,
-            d.momentum,
-            d.batch_size as usize,
-            d.nf as usize,
-            7,
-            42
-        )
+        (d.lr, d.momentum, d.batch_size, d.nf, 7, 42)
     );
     assert_eq!(
         (
@@ -81,12 +74,7 @@ fn from_params_defaults_and_overrides() {
             c.hyper.test_size,
             c.time_limit_s
         ),
-        (
-            d.train_size as usize,
-            d.val_size as usize,
-            d.test_size as usize,
-            None
-        )
+        (d.train_size, d.val_size, d.test_size, None)
     );
     assert_eq!(c.arch, Arch::seed(32));
     let c = cfg(

@@ -15,6 +15,7 @@ pub mod files;
 pub mod functions;
 pub mod ids;
 pub mod space;
+pub mod state;
 pub mod study;
 
 pub use error::SchemaError;
@@ -24,6 +25,7 @@ pub use files::{
 };
 pub use ids::{validate_id, IdError};
 pub use space::ParamSpec;
+pub use state::TrialState;
 pub use study::{
     Budget, CnnDefaults, Direction, Mode, Objective, PrunerSpec, SamplerSpec, Study, TrainerSpec,
 };

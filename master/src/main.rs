@@ -184,8 +184,12 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Status { dir } => report::status(&open(&dir)?, &mut std::io::stdout().lock()),
-        Cmd::Best { dir, n } => report::best(&open(&dir)?, n, &mut std::io::stdout().lock()),
+        Cmd::Status { dir } => Ok(report::status(&open(&dir)?, &mut std::io::stdout().lock())?),
+        Cmd::Best { dir, n } => Ok(report::best(
+            &open(&dir)?,
+            n,
+            &mut std::io::stdout().lock(),
+        )?),
         Cmd::Export {
             dir,
             format,
@@ -203,7 +207,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     hps_shared_fs::write_atomic(&path, &buf)?;
                     Ok(())
                 }
-                None => report::export(&d, format, &mut std::io::stdout().lock()),
+                None => Ok(report::export(&d, format, &mut std::io::stdout().lock())?),
             }
         }
     }

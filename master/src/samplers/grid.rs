@@ -22,10 +22,16 @@ pub struct GridSampler {
 }
 
 impl GridSampler {
-    pub fn new(study: &Study, shuffle: bool, seed: u64) -> Result<Self, SamplerError> {
+    pub fn new(
+        study: &Study,
+        shuffle: bool,
+        seed: u64,
+        file: &std::path::Path,
+    ) -> Result<Self, SamplerError> {
         let mut axes = Vec::new();
         for (name, spec) in &study.space {
             let values = spec.grid_values().map_err(|message| SamplerError::Config {
+                file: file.to_path_buf(),
                 field: format!("space.{name}"),
                 message,
             })?;
@@ -39,6 +45,7 @@ impl GridSampler {
         let order = if shuffle {
             if size > MAX_SHUFFLED {
                 return Err(SamplerError::Config {
+                    file: file.to_path_buf(),
                     field: "sampler.shuffle".into(),
                     message: format!(
                         "a grid of {size} points is too large to shuffle (max {MAX_SHUFFLED})"
@@ -60,10 +67,6 @@ impl GridSampler {
 }
 
 impl Sampler for GridSampler {
-    fn name(&self) -> &'static str {
-        "grid"
-    }
-
     fn propose(&mut self, config: u64, _history: &[Observation], _pending: &[Params]) -> Params {
         let pos = config % self.size;
         let mut k = match &self.order {

@@ -5,17 +5,30 @@
 //! cannot be parsed (a corrupt result, setting or heartbeat) is skipped with
 //! a warning naming it; it never aborts the report.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
+mod beats;
+mod export;
+mod table;
 
-use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
 use hps_common::files::unix_now;
 use hps_common::{
     Direction, Heartbeat, Mode, SamplerSpec, Study, TrialResult, TrialSetting, TrialStatus,
 };
-use hps_shared_fs::dir::read_json;
-use hps_shared_fs::{Claim, FsError, StudyDir, Sub};
+use hps_shared_fs::{FsError, StudyDir, Sub};
 use serde_json::Value;
+
+pub use beats::BeatVerdict;
+pub use export::export;
+
+use crate::error::MasterError;
+use crate::liveness::{Clock, SystemClock};
+use crate::scan::Scan;
+use table::Table;
+
+type Result<T, E = MasterError> = std::result::Result<T, E>;
 
 /// Output format of `hps-master export`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,19 +39,50 @@ pub enum ExportFormat {
 
 /// `hps-master status DIR`: what the study is, how far it got, which
 /// workers are alive and the best trial so far.
+///
+/// Liveness is judged by watching the heartbeats' `seq` for a few seconds
+/// at most (see [`beats`]), never by the workers' clocks.
 pub fn status(dir: &StudyDir, out: &mut dyn Write) -> Result<()> {
+    status_watching(dir, out, &SystemClock, &mut std::thread::sleep)
+}
+
+/// [`status`] with the clock and the wait of the liveness window given.
+pub fn status_watching(
+    dir: &StudyDir,
+    out: &mut dyn Write,
+    clock: &dyn Clock,
+    sleep: &mut dyn FnMut(Duration),
+) -> Result<()> {
     let study = load_study(dir)?;
-    let proposed = list(dir, Sub::Settings)?.len();
-    let pending = list(dir, Sub::Pending)?.len();
-    let paused = list(dir, Sub::Paused)?.len();
-    let running = dir
-        .list_running()
-        .with_context(|| format!("failed to list `{}`", dir.sub(Sub::Running).display()))?
-        .len();
     let results = load_results(dir)?;
-    let done = results.len();
+    write_study(dir, &study, &results, out)?;
+    let beats = load_heartbeats(dir)?;
+    writeln!(out)?;
+    if beats.is_empty() {
+        writeln!(out, "workers    none has written a heartbeat yet")?;
+        return Ok(());
+    }
+    let (verdicts, window) = match beats::window(&beats, beats::MAX_WINDOW) {
+        Some(w) => {
+            let mut reread = || load_heartbeats(dir).unwrap_or_default();
+            (beats::watch(&beats, w, clock, sleep, &mut reread), w)
+        }
+        None => (vec![BeatVerdict::Stopped; beats.len()], Duration::ZERO),
+    };
+    write_workers(&beats, &verdicts, window, out)
+}
+
+/// The study, its trial counts and its best trial so far.
+fn write_study(
+    dir: &StudyDir,
+    study: &Study,
+    results: &[TrialResult],
+    out: &mut dyn Write,
+) -> Result<()> {
+    let proposed = list(dir, Sub::Settings)?.len();
+    let scan = Scan::take(dir)?;
     let mut by_status: BTreeMap<TrialStatus, usize> = BTreeMap::new();
-    for r in &results {
+    for r in results {
         *by_status.entry(r.status).or_default() += 1;
     }
     let planned = match study.total_trials() {
@@ -54,7 +98,6 @@ pub fn status(dir: &StudyDir, out: &mut dyn Write) -> Result<()> {
             .collect();
         format!(" ({})", parts.join(", "))
     };
-
     writeln!(out, "study      {}", study.name)?;
     writeln!(out, "sampler    {}", sampler_text(&study.sampler))?;
     writeln!(out, "mode       {}", mode_text(&study.mode))?;
@@ -64,26 +107,30 @@ pub fn status(dir: &StudyDir, out: &mut dyn Write) -> Result<()> {
         study.objective.metric,
         direction_text(study.objective.direction)
     )?;
-    let paused_text = if paused > 0 {
-        format!(", paused {paused}")
-    } else {
+    let paused_text = if scan.paused.is_empty() {
         String::new()
+    } else {
+        format!(", paused {}", scan.paused.len())
     };
     writeln!(
         out,
-        "trials     planned {planned}, proposed {proposed}, pending {pending}, running {running}{paused_text}, \
-         done {done}{breakdown}"
+        "trials     planned {planned}, proposed {proposed}, pending {}, running {}{paused_text}, \
+         done {}{breakdown}",
+        scan.pending.len(),
+        scan.running.len(),
+        results.len()
     )?;
-    writeln!(
-        out,
-        "finished   {}",
-        if dir.is_finished() {
-            "yes (finished.json present)"
-        } else {
-            "no"
-        }
-    )?;
-    match ranked(&study, &results).first() {
+    let finished = if dir.is_finished() {
+        "yes (finished.json present)"
+    } else {
+        "no"
+    };
+    writeln!(out, "finished   {finished}")?;
+    write_best_line(study, results, out)
+}
+
+fn write_best_line(study: &Study, results: &[TrialResult], out: &mut dyn Write) -> Result<()> {
+    match ranked(study, results).first() {
         Some(best) => {
             let params: Vec<String> = best
                 .params
@@ -101,22 +148,23 @@ pub fn status(dir: &StudyDir, out: &mut dyn Write) -> Result<()> {
         }
         None => writeln!(out, "best       - (no complete trial yet)")?,
     }
+    Ok(())
+}
 
-    let beats = load_heartbeats(dir)?;
-    writeln!(out)?;
-    if beats.is_empty() {
-        writeln!(out, "workers    none has written a heartbeat yet")?;
-        return Ok(());
-    }
-    let now = unix_now();
-    let live = beats
-        .iter()
-        .filter(|hb| liveness(hb, now) == "live")
-        .count();
+/// The workers table, with each worker's liveness verdict.
+fn write_workers(
+    beats: &[Heartbeat],
+    verdicts: &[BeatVerdict],
+    window: Duration,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let live = verdicts.iter().filter(|v| **v == BeatVerdict::Live).count();
     writeln!(
         out,
-        "workers    {live} live of {} (beat ages are approximate: the worker's clock against this host's)",
-        beats.len()
+        "workers    {live} live of {} (live: its heartbeat changed within {:.1}s on this host's clock; \
+         beat ages are approximate: the worker's clock against this host's)",
+        beats.len(),
+        window.as_secs_f64()
     )?;
     let mut t = Table::new(&[
         ("worker", false),
@@ -128,7 +176,8 @@ pub fn status(dir: &StudyDir, out: &mut dyn Write) -> Result<()> {
         ("last beat", true),
         ("", false),
     ]);
-    for hb in &beats {
+    let now = unix_now();
+    for (hb, verdict) in beats.iter().zip(verdicts) {
         t.row(vec![
             hb.worker.clone(),
             hb.host.clone(),
@@ -138,8 +187,9 @@ pub fn status(dir: &StudyDir, out: &mut dyn Write) -> Result<()> {
             hb.epoch
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| "-".into()),
+            // Shown only, never judged on: the two clocks may differ.
             format!("~{:.0}s ago", now - hb.written_at_unix),
-            liveness(hb, now).to_string(),
+            verdict.as_str().to_string(),
         ]);
     }
     t.write(out, "  ")?;
@@ -215,281 +265,17 @@ pub fn best(dir: &StudyDir, n: usize, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
-/// `hps-master export DIR --format csv|jsonl`: one row per proposed trial
-/// (every file in `settings/`), in trial order, finished or not.
-///
-/// A trial without a result has status `pending` (in `pending/`), `running`
-/// (claimed in `running/`) or `proposed` (recorded but not yet published).
-pub fn export(dir: &StudyDir, format: ExportFormat, out: &mut dyn Write) -> Result<()> {
-    let study = load_study(dir)?;
-    let mut settings = load_settings(dir)?;
-    settings.sort_by(|a, b| (a.index, &a.trial_id).cmp(&(b.index, &b.trial_id)));
-    let results: BTreeMap<String, TrialResult> = load_results(dir)?
-        .into_iter()
-        .map(|r| (r.trial_id.clone(), r))
-        .collect();
-    let pending: BTreeSet<String> = list(dir, Sub::Pending)?.into_iter().collect();
-    let paused: BTreeSet<String> = list(dir, Sub::Paused)?.into_iter().collect();
-    let mut claims: BTreeMap<String, Claim> = BTreeMap::new();
-    for c in dir
-        .list_running()
-        .with_context(|| format!("failed to list `{}`", dir.sub(Sub::Running).display()))?
-    {
-        claims.entry(c.trial_id.clone()).or_insert(c);
-    }
-
-    let param_keys: BTreeSet<String> = study
-        .space
-        .keys()
-        .cloned()
-        .chain(settings.iter().flat_map(|s| s.params.keys().cloned()))
-        .collect();
-    let metric_keys: BTreeSet<String> = results
-        .values()
-        .flat_map(|r| r.metrics.keys().cloned())
-        .collect();
-
-    let rows: Vec<Row> = settings
-        .iter()
-        .map(|s| {
-            let result = results.get(&s.trial_id);
-            let claim = claims.get(&s.trial_id);
-            let (status, attempt, worker) = if let Some(r) = result {
-                (
-                    r.status.as_str().to_string(),
-                    r.attempt,
-                    Some(r.worker.clone()),
-                )
-            } else if let Some(c) = claim {
-                // The claim file holds the current attempt (re-queues bump it).
-                let attempt = dir.read_claim(c).map(|c| c.attempt).unwrap_or(s.attempt);
-                ("running".to_string(), attempt, Some(c.worker.clone()))
-            } else if pending.contains(&s.trial_id) {
-                let attempt = dir
-                    .pending_path(&s.trial_id)
-                    .ok()
-                    .and_then(|p| read_json::<TrialSetting>(&p).ok())
-                    .map(|p| p.attempt)
-                    .unwrap_or(s.attempt);
-                ("pending".to_string(), attempt, None)
-            } else if paused.contains(&s.trial_id) {
-                ("paused".to_string(), s.attempt, None)
-            } else {
-                ("proposed".to_string(), s.attempt, None)
-            };
-            Row {
-                setting: s,
-                result,
-                status,
-                attempt,
-                worker,
-            }
-        })
-        .collect();
-
-    match format {
-        ExportFormat::Csv => write_csv(&rows, &param_keys, &metric_keys, out),
-        ExportFormat::Jsonl => write_jsonl(&rows, out),
-    }
-}
-
-/// One line of the export: a setting and, when it has one, its result.
-struct Row<'a> {
-    setting: &'a TrialSetting,
-    result: Option<&'a TrialResult>,
-    status: String,
-    attempt: u32,
-    worker: Option<String>,
-}
-
-fn write_csv(
-    rows: &[Row],
-    param_keys: &BTreeSet<String>,
-    metric_keys: &BTreeSet<String>,
-    out: &mut dyn Write,
-) -> Result<()> {
-    let mut header: Vec<String> = [
-        "trial_id",
-        "index",
-        "config",
-        "repeat",
-        "seed",
-        "attempt",
-        "status",
-        "objective",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    header.extend(param_keys.iter().map(|k| format!("param_{k}")));
-    header.extend(metric_keys.iter().map(|k| format!("metric_{k}")));
-    header.extend(
-        [
-            "best_epoch",
-            "epochs_completed",
-            "wall_time_s",
-            "worker",
-            "device",
-            "error",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
-    write_csv_line(out, &header)?;
-    for row in rows {
-        let s = row.setting;
-        let r = row.result;
-        let mut cells = vec![
-            s.trial_id.clone(),
-            s.index.to_string(),
-            s.config.to_string(),
-            s.repeat.to_string(),
-            s.seed.to_string(),
-            row.attempt.to_string(),
-            row.status.clone(),
-            r.and_then(|r| r.objective)
-                .map(num_full)
-                .unwrap_or_default(),
-        ];
-        cells.extend(
-            param_keys
-                .iter()
-                .map(|k| s.params.get(k).map(value_full).unwrap_or_default()),
-        );
-        cells.extend(metric_keys.iter().map(|k| {
-            r.and_then(|r| r.metrics.get(k))
-                .copied()
-                .map(num_full)
-                .unwrap_or_default()
-        }));
-        cells.extend([
-            r.and_then(|r| r.best_epoch)
-                .map(|e| e.to_string())
-                .unwrap_or_default(),
-            r.map(|r| r.epochs_completed.to_string())
-                .unwrap_or_default(),
-            r.map(|r| num_full(r.wall_time_s)).unwrap_or_default(),
-            row.worker.clone().unwrap_or_default(),
-            r.map(|r| r.device.clone()).unwrap_or_default(),
-            r.and_then(|r| r.error.clone()).unwrap_or_default(),
-        ]);
-        write_csv_line(out, &cells)?;
-    }
-    Ok(())
-}
-
-fn write_jsonl(rows: &[Row], out: &mut dyn Write) -> Result<()> {
-    let opt_num = |v: Option<f64>| {
-        v.and_then(serde_json::Number::from_f64)
-            .map(Value::Number)
-            .unwrap_or(Value::Null)
-    };
-    for row in rows {
-        let s = row.setting;
-        let r = row.result;
-        let params: serde_json::Map<String, Value> = s
-            .params
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
-        let metrics: serde_json::Map<String, Value> = r
-            .map(|r| {
-                r.metrics
-                    .iter()
-                    .filter_map(|(k, v)| {
-                        Some((k.clone(), Value::Number(serde_json::Number::from_f64(*v)?)))
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        // Written field by field so the keys keep the CSV's column order.
-        let fields: [(&str, Value); 16] = [
-            ("trial_id", s.trial_id.clone().into()),
-            ("index", s.index.into()),
-            ("config", s.config.into()),
-            ("repeat", s.repeat.into()),
-            ("seed", s.seed.into()),
-            ("attempt", row.attempt.into()),
-            ("status", row.status.clone().into()),
-            ("objective", opt_num(r.and_then(|r| r.objective))),
-            ("params", Value::Object(params)),
-            ("metrics", Value::Object(metrics)),
-            (
-                "best_epoch",
-                r.and_then(|r| r.best_epoch)
-                    .map(Value::from)
-                    .unwrap_or(Value::Null),
-            ),
-            (
-                "epochs_completed",
-                r.map(|r| Value::from(r.epochs_completed))
-                    .unwrap_or(Value::Null),
-            ),
-            ("wall_time_s", opt_num(r.map(|r| r.wall_time_s))),
-            (
-                "worker",
-                row.worker.clone().map(Value::from).unwrap_or(Value::Null),
-            ),
-            (
-                "device",
-                r.map(|r| Value::from(r.device.clone()))
-                    .unwrap_or(Value::Null),
-            ),
-            (
-                "error",
-                r.and_then(|r| r.error.clone())
-                    .map(Value::from)
-                    .unwrap_or(Value::Null),
-            ),
-        ];
-        let mut line = String::from("{");
-        for (i, (k, v)) in fields.iter().enumerate() {
-            if i > 0 {
-                line.push(',');
-            }
-            line.push_str(&Value::from(*k).to_string());
-            line.push(':');
-            line.push_str(&v.to_string());
-        }
-        line.push('}');
-        writeln!(out, "{line}")?;
-    }
-    Ok(())
-}
-
-fn write_csv_line(out: &mut dyn Write, cells: &[String]) -> Result<()> {
-    let line: Vec<String> = cells.iter().map(|c| csv_quote(c)).collect();
-    writeln!(out, "{}", line.join(","))?;
-    Ok(())
-}
-
-/// RFC 4180 quoting: a field holding a comma, a quote, a line break or
-/// leading/trailing blanks is wrapped in quotes, with inner quotes doubled.
-fn csv_quote(field: &str) -> String {
-    let needs = field.contains([',', '"', '\n', '\r'])
-        || field.starts_with([' ', '\t'])
-        || field.ends_with([' ', '\t']);
-    if needs {
-        format!("\"{}\"", field.replace('"', "\"\""))
-    } else {
-        field.to_string()
-    }
-}
-
 // ----- loading ------------------------------------------------------------
 
-fn load_study(dir: &StudyDir) -> Result<Study> {
-    dir.read_study().with_context(|| {
-        format!(
-            "failed to read the study file `{}`",
-            dir.study_path().display()
-        )
+pub(super) fn load_study(dir: &StudyDir) -> Result<Study> {
+    dir.read_study().map_err(|source| MasterError::ReadStudy {
+        file: dir.study_path(),
+        source,
     })
 }
 
 fn list(dir: &StudyDir, sub: Sub) -> Result<Vec<String>> {
-    dir.list(sub)
-        .with_context(|| format!("failed to list `{}`", dir.sub(sub).display()))
+    Ok(dir.list(sub)?)
 }
 
 /// Every readable file of `sub`; unreadable ones are skipped with a warning.
@@ -508,11 +294,11 @@ fn load_all<T>(
     Ok(out)
 }
 
-fn load_results(dir: &StudyDir) -> Result<Vec<TrialResult>> {
+pub(super) fn load_results(dir: &StudyDir) -> Result<Vec<TrialResult>> {
     load_all(dir, Sub::Results, |id| dir.read_result(id))
 }
 
-fn load_settings(dir: &StudyDir) -> Result<Vec<TrialSetting>> {
+pub(super) fn load_settings(dir: &StudyDir) -> Result<Vec<TrialSetting>> {
     load_all(dir, Sub::Settings, |id| dir.read_setting(id))
 }
 
@@ -555,18 +341,6 @@ fn ranked<'a>(study: &Study, results: &'a [TrialResult]) -> Vec<&'a TrialResult>
     v
 }
 
-/// `live` when the last beat is younger than three intervals and the worker
-/// has not said it stopped; `stopped` after a clean exit; `stale` otherwise.
-fn liveness(hb: &Heartbeat, now: f64) -> &'static str {
-    if hb.state == "stopped" {
-        "stopped"
-    } else if now - hb.written_at_unix < 3.0 * hb.interval_s {
-        "live"
-    } else {
-        "stale"
-    }
-}
-
 fn sampler_text(s: &SamplerSpec) -> String {
     match s {
         SamplerSpec::Grid { shuffle: false, .. } => "grid".into(),
@@ -606,7 +380,7 @@ fn value_text(v: &Value) -> String {
 
 /// A parameter value for export: strings unquoted, numbers exactly as
 /// stored (pandas gets the value the trial ran with).
-fn value_full(v: &Value) -> String {
+pub(super) fn value_full(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Number(n) if n.is_f64() => num_full(n.as_f64().unwrap_or(f64::NAN)),
@@ -637,59 +411,10 @@ fn num_short(x: f64) -> String {
 }
 
 /// The shortest text that reads back as exactly `x`, for exports.
-fn num_full(x: f64) -> String {
+pub(super) fn num_full(x: f64) -> String {
     serde_json::Number::from_f64(x)
         .map(|n| n.to_string())
         .unwrap_or_default()
-}
-
-/// A plain text table: a header row, then columns padded to their widest
-/// cell; numeric columns right-aligned.
-struct Table {
-    header: Vec<String>,
-    right: Vec<bool>,
-    rows: Vec<Vec<String>>,
-}
-
-impl Table {
-    fn new(cols: &[(&str, bool)]) -> Table {
-        Table {
-            header: cols.iter().map(|(h, _)| h.to_string()).collect(),
-            right: cols.iter().map(|(_, r)| *r).collect(),
-            rows: Vec::new(),
-        }
-    }
-
-    fn row(&mut self, cells: Vec<String>) {
-        self.rows.push(cells);
-    }
-
-    fn write(&self, out: &mut dyn Write, indent: &str) -> Result<()> {
-        let mut width: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
-        for r in &self.rows {
-            for (w, c) in width.iter_mut().zip(r) {
-                *w = (*w).max(c.chars().count());
-            }
-        }
-        for r in std::iter::once(&self.header).chain(&self.rows) {
-            let mut line = String::from(indent);
-            for (i, c) in r.iter().enumerate() {
-                if i > 0 {
-                    line.push_str("  ");
-                }
-                let pad = " ".repeat(width[i].saturating_sub(c.chars().count()));
-                if self.right[i] {
-                    line.push_str(&pad);
-                    line.push_str(c);
-                } else {
-                    line.push_str(c);
-                    line.push_str(&pad);
-                }
-            }
-            writeln!(out, "{}", line.trim_end())?;
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -763,13 +488,15 @@ mod tests {
     }
 
     fn heartbeat(worker: &str, state: &str, age_s: f64) -> Heartbeat {
+        // Stopped workers say so with the largest seq.
+        let seq = if state == "stopped" { u64::MAX } else { 3 };
         Heartbeat {
             format_version: FORMAT_VERSION,
             worker: worker.into(),
             host: "node1".into(),
             pid: 1,
             device: "cuda:0".into(),
-            seq: 3,
+            seq,
             state: state.into(),
             trial: (state == "training").then(|| "t000003".to_string()),
             epoch: (state == "training").then_some(4),
@@ -814,8 +541,7 @@ mod tests {
             .unwrap();
         dir.write_heartbeat(&heartbeat("w1", "stopped", 1.0))
             .unwrap();
-        dir.write_heartbeat(&heartbeat("w2", "idle", 600.0))
-            .unwrap();
+        dir.write_heartbeat(&heartbeat("w2", "idle", 1.0)).unwrap();
         (tmp, dir)
     }
 
@@ -864,7 +590,19 @@ mod tests {
     #[test]
     fn status_counts_trials_and_workers() {
         let (_tmp, dir) = populated("minimize", [3.0, 1.0, 2.0]);
-        let out = text(|o| status(&dir, o));
+        // w0 beats while status watches; w2 does not (its timestamp says
+        // it beat a second ago, which must not matter).
+        let clock = crate::liveness::ManualClock::new();
+        let mut seq = 3;
+        let out = text(|o| {
+            status_watching(&dir, o, &clock, &mut |d| {
+                clock.advance(d);
+                seq += 1;
+                let mut hb = heartbeat("w0", "training", 1.0);
+                hb.seq = seq;
+                dir.write_heartbeat(&hb).unwrap();
+            })
+        });
         assert!(out.contains("study      rep"), "{out}");
         assert!(out.contains("random (seed 0)"), "{out}");
         assert!(
@@ -902,7 +640,10 @@ mod tests {
             finished_at_unix: 0.0,
         })
         .unwrap();
-        assert!(text(|o| status(&dir, o)).contains("finished   yes"));
+        assert!(
+            text(|o| status_watching(&dir, o, &clock, &mut |d| clock.advance(d)))
+                .contains("finished   yes")
+        );
     }
 
     #[test]
@@ -1053,7 +794,5 @@ mod tests {
         assert_eq!(num_short(1.0), "1");
         assert_eq!(num_short(10f64.powf(-1.25)), "0.0562341");
         assert_eq!(num_short(1.5e-7), "1.50000e-7");
-        assert_eq!(csv_quote("plain"), "plain");
-        assert_eq!(csv_quote(" x"), "\" x\"");
     }
 }

@@ -429,3 +429,25 @@ pub fn copy_dir(src: &Path, dst: &Path) {
         }
     }
 }
+
+/// A fresh temp directory holding the study `<tmp>/study`, created from
+/// `study_json` by [`init_study`]. Keep the `TempDir`: dropping it removes
+/// the directory.
+pub fn temp_study(study_json: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let study = tmp.path().join("study");
+    init_study(&study, study_json);
+    (tmp, study)
+}
+
+/// [`run_study`] with one plain worker `w0`, rescanning every 0.2 s.
+pub fn run_one_worker(study: &Path, logs: &Path, timeout: Duration) -> String {
+    run_study(study, logs, "0.2", &[("w0", &[])], timeout)
+}
+
+/// Assert that `text` contains every one of `parts`, showing it if not.
+pub fn assert_contains_all(text: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(text.contains(p), "`{p}` missing from:\n{text}");
+    }
+}

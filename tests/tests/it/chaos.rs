@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use hps_common::{TrialResult, TrialStatus};
 use hps_tests::{
-    dir_names, init_study, json_stems, spawn_master, spawn_worker, tail_lines, trial_log, Proc,
+    dir_names, json_stems, spawn_master, spawn_worker, tail_lines, temp_study, trial_log, Proc,
 };
 
 /// SplitMix64: small, seedable, and the same on every platform and version.
@@ -296,21 +296,16 @@ fn chaos(cfg: Config) {
         cfg.seed, cfg.trials, cfg.workers, cfg.kills, cfg.sleep_s
     );
     let mut rng = Rng(cfg.seed);
-    let tmp = tempfile::tempdir().unwrap();
-    let study = tmp.path().join("study");
-    init_study(
-        &study,
-        &format!(
-            r#"{{"format_version":1,"name":"chaos",
+    let (tmp, study) = temp_study(&format!(
+        r#"{{"format_version":1,"name":"chaos",
                 "space":{{"x0":{{"type":"float","low":-5,"high":10}},"x1":{{"type":"float","low":0,"high":15}}}},
                 "objective":{{"metric":"value","direction":"minimize"}},
                 "sampler":{{"kind":"random","seed":1}},
                 "budget":{{"trials":{}}},
                 "mode":{{"kind":"async","queue":8}},
                 "trainer":{{"kind":"function","name":"branin","sleep_s":{}}}}}"#,
-            cfg.trials, cfg.sleep_s
-        ),
-    );
+        cfg.trials, cfg.sleep_s
+    ));
 
     let master_log = tmp.path().join("master.1.log");
     let master = chaos_master(&study, &master_log);

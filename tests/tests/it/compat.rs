@@ -10,7 +10,7 @@ use std::time::Duration;
 use hps_common::TrialResult;
 use hps_tests::{
     arg, bin, cnn_args, copy_dir, dir_names, hps_master, idx_data, json_stems, read_result,
-    run_study, stdout_ok,
+    run_one_worker, run_study, stdout_ok,
 };
 
 fn fixtures() -> PathBuf {
@@ -101,13 +101,7 @@ fn an_interrupted_c53896b_function_study_finishes_as_it_would_have() {
     let tmp = tempfile::tempdir().unwrap();
     let study = copy_study(tmp.path(), "function");
     let old = fixtures().join("function/results");
-    run_study(
-        &study,
-        tmp.path(),
-        "0.1",
-        &[("w0", &[])],
-        Duration::from_secs(120),
-    );
+    run_one_worker(&study, tmp.path(), Duration::from_secs(120));
     assert!(dir_names(&study.join("quarantine")).is_empty());
     for id in json_stems(&old) {
         let file = format!("{id}.json");

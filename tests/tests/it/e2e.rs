@@ -7,19 +7,16 @@ use std::time::Duration;
 
 use hps_common::TrialStatus;
 use hps_tests::{
-    arg, hps_master, idx_data, init_study, json_stems, python3, read_result, run_study,
-    runs_per_trial, spawn_master, spawn_worker, stdout_ok, wait_until, worker_ids, Cluster,
+    arg, hps_master, idx_data, init_study, json_stems, python3, read_result, run_one_worker,
+    run_study, runs_per_trial, spawn_master, spawn_worker, stdout_ok, temp_study, wait_until,
+    worker_ids, Cluster,
 };
 
 /// Scenario 6: one master, two workers, a sync study of cnn trials on small
 /// generated IDX data.
 #[test]
 fn cnn_sync_study_with_two_workers() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = idx_data(tmp.path(), 300, 100, 7);
-    let study = tmp.path().join("study");
-    init_study(
-        &study,
+    let (tmp, study) = temp_study(
         r#"{
           "format_version": 1,
           "name": "e2e-cnn",
@@ -36,6 +33,7 @@ fn cnn_sync_study_with_two_workers() {
           "trainer": {"kind": "cnn", "defaults": {"train_size": 200, "val_size": 100, "test_size": 100}}
         }"#,
     );
+    let data = idx_data(tmp.path(), 300, 100, 7);
     let cnn: &[&str] = &["--data", arg(&data), "--threads", "1"];
     let master_log = run_study(
         &study,
@@ -96,10 +94,7 @@ fn cnn_sync_study_with_two_workers() {
 /// evaluated exactly once: no double claims, none lost.
 #[test]
 fn stress_1000_trials_8_workers_async() {
-    let tmp = tempfile::tempdir().unwrap();
-    let study = tmp.path().join("study");
-    init_study(
-        &study,
+    let (tmp, study) = temp_study(
         r#"{
           "format_version": 1,
           "name": "stress",
@@ -155,10 +150,7 @@ fn stress_1000_trials_8_workers_async() {
 /// it without repeating or skipping a setting.
 #[test]
 fn rerunning_the_master_resumes_without_repeats() {
-    let tmp = tempfile::tempdir().unwrap();
-    let study = tmp.path().join("study");
-    init_study(
-        &study,
+    let (tmp, study) = temp_study(
         r#"{"format_version":1,"name":"resume",
             "space":{"x0":{"type":"float","low":-5,"high":10,"grid":5},"x1":{"type":"categorical","choices":[0,5,10,15]}},
             "objective":{"metric":"value","direction":"minimize"},
@@ -246,13 +238,7 @@ fn exec_trainer_runs_the_example_script() {
     });
     let s = tmp.path().join("study");
     init_study(&s, &study.to_string());
-    run_study(
-        &s,
-        tmp.path(),
-        "0.2",
-        &[("w0", &[])],
-        Duration::from_secs(180),
-    );
+    run_one_worker(&s, tmp.path(), Duration::from_secs(180));
     let ok = read_result(&s, "t000000");
     assert_eq!(ok.status, TrialStatus::Complete, "{:?}", ok.error);
     assert_eq!(ok.reports.len(), 2, "one report per epoch");
@@ -270,10 +256,7 @@ fn exec_trainer_runs_the_example_script() {
 /// worker of its own to the protocol (`<id>-s<k>`), sharing one trainer.
 #[test]
 fn one_worker_process_with_three_slots() {
-    let tmp = tempfile::tempdir().unwrap();
-    let s = tmp.path().join("study");
-    init_study(
-        &s,
+    let (tmp, s) = temp_study(
         r#"{"format_version": 1, "name": "slots",
             "space": {"x0": {"type": "float", "low": -5, "high": 10},
                       "x1": {"type": "float", "low": 0, "high": 15}},

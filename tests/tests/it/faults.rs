@@ -8,7 +8,7 @@ use hps_common::{TrialResult, TrialStatus};
 use hps_tests::{
     arg, cnn_args, dir_names, hps_master, idx_data, init_from_file, init_study, json_stems,
     read_result, read_results, runs_per_trial, spawn_master, spawn_worker, stderr_err, stdout_ok,
-    wait_until, Proc,
+    temp_study, wait_until, Proc,
 };
 
 const BRANIN: &str = r#"{"format_version":1,"name":"faults",
@@ -123,17 +123,14 @@ fn corrupt_files_are_quarantined_and_nothing_is_lost() {
 /// `invalid` with a message naming the parameter; the worker carries on.
 #[test]
 fn out_of_domain_hyperparameters_are_invalid_trials() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = idx_data(tmp.path(), 120, 40, 1);
-    let study = tmp.path().join("study");
-    init_study(
-        &study,
+    let (tmp, study) = temp_study(
         r#"{"format_version":1,"name":"domain",
            "space":{"lr":{"type":"categorical","choices":[-0.1, 0.05]},"batch_size":{"type":"categorical","choices":[0, 16]}},
            "objective":{"metric":"val_error","direction":"minimize"},
            "sampler":{"kind":"grid"},"mode":{"kind":"async","queue":4},
            "trainer":{"kind":"cnn","defaults":{"nf":2,"train_size":80,"val_size":40,"test_size":40}}}"#,
     );
+    let data = idx_data(tmp.path(), 120, 40, 1);
     let mut m = master(&study, tmp.path(), "m", &[]);
     let mut w = worker_with(&study, tmp.path(), "w0", "w0", &cnn_args(&data));
     m.wait_ok(Duration::from_secs(120));
@@ -351,12 +348,7 @@ fn killed_cnn_trial_resumes_from_checkpoint_with_identical_metrics() {
     let mut m = master(&b, tmp.path(), "mb", &[]);
     let mut w = cnn_worker(&b, "w0", "wb1");
     let trial_log = b.join("logs/t000000.log");
-    wait_until(Duration::from_secs(300), "epoch 2", || {
-        std::fs::read_to_string(&trial_log)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.starts_with("2 "))
-    });
+    wait_for_epoch(&trial_log, 2);
     w.signal(libc::SIGKILL);
     w.wait(Duration::from_secs(10));
     assert!(b.join("checkpoints/t000000/checkpoint.json").exists());
@@ -388,12 +380,7 @@ fn killed_cnn_trial_resumes_from_checkpoint_with_identical_metrics() {
     let mut m = master(&c, tmp.path(), "mc", &[]);
     let mut w = cnn_worker(&c, "w0", "wc1");
     let trial_log = c.join("logs/t000000.log");
-    wait_until(Duration::from_secs(300), "epoch 1", || {
-        std::fs::read_to_string(&trial_log)
-            .unwrap_or_default()
-            .lines()
-            .any(|l| l.starts_with("1 "))
-    });
+    wait_for_epoch(&trial_log, 1);
     std::thread::sleep(Duration::from_millis(300)); // into epoch 2
     let t = std::time::Instant::now();
     w.signal(libc::SIGTERM);
@@ -417,6 +404,17 @@ fn killed_cnn_trial_resumes_from_checkpoint_with_identical_metrics() {
     let rc = read_result(&c, "t000000");
     assert_eq!(rc.status, TrialStatus::Complete);
     assert_same_training(&ra, &rc, "a mid-epoch preemption");
+}
+
+/// Wait until the trial log `log` has the stat line of `epoch`.
+fn wait_for_epoch(log: &Path, epoch: u32) {
+    let line = format!("{epoch} ");
+    wait_until(Duration::from_secs(300), &format!("epoch {epoch}"), || {
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with(&line))
+    });
 }
 
 /// `b` trained exactly as `a`: the same curve, bit for bit, and the same

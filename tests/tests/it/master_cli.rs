@@ -1,6 +1,6 @@
 //! The hps-master command line: errors a user sees.
 
-use hps_tests::{arg, hps_master, stderr_err, stdout_ok};
+use hps_tests::{arg, assert_contains_all, hps_master, stderr_err, stdout_ok};
 
 #[test]
 fn init_rejects_a_bad_study_naming_file_and_field() {
@@ -15,10 +15,7 @@ fn init_rejects_a_bad_study_naming_file_and_field() {
     .unwrap();
     let s = tmp.path().join("s");
     let err = stderr_err(hps_master(&["init", arg(&s), "--study", arg(&f)]));
-    assert!(
-        err.contains("bad.json") && err.contains("space.lr.low") && err.contains("log-scale"),
-        "{err}"
-    );
+    assert_contains_all(&err, &["bad.json", "space.lr.low", "log-scale"]);
     assert!(
         !s.join("study.json").exists(),
         "nothing created for a bad study"
@@ -39,7 +36,7 @@ fn unknown_preset_lists_the_presets() {
     let tmp = tempfile::tempdir().unwrap();
     let x = tmp.path().join("x");
     let err = stderr_err(hps_master(&["init", arg(&x), "--preset", "s9"]));
-    assert!(err.contains("s9") && err.contains("quickstart"), "{err}");
+    assert_contains_all(&err, &["s9", "quickstart"]);
 }
 
 #[test]
@@ -47,9 +44,6 @@ fn commands_on_a_non_study_say_how_to_create_one() {
     let tmp = tempfile::tempdir().unwrap();
     for cmd in ["run", "status", "best", "export"] {
         let err = stderr_err(hps_master(&[cmd, arg(tmp.path())]));
-        assert!(
-            err.contains("not an hps study directory") && err.contains("hps-master init"),
-            "{cmd}: {err}"
-        );
+        assert_contains_all(&err, &["not an hps study directory", "hps-master init"]);
     }
 }

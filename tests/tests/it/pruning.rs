@@ -8,7 +8,7 @@ use std::time::Duration;
 use hps_common::TrialStatus;
 use hps_tests::{
     arg, cnn_args, hps_master, idx_data, init_study, json_stems, python3, read_result,
-    read_results, run_study, stdout_ok,
+    read_results, run_one_worker, run_study, stdout_ok,
 };
 
 /// Initialise `<tmp>/study` from `study` and run it on `<tmp>/data` with a
@@ -68,13 +68,7 @@ json.dump({"val_error": x + 1.0 / epochs}, open(os.environ["HPS_RESULT_FILE"], "
     });
     let s = tmp.path().join("study");
     init_study(&s, &study.to_string());
-    run_study(
-        &s,
-        tmp.path(),
-        "0.2",
-        &[("w0", &[])],
-        Duration::from_secs(120),
-    );
+    run_one_worker(&s, tmp.path(), Duration::from_secs(120));
 
     let first = read_result(&s, "t000000");
     assert_eq!(first.status, TrialStatus::Complete, "{:?}", first.error);

@@ -1,6 +1,6 @@
 //! The hps-worker command line: errors a user sees.
 
-use hps_tests::{arg, hps_worker, init_study, stderr_err};
+use hps_tests::{arg, assert_contains_all, hps_worker, init_study, stderr_err};
 
 /// `hps-worker <study> ARGS… --once` on a fresh one-trial cnn study; its stderr.
 fn worker_error(args: &[&str]) -> String {
@@ -17,10 +17,7 @@ fn worker_error(args: &[&str]) -> String {
 #[test]
 fn missing_dataset_names_the_file_and_the_package() {
     let err = worker_error(&["--data", "/nonexistent/nodata"]);
-    assert!(
-        err.contains("nodata") && err.contains("dataset-fashion-mnist"),
-        "{err}"
-    );
+    assert_contains_all(&err, &["nodata", "dataset-fashion-mnist"]);
 }
 
 #[test]
@@ -32,16 +29,12 @@ fn a_gpu_that_is_not_there_is_an_error_not_a_cpu_fallback() {
         return;
     }
     let err = worker_error(&["--device", "cuda:0"]);
-    assert!(
-        err.contains("cuda:0") && err.contains("--features cuda"),
-        "{err}"
-    );
+    assert_contains_all(&err, &["cuda:0", "--features cuda"]);
 }
 
 #[test]
 fn bad_worker_id_is_rejected() {
-    let err = worker_error(&["--id", "../evil"]);
-    assert!(err.contains("worker id"), "{err}");
+    assert_contains_all(&worker_error(&["--id", "../evil"]), &["worker id"]);
 }
 
 /// A study of one cnn trial in `<tmp>/s` (for the worker's errors).

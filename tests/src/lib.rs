@@ -98,12 +98,34 @@ impl Drop for Proc {
     }
 }
 
-/// Run a binary to completion and capture its output.
+/// How long a command run by [`run`] may take before the test fails.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Run a binary to completion and capture its output; panics (after
+/// killing it) if it takes longer than [`RUN_TIMEOUT`].
 pub fn run(bin: &Path, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("failed to run {}: {e}", bin.display()))
+    run_cmd(Command::new(bin).args(args))
+}
+
+/// [`run`] for a prepared command (e.g. with a working directory).
+pub fn run_cmd(cmd: &mut Command) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("failed to run {cmd:?}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(RUN_TIMEOUT) {
+        Ok(out) => out.unwrap_or_else(|e| panic!("waiting for {cmd:?}: {e}")),
+        Err(_) => {
+            // SAFETY: our own child, not yet reaped (its waiter still waits).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("{cmd:?} did not exit within {RUN_TIMEOUT:?}");
+        }
+    }
 }
 
 /// Poll `cond` until it holds or `timeout` passes.

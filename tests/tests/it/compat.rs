@@ -10,7 +10,7 @@ use std::time::Duration;
 use hps_common::TrialResult;
 use hps_tests::{
     arg, bin, cnn_args, copy_dir, dir_names, hps_master, idx_data, json_stems, read_result,
-    run_one_worker, run_study, stdout_ok,
+    run_cmd, run_one_worker, run_study, stdout_ok,
 };
 
 fn fixtures() -> PathBuf {
@@ -41,11 +41,11 @@ fn status_without_workers(text: &str) -> String {
 /// `hps-master ARGS…` run in `dir`, as the expected output was recorded
 /// (`cd fixtures/c53896b; hps-master best sh-cnn …`).
 fn master_in(dir: &Path, args: &[&str]) -> std::process::Output {
-    std::process::Command::new(bin("hps-master"))
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap()
+    run_cmd(
+        std::process::Command::new(bin("hps-master"))
+            .args(args)
+            .current_dir(dir),
+    )
 }
 
 #[test]

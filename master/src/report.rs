@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use hps_common::files::unix_now;
 use hps_common::{
     Direction, Heartbeat, Mode, SamplerSpec, Study, TrialResult, TrialSetting, TrialStatus,
+    WorkerState,
 };
 use hps_shared_fs::dir::read_json;
 use hps_shared_fs::{Claim, FsError, StudyDir, Sub};
@@ -133,7 +134,7 @@ pub fn status(dir: &StudyDir, out: &mut dyn Write) -> Result<()> {
             hb.worker.clone(),
             hb.host.clone(),
             hb.device.clone(),
-            hb.state.clone(),
+            hb.state.to_string(),
             hb.trial.clone().unwrap_or_else(|| "-".into()),
             hb.epoch
                 .map(|e| e.to_string())
@@ -558,7 +559,7 @@ fn ranked<'a>(study: &Study, results: &'a [TrialResult]) -> Vec<&'a TrialResult>
 /// `live` when the last beat is younger than three intervals and the worker
 /// has not said it stopped; `stopped` after a clean exit; `stale` otherwise.
 fn liveness(hb: &Heartbeat, now: f64) -> &'static str {
-    if hb.state == "stopped" {
+    if hb.state == WorkerState::Stopped {
         "stopped"
     } else if now - hb.written_at_unix < 3.0 * hb.interval_s {
         "live"
@@ -770,7 +771,7 @@ mod tests {
             pid: 1,
             device: "cuda:0".into(),
             seq: 3,
-            state: state.into(),
+            state: state.parse().unwrap(),
             trial: (state == "training").then(|| "t000003".to_string()),
             epoch: (state == "training").then_some(4),
             interval_s: 2.0,

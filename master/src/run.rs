@@ -16,10 +16,11 @@ use hps_common::files::unix_now;
 use hps_common::ids::trial_id;
 use hps_common::{
     Direction, Finished, MasterLease, Mode, Study, TrialResult, TrialSetting, TrialStatus,
-    FORMAT_VERSION,
+    WorkerState, FORMAT_VERSION,
 };
-use hps_shared_fs::dir::{hostname, is_not_found};
-use hps_shared_fs::{detect_remote_fs, FsError, StudyDir, Sub, Waker, WatchMode};
+use hps_shared_fs::dir::is_not_found;
+use hps_shared_fs::host::hostname;
+use hps_shared_fs::{detect_remote_fs, FsError, Periodic, StudyDir, Sub, Waker, WatchMode};
 use tracing::{debug, info, info_span, warn};
 
 use crate::liveness::{Clock, Liveness, SystemClock, Verdict};
@@ -77,7 +78,7 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary> {
     let study = dir.read_study()?;
     let planned = study
         .total_trials()
-        .map_err(|(f, m)| anyhow::anyhow!("{}: field `{f}`: {m}", dir.study_path().display()))?;
+        .map_err(|e| e.in_file(&dir.study_path()))?;
     let sampler = samplers::build(&study)?;
 
     let lease = Lease::acquire(&dir, cfg.lease_interval, &shutdown)?;
@@ -92,17 +93,10 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary> {
         // NFS may serve directory listings up to a minute stale.
         cfg.orphan_grace = cfg.orphan_grace.max(Duration::from_secs(90));
     }
-    let mode = match (cfg.poll, remote) {
-        (Some(d), _) => WatchMode::Poll(d),
-        (None, Some(fs)) => {
-            info!(
-                filesystem = fs.0,
-                "study directory is on a network/FUSE filesystem: polling"
-            );
-            WatchMode::Poll(cfg.rescan)
-        }
-        (None, None) => WatchMode::Native(cfg.rescan),
-    };
+    let (mode, why) = WatchMode::choose(dir.root(), cfg.poll, cfg.rescan);
+    if let Some(why) = why {
+        info!("{why}");
+    }
     let waker = Waker::new(
         &[
             dir.sub(Sub::Results),
@@ -728,7 +722,7 @@ impl Master {
                         );
                     }
                     self.liveness
-                        .observe(&w, hb.seq, hb.state == "stopped", now)
+                        .observe(&w, hb.seq, hb.state == WorkerState::Stopped, now)
                 }
                 Ok(hb) => {
                     warn!(
@@ -926,9 +920,8 @@ fn lost_result(s: &TrialSetting, worker: &str, attempts: u32) -> TrialResult {
 /// background thread. A second master refuses to start while the lease is
 /// being renewed, and takes over once it has stopped changing.
 struct Lease {
-    stop: Arc<AtomicBool>,
     lost: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    beat: Option<Periodic>,
     dir: StudyDir,
 }
 
@@ -973,35 +966,28 @@ impl Lease {
             written_at_unix: unix_now(),
         };
         dir.write_lease(&lease)?;
-        let stop = Arc::new(AtomicBool::new(false));
         let lost = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (dir, stop, lost) = (dir.clone(), stop.clone(), lost.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    sleep_unless(&stop, interval);
-                    if stop.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    // Someone else took the lease (we were presumed dead).
-                    if let Ok(Some(cur)) = dir.read_lease() {
-                        if cur.pid != lease.pid || cur.host != lease.host {
-                            lost.store(true, Ordering::SeqCst);
-                            break;
-                        }
-                    }
-                    lease.seq += 1;
-                    lease.written_at_unix = unix_now();
-                    if let Err(e) = dir.write_lease(&lease) {
-                        warn!("{e}");
+        let beat = {
+            let (dir, lost) = (dir.clone(), lost.clone());
+            Periodic::start("master lease", interval, move |seq| {
+                if lost.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                // Someone else took the lease (we were presumed dead).
+                if let Ok(Some(cur)) = dir.read_lease() {
+                    if cur.pid != lease.pid || cur.host != lease.host {
+                        lost.store(true, Ordering::SeqCst);
+                        return Ok(());
                     }
                 }
+                lease.seq = seq;
+                lease.written_at_unix = unix_now();
+                dir.write_lease(&lease)
             })
         };
         Ok(Lease {
-            stop,
             lost,
-            thread: Some(thread),
+            beat: Some(beat),
             dir: dir.clone(),
         })
     }
@@ -1017,20 +1003,12 @@ impl Lease {
     }
 
     fn release(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(beat) = self.beat.take() {
+            beat.stop();
         }
         if !self.lost.load(Ordering::SeqCst) {
             let _ = std::fs::remove_file(self.dir.root().join(hps_shared_fs::dir::MASTER_FILE));
         }
-    }
-}
-
-fn sleep_unless(stop: &AtomicBool, d: Duration) {
-    let t = Instant::now();
-    while t.elapsed() < d && !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(50).min(d));
     }
 }
 

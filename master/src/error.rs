@@ -16,13 +16,6 @@ pub enum MasterError {
     Schema(#[from] hps_common::SchemaError),
     #[error(transparent)]
     Sampler(#[from] SamplerError),
-    /// A study file is well-formed but a field is unusable.
-    #[error("{}: field `{field}`: {message}", file.display())]
-    Field {
-        file: PathBuf,
-        field: String,
-        message: String,
-    },
     #[error("failed to read the study file `{}`", file.display())]
     ReadStudy {
         file: PathBuf,

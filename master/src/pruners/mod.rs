@@ -43,10 +43,7 @@ impl Curve {
         let values = points
             .iter()
             .map(|p| {
-                let v = match direction {
-                    Direction::Minimize => p.value,
-                    Direction::Maximize => -p.value,
-                };
+                let v = direction.sort_key(p.value);
                 (p.step, if v.is_finite() { v } else { f64::INFINITY })
             })
             .collect();
@@ -83,10 +80,8 @@ pub struct Shown {
 
 impl Shown {
     pub fn value(&self, loss: f64) -> String {
-        let v = match self.direction {
-            Direction::Minimize => loss,
-            Direction::Maximize => -loss,
-        };
+        // sort_key is its own inverse: the loss back in the user's sign.
+        let v = self.direction.sort_key(loss);
         format!("{} {v:.6}", self.metric)
     }
 }

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use hps_common::Heartbeat;
+use hps_common::{Heartbeat, WorkerState};
 
 use crate::liveness::Clock;
 
@@ -48,7 +48,7 @@ impl BeatVerdict {
 }
 
 fn stopped(hb: &Heartbeat) -> bool {
-    hb.state == "stopped"
+    hb.state == WorkerState::Stopped
 }
 
 /// The window to watch `beats` for: 1.5 × the longest interval among the
@@ -122,7 +122,7 @@ mod tests {
             pid: 1,
             device: "cpu".into(),
             seq,
-            state: state.into(),
+            state: state.parse().unwrap(),
             trial: None,
             epoch: None,
             interval_s,

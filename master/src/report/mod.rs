@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use hps_common::files::unix_now;
 use hps_common::{
-    Direction, Heartbeat, Mode, SamplerSpec, Study, TrialResult, TrialSetting, TrialStatus,
+    Heartbeat, Metric, Mode, SamplerSpec, Study, TrialResult, TrialSetting, TrialStatus,
 };
 use hps_shared_fs::{FsError, StudyDir, Sub};
 use serde_json::Value;
@@ -105,7 +105,7 @@ fn write_study(
         out,
         "objective  {} ({})",
         study.objective.metric,
-        direction_text(study.objective.direction)
+        study.objective.direction.as_str()
     )?;
     let paused_text = if scan.paused.is_empty() {
         String::new()
@@ -182,7 +182,7 @@ fn write_workers(
             hb.worker.clone(),
             hb.host.clone(),
             hb.device.clone(),
-            hb.state.clone(),
+            hb.state.to_string(),
             hb.trial.clone().unwrap_or_else(|| "-".into()),
             hb.epoch
                 .map(|e| e.to_string())
@@ -217,9 +217,11 @@ pub fn best(dir: &StudyDir, n: usize, out: &mut dyn Write) -> Result<()> {
     ];
     // The held-out error next to the objective, when the trainer reports
     // it and it is not the objective itself.
-    let test_col = (study.objective.metric != "test_error"
-        && ranked.iter().any(|r| r.metrics.contains_key("test_error")))
-    .then_some("test_error");
+    let test_col = (study.objective.metric != Metric::TestError.as_str()
+        && ranked
+            .iter()
+            .any(|r| r.metrics.contains_key(Metric::TestError.as_str())))
+    .then_some(Metric::TestError.as_str());
     if let Some(c) = test_col {
         cols.push((c, true));
     }
@@ -332,11 +334,7 @@ fn ranked<'a>(study: &Study, results: &'a [TrialResult]) -> Vec<&'a TrialResult>
             a.objective.unwrap_or_default(),
             b.objective.unwrap_or_default(),
         );
-        let ord = match dir {
-            Direction::Minimize => x.total_cmp(&y),
-            Direction::Maximize => y.total_cmp(&x),
-        };
-        ord.then_with(|| a.trial_id.cmp(&b.trial_id))
+        dir.cmp(x, y).then_with(|| a.trial_id.cmp(&b.trial_id))
     });
     v
 }
@@ -359,13 +357,6 @@ fn mode_text(m: &Mode) -> String {
     match m {
         Mode::Sync { batch } => format!("sync (batches of {batch})"),
         Mode::Async { queue } => format!("async (queue {queue})"),
-    }
-}
-
-fn direction_text(d: Direction) -> &'static str {
-    match d {
-        Direction::Minimize => "minimize",
-        Direction::Maximize => "maximize",
     }
 }
 
@@ -497,7 +488,7 @@ mod tests {
             pid: 1,
             device: "cuda:0".into(),
             seq,
-            state: state.into(),
+            state: state.parse().unwrap(),
             trial: (state == "training").then(|| "t000003".to_string()),
             epoch: (state == "training").then_some(4),
             interval_s: 2.0,

@@ -9,16 +9,15 @@ use std::time::{Duration, Instant};
 
 use hps_common::files::unix_now;
 use hps_common::{MasterLease, FORMAT_VERSION};
-use hps_shared_fs::dir::{hostname, MASTER_FILE};
-use hps_shared_fs::StudyDir;
-use tracing::{info, warn};
+use hps_shared_fs::dir::MASTER_FILE;
+use hps_shared_fs::{hostname, Periodic, StudyDir};
+use tracing::info;
 
 use crate::error::MasterError;
 
 pub(super) struct Lease {
-    stop: Arc<AtomicBool>,
     lost: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    beat: Option<Periodic>,
     dir: StudyDir,
 }
 
@@ -55,7 +54,7 @@ impl Lease {
                 wait_until_stale(dir, &old, shutdown)?;
             }
         }
-        let lease = MasterLease {
+        let mut lease = MasterLease {
             format_version: FORMAT_VERSION,
             host,
             pid,
@@ -64,16 +63,16 @@ impl Lease {
             written_at_unix: unix_now(),
         };
         dir.write_lease(&lease)?;
-        let stop = Arc::new(AtomicBool::new(false));
         let lost = Arc::new(AtomicBool::new(false));
-        let thread = {
-            let (dir, stop, lost) = (dir.clone(), stop.clone(), lost.clone());
-            std::thread::spawn(move || renew(&dir, lease, interval, &stop, &lost))
+        let beat = {
+            let (dir, lost) = (dir.clone(), lost.clone());
+            Periodic::start("master lease", interval, move |seq| {
+                renew(&dir, &mut lease, seq, &lost)
+            })
         };
         Ok(Lease {
-            stop,
             lost,
-            thread: Some(thread),
+            beat: Some(beat),
             dir: dir.clone(),
         })
     }
@@ -90,9 +89,8 @@ impl Lease {
 
     /// Stop renewing, and remove `master.json` unless it is someone else's.
     pub(super) fn release(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(beat) = self.beat.take() {
+            beat.stop();
         }
         if !self.lost.load(Ordering::SeqCst) {
             let _ = std::fs::remove_file(self.dir.root().join(MASTER_FILE));
@@ -141,40 +139,27 @@ fn wait_until_stale(
     Ok(())
 }
 
-/// The renewing thread: rewrite the lease with the next `seq` every
-/// `interval` until stopped, or until someone else's lease appears.
+/// One beat of the renewing thread: rewrite the lease with `seq`, unless
+/// someone else's lease has appeared (we were presumed dead): then say so
+/// through `lost` and write nothing any more.
 fn renew(
     dir: &StudyDir,
-    mut lease: MasterLease,
-    interval: Duration,
-    stop: &AtomicBool,
+    lease: &mut MasterLease,
+    seq: u64,
     lost: &AtomicBool,
-) {
-    while !stop.load(Ordering::SeqCst) {
-        sleep_unless(stop, interval);
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        // Someone else took the lease (we were presumed dead).
-        if let Ok(Some(cur)) = dir.read_lease() {
-            if cur.pid != lease.pid || cur.host != lease.host {
-                lost.store(true, Ordering::SeqCst);
-                break;
-            }
-        }
-        lease.seq += 1;
-        lease.written_at_unix = unix_now();
-        if let Err(e) = dir.write_lease(&lease) {
-            warn!("{e}");
+) -> Result<(), hps_shared_fs::FsError> {
+    if lost.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    if let Ok(Some(cur)) = dir.read_lease() {
+        if cur.pid != lease.pid || cur.host != lease.host {
+            lost.store(true, Ordering::SeqCst);
+            return Ok(());
         }
     }
-}
-
-fn sleep_unless(stop: &AtomicBool, d: Duration) {
-    let t = Instant::now();
-    while t.elapsed() < d && !stop.load(Ordering::SeqCst) {
-        std::thread::sleep(Duration::from_millis(50).min(d));
-    }
+    lease.seq = seq;
+    lease.written_at_unix = unix_now();
+    dir.write_lease(lease)
 }
 
 fn pid_alive(pid: u32) -> bool {
@@ -247,9 +232,12 @@ mod tests {
         let dir = study_dir(tmp.path());
         let stop = AtomicBool::new(false);
         let ours = Lease::acquire(&dir, Duration::from_millis(10), &stop).unwrap();
-        dir.write_lease(&lease("elsewhere", 1)).unwrap();
+        // Written again until noticed: a beat that read our lease just
+        // before may overwrite the first write (the protocol's read-then-
+        // write is not atomic; the newcomer's own beats win in the end).
         let t = Instant::now();
         while ours.check().is_ok() {
+            dir.write_lease(&lease("elsewhere", 1)).unwrap();
             assert!(t.elapsed() < Duration::from_secs(30), "never noticed");
             std::thread::sleep(Duration::from_millis(10));
         }

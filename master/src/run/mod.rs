@@ -19,9 +19,7 @@ use std::time::{Duration, Instant};
 
 use hps_common::files::unix_now;
 use hps_common::ids::trial_id;
-use hps_common::{
-    Direction, Finished, Mode, Study, TrialResult, TrialSetting, TrialStatus, FORMAT_VERSION,
-};
+use hps_common::{Finished, Mode, Study, TrialResult, TrialSetting, TrialStatus, FORMAT_VERSION};
 use hps_shared_fs::{detect_remote_fs, StudyDir, Sub, Waker, WatchMode};
 use tracing::{debug, info, info_span};
 
@@ -83,11 +81,7 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
     let study = dir.read_study()?;
     let planned = study
         .total_trials()
-        .map_err(|(field, message)| MasterError::Field {
-            file: dir.study_path(),
-            field,
-            message,
-        })?;
+        .map_err(|e| e.in_file(&dir.study_path()))?;
     let sampler = samplers::build(&study, &dir.study_path())?;
 
     let lease = Lease::acquire(&dir, cfg.lease_interval, &shutdown)?;
@@ -126,25 +120,18 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
     Ok(summary)
 }
 
-/// Native events or polling, and the orphan grace that suits the
-/// filesystem: NFS may serve directory listings up to a minute stale.
+/// Native events or polling ([`WatchMode::choose`]), and the orphan grace
+/// that suits the filesystem: NFS may serve directory listings up to a
+/// minute stale.
 fn watch_mode(dir: &StudyDir, cfg: &RunConfig) -> (RunConfig, WatchMode) {
     let mut cfg = cfg.clone();
-    let remote = detect_remote_fs(dir.root());
-    if remote.is_some() {
+    if detect_remote_fs(dir.root()).is_some() {
         cfg.orphan_grace = cfg.orphan_grace.max(Duration::from_secs(90));
     }
-    let mode = match (cfg.poll, remote) {
-        (Some(d), _) => WatchMode::Poll(d),
-        (None, Some(fs)) => {
-            info!(
-                filesystem = fs.0,
-                "study directory is on a network/FUSE filesystem: polling"
-            );
-            WatchMode::Poll(cfg.rescan)
-        }
-        (None, None) => WatchMode::Native(cfg.rescan),
-    };
+    let (mode, why) = WatchMode::choose(dir.root(), cfg.poll, cfg.rescan);
+    if let Some(why) = why {
+        info!("{why}");
+    }
     (cfg, mode)
 }
 
@@ -332,10 +319,9 @@ impl Master {
             }
         }
         if let Some(s) = self.settings.get(&r.trial_id) {
-            let loss = r.objective.map(|v| match self.study.objective.direction {
-                Direction::Minimize => v,
-                Direction::Maximize => -v,
-            });
+            let loss = r
+                .objective
+                .map(|v| self.study.objective.direction.sort_key(v));
             self.observations.push(Observation {
                 config: s.config,
                 params: s.params.clone(),

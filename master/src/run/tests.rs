@@ -62,7 +62,7 @@ fn beat(seq: u64) -> Heartbeat {
         pid: 1,
         device: "cpu".into(),
         seq,
-        state: "idle".into(),
+        state: hps_common::WorkerState::Idle,
         trial: None,
         epoch: None,
         interval_s: 2.0,

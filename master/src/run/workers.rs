@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use hps_common::Heartbeat;
+use hps_common::{Heartbeat, WorkerState};
 use hps_shared_fs::dir::is_not_found;
 use hps_shared_fs::{Claim, FsError, Sub};
 use tracing::{debug, warn};
@@ -42,7 +42,7 @@ impl Master {
                 Ok(hb) if hb.worker == w => {
                     self.warn_short_grace(&hb);
                     self.liveness
-                        .observe(&w, hb.seq, hb.state == "stopped", now)
+                        .observe(&w, hb.seq, hb.state == WorkerState::Stopped, now)
                 }
                 Ok(hb) => {
                     warn!(

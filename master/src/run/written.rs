@@ -2,7 +2,7 @@
 //! a trial pruned while paused (successive halving / Hyperband), and a
 //! trial whose workers kept dying.
 
-use hps_common::{Progress, TrialResult, TrialSetting, TrialStatus};
+use hps_common::{Metric, Progress, TrialResult, TrialSetting, TrialStatus};
 
 /// The result of a trial pruned while paused: the partial curve from its
 /// progress file, metrics at the best epoch so far.
@@ -27,11 +27,13 @@ pub(super) fn pruned_result(
         .min_by(|a, b| a.val_loss.total_cmp(&b.val_loss));
     if let Some(e) = best {
         r.best_epoch = Some(e.epoch);
-        r.metrics.insert("val_loss".into(), e.val_loss);
-        r.metrics.insert("val_error".into(), e.val_error);
-        r.metrics.insert("val_accuracy".into(), 1.0 - e.val_error);
+        let metric = |m: Metric| m.as_str().to_string();
+        r.metrics.insert(metric(Metric::ValLoss), e.val_loss);
+        r.metrics.insert(metric(Metric::ValError), e.val_error);
+        r.metrics
+            .insert(metric(Metric::ValAccuracy), 1.0 - e.val_error);
         if e.train_loss.is_finite() {
-            r.metrics.insert("train_loss".into(), e.train_loss);
+            r.metrics.insert(metric(Metric::TrainLoss), e.train_loss);
         }
     }
     if let Some(last) = r.curve.last() {

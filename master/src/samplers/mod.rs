@@ -15,7 +15,7 @@
 //! ints, log scales and categoricals need no special cases (TPE models
 //! categoricals as such).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use hps_common::{Params, SamplerSpec, Study, TrialStatus};
 
@@ -42,15 +42,12 @@ pub struct Observation {
     pub loss: Option<f64>,
 }
 
+/// The study's space or sampler settings do not suit the sampler; the
+/// schema error names the study file and the field.
 #[derive(Debug, thiserror::Error)]
 pub enum SamplerError {
-    /// The study's space or sampler settings do not suit the sampler.
-    #[error("{}: field `{field}`: {message}", file.display())]
-    Config {
-        file: PathBuf,
-        field: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Config(#[from] hps_common::SchemaError),
 }
 
 /// A sampler; its name is the study's `sampler.kind` ([`SamplerSpec::name`]).
@@ -69,7 +66,7 @@ pub trait Sampler: Send {
 pub fn build(study: &Study, file: &Path) -> Result<Box<dyn Sampler>, SamplerError> {
     Ok(match &study.sampler {
         SamplerSpec::Grid { shuffle, seed } => {
-            Box::new(GridSampler::new(study, *shuffle, *seed, file)?)
+            Box::new(GridSampler::new(study, *shuffle, *seed).map_err(|e| e.in_file(file))?)
         }
         SamplerSpec::Random { seed } => Box::new(RandomSampler::new(study, *seed)),
         SamplerSpec::QuasiRandom { seed, scramble } => {

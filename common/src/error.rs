@@ -1,4 +1,4 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A file that could not be understood. Always names the file and, when it
 /// is known, the field.
@@ -32,5 +32,58 @@ fn field_prefix(field: &str) -> String {
         String::new()
     } else {
         format!("field `{field}`: ")
+    }
+}
+
+/// A value that fails a check serde cannot express: the JSON path of the
+/// field (relative to the file, e.g. `space.lr.low`) and what is wrong.
+/// [`FieldError::in_file`] turns it into a [`SchemaError`] naming the file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> FieldError {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The same error with `prefix.` put before the field path (for a
+    /// check made relative to a sub-object, e.g. one parameter's spec).
+    pub fn under(self, prefix: &str) -> FieldError {
+        FieldError {
+            field: format!("{prefix}.{}", self.field),
+            message: self.message,
+        }
+    }
+
+    /// The error as found in `file`.
+    pub fn in_file(self, file: &Path) -> SchemaError {
+        SchemaError::Invalid {
+            file: file.to_path_buf(),
+            field: self.field,
+            message: self.message,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_error_display_and_file() {
+        let e = FieldError::new("budget.epochs", "must be at least 1");
+        assert_eq!(e.to_string(), "budget.epochs: must be at least 1");
+        let e = FieldError::new("low", "x").under("space.lr");
+        assert_eq!(e.field, "space.lr.low");
+        let s = e.in_file(Path::new("study.json"));
+        assert_eq!(s.field(), "space.lr.low");
+        assert_eq!(s.to_string(), "study.json: field `space.lr.low`: x");
     }
 }

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::FieldError;
+
 /// `{"kind": "exec", "argv": ["python3", "train.py", "--lr", "{lr}"], ...}`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -125,23 +127,26 @@ impl ExecSpec {
     pub fn validate<'a>(
         &self,
         params: impl Iterator<Item = &'a String> + Clone,
-    ) -> Result<(), (String, String)> {
+    ) -> Result<(), FieldError> {
         if self.argv.is_empty() || self.argv[0].is_empty() {
-            return Err(("trainer.argv".into(), "must name a program to run".into()));
+            return Err(FieldError::new(
+                "trainer.argv",
+                "must name a program to run",
+            ));
         }
         if let Some(t) = self.timeout_s {
             if !t.is_finite() || t <= 0.0 {
-                return Err((
-                    "trainer.timeout_s".into(),
+                return Err(FieldError::new(
+                    "trainer.timeout_s",
                     format!("must be a positive number of seconds, got {t}"),
                 ));
             }
         }
         let known = |n: &str| BUILTINS.contains(&n) || params.clone().any(|p| p == n);
-        let check = |field: String, t: &str| -> Result<(), (String, String)> {
-            for name in placeholders(t).map_err(|m| (field.clone(), m))? {
+        let check = |field: String, t: &str| -> Result<(), FieldError> {
+            for name in placeholders(t).map_err(|m| FieldError::new(field.clone(), m))? {
                 if !known(&name) {
-                    return Err((
+                    return Err(FieldError::new(
                         field,
                         format!(
                             "unknown placeholder `{{{name}}}`: use a parameter of the space or one of {}",
@@ -157,9 +162,9 @@ impl ExecSpec {
         }
         for (k, v) in &self.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Err((
+                return Err(FieldError::new(
                     format!("trainer.env.{k}"),
-                    "not a valid environment variable name".into(),
+                    "not a valid environment variable name",
                 ));
             }
             check(format!("trainer.env.{k}"), v)?;
@@ -209,9 +214,9 @@ mod tests {
             workdir: None,
         };
         let names = ["lr".to_string()];
-        let (field, msg) = spec.validate(names.iter()).unwrap_err();
-        assert_eq!(field, "trainer.argv[1]");
-        assert!(msg.contains("lrr"), "{msg}");
+        let e = spec.validate(names.iter()).unwrap_err();
+        assert_eq!(e.field, "trainer.argv[1]");
+        assert!(e.message.contains("lrr"), "{e}");
         let ok = ExecSpec {
             argv: vec!["python3".into(), "{lr}".into(), "{result_file}".into()],
             ..spec

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{validate_id, Versioned, FORMAT_VERSION};
+use crate::{validate_id, FieldError, Metric, Versioned, FORMAT_VERSION};
 
 /// Hyperparameter name → value, in a stable order.
 pub type Params = BTreeMap<String, Value>;
@@ -57,10 +57,12 @@ fn one() -> u32 {
 }
 
 impl Versioned for TrialSetting {
-    fn validate(&self) -> Result<(), (String, String)> {
-        validate_id("trial id", &self.trial_id).map_err(|e| ("trial_id".into(), e.to_string()))?;
+    fn validate(&self) -> Result<(), FieldError> {
+        validate_id("trial id", &self.trial_id)
+            .map_err(|e| FieldError::new("trial_id", e.to_string()))?;
         for k in self.params.keys() {
-            validate_id("parameter name", k).map_err(|e| (format!("params.{k}"), e.to_string()))?;
+            validate_id("parameter name", k)
+                .map_err(|e| FieldError::new(format!("params.{k}"), e.to_string()))?;
         }
         Ok(())
     }
@@ -216,8 +218,9 @@ impl TrialResult {
 }
 
 impl Versioned for TrialResult {
-    fn validate(&self) -> Result<(), (String, String)> {
-        validate_id("trial id", &self.trial_id).map_err(|e| ("trial_id".into(), e.to_string()))
+    fn validate(&self) -> Result<(), FieldError> {
+        validate_id("trial id", &self.trial_id)
+            .map_err(|e| FieldError::new("trial_id", e.to_string()))
     }
 }
 
@@ -255,8 +258,9 @@ pub struct Progress {
 }
 
 impl Versioned for Progress {
-    fn validate(&self) -> Result<(), (String, String)> {
-        validate_id("trial id", &self.trial_id).map_err(|e| ("trial_id".into(), e.to_string()))
+    fn validate(&self) -> Result<(), FieldError> {
+        validate_id("trial id", &self.trial_id)
+            .map_err(|e| FieldError::new("trial_id", e.to_string()))
     }
 }
 
@@ -285,28 +289,24 @@ pub struct Decision {
 }
 
 impl Versioned for Decision {
-    fn validate(&self) -> Result<(), (String, String)> {
-        validate_id("trial id", &self.trial_id).map_err(|e| ("trial_id".into(), e.to_string()))
+    fn validate(&self) -> Result<(), FieldError> {
+        validate_id("trial id", &self.trial_id)
+            .map_err(|e| FieldError::new("trial_id", e.to_string()))
     }
 }
 
 /// The objective metric per epoch of a cnn curve. `val_accuracy` is
 /// derived from `val_error`; test metrics have no per-epoch value.
+/// Empty for any other metric.
 pub fn points_from_curve(metric: &str, curve: &[EpochStat]) -> Vec<ProgressPoint> {
+    let Some(metric) = metric.parse::<Metric>().ok().filter(|m| m.per_epoch()) else {
+        return Vec::new();
+    };
     curve
         .iter()
-        .filter_map(|s| {
-            let value = match metric {
-                "val_error" => s.val_error,
-                "val_loss" => s.val_loss,
-                "train_loss" => s.train_loss,
-                "val_accuracy" => 1.0 - s.val_error,
-                _ => return None,
-            };
-            Some(ProgressPoint {
-                step: s.epoch,
-                value,
-            })
+        .map(|s| ProgressPoint {
+            step: s.epoch,
+            value: s.get(metric),
         })
         .collect()
 }
@@ -337,6 +337,49 @@ pub fn points_from_reports(
     out
 }
 
+/// What a worker says it is doing, in its heartbeat.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerState {
+    /// Waiting for a setting to claim.
+    Idle,
+    /// Running a trial (named in the heartbeat's `trial`).
+    Training,
+    /// Exited cleanly; its last heartbeat.
+    Stopped,
+}
+
+impl WorkerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkerState::Idle => "idle",
+            WorkerState::Training => "training",
+            WorkerState::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::str::FromStr for WorkerState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<WorkerState, String> {
+        [
+            WorkerState::Idle,
+            WorkerState::Training,
+            WorkerState::Stopped,
+        ]
+        .into_iter()
+        .find(|w| w.as_str() == s)
+        .ok_or_else(|| format!("`{s}` is not a worker state (idle, training, stopped)"))
+    }
+}
+
+impl std::fmt::Display for WorkerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `heartbeats/<worker>.json`, rewritten by each worker every few seconds.
 /// Liveness is judged by whether `seq` changes, on the reader's own clock.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -350,7 +393,7 @@ pub struct Heartbeat {
     /// Incremented on every write.
     pub seq: u64,
     /// `idle`, `training` or `stopped` (a clean exit).
-    pub state: String,
+    pub state: WorkerState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trial: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -362,8 +405,8 @@ pub struct Heartbeat {
 }
 
 impl Versioned for Heartbeat {
-    fn validate(&self) -> Result<(), (String, String)> {
-        validate_id("worker id", &self.worker).map_err(|e| ("worker".into(), e.to_string()))
+    fn validate(&self) -> Result<(), FieldError> {
+        validate_id("worker id", &self.worker).map_err(|e| FieldError::new("worker", e.to_string()))
     }
 }
 
@@ -494,6 +537,57 @@ mod tests {
         let back: TrialResult = crate::parse_versioned(Path::new("r.json"), &text).unwrap();
         assert!(back.curve[0].train_loss.is_nan());
         assert_eq!(back.trial_id, "t000003");
+    }
+
+    #[test]
+    fn worker_state_keeps_its_names() {
+        for (st, name) in [
+            (WorkerState::Idle, "idle"),
+            (WorkerState::Training, "training"),
+            (WorkerState::Stopped, "stopped"),
+        ] {
+            assert_eq!(st.as_str(), name);
+            assert_eq!(st.to_string(), name);
+            assert_eq!(serde_json::to_value(st).unwrap(), Value::from(name));
+            let back: WorkerState = serde_json::from_value(Value::from(name)).unwrap();
+            assert_eq!(back, st);
+            assert_eq!(name.parse::<WorkerState>().unwrap(), st);
+        }
+        assert!(serde_json::from_value::<WorkerState>(Value::from("busy")).is_err());
+        assert!("busy".parse::<WorkerState>().is_err());
+    }
+
+    /// A heartbeat as written by c53896b still reads, and writes back the same.
+    #[test]
+    fn heartbeat_file_is_unchanged() {
+        let text = r#"{
+  "format_version": 1,
+  "worker": "w0",
+  "host": "h",
+  "pid": 7,
+  "device": "cpu",
+  "seq": 3,
+  "state": "training",
+  "trial": "t000001",
+  "epoch": 2,
+  "interval_s": 2.0,
+  "written_at_unix": 1.5
+}
+"#;
+        let hb: Heartbeat = crate::parse_versioned(Path::new("hb.json"), text).unwrap();
+        assert_eq!(hb.state, WorkerState::Training);
+        assert_eq!(String::from_utf8(crate::to_pretty_json(&hb)).unwrap(), text);
+    }
+
+    #[test]
+    fn points_from_curve_per_metric() {
+        let curve = result().curve;
+        let p = points_from_curve("val_accuracy", &curve);
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].value, 1.0 - 0.9);
+        assert_eq!(points_from_curve("val_loss", &curve)[0].value, 2.3);
+        assert!(points_from_curve("test_error", &curve).is_empty());
+        assert!(points_from_curve("value", &curve).is_empty());
     }
 
     #[test]

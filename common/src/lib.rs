@@ -14,16 +14,22 @@ pub mod exec;
 pub mod files;
 pub mod functions;
 pub mod ids;
+pub mod metric;
+pub mod seconds;
 pub mod space;
+pub mod state;
 pub mod study;
 
-pub use error::SchemaError;
+pub use error::{FieldError, SchemaError};
 pub use files::{
     Action, Decision, EpochStat, Finished, Heartbeat, Instruments, LayerStat, MasterLease, Params,
-    Progress, ProgressPoint, TrialResult, TrialSetting, TrialStatus,
+    Progress, ProgressPoint, TrialResult, TrialSetting, TrialStatus, WorkerState,
 };
 pub use ids::{validate_id, IdError};
+pub use metric::{Metric, UnknownMetric};
+pub use seconds::{Seconds, SecondsError};
 pub use space::ParamSpec;
+pub use state::TrialState;
 pub use study::{
     Budget, CnnDefaults, Direction, Mode, Objective, PrunerSpec, SamplerSpec, Study, TrainerSpec,
 };
@@ -78,20 +84,14 @@ where
             message: e.into_inner().to_string(),
         }
     })?;
-    value
-        .validate()
-        .map_err(|(field, message)| SchemaError::Invalid {
-            file: file.to_path_buf(),
-            field,
-            message,
-        })?;
+    value.validate().map_err(|e| e.in_file(file))?;
     Ok(value)
 }
 
 /// A file type with a `format_version` and semantic checks beyond serde's.
 pub trait Versioned {
-    /// Checks that serde cannot express. Returns `(field path, message)`.
-    fn validate(&self) -> Result<(), (String, String)> {
+    /// Checks that serde cannot express; the error names the field path.
+    fn validate(&self) -> Result<(), FieldError> {
         Ok(())
     }
 }

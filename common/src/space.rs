@@ -7,6 +7,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::FieldError;
+
 /// One dimension of the search space, as written in the study file:
 /// `{"type": "float", "low": 1e-4, "high": 1, "log": true}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -162,10 +164,10 @@ impl ParamSpec {
         }
     }
 
-    /// Checks serde cannot express. Returns `(field, message)` relative to
-    /// this parameter.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        let bad = |f: &str, m: String| Err((f.to_string(), m));
+    /// Checks serde cannot express. The field is relative to this
+    /// parameter.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        let bad = |f: &str, m: String| Err(FieldError::new(f, m));
         match self {
             ParamSpec::Float {
                 low,
@@ -370,15 +372,15 @@ mod tests {
             log: true,
             grid: None,
         };
-        assert_eq!(p.validate().unwrap_err().0, "low");
+        assert_eq!(p.validate().unwrap_err().field, "low");
         let p = ParamSpec::Int {
             low: 5,
             high: 1,
             log: false,
         };
-        assert_eq!(p.validate().unwrap_err().0, "high");
+        assert_eq!(p.validate().unwrap_err().field, "high");
         let p = ParamSpec::Categorical { choices: vec![] };
-        assert_eq!(p.validate().unwrap_err().0, "choices");
+        assert_eq!(p.validate().unwrap_err().field, "choices");
     }
 
     proptest! {

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::functions::Function;
 use crate::space::ParamSpec;
-use crate::{Versioned, FORMAT_VERSION};
+use crate::{FieldError, Metric, Versioned, FORMAT_VERSION};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -137,6 +137,45 @@ impl Direction {
             Direction::Minimize => a < b,
             Direction::Maximize => a > b,
         }
+    }
+
+    /// `v` in minimisation form: `v` when minimising, `-v` when maximising,
+    /// so that lower is always better.
+    pub fn sort_key(self, v: f64) -> f64 {
+        match self {
+            Direction::Minimize => v,
+            Direction::Maximize => -v,
+        }
+    }
+
+    /// Orders values best first (by `f64::total_cmp`).
+    pub fn cmp(self, a: f64, b: f64) -> std::cmp::Ordering {
+        match self {
+            Direction::Minimize => a.total_cmp(&b),
+            Direction::Maximize => b.total_cmp(&a),
+        }
+    }
+
+    /// The worst possible value: +inf when minimising, -inf when maximising.
+    pub fn worst(self) -> f64 {
+        match self {
+            Direction::Minimize => f64::INFINITY,
+            Direction::Maximize => f64::NEG_INFINITY,
+        }
+    }
+
+    /// The serde name: `minimize` or `maximize`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Minimize => "minimize",
+            Direction::Maximize => "maximize",
+        }
+    }
+}
+
+impl std::fmt::Display for Direction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -346,12 +385,12 @@ pub use crate::cnn::CnnDefaults;
 
 impl Study {
     /// Number of trials the study will run, or an error naming the field.
-    pub fn total_trials(&self) -> Result<u64, (String, String)> {
+    pub fn total_trials(&self) -> Result<u64, FieldError> {
         match (&self.sampler, self.budget.trials) {
             (_, Some(n)) => Ok(n),
             (SamplerSpec::Grid { .. }, None) => Ok(self.grid_size()? * self.repeats as u64),
-            (s, None) => Err((
-                "budget.trials".into(),
+            (s, None) => Err(FieldError::new(
+                "budget.trials",
                 format!(
                     "required for the {} sampler (how many trials to run)",
                     s.name()
@@ -361,12 +400,12 @@ impl Study {
     }
 
     /// Number of points in the full grid.
-    pub fn grid_size(&self) -> Result<u64, (String, String)> {
+    pub fn grid_size(&self) -> Result<u64, FieldError> {
         let mut n: u64 = 1;
         for (name, p) in &self.space {
             let k = p
                 .grid_values()
-                .map_err(|m| (format!("space.{name}"), m))?
+                .map_err(|m| FieldError::new(format!("space.{name}"), m))?
                 .len() as u64;
             n = n.saturating_mul(k);
         }
@@ -380,21 +419,21 @@ impl Study {
 }
 
 impl Study {
-    fn validate_pruner(&self, p: &PrunerSpec) -> Result<(), (String, String)> {
+    fn validate_pruner(&self, p: &PrunerSpec) -> Result<(), FieldError> {
         let epochs = self.budget.epochs;
         match *p {
             PrunerSpec::Asha { min_epochs, eta }
             | PrunerSpec::SuccessiveHalving { min_epochs, eta }
             | PrunerSpec::Hyperband { min_epochs, eta } => {
                 if eta < 2 {
-                    return Err((
-                        "pruner.eta".into(),
+                    return Err(FieldError::new(
+                        "pruner.eta",
                         format!("must be at least 2, got {eta}"),
                     ));
                 }
                 if min_epochs == 0 || min_epochs >= epochs {
-                    return Err((
-                        "pruner.min_epochs".into(),
+                    return Err(FieldError::new(
+                        "pruner.min_epochs",
                         format!(
                             "must be at least 1 and below budget.epochs ({epochs}), got {min_epochs}: \
                              the first rung is min_epochs, the last budget.epochs"
@@ -407,21 +446,24 @@ impl Study {
                 startup_trials,
             } => {
                 if warmup_epochs == 0 || warmup_epochs >= epochs {
-                    return Err((
-                        "pruner.warmup_epochs".into(),
+                    return Err(FieldError::new(
+                        "pruner.warmup_epochs",
                         format!(
                             "must be at least 1 and below budget.epochs ({epochs}), got {warmup_epochs}"
                         ),
                     ));
                 }
                 if startup_trials == 0 {
-                    return Err(("pruner.startup_trials".into(), "must be at least 1".into()));
+                    return Err(FieldError::new(
+                        "pruner.startup_trials",
+                        "must be at least 1",
+                    ));
                 }
             }
         }
         if self.repeats != 1 {
-            return Err((
-                "pruner".into(),
+            return Err(FieldError::new(
+                "pruner",
                 format!(
                     "pruners compare single runs; use `repeats`: 1 (got {})",
                     self.repeats
@@ -430,8 +472,8 @@ impl Study {
         }
         if p.pauses() {
             if !matches!(self.mode, Mode::Sync { .. }) {
-                return Err((
-                    "pruner.kind".into(),
+                return Err(FieldError::new(
+                    "pruner.kind",
                     format!(
                         "{} needs `mode`: {{\"kind\": \"sync\"}}; use `asha` in async mode",
                         p.name()
@@ -439,8 +481,8 @@ impl Study {
                 ));
             }
             if !matches!(self.trainer, TrainerSpec::Cnn { .. }) {
-                return Err((
-                    "pruner.kind".into(),
+                return Err(FieldError::new(
+                    "pruner.kind",
                     format!(
                         "{} pauses trials and resumes them from checkpoints, which only the cnn \
                          trainer can do; use `asha` or `median` with this trainer",
@@ -450,31 +492,29 @@ impl Study {
             }
         }
         match &self.trainer {
-            TrainerSpec::Function { .. } => Err((
-                "pruner".into(),
-                "the function trainer reports a single value; pruning needs per-epoch values"
-                    .into(),
+            TrainerSpec::Function { .. } => Err(FieldError::new(
+                "pruner",
+                "the function trainer reports a single value; pruning needs per-epoch values",
             )),
             TrainerSpec::Cnn { defaults, .. } => {
                 if defaults.folds > 1 || self.space.contains_key("folds") {
-                    return Err((
-                        "pruner".into(),
+                    return Err(FieldError::new(
+                        "pruner",
                         "k-fold cross-validation (`folds`) trains one model per fold and \
-                         cannot be pruned per epoch; remove the pruner or `folds`"
-                            .into(),
+                         cannot be pruned per epoch; remove the pruner or `folds`",
                     ));
                 }
-                let per_epoch = ["val_error", "val_loss", "val_accuracy", "train_loss"];
-                if per_epoch.contains(&self.objective.metric.as_str()) {
+                let metric = self.objective.metric.parse::<Metric>().ok();
+                if metric.is_some_and(Metric::per_epoch) {
                     Ok(())
                 } else {
-                    Err((
-                        "objective.metric".into(),
+                    Err(FieldError::new(
+                        "objective.metric",
                         format!(
                             "a pruner compares the objective per epoch, and `{}` has no per-epoch \
                              value; use one of {}",
                             self.objective.metric,
-                            per_epoch.join(", ")
+                            Metric::join(Metric::PER_EPOCH)
                         ),
                     ))
                 }
@@ -485,44 +525,50 @@ impl Study {
 }
 
 impl Versioned for Study {
-    fn validate(&self) -> Result<(), (String, String)> {
+    fn validate(&self) -> Result<(), FieldError> {
         if self.format_version != FORMAT_VERSION {
-            return Err(("format_version".into(), format!("must be {FORMAT_VERSION}")));
+            return Err(FieldError::new(
+                "format_version",
+                format!("must be {FORMAT_VERSION}"),
+            ));
         }
         crate::validate_id("study name", &self.name)
-            .map_err(|e| ("name".to_string(), e.to_string()))?;
+            .map_err(|e| FieldError::new("name", e.to_string()))?;
         if self.space.is_empty() {
-            return Err(("space".into(), "must define at least one parameter".into()));
+            return Err(FieldError::new(
+                "space",
+                "must define at least one parameter",
+            ));
         }
         for (name, p) in &self.space {
             crate::validate_id("parameter name", name)
-                .map_err(|e| (format!("space.{name}"), e.to_string()))?;
+                .map_err(|e| FieldError::new(format!("space.{name}"), e.to_string()))?;
             p.validate()
-                .map_err(|(f, m)| (format!("space.{name}.{f}"), m))?;
+                .map_err(|e| e.under(&format!("space.{name}")))?;
         }
         if self.repeats == 0 {
-            return Err(("repeats".into(), "must be at least 1".into()));
+            return Err(FieldError::new("repeats", "must be at least 1"));
         }
         if self.budget.epochs == 0 {
-            return Err(("budget.epochs".into(), "must be at least 1".into()));
+            return Err(FieldError::new("budget.epochs", "must be at least 1"));
         }
         if let Some(t) = self.budget.time_limit_s {
             if !t.is_finite() || t <= 0.0 {
-                return Err((
-                    "budget.time_limit_s".into(),
+                return Err(FieldError::new(
+                    "budget.time_limit_s",
                     format!("must be a positive number of seconds, got {t}"),
                 ));
             }
         }
         if self.budget.trials == Some(0) {
-            return Err(("budget.trials".into(), "must be at least 1".into()));
+            return Err(FieldError::new("budget.trials", "must be at least 1"));
         }
         match self.mode {
             Mode::Sync { batch: 0 } => {
-                return Err(("mode.batch".into(), "must be at least 1".into()))
+                return Err(FieldError::new("mode.batch", "must be at least 1"))
             }
             Mode::Async { queue: 0 } => {
-                return Err(("mode.queue".into(), "must be at least 1".into()))
+                return Err(FieldError::new("mode.queue", "must be at least 1"))
             }
             _ => {}
         }
@@ -531,8 +577,8 @@ impl Versioned for Study {
             let full = size.saturating_mul(self.repeats as u64);
             if let Some(n) = self.budget.trials {
                 if n > full {
-                    return Err((
-                        "budget.trials".into(),
+                    return Err(FieldError::new(
+                        "budget.trials",
                         format!(
                             "{n} is more than the grid holds ({size} settings x {} repeats = {full}); \
                              raise `repeats` or leave `budget.trials` out",
@@ -551,7 +597,7 @@ impl Versioned for Study {
                 let known = crate::cnn::cnn_params();
                 for name in self.space.keys() {
                     if !known.contains(name) {
-                        return Err((
+                        return Err(FieldError::new(
                             format!("space.{name}"),
                             format!(
                                 "the cnn trainer has no hyperparameter `{name}`; it knows {}",
@@ -562,21 +608,14 @@ impl Versioned for Study {
                 }
                 defaults
                     .validate()
-                    .map_err(|m| ("trainer.defaults".to_string(), m.to_string()))?;
-                let metrics = [
-                    "val_error",
-                    "val_loss",
-                    "train_loss",
-                    "test_error",
-                    "val_accuracy",
-                    "test_accuracy",
-                ];
-                if !metrics.contains(&self.objective.metric.as_str()) {
-                    return Err((
-                        "objective.metric".into(),
+                    .map_err(|m| FieldError::new("trainer.defaults", m.to_string()))?;
+                let metric = self.objective.metric.parse::<Metric>().ok();
+                if !metric.is_some_and(|m| Metric::OBJECTIVES.contains(&m)) {
+                    return Err(FieldError::new(
+                        "objective.metric",
                         format!(
                             "the cnn trainer reports {}; got `{}`",
-                            metrics.join(", "),
+                            Metric::join(Metric::OBJECTIVES),
                             self.objective.metric
                         ),
                     ));
@@ -585,19 +624,19 @@ impl Versioned for Study {
             TrainerSpec::Exec(spec) => spec.validate(self.space.keys())?,
             TrainerSpec::Function { name, dim, sleep_s } => {
                 if !sleep_s.is_finite() || *sleep_s < 0.0 {
-                    return Err((
-                        "trainer.sleep_s".into(),
+                    return Err(FieldError::new(
+                        "trainer.sleep_s",
                         format!("must be >= 0, got {sleep_s}"),
                     ));
                 }
                 let d = name
                     .dimension(*dim)
-                    .map_err(|m| ("trainer.dim".to_string(), m))?;
+                    .map_err(|m| FieldError::new("trainer.dim", m))?;
                 for i in 0..d {
                     let key = format!("x{i}");
                     if !self.space.contains_key(&key) {
-                        return Err((
-                            "space".into(),
+                        return Err(FieldError::new(
+                            "space",
                             format!(
                                 "the {} function takes x0..x{}; `{key}` is missing",
                                 name.as_str(),
@@ -611,14 +650,14 @@ impl Versioned for Study {
                         .and_then(|i| i.parse::<usize>().ok())
                         .is_none_or(|i| i >= d)
                 }) {
-                    return Err((
+                    return Err(FieldError::new(
                         format!("space.{extra}"),
                         format!("the {} function takes only x0..x{}", name.as_str(), d - 1),
                     ));
                 }
                 if !["value", "regret"].contains(&self.objective.metric.as_str()) {
-                    return Err((
-                        "objective.metric".into(),
+                    return Err(FieldError::new(
+                        "objective.metric",
                         format!(
                             "the function trainer reports `value` and `regret`; got `{}`",
                             self.objective.metric
@@ -653,6 +692,33 @@ mod tests {
 
     fn parse(text: &str) -> Result<Study, crate::SchemaError> {
         crate::parse_versioned(Path::new("study.json"), text)
+    }
+
+    #[test]
+    fn direction_helpers() {
+        use std::cmp::Ordering;
+        let (min, max) = (Direction::Minimize, Direction::Maximize);
+        assert_eq!((min.as_str(), max.as_str()), ("minimize", "maximize"));
+        assert_eq!(serde_json::to_value(max).unwrap(), "maximize");
+        assert!(min.better(1.0, 2.0) && max.better(2.0, 1.0));
+        assert_eq!((min.sort_key(3.0), max.sort_key(3.0)), (3.0, -3.0));
+        assert_eq!(min.cmp(1.0, 2.0), Ordering::Less);
+        assert_eq!(max.cmp(1.0, 2.0), Ordering::Greater);
+        assert_eq!(max.cmp(2.0, 2.0), Ordering::Equal);
+        assert!(min.better(5.0, min.worst()) && max.better(-5.0, max.worst()));
+    }
+
+    #[test]
+    fn sampler_and_pruner_names_are_the_serde_tags() {
+        for kind in ["grid", "random", "quasi_random", "tpe", "cmaes"] {
+            let s: SamplerSpec =
+                serde_json::from_str(&format!(r#"{{"kind": "{kind}", "seed": 1}}"#)).unwrap();
+            assert_eq!(s.name(), kind);
+        }
+        for kind in ["asha", "successive_halving", "hyperband", "median"] {
+            let p: PrunerSpec = serde_json::from_str(&format!(r#"{{"kind": "{kind}"}}"#)).unwrap();
+            assert_eq!(p.name(), kind);
+        }
     }
 
     #[test]

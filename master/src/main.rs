@@ -2,10 +2,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use hps_common::Seconds;
 use hps_master::{presets, report, run};
 use hps_shared_fs::StudyDir;
 
@@ -46,19 +46,19 @@ enum Cmd {
         /// Never use filesystem events; rescan every SECONDS instead
         /// (the default on NFS/FUSE/Ceph/Lustre, where events are unreliable).
         #[arg(long, value_name = "SECONDS")]
-        poll: Option<f64>,
+        poll: Option<Seconds>,
         /// Rescan at least every SECONDS even when events work.
-        #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
-        rescan: f64,
+        #[arg(long, value_name = "SECONDS", default_value = "2")]
+        rescan: Seconds,
         /// Presume a worker dead after its heartbeat has not changed for SECONDS.
-        #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
-        worker_grace: f64,
+        #[arg(long, value_name = "SECONDS", default_value = "30")]
+        worker_grace: Seconds,
         /// Runs of a trial (on workers that died) before it is marked failed.
         #[arg(long, default_value_t = 3)]
         max_attempts: u32,
         /// Renew the master lease every SECONDS.
-        #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
-        lease_interval: f64,
+        #[arg(long, value_name = "SECONDS", default_value = "2")]
+        lease_interval: Seconds,
     },
     /// Counts of pending, running, done and failed trials; live workers; the best so far.
     Status { dir: PathBuf },
@@ -113,10 +113,6 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
-fn seconds(name: &str, v: f64) -> Result<Duration> {
-    hps_shared_fs::shutdown::positive_seconds(name, v).map_err(anyhow::Error::msg)
-}
-
 fn dispatch(cmd: Cmd) -> Result<()> {
     match cmd {
         Cmd::Init { dir, study, preset } => {
@@ -157,10 +153,10 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             lease_interval,
         } => {
             let mut cfg = run::RunConfig::new(dir);
-            cfg.poll = poll.map(|p| seconds("poll", p)).transpose()?;
-            cfg.rescan = seconds("rescan", rescan)?;
-            cfg.worker_grace = seconds("worker-grace", worker_grace)?;
-            cfg.lease_interval = seconds("lease-interval", lease_interval)?;
+            cfg.poll = poll.map(Seconds::duration);
+            cfg.rescan = rescan.duration();
+            cfg.worker_grace = worker_grace.duration();
+            cfg.lease_interval = lease_interval.duration();
             if max_attempts == 0 {
                 bail!("--max-attempts must be at least 1");
             }
@@ -184,8 +180,12 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Status { dir } => report::status(&open(&dir)?, &mut std::io::stdout().lock()),
-        Cmd::Best { dir, n } => report::best(&open(&dir)?, n, &mut std::io::stdout().lock()),
+        Cmd::Status { dir } => Ok(report::status(&open(&dir)?, &mut std::io::stdout().lock())?),
+        Cmd::Best { dir, n } => Ok(report::best(
+            &open(&dir)?,
+            n,
+            &mut std::io::stdout().lock(),
+        )?),
         Cmd::Export {
             dir,
             format,
@@ -203,7 +203,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     hps_shared_fs::write_atomic(&path, &buf)?;
                     Ok(())
                 }
-                None => report::export(&d, format, &mut std::io::stdout().lock()),
+                None => Ok(report::export(&d, format, &mut std::io::stdout().lock())?),
             }
         }
     }

@@ -36,17 +36,28 @@ fn temp_path(target: &Path) -> PathBuf {
 /// A short tag that differs between hosts, so two hosts whose processes have
 /// the same pid never pick the same temp name on a shared filesystem.
 fn hostname_hash() -> u32 {
-    let host = crate::dir::hostname();
+    let host = crate::host::hostname();
     host.bytes().fold(2_166_136_261u32, |h, b| {
         (h ^ b as u32).wrapping_mul(16_777_619)
     })
 }
 
 fn write_temp(target: &Path, bytes: &[u8]) -> Result<PathBuf> {
+    write_temp_with(target, |w| w.write_all(bytes))
+}
+
+/// Create a temp file next to `target`, fill it with `fill`, and fsync it.
+/// On error the temp file is removed and the error names `target`.
+fn write_temp_with(
+    target: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<PathBuf> {
     let tmp = temp_path(target);
     let res = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-        f.write_all(bytes)?;
+        let f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut w = std::io::BufWriter::new(f);
+        fill(&mut w)?;
+        let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()
     })();
     if let Err(e) = res {
@@ -77,8 +88,23 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// Write `bytes` to `path` atomically, replacing any existing file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = write_temp(path, bytes)?;
-    if let Err(e) = fs::rename(&tmp, path) {
-        let _ = fs::remove_file(&tmp);
+    rename_into_place(&tmp, path)
+}
+
+/// Like [`write_atomic`], but the content is streamed by `fill` into a
+/// (buffered) writer, for files too large to hold twice in memory, such as
+/// checkpoints. An error from `fill` leaves nothing behind.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
+    let tmp = write_temp_with(path, fill)?;
+    rename_into_place(&tmp, path)
+}
+
+fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
+    if let Err(e) = fs::rename(tmp, path) {
+        let _ = fs::remove_file(tmp);
         return Err(FsError::io("rename into place", path, e));
     }
     sync_dir(path.parent().unwrap_or(Path::new(".")))
@@ -135,6 +161,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names.len(), 1, "{names:?}");
+    }
+
+    #[test]
+    fn write_atomic_with_streams_and_cleans_up_on_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ckpt.bin");
+        write_atomic_with(&p, |w| {
+            w.write_all(b"head")?;
+            w.write_all(b"-tail")
+        })
+        .unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"head-tail");
+        let e = write_atomic_with(&p, |w| {
+            w.write_all(b"partial")?;
+            Err(std::io::Error::other("boom"))
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("ckpt.bin") && e.contains("boom"), "{e}");
+        assert_eq!(fs::read(&p).unwrap(), b"head-tail", "old content kept");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temp left");
     }
 
     #[test]

@@ -551,19 +551,6 @@ fn read_optional<T: DeserializeOwned + Versioned>(path: &Path) -> Result<Option<
     }
 }
 
-/// This host's name, for heartbeats and leases (informational).
-pub fn hostname() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: buf is valid for buf.len() bytes.
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc == 0 {
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        String::from_utf8_lossy(&buf[..end]).into_owned()
-    } else {
-        "unknown".into()
-    }
-}
-
 pub fn is_not_found(e: &FsError) -> bool {
     matches!(e, FsError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
 }

@@ -11,14 +11,18 @@
 //! - watcher events are wake-up hints, a periodic rescan is the truth.
 
 pub mod atomic;
+pub mod beat;
 pub mod dir;
 pub mod error;
 pub mod fstype;
+pub mod host;
 pub mod shutdown;
 pub mod watch;
 
-pub use atomic::{write_atomic, write_new};
+pub use atomic::{write_atomic, write_atomic_with, write_new};
+pub use beat::Periodic;
 pub use dir::{Claim, StudyDir, Sub, TakenClaim};
 pub use error::FsError;
 pub use fstype::{detect_remote_fs, RemoteFs};
+pub use host::hostname;
 pub use watch::{Waker, WatchMode};

@@ -37,13 +37,3 @@ pub fn set_on_signal(flag: Arc<AtomicBool>, on_first: &'static str) {
         });
     });
 }
-
-/// Parse a `--flag SECONDS` value: a positive, finite number.
-pub fn positive_seconds(flag: &str, v: f64) -> Result<std::time::Duration, String> {
-    if !v.is_finite() || v <= 0.0 {
-        return Err(format!(
-            "--{flag} must be a positive number of seconds, got {v}"
-        ));
-    }
-    Ok(std::time::Duration::from_secs_f64(v))
-}

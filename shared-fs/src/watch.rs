@@ -5,11 +5,13 @@
 //! sees writes made by other clients, so `WatchMode::Poll` turns events off
 //! and relies on the scan alone.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
+
+use crate::RemoteFs;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WatchMode {
@@ -20,6 +22,38 @@ pub enum WatchMode {
 }
 
 impl WatchMode {
+    /// The one place that picks how a scan loop over `dir` learns of
+    /// changes: `poll` (the user's `--poll`) wins; otherwise polling every
+    /// `default_interval` on a network/FUSE filesystem, where native events
+    /// miss other clients' writes; otherwise native events plus a rescan
+    /// every `default_interval`. The second value says why polling was
+    /// chosen when it was chosen automatically, for the log.
+    pub fn choose(
+        dir: &Path,
+        poll: Option<Duration>,
+        default_interval: Duration,
+    ) -> (WatchMode, Option<String>) {
+        Self::choose_on(crate::detect_remote_fs(dir), poll, default_interval)
+    }
+
+    fn choose_on(
+        remote: Option<RemoteFs>,
+        poll: Option<Duration>,
+        default_interval: Duration,
+    ) -> (WatchMode, Option<String>) {
+        match (poll, remote) {
+            (Some(d), _) => (WatchMode::Poll(d), None),
+            (None, Some(fs)) => (
+                WatchMode::Poll(default_interval),
+                Some(format!(
+                    "study directory is on a network/FUSE filesystem ({}): polling",
+                    fs.0
+                )),
+            ),
+            (None, None) => (WatchMode::Native(default_interval), None),
+        }
+    }
+
     pub fn interval(self) -> Duration {
         match self {
             WatchMode::Native(d) | WatchMode::Poll(d) => d,
@@ -147,6 +181,35 @@ mod tests {
             t.elapsed() < Duration::from_secs(20),
             "the event should have woken the waiter"
         );
+    }
+
+    #[test]
+    fn choose_poll_given_or_not() {
+        let (s2, s5) = (Duration::from_secs(2), Duration::from_secs(5));
+        assert_eq!(
+            WatchMode::choose_on(None, Some(s5), s2),
+            (WatchMode::Poll(s5), None)
+        );
+        assert_eq!(
+            WatchMode::choose_on(Some(RemoteFs("nfs")), Some(s5), s2),
+            (WatchMode::Poll(s5), None)
+        );
+        let (mode, why) = WatchMode::choose_on(Some(RemoteFs("nfs")), None, s2);
+        assert_eq!(mode, WatchMode::Poll(s2));
+        assert!(why.unwrap().contains("nfs"));
+        assert_eq!(
+            WatchMode::choose_on(None, None, s2),
+            (WatchMode::Native(s2), None)
+        );
+        // On this machine's temp directory: whatever it is, --poll wins.
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            WatchMode::choose(dir.path(), Some(s5), s2).0,
+            WatchMode::Poll(s5)
+        );
+        let (mode, why) = WatchMode::choose(dir.path(), None, s2);
+        assert_eq!(mode.interval(), s2);
+        assert_eq!(why.is_some(), matches!(mode, WatchMode::Poll(_)));
     }
 
     #[test]

@@ -98,12 +98,34 @@ impl Drop for Proc {
     }
 }
 
-/// Run a binary to completion and capture its output.
+/// How long a command run by [`run`] may take before the test fails.
+pub const RUN_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Run a binary to completion and capture its output; panics (after
+/// killing it) if it takes longer than [`RUN_TIMEOUT`].
 pub fn run(bin: &Path, args: &[&str]) -> Output {
-    Command::new(bin)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("failed to run {}: {e}", bin.display()))
+    run_cmd(Command::new(bin).args(args))
+}
+
+/// [`run`] for a prepared command (e.g. with a working directory).
+pub fn run_cmd(cmd: &mut Command) -> Output {
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("failed to run {cmd:?}: {e}"));
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output()));
+    match rx.recv_timeout(RUN_TIMEOUT) {
+        Ok(out) => out.unwrap_or_else(|e| panic!("waiting for {cmd:?}: {e}")),
+        Err(_) => {
+            // SAFETY: our own child, not yet reaped (its waiter still waits).
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            panic!("{cmd:?} did not exit within {RUN_TIMEOUT:?}");
+        }
+    }
 }
 
 /// Poll `cond` until it holds or `timeout` passes.
@@ -246,6 +268,76 @@ pub fn trial_log(study: &Path, id: &str) -> TrialLog {
     out
 }
 
+// ----- launching the real binaries ------------------------------------------
+
+/// `hps-master ARGS…` run to completion, output captured.
+pub fn hps_master(args: &[&str]) -> Output {
+    run(&bin("hps-master"), args)
+}
+
+/// `hps-worker ARGS…` run to completion, output captured.
+pub fn hps_worker(args: &[&str]) -> Output {
+    run(&bin("hps-worker"), args)
+}
+
+/// The stdout of a command that must succeed; panics with its stderr.
+pub fn stdout_ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "command failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// The stderr of a command that must fail; panics if it succeeded.
+pub fn stderr_err(out: Output) -> String {
+    assert!(
+        !out.status.success(),
+        "command succeeded but should have failed: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A path as the `&str` argument of a command line.
+pub fn arg(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+/// Start `hps-master run STUDY ARGS…`; output to `log`, named after its
+/// file stem (`m1.log` -> `m1`).
+pub fn spawn_master(study: &Path, log: &Path, args: &[&str]) -> Proc {
+    let mut all = vec!["run", arg(study)];
+    all.extend_from_slice(args);
+    let name = log
+        .file_stem()
+        .map_or("master".into(), |s| s.to_string_lossy());
+    Proc::spawn(&name, &bin("hps-master"), &all, log)
+}
+
+/// Start `hps-worker STUDY --id ID ARGS…`; output to `log`.
+pub fn spawn_worker(study: &Path, id: &str, log: &Path, args: &[&str]) -> Proc {
+    let mut all = vec![arg(study), "--id", id];
+    all.extend_from_slice(args);
+    Proc::spawn(id, &bin("hps-worker"), &all, log)
+}
+
+impl Proc {
+    /// Wait for exit up to `timeout` and assert it was a success, with the
+    /// log on failure.
+    pub fn wait_ok(&mut self, timeout: Duration) {
+        let st = self.wait(timeout);
+        assert!(
+            st.success(),
+            "{} failed ({st}):\n{}",
+            self.name,
+            self.log_text()
+        );
+    }
+}
+
 /// Write `study_json` to `<study>.json` beside `study` and create the study
 /// directory from it (see [`init_from_file`]).
 pub fn init_study(study: &Path, study_json: &str) {
@@ -257,20 +349,15 @@ pub fn init_study(study: &Path, study_json: &str) {
 /// Create the study directory with the real `hps-master init --study`;
 /// panics with its stderr on failure.
 pub fn init_from_file(study: &Path, file: &Path) {
-    let out = run(
-        &bin("hps-master"),
-        &[
-            "init",
-            study.to_str().unwrap(),
-            "--study",
-            file.to_str().unwrap(),
-        ],
-    );
-    assert!(
-        out.status.success(),
-        "hps-master init failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    stdout_ok(hps_master(&["init", arg(study), "--study", arg(file)]));
+}
+
+/// Small generated IDX data (`train` training and `test` test images,
+/// from `seed`) in `<dir>/data`; returns that directory.
+pub fn idx_data(dir: &Path, train: usize, test: usize, seed: u64) -> PathBuf {
+    let data = dir.join("data");
+    hps_worker::cnn::write_idx_dir(&data, train, test, seed).expect("write IDX data");
+    data
 }
 
 /// Read and parse `results/<id>.json`; panics with the parse error.
@@ -280,11 +367,58 @@ pub fn read_result(study: &Path, id: &str) -> hps_common::TrialResult {
     hps_common::parse_versioned(&p, &text).unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// Run a study to the end: `hps-master run STUDY --rescan R` and one
-/// `hps-worker STUDY --id <id> --rescan R <args…>` per entry of `workers`,
-/// logs in `logs` (`m.log`, `<id>.log`). Waits up to `timeout` for the
-/// master and 30 s more for each worker, asserts every exit status is 0
-/// (with the log on failure) and returns the master's log.
+/// Every result of `study`, by trial id.
+pub fn read_results(study: &Path) -> Vec<hps_common::TrialResult> {
+    json_stems(&study.join("results"))
+        .iter()
+        .map(|id| read_result(study, id))
+        .collect()
+}
+
+/// Whether `python3` can be run here.
+pub fn python3() -> bool {
+    Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The processes of one study: a master and its workers, killed on drop.
+pub struct Cluster {
+    pub master: Proc,
+    pub workers: Vec<Proc>,
+}
+
+impl Cluster {
+    /// Start `hps-master run STUDY --rescan R` and one
+    /// `hps-worker STUDY --id <id> --rescan R <args…>` per entry of
+    /// `workers`, logs in `logs` (`m.log`, `<id>.log`).
+    pub fn start(study: &Path, logs: &Path, rescan: &str, workers: &[(&str, &[&str])]) -> Cluster {
+        let master = spawn_master(study, &logs.join("m.log"), &["--rescan", rescan]);
+        let workers = workers
+            .iter()
+            .map(|(id, extra)| {
+                let mut args = vec!["--rescan", rescan];
+                args.extend_from_slice(extra);
+                spawn_worker(study, id, &logs.join(format!("{id}.log")), &args)
+            })
+            .collect();
+        Cluster { master, workers }
+    }
+
+    /// Wait up to `timeout` for the master and 60 s more for each worker,
+    /// assert every exit status is 0 (with the log on failure) and return
+    /// the master's log.
+    pub fn finish(mut self, timeout: Duration) -> String {
+        self.master.wait_ok(timeout);
+        for w in &mut self.workers {
+            w.wait_ok(Duration::from_secs(60));
+        }
+        self.master.log_text()
+    }
+}
+
+/// Run a study to the end: [`Cluster::start`] then [`Cluster::finish`].
 pub fn run_study(
     study: &Path,
     logs: &Path,
@@ -292,38 +426,50 @@ pub fn run_study(
     workers: &[(&str, &[&str])],
     timeout: Duration,
 ) -> String {
-    let sd = study.to_str().expect("UTF-8 path");
-    let mut master = Proc::spawn(
-        "master",
-        &bin("hps-master"),
-        &["run", sd, "--rescan", rescan],
-        &logs.join("m.log"),
-    );
-    let mut procs: Vec<Proc> = workers
-        .iter()
-        .map(|(id, extra)| {
-            let mut args = vec![sd, "--id", id, "--rescan", rescan];
-            args.extend_from_slice(extra);
-            Proc::spawn(
-                id,
-                &bin("hps-worker"),
-                &args,
-                &logs.join(format!("{id}.log")),
-            )
-        })
-        .collect();
-    assert!(
-        master.wait(timeout).success(),
-        "master failed:\n{}",
-        master.log_text()
-    );
-    for w in &mut procs {
-        assert!(
-            w.wait(Duration::from_secs(30)).success(),
-            "{} failed:\n{}",
-            w.name,
-            w.log_text()
-        );
+    Cluster::start(study, logs, rescan, workers).finish(timeout)
+}
+
+/// `w0`, `w1`, … `w<n-1>`.
+pub fn worker_ids(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("w{i}")).collect()
+}
+
+/// The worker arguments of a cnn study on `data`, one thread.
+pub fn cnn_args(data: &Path) -> [&str; 4] {
+    ["--data", arg(data), "--threads", "1"]
+}
+
+/// Copy the directory tree `src` to `dst` (files and folders only).
+pub fn copy_dir(src: &Path, dst: &Path) {
+    std::fs::create_dir_all(dst).unwrap();
+    for e in std::fs::read_dir(src).unwrap().flatten() {
+        let to = dst.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to);
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
     }
-    master.log_text()
+}
+
+/// A fresh temp directory holding the study `<tmp>/study`, created from
+/// `study_json` by [`init_study`]. Keep the `TempDir`: dropping it removes
+/// the directory.
+pub fn temp_study(study_json: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let study = tmp.path().join("study");
+    init_study(&study, study_json);
+    (tmp, study)
+}
+
+/// [`run_study`] with one plain worker `w0`, rescanning every 0.2 s.
+pub fn run_one_worker(study: &Path, logs: &Path, timeout: Duration) -> String {
+    run_study(study, logs, "0.2", &[("w0", &[])], timeout)
+}
+
+/// Assert that `text` contains every one of `parts`, showing it if not.
+pub fn assert_contains_all(text: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(text.contains(p), "`{p}` missing from:\n{text}");
+    }
 }

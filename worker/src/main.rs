@@ -2,10 +2,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Result;
 use clap::Parser;
+use hps_common::Seconds;
 use hps_worker::device::DeviceSpec;
 use hps_worker::runner::{self, WorkerConfig};
 
@@ -40,13 +40,13 @@ struct Cli {
     /// Never use filesystem events; rescan every SECONDS
     /// (the default on NFS/FUSE/Ceph/Lustre, where events are unreliable).
     #[arg(long, value_name = "SECONDS")]
-    poll: Option<f64>,
+    poll: Option<Seconds>,
     /// Rescan at least every SECONDS even when events work.
-    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
-    rescan: f64,
+    #[arg(long, value_name = "SECONDS", default_value = "2")]
+    rescan: Seconds,
     /// Write the heartbeat every SECONDS.
-    #[arg(long, value_name = "SECONDS", default_value_t = 2.0)]
-    heartbeat: f64,
+    #[arg(long, value_name = "SECONDS", default_value = "2")]
+    heartbeat: Seconds,
     /// CPU threads for training (default: all cores). With several CPU
     /// workers on one machine, give each cores / workers.
     #[arg(long)]
@@ -91,22 +91,18 @@ fn init_tracing(verbose: u8) {
         .init();
 }
 
-fn seconds(name: &str, v: f64) -> Result<Duration> {
-    hps_shared_fs::shutdown::positive_seconds(name, v).map_err(anyhow::Error::msg)
-}
-
 fn real_main(cli: Cli) -> Result<()> {
     let id = cli
         .id
-        .unwrap_or_else(|| format!("{}-{}", hps_shared_fs::dir::hostname(), std::process::id()));
+        .unwrap_or_else(|| format!("{}-{}", hps_shared_fs::host::hostname(), std::process::id()));
     let mut cfg = WorkerConfig::new(cli.dir, id);
     cfg.device = cli.device;
     cfg.data = cli.data;
     cfg.once = cli.once;
     cfg.slots = cli.slots as usize;
-    cfg.poll = cli.poll.map(|p| seconds("poll", p)).transpose()?;
-    cfg.rescan = seconds("rescan", cli.rescan)?;
-    cfg.heartbeat_interval = seconds("heartbeat", cli.heartbeat)?;
+    cfg.poll = cli.poll.map(Seconds::duration);
+    cfg.rescan = cli.rescan.duration();
+    cfg.heartbeat_interval = cli.heartbeat.duration();
     let shutdown = Arc::new(AtomicBool::new(false));
     hps_shared_fs::shutdown::set_on_signal(shutdown.clone(), "handing the current trial back");
     let summary = runner::run(&cfg, shutdown)?;

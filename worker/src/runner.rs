@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 
 use hps_common::files::unix_now;
 use hps_common::{
-    Heartbeat, IdError, Study, TrialResult, TrialSetting, TrialStatus, FORMAT_VERSION,
+    Heartbeat, IdError, Study, TrialResult, TrialSetting, TrialStatus, WorkerState, FORMAT_VERSION,
 };
-use hps_shared_fs::dir::{hostname, is_not_found};
-use hps_shared_fs::{detect_remote_fs, Claim, FsError, StudyDir, Sub, Waker, WatchMode};
+use hps_shared_fs::dir::is_not_found;
+use hps_shared_fs::host::hostname;
+use hps_shared_fs::{Claim, FsError, Periodic, StudyDir, Sub, Waker, WatchMode};
 use tracing::{info, info_span, warn};
 
 use crate::device::DeviceSpec;
@@ -164,46 +165,29 @@ pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummar
     Ok(total)
 }
 
-/// How a claim loop waits for work: filesystem events, or polling where
-/// they are unreliable (network/FUSE filesystems, `--poll`).
-fn watch_mode(cfg: &WorkerConfig, dir: &StudyDir) -> WatchMode {
-    match cfg.poll {
-        Some(d) => WatchMode::Poll(d),
-        None => match detect_remote_fs(dir.root()) {
-            Some(fs) => {
-                info!(
-                    filesystem = fs.0,
-                    "study directory is on a network/FUSE filesystem: polling"
-                );
-                WatchMode::Poll(cfg.rescan)
-            }
-            None => WatchMode::Native(cfg.rescan),
-        },
-    }
-}
-
 /// One claim loop (the whole worker, or one of its slots).
 fn run_slot(slot: &Slot<'_>, shutdown: Arc<AtomicBool>) -> Result<WorkerSummary, RunnerError> {
     let (cfg, dir) = (slot.cfg, slot.dir);
     hps_common::validate_id("worker id", &cfg.id)?;
-    let waker = Waker::new(
-        &[dir.sub(Sub::Pending), dir.root().to_path_buf()],
-        watch_mode(cfg, dir),
-    );
+    // Filesystem events, or polling where they are unreliable
+    // (network/FUSE filesystems, `--poll`).
+    let (mode, why) = WatchMode::choose(dir.root(), cfg.poll, cfg.rescan);
+    if let Some(why) = why {
+        info!("{why}");
+    }
+    let waker = Waker::new(&[dir.sub(Sub::Pending), dir.root().to_path_buf()], mode);
     info!(worker = %cfg.id, device = %cfg.device, study = %slot.study.name, watch = waker.description(), "worker started");
 
     // The first beat is written before the first claim, so the master
     // knows this worker before it sees anything it holds.
-    write_heartbeat(dir, cfg, &Status::default(), 0, "idle");
+    write_heartbeat(dir, cfg, &Status::default(), 0, WorkerState::Idle);
     let status = Arc::new(Mutex::new(Status::default()));
-    let hb_stop = Arc::new(AtomicBool::new(false));
-    let hb = spawn_heartbeat(dir.clone(), cfg.clone(), status.clone(), hb_stop.clone());
+    let hb = spawn_heartbeat(dir.clone(), cfg.clone(), status.clone());
 
     let mut summary = WorkerSummary::default();
     let outcome = claim_loop(slot, &waker, &status, &shutdown, &mut summary);
-    hb_stop.store(true, Ordering::SeqCst);
-    let _ = hb.join();
-    write_heartbeat(dir, cfg, &Status::default(), u64::MAX, "stopped");
+    hb.stop();
+    write_heartbeat(dir, cfg, &Status::default(), u64::MAX, WorkerState::Stopped);
     outcome.map(|()| summary)
 }
 
@@ -533,46 +517,39 @@ fn base_result(s: &TrialSetting, cfg: &WorkerConfig) -> TrialResult {
     TrialResult::for_setting(s, &cfg.id, &cfg.device.to_string())
 }
 
-fn write_heartbeat(dir: &StudyDir, cfg: &WorkerConfig, st: &Status, seq: u64, state: &str) {
-    let hb = Heartbeat {
+fn write_heartbeat(dir: &StudyDir, cfg: &WorkerConfig, st: &Status, seq: u64, state: WorkerState) {
+    if let Err(e) = dir.write_heartbeat(&heartbeat(cfg, st, seq, state)) {
+        warn!("{e}");
+    }
+}
+
+fn heartbeat(cfg: &WorkerConfig, st: &Status, seq: u64, state: WorkerState) -> Heartbeat {
+    Heartbeat {
         format_version: FORMAT_VERSION,
         worker: cfg.id.clone(),
         host: hostname(),
         pid: std::process::id(),
         device: cfg.device.to_string(),
         seq,
-        state: state.to_string(),
+        state,
         trial: st.trial.clone(),
         epoch: st.epoch,
         interval_s: cfg.heartbeat_interval.as_secs_f64(),
         written_at_unix: unix_now(),
-    };
-    if let Err(e) = dir.write_heartbeat(&hb) {
-        warn!("{e}");
     }
 }
 
-fn spawn_heartbeat(
-    dir: StudyDir,
-    cfg: WorkerConfig,
-    status: Arc<Mutex<Status>>,
-    stop: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        let mut seq = 1u64;
-        while !stop.load(Ordering::SeqCst) {
-            let st = status.lock().unwrap().clone();
-            let state = if st.trial.is_some() {
-                "training"
-            } else {
-                "idle"
-            };
-            write_heartbeat(&dir, &cfg, &st, seq, state);
-            seq += 1;
-            let t = Instant::now();
-            while t.elapsed() < cfg.heartbeat_interval && !stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
+/// The heartbeat thread: a beat every interval, `training` while a trial
+/// is in hand.
+fn spawn_heartbeat(dir: StudyDir, cfg: WorkerConfig, status: Arc<Mutex<Status>>) -> Periodic {
+    let interval = cfg.heartbeat_interval;
+    Periodic::start("heartbeat", interval, move |seq| {
+        let st = status.lock().unwrap().clone();
+        let state = if st.trial.is_some() {
+            WorkerState::Training
+        } else {
+            WorkerState::Idle
+        };
+        dir.write_heartbeat(&heartbeat(&cfg, &st, seq, state))
     })
 }

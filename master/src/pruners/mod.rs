@@ -43,10 +43,7 @@ impl Curve {
         let values = points
             .iter()
             .map(|p| {
-                let v = match direction {
-                    Direction::Minimize => p.value,
-                    Direction::Maximize => -p.value,
-                };
+                let v = direction.sort_key(p.value);
                 (p.step, if v.is_finite() { v } else { f64::INFINITY })
             })
             .collect();
@@ -83,10 +80,8 @@ pub struct Shown {
 
 impl Shown {
     pub fn value(&self, loss: f64) -> String {
-        let v = match self.direction {
-            Direction::Minimize => loss,
-            Direction::Maximize => -loss,
-        };
+        // sort_key is its own inverse: the loss back in the user's sign.
+        let v = self.direction.sort_key(loss);
         format!("{} {v:.6}", self.metric)
     }
 }
@@ -121,11 +116,47 @@ pub fn stop_rule(spec: &PrunerSpec, shown: Shown) -> Option<Box<dyn StopRule>> {
     }
 }
 
+/// The step a running trial is due to be judged at: the latest of its
+/// `decide_at` epochs that its curve has reached and that is after `done`,
+/// the last step already judged (0 for none).
+pub fn due_step(decide_at: &[u32], curve: &Curve, done: u32) -> Option<u32> {
+    let last = curve.last_step()?;
+    decide_at
+        .iter()
+        .copied()
+        .filter(|s| *s <= last && *s > done)
+        .max()
+}
+
 /// Sort key for ranking losses: a total order with NaN/inf last.
 pub(crate) fn rank_key(v: f64) -> f64 {
     if v.is_nan() {
         f64::INFINITY
     } else {
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn curve(steps: &[u32]) -> Curve {
+        Curve {
+            values: steps.iter().map(|s| (*s, 1.0)).collect(),
+            complete: false,
+        }
+    }
+
+    #[test]
+    fn a_trial_is_judged_once_at_the_latest_due_step() {
+        let at = [1, 3, 9];
+        assert_eq!(due_step(&at, &curve(&[]), 0), None, "no value yet");
+        assert_eq!(due_step(&at, &curve(&[1, 2]), 0), Some(1));
+        assert_eq!(due_step(&at, &curve(&[1, 2]), 1), None, "already judged");
+        // A master that was down while the trial passed 3 and reached 9
+        // judges 9 only.
+        assert_eq!(due_step(&at, &curve(&[1, 2, 3, 9]), 1), Some(9));
+        assert_eq!(due_step(&[], &curve(&[1]), 0), None);
     }
 }

@@ -91,10 +91,6 @@ struct Entry {
 }
 
 impl Sampler for CmaesSampler {
-    fn name(&self) -> &'static str {
-        "cmaes"
-    }
-
     fn propose(&mut self, config: u64, history: &[Observation], pending: &[Params]) -> Params {
         let n = self.space.dim();
         if n == 0 {
@@ -454,6 +450,15 @@ impl Run {
 
 /// Eigenvalues and eigenvectors (as columns) of a symmetric matrix, by
 /// cyclic Jacobi rotations.
+///
+/// Kept our own rather than `nalgebra::SymmetricEigen`: nalgebra
+/// tridiagonalises and runs implicit QR, which returns the eigenpairs in
+/// another order, with other signs and other rounding. Every CMA-ES sample
+/// is `mean + sigma * B * D * z`, so any of those changes every proposal
+/// after the first generation and breaks the rule that the same study and
+/// seed give bit-identical settings (a CMA-ES study continued with a new
+/// binary would propose other settings than the old one would have). The matrices are tiny (one
+/// row per searched parameter) and this is 40 lines, tested below.
 fn jacobi_eigen(m: &[Vec<f64>]) -> (Vec<f64>, Vec<Vec<f64>>) {
     let n = m.len();
     let mut a: Vec<Vec<f64>> = m.to_vec();

@@ -1,12 +1,12 @@
 //! Exhaustive grid search in a fixed, documented order.
 
-use hps_common::{Params, Study};
+use hps_common::{FieldError, Params, Study};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
-use super::{Observation, Sampler, SamplerError};
+use super::{Observation, Sampler};
 
 /// Largest grid that may be shuffled (the permutation is held in memory).
 const MAX_SHUFFLED: u64 = 10_000_000;
@@ -22,13 +22,13 @@ pub struct GridSampler {
 }
 
 impl GridSampler {
-    pub fn new(study: &Study, shuffle: bool, seed: u64) -> Result<Self, SamplerError> {
+    /// Errors name the field of the study file at fault.
+    pub fn new(study: &Study, shuffle: bool, seed: u64) -> Result<Self, FieldError> {
         let mut axes = Vec::new();
         for (name, spec) in &study.space {
-            let values = spec.grid_values().map_err(|message| SamplerError::Config {
-                field: format!("space.{name}"),
-                message,
-            })?;
+            let values = spec
+                .grid_values()
+                .map_err(|message| FieldError::new(format!("space.{name}"), message))?;
             axes.push((name.clone(), values));
         }
         let size = axes
@@ -38,12 +38,10 @@ impl GridSampler {
             .max(1);
         let order = if shuffle {
             if size > MAX_SHUFFLED {
-                return Err(SamplerError::Config {
-                    field: "sampler.shuffle".into(),
-                    message: format!(
-                        "a grid of {size} points is too large to shuffle (max {MAX_SHUFFLED})"
-                    ),
-                });
+                return Err(FieldError::new(
+                    "sampler.shuffle",
+                    format!("a grid of {size} points is too large to shuffle (max {MAX_SHUFFLED})"),
+                ));
             }
             let mut order: Vec<u64> = (0..size).collect();
             order.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
@@ -60,10 +58,6 @@ impl GridSampler {
 }
 
 impl Sampler for GridSampler {
-    fn name(&self) -> &'static str {
-        "grid"
-    }
-
     fn propose(&mut self, config: u64, _history: &[Observation], _pending: &[Params]) -> Params {
         let pos = config % self.size;
         let mut k = match &self.order {

@@ -15,6 +15,8 @@
 //! ints, log scales and categoricals need no special cases (TPE models
 //! categoricals as such).
 
+use std::path::Path;
+
 use hps_common::{Params, SamplerSpec, Study, TrialStatus};
 
 mod cmaes;
@@ -40,15 +42,16 @@ pub struct Observation {
     pub loss: Option<f64>,
 }
 
+/// The study's space or sampler settings do not suit the sampler; the
+/// schema error names the study file and the field.
 #[derive(Debug, thiserror::Error)]
 pub enum SamplerError {
-    #[error("study.json: field `{field}`: {message}")]
-    Config { field: String, message: String },
+    #[error(transparent)]
+    Config(#[from] hps_common::SchemaError),
 }
 
+/// A sampler; its name is the study's `sampler.kind` ([`SamplerSpec::name`]).
 pub trait Sampler: Send {
-    fn name(&self) -> &'static str;
-
     /// The parameters of setting number `config`.
     ///
     /// `history` holds every finished trial (repeats of a setting are
@@ -58,10 +61,13 @@ pub trait Sampler: Send {
     fn propose(&mut self, config: u64, history: &[Observation], pending: &[Params]) -> Params;
 }
 
-/// Build the sampler the study asks for.
-pub fn build(study: &Study) -> Result<Box<dyn Sampler>, SamplerError> {
+/// Build the sampler the study asks for; `file` is where the study was
+/// read from, for errors.
+pub fn build(study: &Study, file: &Path) -> Result<Box<dyn Sampler>, SamplerError> {
     Ok(match &study.sampler {
-        SamplerSpec::Grid { shuffle, seed } => Box::new(GridSampler::new(study, *shuffle, *seed)?),
+        SamplerSpec::Grid { shuffle, seed } => {
+            Box::new(GridSampler::new(study, *shuffle, *seed).map_err(|e| e.in_file(file))?)
+        }
         SamplerSpec::Random { seed } => Box::new(RandomSampler::new(study, *seed)),
         SamplerSpec::QuasiRandom { seed, scramble } => {
             Box::new(QuasiRandomSampler::new(study, *seed, *scramble))
@@ -156,7 +162,7 @@ mod tests {
             .iter()
             .map(|(space, s)| {
                 let st = study(space, s);
-                let sampler = build(&st).unwrap();
+                let sampler = build(&st, Path::new("study.json")).unwrap();
                 (st, sampler)
             })
             .collect()
@@ -248,7 +254,7 @@ mod tests {
                     let p = &call.proposed;
                     prop_assert_eq!(p.len(), st.space.len());
                     for (name, spec) in &st.space {
-                        prop_assert!(in_bounds(spec, &p[name]), "{} {}={}", s.name(), name, p[name]);
+                        prop_assert!(in_bounds(spec, &p[name]), "{} {}={}", st.sampler.name(), name, p[name]);
                     }
                 }
             }
@@ -256,10 +262,10 @@ mod tests {
 
         #[test]
         fn same_seed_same_sequence(seed in 0u64..1000) {
-            for ((_, mut a), (_, mut b)) in samplers(seed).into_iter().zip(samplers(seed)) {
+            for ((st, mut a), (_, mut b)) in samplers(seed).into_iter().zip(samplers(seed)) {
                 let (x, y) = (drive(a.as_mut(), 18, true, 3), drive(b.as_mut(), 18, true, 3));
                 for (x, y) in x.iter().zip(&y) {
-                    prop_assert_eq!(&x.proposed, &y.proposed, "{}", a.name());
+                    prop_assert_eq!(&x.proposed, &y.proposed, "{}", st.sampler.name());
                 }
             }
         }
@@ -280,7 +286,7 @@ mod tests {
         fn resume_gives_the_same_proposals(seed in 0u64..1000, sync in any::<bool>(), k in 1u64..5) {
             // Sampler A runs the whole study; a fresh sampler B, given at
             // config c what A was given, proposes what A did.
-            for (i, (_, mut a)) in samplers(seed).into_iter().enumerate() {
+            for (i, (st, mut a)) in samplers(seed).into_iter().enumerate() {
                 let calls = drive(a.as_mut(), 24, sync, k);
                 let (_, mut b) = samplers(seed).into_iter().nth(i).unwrap();
                 for call in calls.iter().rev() {
@@ -294,7 +300,7 @@ mod tests {
                     prop_assert_eq!(
                         &b.propose(call.config, &history, &call.pending),
                         &call.proposed,
-                        "{} config {}", a.name(), call.config
+                        "{} config {}", st.sampler.name(), call.config
                     );
                 }
             }
@@ -302,7 +308,7 @@ mod tests {
 
         #[test]
         fn no_duplicates_within_a_batch(seed in 0u64..1000, k in 2u64..7) {
-            for (_, mut s) in samplers(seed) {
+            for (st, mut s) in samplers(seed) {
                 let calls = drive(s.as_mut(), 18, true, 6);
                 let history: Vec<Observation> = calls[..12].iter().map(|c| observe(c.config, &c.proposed)).collect();
                 // Sync: K settings with the same history, pending growing
@@ -312,7 +318,7 @@ mod tests {
                     let mut seen = BTreeSet::new();
                     for c in 12..12 + k {
                         let p = s.propose(c, &history, &pending);
-                        prop_assert!(seen.insert(serde_json::to_string(&p).unwrap()), "{}: {:?} twice", s.name(), p);
+                        prop_assert!(seen.insert(serde_json::to_string(&p).unwrap()), "{}: {:?} twice", st.sampler.name(), p);
                         if grow {
                             pending.push(p);
                         }
@@ -321,7 +327,7 @@ mod tests {
                 // Async: successive proposals while the earlier ones run.
                 let mut seen = BTreeSet::new();
                 for call in drive(s.as_mut(), 18, false, k) {
-                    prop_assert!(seen.insert(serde_json::to_string(&call.proposed).unwrap()), "{}: {:?} twice", s.name(), call.proposed);
+                    prop_assert!(seen.insert(serde_json::to_string(&call.proposed).unwrap()), "{}: {:?} twice", st.sampler.name(), call.proposed);
                 }
             }
         }
@@ -332,7 +338,7 @@ mod tests {
             // below 1e-2 (CMA-ES: its first distribution is centred there).
             for kind in ["random", "quasi_random", "tpe", "cmaes"] {
                 let st = study(SPACE, &format!(r#"{{"kind":"{kind}","seed":{seed}}}"#));
-                let mut s = build(&st).unwrap();
+                let mut s = build(&st, Path::new("study.json")).unwrap();
                 let below = (0..200).filter(|c| s.propose(*c, &[], &[])["lr"].as_f64().unwrap() < 1e-2).count();
                 prop_assert!((60..140).contains(&below), "{kind}: {below} of 200 below 1e-2");
             }
@@ -345,7 +351,7 @@ mod tests {
         // 60 settings TPE and CMA-ES have been close to it.
         for kind in ["tpe", "cmaes"] {
             let st = study(SPACE, &format!(r#"{{"kind":"{kind}","seed":3}}"#));
-            let mut s = build(&st).unwrap();
+            let mut s = build(&st, Path::new("study.json")).unwrap();
             let calls = drive(s.as_mut(), 60, true, 4);
             let best = calls
                 .iter()
@@ -382,7 +388,7 @@ mod tests {
     /// Simple regret after `n` sequential evaluations.
     fn regret(f: Function, dim: usize, sampler: &str, n: u64) -> f64 {
         let st = function_study(f, dim, sampler, r#"{"kind":"sync","batch":1}"#);
-        let mut s = build(&st).unwrap();
+        let mut s = build(&st, Path::new("study.json")).unwrap();
         let mut history = Vec::new();
         let mut best = f64::INFINITY;
         for c in 0..n {
@@ -548,7 +554,7 @@ mod tests {
                 grid_space(),
                 &format!(r#"{{"kind":"grid","shuffle":{shuffle},"seed":3}}"#),
             );
-            let mut s = build(&st).unwrap();
+            let mut s = build(&st, Path::new("study.json")).unwrap();
             let n = st.grid_size().unwrap();
             assert_eq!(n, 3 * 3 * 2);
             let seen: BTreeSet<String> = (0..n)
@@ -565,7 +571,7 @@ mod tests {
     #[test]
     fn grid_order_is_by_name_last_fastest() {
         let st = study(grid_space(), r#"{"kind":"grid"}"#);
-        let mut s = build(&st).unwrap();
+        let mut s = build(&st, Path::new("study.json")).unwrap();
         // Names sorted: batch_size, lr, momentum, nf — nf varies fastest.
         let p0 = s.propose(0, &[], &[]);
         let p1 = s.propose(1, &[], &[]);

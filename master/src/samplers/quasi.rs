@@ -209,10 +209,6 @@ impl QuasiRandomSampler {
 }
 
 impl Sampler for QuasiRandomSampler {
-    fn name(&self) -> &'static str {
-        "quasi_random"
-    }
-
     fn propose(&mut self, config: u64, _history: &[Observation], _pending: &[Params]) -> Params {
         self.space.params_at(&self.sobol.point(config))
     }

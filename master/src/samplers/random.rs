@@ -40,10 +40,6 @@ impl RandomSampler {
 }
 
 impl Sampler for RandomSampler {
-    fn name(&self) -> &'static str {
-        "random"
-    }
-
     fn propose(&mut self, config: u64, _history: &[Observation], _pending: &[Params]) -> Params {
         let mut xs = self.unit_point(config).into_iter();
         self.space

@@ -285,10 +285,6 @@ fn log_sum_exp(v: &[f64]) -> f64 {
 }
 
 impl Sampler for TpeSampler {
-    fn name(&self) -> &'static str {
-        "tpe"
-    }
-
     fn propose(&mut self, config: u64, history: &[Observation], pending: &[Params]) -> Params {
         if self.space.dim() == 0 {
             return self.space.params_at(&[]);

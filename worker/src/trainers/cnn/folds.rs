@@ -12,18 +12,18 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use candle_core::Device;
-use hps_common::{EpochStat, TrialStatus};
+use hps_common::{EpochStat, Metric, TrialStatus};
 
 use super::{train_split, CnnConfig, CnnOutcome, Dataset, EpochControl, RunCtx, Split, TrainError};
 
 /// Metrics whose spread across folds is reported as `<name>_std`.
-const WITH_STD: &[&str] = &[
-    "val_error",
-    "val_loss",
-    "val_accuracy",
-    "test_error",
-    "test_accuracy",
-    "train_loss",
+const WITH_STD: &[Metric] = &[
+    Metric::ValError,
+    Metric::ValLoss,
+    Metric::ValAccuracy,
+    Metric::TestError,
+    Metric::TestAccuracy,
+    Metric::TrainLoss,
 ];
 
 pub(super) fn train_folds(
@@ -109,7 +109,7 @@ fn combine(outs: &[CnnOutcome]) -> CnnOutcome {
         }
         let (mean, std) = mean_std(&vals);
         metrics.insert(key.clone(), mean);
-        if WITH_STD.contains(&key.as_str()) {
+        if WITH_STD.iter().any(|m| m.as_str() == key) {
             metrics.insert(format!("{key}_std"), std);
         }
     }

@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
 use hps_common::cnn::{epochs_param, CnnHyper, HyperError, Schedule};
-use hps_common::{EpochStat, Params, TrialStatus};
+use hps_common::{EpochStat, Metric, Params, TrialStatus};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -1071,13 +1071,13 @@ impl Run {
         if let Some((i, w)) = &reported {
             let s = &self.curve[*i];
             let (test_loss, test_error) = evaluate(w, test_x, test_y, should_stop)?;
-            put("val_loss", s.val_loss);
-            put("val_error", s.val_error);
-            put("val_accuracy", 1.0 - s.val_error);
-            put("train_loss", s.train_loss);
-            put("test_loss", test_loss);
-            put("test_error", test_error);
-            put("test_accuracy", 1.0 - test_error);
+            put(Metric::ValLoss.as_str(), s.val_loss);
+            put(Metric::ValError.as_str(), s.val_error);
+            put(Metric::ValAccuracy.as_str(), 1.0 - s.val_error);
+            put(Metric::TrainLoss.as_str(), s.train_loss);
+            put(Metric::TestLoss.as_str(), test_loss);
+            put(Metric::TestError.as_str(), test_error);
+            put(Metric::TestAccuracy.as_str(), 1.0 - test_error);
             let last_i = self.curve.len() - 1;
             let last_test_error = if *i == last_i {
                 test_error

@@ -1,0 +1,56 @@
+//! The master library's errors. Every variant names the file or directory
+//! involved; the binary adds nothing but `error: ` in front.
+
+use std::path::PathBuf;
+
+use hps_shared_fs::FsError;
+
+use crate::samplers::SamplerError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MasterError {
+    /// A protocol operation failed; the error names its path.
+    #[error(transparent)]
+    Fs(#[from] FsError),
+    #[error(transparent)]
+    Schema(#[from] hps_common::SchemaError),
+    #[error(transparent)]
+    Sampler(#[from] SamplerError),
+    #[error("failed to read the study file `{}`", file.display())]
+    ReadStudy {
+        file: PathBuf,
+        #[source]
+        source: FsError,
+    },
+    #[error("failed to create the study directory `{}`", dir.display())]
+    Init {
+        dir: PathBuf,
+        #[source]
+        source: FsError,
+    },
+    #[error("reading the master lease `{}`", file.display())]
+    ReadLease {
+        file: PathBuf,
+        #[source]
+        source: FsError,
+    },
+    #[error(
+        "another master (host {host}, pid {pid}) is running on `{}`; stop it first \
+         (its lease in master.json is being renewed)",
+        dir.display()
+    )]
+    LeaseHeld {
+        dir: PathBuf,
+        host: String,
+        pid: u32,
+    },
+    #[error("interrupted while checking the master lease `{}`", file.display())]
+    LeaseInterrupted { file: PathBuf },
+    #[error("another master took over `{}`; stopping", dir.display())]
+    LeaseLost { dir: PathBuf },
+    /// Writing a report to its output (standard output or a file) failed.
+    #[error("failed to write the report")]
+    Output(#[from] std::io::Error),
+    #[error("failed to write the CSV export")]
+    Csv(#[from] csv::Error),
+}

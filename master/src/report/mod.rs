@@ -1,0 +1,789 @@
+//! The read-only inspection commands: `status`, `best` and `export`.
+//!
+//! They only read the study directory, so they are safe to run at any time,
+//! from any host, while a master and its workers are running. A file that
+//! cannot be parsed (a corrupt result, setting or heartbeat) is skipped with
+//! a warning naming it; it never aborts the report.
+
+mod beats;
+mod export;
+mod table;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use hps_common::files::unix_now;
+use hps_common::{
+    Heartbeat, Metric, Mode, SamplerSpec, Study, TrialResult, TrialSetting, TrialStatus,
+};
+use hps_shared_fs::{FsError, StudyDir, Sub};
+use serde_json::Value;
+
+pub use beats::BeatVerdict;
+pub use export::export;
+
+use crate::error::MasterError;
+use crate::liveness::{Clock, SystemClock};
+use crate::scan::Scan;
+use table::Table;
+
+type Result<T, E = MasterError> = std::result::Result<T, E>;
+
+/// Output format of `hps-master export`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    Csv,
+    Jsonl,
+}
+
+/// `hps-master status DIR`: what the study is, how far it got, which
+/// workers are alive and the best trial so far.
+///
+/// Liveness is judged by watching the heartbeats' `seq` for a few seconds
+/// at most (see [`beats`]), never by the workers' clocks.
+pub fn status(dir: &StudyDir, out: &mut dyn Write) -> Result<()> {
+    status_watching(dir, out, &SystemClock, &mut std::thread::sleep)
+}
+
+/// [`status`] with the clock and the wait of the liveness window given.
+pub fn status_watching(
+    dir: &StudyDir,
+    out: &mut dyn Write,
+    clock: &dyn Clock,
+    sleep: &mut dyn FnMut(Duration),
+) -> Result<()> {
+    let study = load_study(dir)?;
+    let results = load_results(dir)?;
+    write_study(dir, &study, &results, out)?;
+    let beats = load_heartbeats(dir)?;
+    writeln!(out)?;
+    if beats.is_empty() {
+        writeln!(out, "workers    none has written a heartbeat yet")?;
+        return Ok(());
+    }
+    let (verdicts, window) = match beats::window(&beats, beats::MAX_WINDOW) {
+        Some(w) => {
+            let mut reread = || load_heartbeats(dir).unwrap_or_default();
+            (beats::watch(&beats, w, clock, sleep, &mut reread), w)
+        }
+        None => (vec![BeatVerdict::Stopped; beats.len()], Duration::ZERO),
+    };
+    write_workers(&beats, &verdicts, window, out)
+}
+
+/// The study, its trial counts and its best trial so far.
+fn write_study(
+    dir: &StudyDir,
+    study: &Study,
+    results: &[TrialResult],
+    out: &mut dyn Write,
+) -> Result<()> {
+    let proposed = list(dir, Sub::Settings)?.len();
+    let scan = Scan::take(dir)?;
+    let mut by_status: BTreeMap<TrialStatus, usize> = BTreeMap::new();
+    for r in results {
+        *by_status.entry(r.status).or_default() += 1;
+    }
+    let planned = match study.total_trials() {
+        Ok(n) => n.to_string(),
+        Err(_) => "?".into(),
+    };
+    let breakdown = if by_status.is_empty() {
+        String::new()
+    } else {
+        let parts: Vec<String> = by_status
+            .iter()
+            .map(|(s, n)| format!("{} {n}", s.as_str()))
+            .collect();
+        format!(" ({})", parts.join(", "))
+    };
+    writeln!(out, "study      {}", study.name)?;
+    writeln!(out, "sampler    {}", sampler_text(&study.sampler))?;
+    writeln!(out, "mode       {}", mode_text(&study.mode))?;
+    writeln!(
+        out,
+        "objective  {} ({})",
+        study.objective.metric,
+        study.objective.direction.as_str()
+    )?;
+    let paused_text = if scan.paused.is_empty() {
+        String::new()
+    } else {
+        format!(", paused {}", scan.paused.len())
+    };
+    writeln!(
+        out,
+        "trials     planned {planned}, proposed {proposed}, pending {}, running {}{paused_text}, \
+         done {}{breakdown}",
+        scan.pending.len(),
+        scan.running.len(),
+        results.len()
+    )?;
+    let finished = if dir.is_finished() {
+        "yes (finished.json present)"
+    } else {
+        "no"
+    };
+    writeln!(out, "finished   {finished}")?;
+    write_best_line(study, results, out)
+}
+
+fn write_best_line(study: &Study, results: &[TrialResult], out: &mut dyn Write) -> Result<()> {
+    match ranked(study, results).first() {
+        Some(best) => {
+            let params: Vec<String> = best
+                .params
+                .iter()
+                .map(|(k, v)| format!("{k}={}", value_text(v)))
+                .collect();
+            writeln!(
+                out,
+                "best       {}  {} {}  {}",
+                best.trial_id,
+                study.objective.metric,
+                num_short(best.objective.unwrap_or(f64::NAN)),
+                params.join(" ")
+            )?;
+        }
+        None => writeln!(out, "best       - (no complete trial yet)")?,
+    }
+    Ok(())
+}
+
+/// The workers table, with each worker's liveness verdict.
+fn write_workers(
+    beats: &[Heartbeat],
+    verdicts: &[BeatVerdict],
+    window: Duration,
+    out: &mut dyn Write,
+) -> Result<()> {
+    let live = verdicts.iter().filter(|v| **v == BeatVerdict::Live).count();
+    writeln!(
+        out,
+        "workers    {live} live of {} (live: its heartbeat changed within {:.1}s on this host's clock; \
+         beat ages are approximate: the worker's clock against this host's)",
+        beats.len(),
+        window.as_secs_f64()
+    )?;
+    let mut t = Table::new(&[
+        ("worker", false),
+        ("host", false),
+        ("device", false),
+        ("state", false),
+        ("trial", false),
+        ("epoch", true),
+        ("last beat", true),
+        ("", false),
+    ]);
+    let now = unix_now();
+    for (hb, verdict) in beats.iter().zip(verdicts) {
+        t.row(vec![
+            hb.worker.clone(),
+            hb.host.clone(),
+            hb.device.clone(),
+            hb.state.to_string(),
+            hb.trial.clone().unwrap_or_else(|| "-".into()),
+            hb.epoch
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "-".into()),
+            // Shown only, never judged on: the two clocks may differ.
+            format!("~{:.0}s ago", now - hb.written_at_unix),
+            verdict.as_str().to_string(),
+        ]);
+    }
+    t.write(out, "  ")?;
+    Ok(())
+}
+
+/// `hps-master best DIR -n N`: the `n` best complete trials.
+pub fn best(dir: &StudyDir, n: usize, out: &mut dyn Write) -> Result<()> {
+    let study = load_study(dir)?;
+    let results = load_results(dir)?;
+    let ranked = ranked(&study, &results);
+    if ranked.is_empty() {
+        writeln!(
+            out,
+            "no results yet: no complete trial with a `{}` objective in `{}`",
+            study.objective.metric,
+            dir.root().display()
+        )?;
+        return Ok(());
+    }
+    let mut cols: Vec<(&str, bool)> = vec![
+        ("rank", true),
+        ("trial", false),
+        (&study.objective.metric, true),
+    ];
+    // The held-out error next to the objective, when the trainer reports
+    // it and it is not the objective itself.
+    let test_col = (study.objective.metric != Metric::TestError.as_str()
+        && ranked
+            .iter()
+            .any(|r| r.metrics.contains_key(Metric::TestError.as_str())))
+    .then_some(Metric::TestError.as_str());
+    if let Some(c) = test_col {
+        cols.push((c, true));
+    }
+    cols.extend(study.space.keys().map(|k| (k.as_str(), true)));
+    cols.extend([
+        ("seed", true),
+        ("best_epoch", true),
+        ("wall_time_s", true),
+        ("worker", false),
+    ]);
+    let mut t = Table::new(&cols);
+    for (i, r) in ranked.iter().take(n).enumerate() {
+        let mut row = vec![
+            (i + 1).to_string(),
+            r.trial_id.clone(),
+            num_short(r.objective.unwrap_or(f64::NAN)),
+        ];
+        if let Some(c) = test_col {
+            row.push(
+                r.metrics
+                    .get(c)
+                    .map(|v| num_short(*v))
+                    .unwrap_or_else(|| "-".into()),
+            );
+        }
+        row.extend(study.space.keys().map(|k| {
+            r.params
+                .get(k)
+                .map(value_text)
+                .unwrap_or_else(|| "-".into())
+        }));
+        row.extend([
+            r.seed.to_string(),
+            r.best_epoch
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "-".into()),
+            format!("{:.1}", r.wall_time_s),
+            r.worker.clone(),
+        ]);
+        t.row(row);
+    }
+    t.write(out, "")?;
+    Ok(())
+}
+
+// ----- loading ------------------------------------------------------------
+
+pub(super) fn load_study(dir: &StudyDir) -> Result<Study> {
+    dir.read_study().map_err(|source| MasterError::ReadStudy {
+        file: dir.study_path(),
+        source,
+    })
+}
+
+fn list(dir: &StudyDir, sub: Sub) -> Result<Vec<String>> {
+    Ok(dir.list(sub)?)
+}
+
+/// Every readable file of `sub`; unreadable ones are skipped with a warning.
+fn load_all<T>(
+    dir: &StudyDir,
+    sub: Sub,
+    read: impl Fn(&str) -> Result<T, FsError>,
+) -> Result<Vec<T>> {
+    let mut out = Vec::new();
+    for name in list(dir, sub)? {
+        match read(&name) {
+            Ok(v) => out.push(v),
+            Err(e) => warn_skip(&dir.json_path(sub, &name), &e),
+        }
+    }
+    Ok(out)
+}
+
+pub(super) fn load_results(dir: &StudyDir) -> Result<Vec<TrialResult>> {
+    load_all(dir, Sub::Results, |id| dir.read_result(id))
+}
+
+pub(super) fn load_settings(dir: &StudyDir) -> Result<Vec<TrialSetting>> {
+    load_all(dir, Sub::Settings, |id| dir.read_setting(id))
+}
+
+fn load_heartbeats(dir: &StudyDir) -> Result<Vec<Heartbeat>> {
+    let mut out = load_all(dir, Sub::Heartbeats, |w| dir.read_heartbeat(w))?;
+    out.sort_by(|a, b| a.worker.cmp(&b.worker));
+    Ok(out)
+}
+
+fn warn_skip(path: &std::path::Path, e: &dyn std::fmt::Display) {
+    // Schema and I/O errors already name the file; don't say it twice.
+    let msg = e.to_string();
+    if msg.contains(&*path.to_string_lossy()) {
+        tracing::warn!("skipping unreadable file: {msg}");
+    } else {
+        tracing::warn!("skipping unreadable file `{}`: {msg}", path.display());
+    }
+}
+
+// ----- ranking and formatting ---------------------------------------------
+
+/// Complete trials with an objective, best first; ties broken by trial id.
+fn ranked<'a>(study: &Study, results: &'a [TrialResult]) -> Vec<&'a TrialResult> {
+    let mut v: Vec<&TrialResult> = results
+        .iter()
+        .filter(|r| r.status == TrialStatus::Complete && r.objective.is_some_and(f64::is_finite))
+        .collect();
+    let dir = study.objective.direction;
+    v.sort_by(|a, b| {
+        let (x, y) = (
+            a.objective.unwrap_or_default(),
+            b.objective.unwrap_or_default(),
+        );
+        dir.cmp(x, y).then_with(|| a.trial_id.cmp(&b.trial_id))
+    });
+    v
+}
+
+fn sampler_text(s: &SamplerSpec) -> String {
+    match s {
+        SamplerSpec::Grid { shuffle: false, .. } => "grid".into(),
+        SamplerSpec::Grid {
+            shuffle: true,
+            seed,
+        } => format!("grid (shuffled, seed {seed})"),
+        SamplerSpec::Random { seed } => format!("random (seed {seed})"),
+        SamplerSpec::QuasiRandom { seed, .. } => format!("quasi_random (seed {seed})"),
+        SamplerSpec::Tpe { seed, .. } => format!("tpe (seed {seed})"),
+        SamplerSpec::Cmaes { seed, .. } => format!("cmaes (seed {seed})"),
+    }
+}
+
+fn mode_text(m: &Mode) -> String {
+    match m {
+        Mode::Sync { batch } => format!("sync (batches of {batch})"),
+        Mode::Async { queue } => format!("async (queue {queue})"),
+    }
+}
+
+/// A parameter value as a user wrote it: strings unquoted, numbers short.
+fn value_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_f64() => num_short(n.as_f64().unwrap_or(f64::NAN)),
+        other => other.to_string(),
+    }
+}
+
+/// A parameter value for export: strings unquoted, numbers exactly as
+/// stored (pandas gets the value the trial ran with).
+pub(super) fn value_full(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_f64() => num_full(n.as_f64().unwrap_or(f64::NAN)),
+        other => other.to_string(),
+    }
+}
+
+/// Six significant digits, for tables.
+fn num_short(x: f64) -> String {
+    if !x.is_finite() {
+        return "-".into();
+    }
+    if x == 0.0 {
+        return "0".into();
+    }
+    let mag = x.abs().log10().floor() as i32;
+    if (-4..6).contains(&mag) {
+        let decimals = (5 - mag).max(0) as usize;
+        let s = format!("{x:.decimals$}");
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
+    } else {
+        format!("{x:.5e}")
+    }
+}
+
+/// The shortest text that reads back as exactly `x`, for exports.
+pub(super) fn num_full(x: f64) -> String {
+    serde_json::Number::from_f64(x)
+        .map(|n| n.to_string())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hps_common::{parse_versioned, FORMAT_VERSION};
+    use std::path::Path;
+
+    const PLAIN: &str = "plain";
+    const COMMA: &str = "a,b";
+    const QUOTE: &str = "say \"hi\"";
+
+    fn study(direction: &str) -> Study {
+        let text = format!(
+            r#"{{"format_version":1,"name":"rep",
+            "space":{{"x0":{{"type":"float","low":-5,"high":10}},
+                     "x1":{{"type":"categorical","choices":["{PLAIN}","a,b","say \"hi\""]}}}},
+            "objective":{{"metric":"value","direction":"{direction}"}},
+            "sampler":{{"kind":"random","seed":0}},"budget":{{"trials":10}},
+            "trainer":{{"kind":"function","name":"branin"}}}}"#
+        );
+        parse_versioned(Path::new("study.json"), &text).unwrap()
+    }
+
+    fn setting(i: u64, x1: &str) -> TrialSetting {
+        TrialSetting {
+            format_version: FORMAT_VERSION,
+            trial_id: hps_common::ids::trial_id(i),
+            index: i,
+            config: i,
+            repeat: 0,
+            seed: 7,
+            params: [
+                ("x0".to_string(), Value::from(i as f64 * 0.5)),
+                ("x1".to_string(), Value::from(x1)),
+            ]
+            .into_iter()
+            .collect(),
+            epochs: 1,
+            time_limit_s: None,
+            attempt: 1,
+            batch: None,
+            sampler: "random".into(),
+            until_epoch: None,
+            decide_at: Vec::new(),
+        }
+    }
+
+    fn result(s: &TrialSetting, status: TrialStatus, objective: Option<f64>) -> TrialResult {
+        TrialResult {
+            format_version: FORMAT_VERSION,
+            trial_id: s.trial_id.clone(),
+            status,
+            params: s.params.clone(),
+            seed: s.seed,
+            objective,
+            metrics: objective
+                .map(|v| [("value".to_string(), v), ("regret".to_string(), v - 0.4)].into())
+                .unwrap_or_default(),
+            curve: vec![],
+            best_epoch: objective.map(|_| 1),
+            epochs_completed: 1,
+            wall_time_s: 0.25,
+            device: "cpu".into(),
+            worker: "w0".into(),
+            attempt: 1,
+            error: (status != TrialStatus::Complete).then(|| "boom, \"badly\"".to_string()),
+            reports: Vec::new(),
+            finished_at_unix: 0.0,
+        }
+    }
+
+    fn heartbeat(worker: &str, state: &str, age_s: f64) -> Heartbeat {
+        // Stopped workers say so with the largest seq.
+        let seq = if state == "stopped" { u64::MAX } else { 3 };
+        Heartbeat {
+            format_version: FORMAT_VERSION,
+            worker: worker.into(),
+            host: "node1".into(),
+            pid: 1,
+            device: "cuda:0".into(),
+            seq,
+            state: state.parse().unwrap(),
+            trial: (state == "training").then(|| "t000003".to_string()),
+            epoch: (state == "training").then_some(4),
+            interval_s: 2.0,
+            written_at_unix: unix_now() - age_s,
+        }
+    }
+
+    /// t0..t2 complete with objectives `objs`, t3 diverged, t4 running,
+    /// t5 pending, t6 recorded only; plus one corrupt result file.
+    fn populated(direction: &str, objs: [f64; 3]) -> (tempfile::TempDir, StudyDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StudyDir::init(&tmp.path().join("study"), &study(direction)).unwrap();
+        let x1 = [PLAIN, COMMA, QUOTE, PLAIN, PLAIN, COMMA, QUOTE];
+        for (i, x) in x1.iter().enumerate() {
+            let s = setting(i as u64, x);
+            dir.record_setting(&s).unwrap();
+            match i {
+                0..=2 => assert!(dir
+                    .submit_result(&result(&s, TrialStatus::Complete, Some(objs[i])))
+                    .unwrap()),
+                3 => assert!(dir
+                    .submit_result(&result(&s, TrialStatus::Diverged, None))
+                    .unwrap()),
+                4 => {
+                    let mut p = s.clone();
+                    p.attempt = 2;
+                    dir.publish(&p).unwrap();
+                    dir.claim(&s.trial_id, "w1").unwrap().unwrap();
+                }
+                5 => dir.publish(&s).unwrap(),
+                _ => {}
+            }
+        }
+        std::fs::write(
+            dir.sub(Sub::Results).join("t000009.json"),
+            b"{\"format_version\": 1, \"trial",
+        )
+        .unwrap();
+        std::fs::write(dir.sub(Sub::Heartbeats).join("w9.json"), b"not json").unwrap();
+        dir.write_heartbeat(&heartbeat("w0", "training", 1.0))
+            .unwrap();
+        dir.write_heartbeat(&heartbeat("w1", "stopped", 1.0))
+            .unwrap();
+        dir.write_heartbeat(&heartbeat("w2", "idle", 1.0)).unwrap();
+        (tmp, dir)
+    }
+
+    fn text(f: impl FnOnce(&mut dyn Write) -> Result<()>) -> String {
+        let mut buf = Vec::new();
+        f(&mut buf).unwrap();
+        String::from_utf8(buf).unwrap()
+    }
+
+    /// The trial ids of a `best` table, in order.
+    fn best_ids(dir: &StudyDir, n: usize) -> Vec<String> {
+        let out = text(|o| best(dir, n, o));
+        out.lines()
+            .skip(1)
+            .map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+            .collect()
+    }
+
+    /// A minimal RFC 4180 reader, to check the writer against.
+    fn parse_csv(text: &str) -> Vec<Vec<String>> {
+        let mut rows = vec![];
+        let mut row = vec![];
+        let mut cell = String::new();
+        let mut quoted = false;
+        let mut chars = text.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (quoted, c) {
+                (true, '"') if chars.peek() == Some(&'"') => {
+                    chars.next();
+                    cell.push('"');
+                }
+                (true, '"') => quoted = false,
+                (true, c) => cell.push(c),
+                (false, '"') => quoted = true,
+                (false, ',') => row.push(std::mem::take(&mut cell)),
+                (false, '\n') => {
+                    row.push(std::mem::take(&mut cell));
+                    rows.push(std::mem::take(&mut row));
+                }
+                (false, c) => cell.push(c),
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn status_counts_trials_and_workers() {
+        let (_tmp, dir) = populated("minimize", [3.0, 1.0, 2.0]);
+        // w0 beats while status watches; w2 does not (its timestamp says
+        // it beat a second ago, which must not matter).
+        let clock = crate::liveness::ManualClock::new();
+        let mut seq = 3;
+        let out = text(|o| {
+            status_watching(&dir, o, &clock, &mut |d| {
+                clock.advance(d);
+                seq += 1;
+                let mut hb = heartbeat("w0", "training", 1.0);
+                hb.seq = seq;
+                dir.write_heartbeat(&hb).unwrap();
+            })
+        });
+        assert!(out.contains("study      rep"), "{out}");
+        assert!(out.contains("random (seed 0)"), "{out}");
+        assert!(
+            out.contains(
+                "planned 10, proposed 7, pending 1, running 1, done 4 (complete 3, diverged 1)"
+            ),
+            "{out}"
+        );
+        assert!(out.contains("finished   no"), "{out}");
+        assert!(
+            out.contains("best       t000001  value 1  x0=0.5 x1=a,b"),
+            "{out}"
+        );
+        assert!(out.contains("approximate"), "{out}");
+        let worker_line = |w: &str| {
+            out.lines()
+                .find(|l| l.trim_start().starts_with(w))
+                .unwrap()
+                .to_string()
+        };
+        assert!(
+            worker_line("w0").ends_with("live") && worker_line("w0").contains("t000003"),
+            "{out}"
+        );
+        assert!(worker_line("w1").ends_with("stopped"), "{out}");
+        assert!(worker_line("w2").ends_with("stale"), "{out}");
+        assert!(
+            !out.contains("w9"),
+            "the corrupt heartbeat is skipped: {out}"
+        );
+
+        dir.mark_finished(&hps_common::Finished {
+            format_version: 1,
+            trials: 10,
+            finished_at_unix: 0.0,
+        })
+        .unwrap();
+        assert!(
+            text(|o| status_watching(&dir, o, &clock, &mut |d| clock.advance(d)))
+                .contains("finished   yes")
+        );
+    }
+
+    #[test]
+    fn best_orders_by_direction_then_trial_id() {
+        let (_tmp, dir) = populated("minimize", [0.5, 0.2, 0.2]);
+        assert_eq!(best_ids(&dir, 10), ["t000001", "t000002", "t000000"]);
+        assert_eq!(best_ids(&dir, 2), ["t000001", "t000002"]);
+        let out = text(|o| best(&dir, 10, o));
+        let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+        assert_eq!(
+            header,
+            [
+                "rank",
+                "trial",
+                "value",
+                "x0",
+                "x1",
+                "seed",
+                "best_epoch",
+                "wall_time_s",
+                "worker"
+            ]
+        );
+
+        let (_tmp, dir) = populated("maximize", [0.5, 0.2, 0.9]);
+        assert_eq!(best_ids(&dir, 10), ["t000002", "t000000", "t000001"]);
+        let (_tmp, dir) = populated("maximize", [0.5, 0.9, 0.9]);
+        assert_eq!(best_ids(&dir, 10), ["t000001", "t000002", "t000000"]);
+    }
+
+    #[test]
+    fn best_on_an_empty_study_says_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StudyDir::init(tmp.path(), &study("minimize")).unwrap();
+        let out = text(|o| best(&dir, 5, o));
+        assert!(out.starts_with("no results yet"), "{out}");
+        let out = text(|o| status(&dir, o));
+        assert!(
+            out.contains("proposed 0") && out.contains("no complete trial yet"),
+            "{out}"
+        );
+        let csv = text(|o| export(&dir, ExportFormat::Csv, o));
+        assert_eq!(csv.lines().count(), 1, "header only: {csv}");
+        assert!(text(|o| export(&dir, ExportFormat::Jsonl, o)).is_empty());
+    }
+
+    #[test]
+    fn csv_export_quotes_and_includes_unfinished_trials() {
+        let (_tmp, dir) = populated("minimize", [3.0, 1.0, 2.0]);
+        let out = text(|o| export(&dir, ExportFormat::Csv, o));
+        assert!(
+            out.contains(",\"a,b\",") && out.contains(",\"say \"\"hi\"\"\","),
+            "{out}"
+        );
+        let rows = parse_csv(&out);
+        assert_eq!(
+            rows[0],
+            [
+                "trial_id",
+                "index",
+                "config",
+                "repeat",
+                "seed",
+                "attempt",
+                "status",
+                "objective",
+                "param_x0",
+                "param_x1",
+                "metric_regret",
+                "metric_value",
+                "best_epoch",
+                "epochs_completed",
+                "wall_time_s",
+                "worker",
+                "device",
+                "error"
+            ]
+        );
+        assert_eq!(rows.len(), 8, "header + 7 settings");
+        assert!(rows.iter().all(|r| r.len() == rows[0].len()));
+        let col = |name: &str| rows[0].iter().position(|h| h == name).unwrap();
+        let ids: Vec<&str> = rows[1..].iter().map(|r| r[0].as_str()).collect();
+        assert_eq!(
+            ids,
+            ["t000000", "t000001", "t000002", "t000003", "t000004", "t000005", "t000006"]
+        );
+        let status: Vec<&str> = rows[1..]
+            .iter()
+            .map(|r| r[col("status")].as_str())
+            .collect();
+        assert_eq!(
+            status,
+            ["complete", "complete", "complete", "diverged", "running", "pending", "proposed"]
+        );
+        assert_eq!(rows[2][col("param_x1")], COMMA);
+        assert_eq!(rows[3][col("param_x1")], QUOTE);
+        assert_eq!(rows[2][col("objective")], "1.0");
+        assert_eq!(rows[4][col("error")], "boom, \"badly\"");
+        // The running trial: claimed by w1 with the re-queued attempt.
+        assert_eq!(
+            (
+                rows[5][col("worker")].as_str(),
+                rows[5][col("attempt")].as_str()
+            ),
+            ("w1", "2")
+        );
+        for r in &rows[5..] {
+            assert_eq!(r[col("objective")], "");
+            assert_eq!(r[col("metric_value")], "");
+        }
+    }
+
+    #[test]
+    fn jsonl_export_is_one_object_per_trial() {
+        let (_tmp, dir) = populated("minimize", [3.0, 1.0, 2.0]);
+        let out = text(|o| export(&dir, ExportFormat::Jsonl, o));
+        let objs: Vec<serde_json::Map<String, Value>> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect();
+        assert_eq!(objs.len(), 7);
+        for o in &objs {
+            assert_eq!(o.len(), 16, "{o:?}");
+            assert!(o["params"].is_object() && o["metrics"].is_object());
+        }
+        assert_eq!(objs[1]["objective"], Value::from(1.0));
+        assert_eq!(objs[1]["metrics"]["value"], Value::from(1.0));
+        assert_eq!(objs[2]["params"]["x1"], Value::from(QUOTE));
+        assert_eq!(objs[5]["status"], "pending");
+        assert_eq!(objs[5]["objective"], Value::Null);
+        assert_eq!(objs[5]["metrics"], serde_json::json!({}));
+        assert_eq!(objs[4]["status"], "running");
+        let first_key = out.lines().next().unwrap().split(':').next().unwrap();
+        assert_eq!(first_key, "{\"trial_id\"");
+    }
+
+    #[test]
+    fn unreadable_study_names_the_path() {
+        let (_tmp, dir) = populated("minimize", [3.0, 1.0, 2.0]);
+        std::fs::write(dir.study_path(), b"{").unwrap();
+        let e = format!("{:#}", status(&dir, &mut Vec::new()).unwrap_err());
+        assert!(e.contains("study.json"), "{e}");
+    }
+
+    #[test]
+    fn numbers_are_short_in_tables() {
+        assert_eq!(num_short(0.123456789), "0.123457");
+        assert_eq!(num_short(1.0), "1");
+        assert_eq!(num_short(10f64.powf(-1.25)), "0.0562341");
+        assert_eq!(num_short(1.5e-7), "1.50000e-7");
+    }
+}

@@ -1,0 +1,251 @@
+//! The master's lease on the study directory: `master.json`, renewed by a
+//! background thread. A second master refuses to start while the lease is
+//! being renewed, and takes over once it has stopped changing — judged on
+//! its own monotonic clock, never by comparing the lease's timestamp.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hps_common::files::unix_now;
+use hps_common::{MasterLease, FORMAT_VERSION};
+use hps_shared_fs::dir::MASTER_FILE;
+use hps_shared_fs::{hostname, Periodic, StudyDir};
+use tracing::info;
+
+use crate::error::MasterError;
+
+pub(super) struct Lease {
+    lost: Arc<AtomicBool>,
+    beat: Option<Periodic>,
+    dir: StudyDir,
+}
+
+/// What a master finds in `master.json` when it starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// No lease, our own (same host and pid), or one whose process is gone
+    /// from this host: take it at once.
+    Free,
+    /// Someone else's: watch it for a few of its intervals first.
+    Watch,
+}
+
+fn judge(old: &MasterLease, host: &str, pid: u32, alive: impl Fn(u32) -> bool) -> Found {
+    let same_host_dead = old.host == host && !alive(old.pid);
+    let ours = old.host == host && old.pid == pid;
+    if same_host_dead || ours {
+        Found::Free
+    } else {
+        Found::Watch
+    }
+}
+
+impl Lease {
+    pub(super) fn acquire(
+        dir: &StudyDir,
+        interval: Duration,
+        shutdown: &AtomicBool,
+    ) -> Result<Lease, MasterError> {
+        let host = hostname();
+        let pid = std::process::id();
+        if let Some(old) = read(dir)? {
+            if judge(&old, &host, pid, pid_alive) == Found::Watch {
+                wait_until_stale(dir, &old, shutdown)?;
+            }
+        }
+        let mut lease = MasterLease {
+            format_version: FORMAT_VERSION,
+            host,
+            pid,
+            seq: 0,
+            interval_s: interval.as_secs_f64(),
+            written_at_unix: unix_now(),
+        };
+        dir.write_lease(&lease)?;
+        let lost = Arc::new(AtomicBool::new(false));
+        let beat = {
+            let (dir, lost) = (dir.clone(), lost.clone());
+            Periodic::start("master lease", interval, move |seq| {
+                renew(&dir, &mut lease, seq, &lost)
+            })
+        };
+        Ok(Lease {
+            lost,
+            beat: Some(beat),
+            dir: dir.clone(),
+        })
+    }
+
+    /// An error once another master has taken the lease over.
+    pub(super) fn check(&self) -> Result<(), MasterError> {
+        if self.lost.load(Ordering::SeqCst) {
+            return Err(MasterError::LeaseLost {
+                dir: self.dir.root().to_path_buf(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Stop renewing, and remove `master.json` unless it is someone else's.
+    pub(super) fn release(mut self) {
+        if let Some(beat) = self.beat.take() {
+            beat.stop();
+        }
+        if !self.lost.load(Ordering::SeqCst) {
+            let _ = std::fs::remove_file(self.dir.root().join(MASTER_FILE));
+        }
+    }
+}
+
+fn read(dir: &StudyDir) -> Result<Option<MasterLease>, MasterError> {
+    dir.read_lease().map_err(|source| MasterError::ReadLease {
+        file: dir.root().join(MASTER_FILE),
+        source,
+    })
+}
+
+/// Watch another master's lease on our own clock for three of its
+/// intervals: an error if it changes (that master is alive), `Ok` once it
+/// has stood still that long or disappeared.
+fn wait_until_stale(
+    dir: &StudyDir,
+    old: &MasterLease,
+    shutdown: &AtomicBool,
+) -> Result<(), MasterError> {
+    let grace = Duration::from_secs_f64(old.interval_s.max(0.1) * 3.0);
+    info!(host = %old.host, pid = old.pid, "a master lease exists; checking for {:?} whether it is live", grace);
+    let t = Instant::now();
+    while t.elapsed() < grace {
+        if shutdown.load(Ordering::SeqCst) {
+            return Err(MasterError::LeaseInterrupted {
+                file: dir.root().join(MASTER_FILE),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        match dir.read_lease() {
+            Ok(Some(now)) if now.seq != old.seq || now.pid != old.pid => {
+                return Err(MasterError::LeaseHeld {
+                    dir: dir.root().to_path_buf(),
+                    host: now.host,
+                    pid: now.pid,
+                })
+            }
+            Ok(None) => break,
+            _ => {}
+        }
+    }
+    info!("the previous master's lease is stale; taking over");
+    Ok(())
+}
+
+/// One beat of the renewing thread: rewrite the lease with `seq`, unless
+/// someone else's lease has appeared (we were presumed dead): then say so
+/// through `lost` and write nothing any more.
+fn renew(
+    dir: &StudyDir,
+    lease: &mut MasterLease,
+    seq: u64,
+    lost: &AtomicBool,
+) -> Result<(), hps_shared_fs::FsError> {
+    if lost.load(Ordering::SeqCst) {
+        return Ok(());
+    }
+    if let Ok(Some(cur)) = dir.read_lease() {
+        if cur.pid != lease.pid || cur.host != lease.host {
+            lost.store(true, Ordering::SeqCst);
+            return Ok(());
+        }
+    }
+    lease.seq = seq;
+    lease.written_at_unix = unix_now();
+    dir.write_lease(lease)
+}
+
+fn pid_alive(pid: u32) -> bool {
+    // SAFETY: kill with signal 0 only checks for existence.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lease(host: &str, pid: u32) -> MasterLease {
+        MasterLease {
+            format_version: FORMAT_VERSION,
+            host: host.into(),
+            pid,
+            seq: 4,
+            interval_s: 0.05,
+            written_at_unix: 0.0,
+        }
+    }
+
+    #[test]
+    fn only_a_lease_of_another_live_process_is_watched() {
+        let alive = |_| true;
+        let dead = |_| false;
+        assert_eq!(judge(&lease("h", 7), "h", 7, alive), Found::Free, "ours");
+        assert_eq!(judge(&lease("h", 8), "h", 7, dead), Found::Free);
+        assert_eq!(judge(&lease("h", 8), "h", 7, alive), Found::Watch);
+        // Another host's pid says nothing about this host's processes.
+        assert_eq!(judge(&lease("g", 8), "h", 7, dead), Found::Watch);
+    }
+
+    fn study_dir(tmp: &std::path::Path) -> StudyDir {
+        let text = r#"{"format_version":1,"name":"lease",
+            "space":{"x0":{"type":"float","low":-5,"high":10},"x1":{"type":"float","low":0,"high":15}},
+            "objective":{"metric":"value","direction":"minimize"},
+            "sampler":{"kind":"random","seed":0},"budget":{"trials":1},
+            "trainer":{"kind":"function","name":"branin"}}"#;
+        let study = hps_common::parse_versioned(std::path::Path::new("study.json"), text).unwrap();
+        StudyDir::init(&tmp.join("s"), &study).unwrap()
+    }
+
+    #[test]
+    fn a_renewed_lease_is_refused_and_a_standing_one_taken_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = study_dir(tmp.path());
+        let stop = AtomicBool::new(false);
+        // Nobody renews it: stale after three intervals.
+        let old = lease("elsewhere", 1);
+        dir.write_lease(&old).unwrap();
+        wait_until_stale(&dir, &old, &stop).unwrap();
+
+        // A live master renews it: refused.
+        let first = Lease::acquire(&dir, Duration::from_millis(20), &stop).unwrap();
+        let mut theirs = dir.read_lease().unwrap().unwrap();
+        theirs.host = "elsewhere".into();
+        theirs.interval_s = 1.0;
+        let e = wait_until_stale(&dir, &theirs, &stop).unwrap_err();
+        assert!(matches!(e, MasterError::LeaseHeld { .. }), "{e}");
+        first.check().unwrap();
+        first.release();
+        assert!(dir.read_lease().unwrap().is_none(), "released");
+    }
+
+    #[test]
+    fn a_master_whose_lease_was_taken_over_notices() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = study_dir(tmp.path());
+        let stop = AtomicBool::new(false);
+        let ours = Lease::acquire(&dir, Duration::from_millis(10), &stop).unwrap();
+        // Written again until noticed: a beat that read our lease just
+        // before may overwrite the first write (the protocol's read-then-
+        // write is not atomic; the newcomer's own beats win in the end).
+        let t = Instant::now();
+        while ours.check().is_ok() {
+            dir.write_lease(&lease("elsewhere", 1)).unwrap();
+            assert!(t.elapsed() < Duration::from_secs(30), "never noticed");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ours.release();
+        assert_eq!(
+            dir.read_lease().unwrap().unwrap().host,
+            "elsewhere",
+            "the new master's lease is left alone"
+        );
+    }
+}

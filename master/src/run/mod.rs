@@ -1,0 +1,433 @@
+//! `hps-master run`: the propose / publish / collect loop.
+//!
+//! The master keeps no state of its own beyond what is in the study
+//! directory: on start it rebuilds everything from `settings/`, `pending/`,
+//! `running/` and `results/`, so running it again after a crash continues
+//! the search where it stopped.
+
+mod lease;
+mod prune;
+mod recover;
+mod workers;
+mod written;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hps_common::files::unix_now;
+use hps_common::ids::trial_id;
+use hps_common::{Finished, Mode, Study, TrialResult, TrialSetting, TrialStatus, FORMAT_VERSION};
+use hps_shared_fs::{detect_remote_fs, StudyDir, Sub, Waker, WatchMode};
+use tracing::{debug, info, info_span};
+
+use crate::error::MasterError;
+use crate::liveness::{Clock, Liveness, SystemClock};
+use crate::pruners::halving::{self, Bracket};
+use crate::pruners::{self, Curve, Shown, StopRule};
+use crate::samplers::{self, Observation, Sampler};
+use crate::scan::Scan;
+use lease::Lease;
+
+/// Everything `run` needs, validated by the binary.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    pub dir: PathBuf,
+    /// `Some(interval)`: scan only, no native events (network filesystems).
+    pub poll: Option<Duration>,
+    /// Rescan at least this often even with native events.
+    pub rescan: Duration,
+    /// How often the master renews its lease (`master.json`).
+    pub lease_interval: Duration,
+    /// A worker whose heartbeat has not changed for this long, measured on
+    /// the master's own clock, is presumed dead and its trials re-queued.
+    pub worker_grace: Duration,
+    /// Runs of a trial before it is given up as failed.
+    pub max_attempts: u32,
+    /// A recorded trial seen nowhere (not pending, running or done) for
+    /// this long is published again. Longer than a directory listing can
+    /// be stale on NFS, so a trial in flight is never mistaken for lost.
+    pub orphan_grace: Duration,
+}
+
+impl RunConfig {
+    pub fn new(dir: PathBuf) -> Self {
+        RunConfig {
+            dir,
+            poll: None,
+            rescan: Duration::from_secs(2),
+            lease_interval: Duration::from_secs(2),
+            worker_grace: Duration::from_secs(30),
+            max_attempts: 3,
+            orphan_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What a finished (or interrupted) run did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    pub planned: u64,
+    pub proposed: u64,
+    pub results: u64,
+    pub finished: bool,
+}
+
+/// Run the master until the budget is spent or `shutdown` is set.
+pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, MasterError> {
+    let dir = StudyDir::open(&cfg.dir)?;
+    let study = dir.read_study()?;
+    let planned = study
+        .total_trials()
+        .map_err(|e| e.in_file(&dir.study_path()))?;
+    let sampler = samplers::build(&study, &dir.study_path())?;
+
+    let lease = Lease::acquire(&dir, cfg.lease_interval, &shutdown)?;
+    let swept = dir.sweep_temp_files(Duration::from_secs(600));
+    if swept > 0 {
+        info!(swept, "removed temp files left by crashed writers");
+    }
+    let (cfg, mode) = watch_mode(&dir, cfg);
+    let waker = Waker::new(
+        &[
+            dir.sub(Sub::Results),
+            dir.sub(Sub::Pending),
+            dir.sub(Sub::Running),
+            dir.sub(Sub::Progress),
+            dir.sub(Sub::Paused),
+        ],
+        mode,
+    );
+    info!(dir = %dir.root().display(), study = %study.name, sampler = study.sampler.name(), planned, watch = waker.description(), "master started");
+
+    let mut m = Master::new(dir, study, sampler, planned, cfg, Arc::new(SystemClock))?;
+    let summary = loop {
+        lease.check()?;
+        m.step()?;
+        if m.is_done() {
+            m.finish()?;
+            break m.summary(true);
+        }
+        if shutdown.load(Ordering::SeqCst) {
+            info!("shutdown requested; the study can be continued with `hps-master run`");
+            break m.summary(false);
+        }
+        waker.wait();
+    };
+    lease.release();
+    Ok(summary)
+}
+
+/// Native events or polling ([`WatchMode::choose`]), and the orphan grace
+/// that suits the filesystem: NFS may serve directory listings up to a
+/// minute stale.
+fn watch_mode(dir: &StudyDir, cfg: &RunConfig) -> (RunConfig, WatchMode) {
+    let mut cfg = cfg.clone();
+    if detect_remote_fs(dir.root()).is_some() {
+        cfg.orphan_grace = cfg.orphan_grace.max(Duration::from_secs(90));
+    }
+    let (mode, why) = WatchMode::choose(dir.root(), cfg.poll, cfg.rescan);
+    if let Some(why) = why {
+        info!("{why}");
+    }
+    (cfg, mode)
+}
+
+/// The master's view of the study, rebuilt from the directory.
+struct Master {
+    dir: StudyDir,
+    study: Study,
+    sampler: Box<dyn Sampler>,
+    planned: u64,
+    cfg: RunConfig,
+    /// Every recorded setting, by trial id.
+    settings: BTreeMap<String, TrialSetting>,
+    /// Parameters of each config, so repeats share them.
+    configs: HashMap<u64, hps_common::Params>,
+    results: BTreeMap<String, TrialResult>,
+    observations: Vec<Observation>,
+    next_index: u64,
+    /// Trials seen nowhere (not pending, running or done), and since when
+    /// (on this process's clock).
+    suspected_orphans: BTreeMap<String, Instant>,
+    liveness: Liveness,
+    /// Workers already warned about a too-short --worker-grace.
+    warned_grace: BTreeSet<String>,
+    clock: Arc<dyn Clock>,
+    pending_count: usize,
+    /// ASHA or the median rule, if the study has one.
+    stop_rule: Option<Box<dyn StopRule>>,
+    /// Successive halving / Hyperband brackets (empty otherwise).
+    brackets: Vec<Bracket>,
+    /// The last step a decision was written for, per running trial.
+    decided: HashMap<String, u32>,
+    /// Intermediate values of every trial with a result.
+    finished_curves: BTreeMap<String, Curve>,
+}
+
+impl Master {
+    fn new(
+        dir: StudyDir,
+        study: Study,
+        sampler: Box<dyn Sampler>,
+        planned: u64,
+        cfg: RunConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, MasterError> {
+        let worker_grace = cfg.worker_grace;
+        let shown = Shown {
+            metric: study.objective.metric.clone(),
+            direction: study.objective.direction,
+        };
+        let stop_rule = study
+            .pruner
+            .as_ref()
+            .and_then(|p| pruners::stop_rule(p, shown));
+        let brackets = match (&study.pruner, &study.mode) {
+            (Some(p), Mode::Sync { batch }) => halving::brackets(p, *batch, study.budget.epochs),
+            _ => Vec::new(),
+        };
+        let mut m = Master {
+            dir,
+            study,
+            sampler,
+            planned,
+            cfg,
+            settings: BTreeMap::new(),
+            configs: HashMap::new(),
+            results: BTreeMap::new(),
+            observations: Vec::new(),
+            next_index: 0,
+            suspected_orphans: BTreeMap::new(),
+            liveness: Liveness::new(worker_grace),
+            warned_grace: BTreeSet::new(),
+            clock,
+            pending_count: 0,
+            stop_rule,
+            brackets,
+            decided: HashMap::new(),
+            finished_curves: BTreeMap::new(),
+        };
+        m.load_settings()?;
+        for id in m.dir.list(Sub::Decisions)? {
+            if let Ok(Some(d)) = m.dir.read_decision(&id) {
+                m.decided.insert(id, d.step);
+            }
+        }
+        if m.dir.is_finished() && m.next_index < m.planned {
+            // The budget was raised after the study finished: continue it.
+            info!(
+                planned = m.planned,
+                proposed = m.next_index,
+                "budget raised; continuing a finished study"
+            );
+            m.dir.clear_finished()?;
+        }
+        info!(
+            proposed = m.next_index,
+            "recovered {} recorded settings",
+            m.settings.len()
+        );
+        Ok(m)
+    }
+
+    fn make_setting(&mut self, index: u64) -> TrialSetting {
+        let repeats = self.study.repeats as u64;
+        let config = index / repeats;
+        let repeat = (index % repeats) as u32;
+        let params = match self.configs.get(&config) {
+            Some(p) => p.clone(),
+            None => {
+                // Pending: recorded settings without a result, one per config.
+                let mut seen = BTreeSet::new();
+                let pending: Vec<hps_common::Params> = self
+                    .settings
+                    .values()
+                    .filter(|s| !self.results.contains_key(&s.trial_id) && seen.insert(s.config))
+                    .map(|s| s.params.clone())
+                    .collect();
+                let p = self.sampler.propose(config, &self.observations, &pending);
+                self.configs.insert(config, p.clone());
+                p
+            }
+        };
+        let batch = match self.study.mode {
+            Mode::Sync { .. } if !self.brackets.is_empty() => {
+                Some(halving::batch_of(&self.brackets, index).0)
+            }
+            Mode::Sync { batch } => Some(index / batch as u64),
+            Mode::Async { .. } => None,
+        };
+        let until_epoch = match batch {
+            Some(b) if !self.brackets.is_empty() => {
+                halving::bracket_of(&self.brackets, b).first_until()
+            }
+            _ => None,
+        };
+        let decide_at = self
+            .stop_rule
+            .as_ref()
+            .map(|r| r.decide_at(self.study.budget.epochs))
+            .unwrap_or_default();
+        TrialSetting {
+            format_version: FORMAT_VERSION,
+            trial_id: trial_id(index),
+            index,
+            config,
+            repeat,
+            seed: self.study.trial_seed(repeat),
+            params,
+            epochs: self.study.budget.epochs,
+            time_limit_s: self.study.budget.time_limit_s,
+            attempt: 1,
+            batch,
+            sampler: self.study.sampler.name().to_string(),
+            until_epoch,
+            decide_at,
+        }
+    }
+
+    /// One scan: collect results, recover lost trials, propose new ones.
+    fn step(&mut self) -> Result<(), MasterError> {
+        let scan = Scan::take(&self.dir)?;
+        self.pending_count = scan.pending.len();
+        self.collect_results(&scan.results);
+        self.drop_finished_copies(&scan)?;
+        self.check_workers(&scan.running)?;
+        self.publish_orphans(&scan)?;
+        self.judge_running()?;
+        self.advance_brackets(&scan.paused)?;
+        self.propose()?;
+        Ok(())
+    }
+
+    fn accept(&mut self, r: TrialResult) {
+        let span = info_span!("trial", trial_id = %r.trial_id);
+        let _g = span.enter();
+        match r.objective {
+            Some(v) => info!(
+                status = r.status.as_str(),
+                worker = %r.worker,
+                "{} {} = {v:.6}",
+                r.trial_id,
+                self.study.objective.metric
+            ),
+            None => {
+                info!(status = r.status.as_str(), worker = %r.worker, error = r.error.as_deref().unwrap_or(""), "{} ended without an objective", r.trial_id)
+            }
+        }
+        if let Some(s) = self.settings.get(&r.trial_id) {
+            let loss = r
+                .objective
+                .map(|v| self.study.objective.direction.sort_key(v));
+            self.observations.push(Observation {
+                config: s.config,
+                params: s.params.clone(),
+                status: r.status,
+                loss,
+            });
+        }
+        // Pruners compare running trials with finished ones' curves.
+        if self.study.pruner.is_some() {
+            if let Err(e) = self.dir.clear_trial_state(&r.trial_id) {
+                debug!("{e}");
+            }
+            let complete = r.status == TrialStatus::Complete;
+            let points = self.result_points(&r);
+            let curve = Curve::from_points(&points, self.study.objective.direction, complete);
+            self.finished_curves.insert(r.trial_id.clone(), curve);
+        }
+        self.decided.remove(&r.trial_id);
+        self.results.insert(r.trial_id.clone(), r);
+    }
+
+    fn live_workers(&self) -> usize {
+        self.liveness.live_count(self.clock.now())
+    }
+
+    fn propose(&mut self) -> Result<(), MasterError> {
+        let remaining = self.planned.saturating_sub(self.next_index);
+        if remaining == 0 {
+            return Ok(());
+        }
+        let n = match self.study.mode {
+            Mode::Sync { batch } => {
+                // Scenario 6: the next batch only once every result is in.
+                if self.settings.keys().all(|id| self.results.contains_key(id)) {
+                    let size = if self.brackets.is_empty() {
+                        batch as u64
+                    } else {
+                        let (b, start) = halving::batch_of(&self.brackets, self.next_index);
+                        let size = halving::bracket_of(&self.brackets, b).size as u64;
+                        start + size - self.next_index
+                    };
+                    size.min(remaining)
+                } else {
+                    0
+                }
+            }
+            Mode::Async { queue } => {
+                let target = (queue as usize).max(self.live_workers());
+                (target.saturating_sub(self.pending_count) as u64).min(remaining)
+            }
+        };
+        for _ in 0..n {
+            let s = self.make_setting(self.next_index);
+            // Record first, then publish: a crash in between leaves a
+            // recorded setting that the next master publishes unchanged.
+            self.dir.record_setting(&s)?;
+            self.dir.publish(&s)?;
+            info!(trial = %s.trial_id, batch = ?s.batch, params = %serde_json::to_string(&s.params).unwrap_or_default(), "proposed");
+            self.settings.insert(s.trial_id.clone(), s);
+            self.next_index += 1;
+            self.pending_count += 1;
+        }
+        Ok(())
+    }
+
+    fn is_done(&self) -> bool {
+        self.next_index >= self.planned
+            && self.settings.keys().all(|id| self.results.contains_key(id))
+    }
+
+    fn finish(&mut self) -> Result<(), MasterError> {
+        self.dir.mark_finished(&Finished {
+            format_version: FORMAT_VERSION,
+            trials: self.planned,
+            finished_at_unix: unix_now(),
+        })?;
+        let best = self
+            .results
+            .values()
+            .filter(|r| r.status == TrialStatus::Complete)
+            .filter_map(|r| r.objective.map(|v| (r, v)))
+            .fold(None::<(&TrialResult, f64)>, |acc, (r, v)| match acc {
+                Some((_, b)) if !self.study.objective.direction.better(v, b) => acc,
+                _ => Some((r, v)),
+            });
+        match best {
+            Some((r, v)) => {
+                info!(trials = self.results.len(), best = %r.trial_id, "study finished; best {} = {v:.6}", self.study.objective.metric)
+            }
+            None => info!(
+                trials = self.results.len(),
+                "study finished; no trial completed"
+            ),
+        }
+        Ok(())
+    }
+
+    fn summary(&self, finished: bool) -> RunSummary {
+        RunSummary {
+            planned: self.planned,
+            proposed: self.next_index,
+            results: self.results.len() as u64,
+            finished,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,165 @@
+//! Rebuilding the master's view from the directory, and repairing it:
+//! recorded settings, results, stray files, and trials that got lost.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use hps_common::ids::trial_id;
+use hps_shared_fs::dir::is_not_found;
+use hps_shared_fs::{FsError, Sub};
+use tracing::{debug, info, warn};
+
+use super::Master;
+use crate::error::MasterError;
+use crate::scan::Scan;
+
+impl Master {
+    /// Read every recorded proposal. A corrupt record is quarantined and
+    /// re-created from the sampler, which is deterministic per setting.
+    pub(super) fn load_settings(&mut self) -> Result<(), MasterError> {
+        let ids = self.dir.list(Sub::Settings)?;
+        for id in ids {
+            if self.named(Sub::Settings, &id).is_none() {
+                continue;
+            }
+            match self.dir.read_setting(&id) {
+                Ok(s) if s.trial_id != id => {
+                    warn!("settings/{id}.json says trial `{}`; moving it to quarantine/ and re-creating it", s.trial_id);
+                    self.quarantine(&self.dir.setting_path(&id)?);
+                }
+                Ok(s) => {
+                    self.configs
+                        .entry(s.config)
+                        .or_insert_with(|| s.params.clone());
+                    self.next_index = self.next_index.max(s.index + 1);
+                    self.settings.insert(id, s);
+                }
+                Err(FsError::Schema(e)) => {
+                    warn!("{e}; moving it to quarantine/ and re-creating the setting");
+                    self.quarantine(&self.dir.setting_path(&id)?);
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Re-create any record missing below next_index (quarantined above).
+        for index in 0..self.next_index {
+            let id = trial_id(index);
+            if !self.settings.contains_key(&id) {
+                let s = self.make_setting(index);
+                self.dir.record_setting(&s)?;
+                self.settings.insert(id, s);
+            }
+        }
+        Ok(())
+    }
+
+    /// The path of `sub/<name>.json`, or `None` (after moving the file to
+    /// quarantine/) when the name is not a valid trial id — one stray file
+    /// must not stop the master.
+    pub(super) fn named(&self, sub: Sub, name: &str) -> Option<PathBuf> {
+        let path = self.dir.json_path(sub, name);
+        match hps_common::validate_id("trial id", name) {
+            Ok(()) => Some(path),
+            Err(e) => {
+                warn!(file = %path.display(), "{e}; moving it to quarantine/");
+                self.quarantine(&path);
+                None
+            }
+        }
+    }
+
+    pub(super) fn quarantine(&self, path: &Path) {
+        match self.dir.quarantine(path) {
+            Ok(to) => info!(from = %path.display(), to = %to.display(), "quarantined"),
+            Err(e) => warn!("{e}"),
+        }
+    }
+
+    /// Read the results not seen yet. A result that names another trial or
+    /// cannot be parsed is quarantined (the trial is then re-run); other
+    /// read errors may be transient and are retried next scan.
+    pub(super) fn collect_results(&mut self, result_ids: &[String]) {
+        for id in result_ids {
+            if self.results.contains_key(id) {
+                continue;
+            }
+            let Some(path) = self.named(Sub::Results, id) else {
+                continue;
+            };
+            match self.dir.read_result(id) {
+                Ok(r) if &r.trial_id == id => self.accept(r),
+                Ok(r) => {
+                    warn!(file = %path.display(), "result file says trial `{}`; moving it to quarantine/", r.trial_id);
+                    self.quarantine(&path);
+                }
+                Err(FsError::Schema(e)) => {
+                    warn!("{e}; moving it to quarantine/ and re-running the trial");
+                    self.quarantine(&path);
+                }
+                Err(e) if is_not_found(&e) => {}
+                // EIO, ESTALE…: maybe transient; try again next scan.
+                Err(e) => warn!("{e}"),
+            }
+        }
+    }
+
+    /// Remove queue files of trials that already have a result.
+    pub(super) fn drop_finished_copies(&self, scan: &Scan) -> Result<(), MasterError> {
+        // A pending copy of a finished trial (a late result won the race
+        // with a re-queue): remove it so nobody runs the trial again.
+        for id in &scan.pending {
+            if self.results.contains_key(id) {
+                if let Ok(p) = self.dir.pending_path(id) {
+                    debug!(trial = %id, "removing the pending copy of a finished trial");
+                    let _ = std::fs::remove_file(p);
+                }
+            }
+        }
+        // Claims whose result is already in: the worker died between
+        // publishing the result and dropping its claim.
+        for c in &scan.running {
+            if self.results.contains_key(&c.trial_id) {
+                debug!(trial = %c.trial_id, "dropping the claim of a finished trial");
+                self.dir.drop_claim(c)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Recorded but nowhere else: the master died between recording and
+    /// publishing, or a file was lost. Re-publish once the trial has been
+    /// seen nowhere for the orphan grace, on this process's clock.
+    pub(super) fn publish_orphans(&mut self, scan: &Scan) -> Result<(), MasterError> {
+        let orphans: BTreeSet<String> = self
+            .settings
+            .keys()
+            .filter(|id| {
+                let result = self.results.get(*id).map(|r| r.status);
+                scan.state(id, result) == hps_common::TrialState::Proposed
+            })
+            .cloned()
+            .collect();
+        let now = self.clock.now();
+        self.suspected_orphans.retain(|id, _| orphans.contains(id));
+        for id in &orphans {
+            self.suspected_orphans.entry(id.clone()).or_insert(now);
+        }
+        let grace = self.cfg.orphan_grace;
+        let confirmed: Vec<String> = self
+            .suspected_orphans
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= grace)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &confirmed {
+            self.suspected_orphans.remove(id);
+            if self.dir.has_result(id) {
+                continue;
+            }
+            info!(trial = %id, "publishing a recorded setting that was never published");
+            self.dir.publish(&self.settings[id])?;
+            self.pending_count += 1;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! The run loop's parts, driven scan by scan on a manual clock.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hps_common::{Heartbeat, TrialSetting, TrialStatus, FORMAT_VERSION};
+use hps_shared_fs::{StudyDir, Sub};
+
+use super::{Master, RunConfig};
+use crate::liveness::ManualClock;
+use crate::samplers;
+
+fn study_dir(tmp: &Path) -> StudyDir {
+    let text = r#"{"format_version":1,"name":"loop",
+        "space":{"x0":{"type":"float","low":-5,"high":10},"x1":{"type":"float","low":0,"high":15}},
+        "objective":{"metric":"value","direction":"minimize"},
+        "sampler":{"kind":"random","seed":0},"budget":{"trials":1},
+        "trainer":{"kind":"function","name":"branin"}}"#;
+    let study = hps_common::parse_versioned(Path::new("study.json"), text).unwrap();
+    StudyDir::init(&tmp.join("s"), &study).unwrap()
+}
+
+fn setting() -> TrialSetting {
+    TrialSetting {
+        format_version: FORMAT_VERSION,
+        trial_id: "t000000".into(),
+        index: 0,
+        config: 0,
+        repeat: 0,
+        seed: 0,
+        params: [
+            ("x0".to_string(), serde_json::Value::from(0.5)),
+            ("x1".to_string(), serde_json::Value::from(2.5)),
+        ]
+        .into(),
+        epochs: 1,
+        time_limit_s: None,
+        attempt: 1,
+        batch: None,
+        sampler: "random".into(),
+        until_epoch: None,
+        decide_at: vec![],
+    }
+}
+
+fn master(dir: &StudyDir, clock: &Arc<ManualClock>) -> Master {
+    let study = dir.read_study().unwrap();
+    let sampler = samplers::build(&study, &dir.study_path()).unwrap();
+    let mut cfg = RunConfig::new(dir.root().to_path_buf());
+    cfg.orphan_grace = Duration::from_secs(10);
+    cfg.worker_grace = Duration::from_secs(30);
+    cfg.max_attempts = 2;
+    Master::new(dir.clone(), study, sampler, 1, cfg, clock.clone()).unwrap()
+}
+
+fn beat(seq: u64) -> Heartbeat {
+    Heartbeat {
+        format_version: FORMAT_VERSION,
+        worker: "w1".into(),
+        host: "h".into(),
+        pid: 1,
+        device: "cpu".into(),
+        seq,
+        state: hps_common::WorkerState::Idle,
+        trial: None,
+        epoch: None,
+        interval_s: 2.0,
+        written_at_unix: 0.0,
+    }
+}
+
+#[test]
+fn a_recorded_but_unpublished_setting_is_published_after_the_orphan_grace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = study_dir(tmp.path());
+    dir.record_setting(&setting()).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let mut m = master(&dir, &clock);
+    assert_eq!(m.next_index, 1, "recovered from settings/");
+    m.step().unwrap();
+    assert!(
+        dir.list(Sub::Pending).unwrap().is_empty(),
+        "not before the grace"
+    );
+    clock.advance(Duration::from_secs(9));
+    m.step().unwrap();
+    assert!(dir.list(Sub::Pending).unwrap().is_empty());
+    clock.advance(Duration::from_secs(1));
+    m.step().unwrap();
+    assert_eq!(dir.list(Sub::Pending).unwrap(), ["t000000"]);
+    assert!(!m.is_done());
+}
+
+#[test]
+fn a_silent_workers_trial_is_requeued_then_given_up() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = study_dir(tmp.path());
+    dir.record_setting(&setting()).unwrap();
+    dir.publish(&setting()).unwrap();
+    dir.claim("t000000", "w1").unwrap().unwrap();
+    dir.write_heartbeat(&beat(0)).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let mut m = master(&dir, &clock);
+    m.step().unwrap();
+    // Beating: alive however long it takes.
+    for seq in 1..20 {
+        clock.advance(Duration::from_secs(5));
+        dir.write_heartbeat(&beat(seq)).unwrap();
+        m.step().unwrap();
+    }
+    assert_eq!(dir.list_running().unwrap().len(), 1);
+    // Silent for longer than the grace: re-queued with the next attempt.
+    clock.advance(Duration::from_secs(31));
+    m.step().unwrap();
+    assert!(dir.list_running().unwrap().is_empty());
+    let pending = dir
+        .read_claim(&dir.claim("t000000", "w1").unwrap().unwrap())
+        .unwrap();
+    assert_eq!(pending.attempt, 2);
+    // Silent again on the last attempt: a failed result, and done.
+    clock.advance(Duration::from_secs(31));
+    m.step().unwrap();
+    m.step().unwrap();
+    let r = dir.read_result("t000000").unwrap();
+    assert_eq!((r.status, r.attempt), (TrialStatus::Failed, 2));
+    assert!(r.error.unwrap().contains("all 2 attempts"));
+    assert!(m.is_done());
+}

@@ -1,0 +1,115 @@
+//! Worker liveness in the run loop: read the heartbeats, and re-queue (or
+//! give up on) the trials of workers presumed dead.
+
+use std::time::{Duration, Instant};
+
+use hps_common::{Heartbeat, WorkerState};
+use hps_shared_fs::dir::is_not_found;
+use hps_shared_fs::{Claim, FsError, Sub};
+use tracing::{debug, warn};
+
+use super::written::lost_result;
+use super::Master;
+use crate::error::MasterError;
+use crate::liveness::Verdict;
+
+impl Master {
+    /// Re-queue the trials of workers whose heartbeat stopped changing.
+    /// Liveness is judged only on this process's monotonic clock.
+    pub(super) fn check_workers(&mut self, running: &[Claim]) -> Result<(), MasterError> {
+        let now = self.clock.now();
+        self.read_heartbeats(now)?;
+        for c in running {
+            self.liveness.saw_claim(&c.worker, now);
+        }
+        for c in running {
+            if self.results.contains_key(&c.trial_id) {
+                continue;
+            }
+            if self.liveness.verdict(&c.worker, now) == Verdict::Alive {
+                continue;
+            }
+            self.requeue_claim(c)?;
+        }
+        Ok(())
+    }
+
+    /// Feed every readable heartbeat to the liveness tracker; quarantine
+    /// the corrupt ones.
+    fn read_heartbeats(&mut self, now: Instant) -> Result<(), MasterError> {
+        for w in self.dir.list(Sub::Heartbeats)? {
+            match self.dir.read_heartbeat(&w) {
+                Ok(hb) if hb.worker == w => {
+                    self.warn_short_grace(&hb);
+                    self.liveness
+                        .observe(&w, hb.seq, hb.state == WorkerState::Stopped, now)
+                }
+                Ok(hb) => {
+                    warn!(
+                        "heartbeats/{w}.json says worker `{}`; moving it to quarantine/",
+                        hb.worker
+                    );
+                    self.quarantine(&self.dir.json_path(Sub::Heartbeats, &w));
+                }
+                Err(FsError::Schema(e)) => {
+                    // A truncated beat from a crashed writer cannot happen
+                    // (atomic writes), so this is real corruption.
+                    warn!("{e}; moving it to quarantine/");
+                    self.quarantine(&self.dir.json_path(Sub::Heartbeats, &w));
+                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => debug!("{e}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// A grace period shorter than a few beats would re-queue live
+    /// workers' trials: say so, once per worker.
+    fn warn_short_grace(&mut self, hb: &Heartbeat) {
+        let min_grace = Duration::from_secs_f64(hb.interval_s.max(0.0) * 3.0);
+        if self.cfg.worker_grace < min_grace && self.warned_grace.insert(hb.worker.clone()) {
+            warn!(
+                worker = %hb.worker,
+                "--worker-grace {:?} is shorter than 3 heartbeats of this worker ({:.1}s each); \
+                 its trials may be re-queued while it is alive. Raise --worker-grace or lower the worker's --heartbeat",
+                self.cfg.worker_grace,
+                hb.interval_s
+            );
+        }
+    }
+
+    /// Take the claim of a worker presumed dead, then re-queue its trial
+    /// with the next attempt, or give it up after `max_attempts`.
+    fn requeue_claim(&mut self, c: &Claim) -> Result<(), MasterError> {
+        // Take the claim first: if the worker (restarted, or merely
+        // late) takes or finishes it at the same moment, one of us wins.
+        let Some(taken) = self.dir.take_claim(c)? else {
+            return Ok(());
+        };
+        let mut setting = match self.dir.read_taken(&taken) {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("{e}; restoring the setting from settings/");
+                match self.settings.get(&c.trial_id) {
+                    Some(s) => s.clone(),
+                    None => {
+                        self.quarantine(&taken.path);
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        if setting.attempt >= self.cfg.max_attempts {
+            warn!(trial = %c.trial_id, worker = %c.worker, attempts = setting.attempt, "giving up on a trial whose workers keep dying");
+            let r = lost_result(&setting, &c.worker, self.cfg.max_attempts);
+            self.dir.submit_result(&r)?;
+            self.dir.forget(taken)?;
+            return Ok(());
+        }
+        setting.attempt += 1;
+        warn!(trial = %c.trial_id, worker = %c.worker, attempt = setting.attempt, "worker presumed dead (no heartbeat for {:?}); re-queueing", self.cfg.worker_grace);
+        self.dir.requeue(taken, &setting)?;
+        Ok(())
+    }
+}

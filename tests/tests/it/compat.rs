@@ -1,0 +1,177 @@
+//! Old study directories still open: studies written by the binaries of
+//! commit c53896b (`tests/fixtures/c53896b/`, see its README) are read and
+//! continued by today's binaries. `expected/` holds what c53896b's
+//! `status`, `best` and `export` printed for them, and the results c53896b
+//! gave when it finished the interrupted studies itself.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hps_common::TrialResult;
+use hps_tests::{
+    arg, bin, cnn_args, copy_dir, dir_names, hps_master, idx_data, json_stems, read_result,
+    run_cmd, run_one_worker, run_study, stdout_ok,
+};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/c53896b")
+}
+
+fn expected(name: &str) -> String {
+    let p = fixtures().join("expected").join(name);
+    std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// A copy of the fixture study `name` in `tmp`, so the test may change it.
+fn copy_study(tmp: &Path, name: &str) -> PathBuf {
+    let study = tmp.join(name);
+    copy_dir(&fixtures().join(name), &study);
+    study
+}
+
+/// `status` up to its workers table: how workers are judged live may
+/// change, the trials and the best may not.
+fn status_without_workers(text: &str) -> String {
+    text.lines()
+        .take_while(|l| !l.starts_with("workers"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// `hps-master ARGS…` run in `dir`, as the expected output was recorded
+/// (`cd fixtures/c53896b; hps-master best sh-cnn …`).
+fn master_in(dir: &Path, args: &[&str]) -> std::process::Output {
+    run_cmd(
+        std::process::Command::new(bin("hps-master"))
+            .args(args)
+            .current_dir(dir),
+    )
+}
+
+#[test]
+fn status_best_and_export_read_c53896b_studies_as_it_did() {
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["function", "sh-cnn", "sh-cnn-done"] {
+        let study = copy_study(tmp.path(), name);
+        let run = |args: &[&str]| master_in(tmp.path(), args);
+        let status = stdout_ok(run(&["status", name]));
+        assert_eq!(
+            status_without_workers(&status),
+            expected(&format!("{name}.status")),
+            "{name}: status\n{status}"
+        );
+        let best = run(&["best", name, "-n", "5"]);
+        assert_eq!(
+            String::from_utf8_lossy(&best.stdout).into_owned()
+                + &String::from_utf8_lossy(&best.stderr),
+            expected(&format!("{name}.best")),
+            "{name}: best"
+        );
+        for format in ["csv", "jsonl"] {
+            assert_eq!(
+                stdout_ok(run(&["export", name, "--format", format])),
+                expected(&format!("{name}.{format}")),
+                "{name}: export --format {format}"
+            );
+        }
+        assert!(dir_names(&study.join("quarantine")).is_empty(), "{name}");
+    }
+}
+
+/// What must come out the same however the study is continued: everything
+/// in an exported result but the time it took.
+fn comparable(line: &str) -> serde_json::Value {
+    let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let o = v.as_object_mut().unwrap();
+    o.remove("wall_time_s");
+    o.remove("worker");
+    o["metrics"].as_object_mut().unwrap().remove("epoch_time_s");
+    v
+}
+
+fn comparable_export(jsonl: &str) -> Vec<serde_json::Value> {
+    jsonl.lines().map(comparable).collect()
+}
+
+/// An async `function` study interrupted after 6 of its 10 trials (3 back
+/// in `pending/`) is finished by today's master and worker with the same
+/// proposals and values c53896b gave, its old results untouched.
+#[test]
+fn an_interrupted_c53896b_function_study_finishes_as_it_would_have() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = copy_study(tmp.path(), "function");
+    let old = fixtures().join("function/results");
+    run_one_worker(&study, tmp.path(), Duration::from_secs(120));
+    assert!(dir_names(&study.join("quarantine")).is_empty());
+    for id in json_stems(&old) {
+        let file = format!("{id}.json");
+        assert_eq!(
+            std::fs::read(study.join("results").join(&file)).unwrap(),
+            std::fs::read(old.join(&file)).unwrap(),
+            "{id}: an old result was rewritten"
+        );
+    }
+    let export = stdout_ok(hps_master(&["export", arg(&study), "--format", "jsonl"]));
+    assert_eq!(
+        comparable_export(&export),
+        comparable_export(&expected("function-finished.jsonl"))
+    );
+}
+
+/// A successive-halving cnn study interrupted with two trials paused at
+/// their rung and two preempted mid-epoch (checkpoints of both kinds,
+/// progress files) resumes from c53896b's checkpoints and ends bit for bit
+/// as c53896b ended it (`sh-cnn-done`).
+#[test]
+fn a_paused_c53896b_cnn_study_resumes_from_its_checkpoints() {
+    let tmp = tempfile::tempdir().unwrap();
+    let study = copy_study(tmp.path(), "sh-cnn");
+    // The IDX data the fixture was trained on: the same generator and seed.
+    let data = idx_data(tmp.path(), 300, 60, 5);
+    run_study(
+        &study,
+        tmp.path(),
+        "0.1",
+        &[("w0", &cnn_args(&data))],
+        Duration::from_secs(300),
+    );
+    assert!(dir_names(&study.join("quarantine")).is_empty());
+    let done = fixtures().join("sh-cnn-done");
+    let ids = json_stems(&done.join("results"));
+    assert_eq!(json_stems(&study.join("results")), ids);
+    for id in &ids {
+        let (now, then) = (read_result(&study, id), read_result(&done, id));
+        assert_eq!(same_training(&now), same_training(&then), "{id}");
+    }
+    let log = std::fs::read_to_string(study.join("logs/t000000.log")).unwrap();
+    assert!(log.contains("# resuming from the checkpoint"), "{log}");
+    let export = stdout_ok(hps_master(&["export", arg(&study), "--format", "jsonl"]));
+    assert_eq!(
+        comparable_export(&export),
+        comparable_export(&expected("sh-cnn-done.jsonl"))
+    );
+}
+
+/// A result without the times and the worker, curve values as bits.
+fn same_training(r: &TrialResult) -> String {
+    let mut r = r.clone();
+    r.wall_time_s = 0.0;
+    r.worker.clear();
+    r.finished_at_unix = 0.0;
+    r.metrics.remove("epoch_time_s");
+    for e in &mut r.curve {
+        e.elapsed_s = 0.0;
+    }
+    let bits: Vec<_> = r
+        .curve
+        .iter()
+        .map(|e| {
+            (
+                e.train_loss.to_bits(),
+                e.val_loss.to_bits(),
+                e.val_error.to_bits(),
+            )
+        })
+        .collect();
+    format!("{}\n{bits:?}", serde_json::to_string(&r).unwrap())
+}

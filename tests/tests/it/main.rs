@@ -1,0 +1,14 @@
+//! The integration tests: the real `hps-master` and `hps-worker` binaries
+//! on temp study directories. One test binary with a module per topic (as
+//! ripgrep and cargo do), so the workspace links one executable, not one
+//! per file. Run one topic with `cargo test -p hps-tests --test it chaos::`.
+//! The launch helpers live in `tests/src/lib.rs` (`hps_tests`).
+
+mod chaos;
+mod compat;
+mod e2e;
+mod faults;
+mod fuse;
+mod master_cli;
+mod pruning;
+mod worker_cli;

@@ -1,0 +1,49 @@
+//! The hps-master command line: errors a user sees.
+
+use hps_tests::{arg, assert_contains_all, hps_master, stderr_err, stdout_ok};
+
+#[test]
+fn init_rejects_a_bad_study_naming_file_and_field() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("bad.json");
+    std::fs::write(
+        &f,
+        r#"{"format_version":1,"name":"x","space":{"lr":{"type":"float","low":-1,"high":1,"log":true}},
+            "objective":{"metric":"val_error","direction":"minimize"},
+            "sampler":{"kind":"random","seed":0},"budget":{"trials":3},"trainer":{"kind":"cnn"}}"#,
+    )
+    .unwrap();
+    let s = tmp.path().join("s");
+    let err = stderr_err(hps_master(&["init", arg(&s), "--study", arg(&f)]));
+    assert_contains_all(&err, &["bad.json", "space.lr.low", "log-scale"]);
+    assert!(
+        !s.join("study.json").exists(),
+        "nothing created for a bad study"
+    );
+}
+
+#[test]
+fn init_from_preset_and_refuse_a_second_init() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("s5");
+    let init = || hps_master(&["init", arg(&dir), "--preset", "s5"]);
+    assert!(stdout_ok(init()).contains("200 trials"));
+    assert!(stderr_err(init()).contains("already holds a study"));
+}
+
+#[test]
+fn unknown_preset_lists_the_presets() {
+    let tmp = tempfile::tempdir().unwrap();
+    let x = tmp.path().join("x");
+    let err = stderr_err(hps_master(&["init", arg(&x), "--preset", "s9"]));
+    assert_contains_all(&err, &["s9", "quickstart"]);
+}
+
+#[test]
+fn commands_on_a_non_study_say_how_to_create_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    for cmd in ["run", "status", "best", "export"] {
+        let err = stderr_err(hps_master(&[cmd, arg(tmp.path())]));
+        assert_contains_all(&err, &["not an hps study directory", "hps-master init"]);
+    }
+}

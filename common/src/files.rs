@@ -56,6 +56,30 @@ fn one() -> u32 {
     1
 }
 
+impl TrialSetting {
+    /// The first attempt of trial `index` with `params`: its own config,
+    /// repeat 0, seed 0, no batch, no time limit, no pruning epochs. The
+    /// master fills in the rest with struct update syntax.
+    pub fn new(index: u64, params: Params, epochs: u32, sampler: &str) -> TrialSetting {
+        TrialSetting {
+            format_version: crate::FORMAT_VERSION,
+            trial_id: crate::ids::trial_id(index),
+            index,
+            config: index,
+            repeat: 0,
+            seed: 0,
+            params,
+            epochs,
+            time_limit_s: None,
+            attempt: 1,
+            batch: None,
+            sampler: sampler.to_string(),
+            until_epoch: None,
+            decide_at: Vec::new(),
+        }
+    }
+}
+
 impl Versioned for TrialSetting {
     fn validate(&self) -> Result<(), FieldError> {
         validate_id("trial id", &self.trial_id)

@@ -77,22 +77,7 @@ mod tests {
     }
 
     fn setting(i: u64) -> TrialSetting {
-        TrialSetting {
-            format_version: 1,
-            trial_id: hps_common::ids::trial_id(i),
-            index: i,
-            config: i,
-            repeat: 0,
-            seed: 0,
-            params: Default::default(),
-            epochs: 1,
-            time_limit_s: None,
-            attempt: 1,
-            batch: None,
-            sampler: "random".into(),
-            until_epoch: None,
-            decide_at: vec![],
-        }
+        TrialSetting::new(i, Default::default(), 1, "random")
     }
 
     #[test]

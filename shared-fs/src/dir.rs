@@ -558,7 +558,6 @@ pub fn is_not_found(e: &FsError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hps_common::FORMAT_VERSION;
 
     fn study() -> Study {
         let text = r#"{"format_version":1,"name":"t",
@@ -570,22 +569,7 @@ mod tests {
     }
 
     fn setting(i: u64) -> TrialSetting {
-        TrialSetting {
-            format_version: FORMAT_VERSION,
-            trial_id: hps_common::ids::trial_id(i),
-            index: i,
-            config: i,
-            repeat: 0,
-            seed: 0,
-            params: Default::default(),
-            epochs: 1,
-            time_limit_s: None,
-            attempt: 1,
-            batch: None,
-            sampler: "random".into(),
-            until_epoch: None,
-            decide_at: Vec::new(),
-        }
+        TrialSetting::new(i, Default::default(), 1, "random")
     }
 
     #[test]

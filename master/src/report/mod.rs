@@ -431,26 +431,15 @@ mod tests {
     }
 
     fn setting(i: u64, x1: &str) -> TrialSetting {
+        let params = [
+            ("x0".to_string(), Value::from(i as f64 * 0.5)),
+            ("x1".to_string(), Value::from(x1)),
+        ]
+        .into_iter()
+        .collect();
         TrialSetting {
-            format_version: FORMAT_VERSION,
-            trial_id: hps_common::ids::trial_id(i),
-            index: i,
-            config: i,
-            repeat: 0,
             seed: 7,
-            params: [
-                ("x0".to_string(), Value::from(i as f64 * 0.5)),
-                ("x1".to_string(), Value::from(x1)),
-            ]
-            .into_iter()
-            .collect(),
-            epochs: 1,
-            time_limit_s: None,
-            attempt: 1,
-            batch: None,
-            sampler: "random".into(),
-            until_epoch: None,
-            decide_at: Vec::new(),
+            ..TrialSetting::new(i, params, 1, "random")
         }
     }
 

@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hps_common::files::unix_now;
-use hps_common::ids::trial_id;
 use hps_common::{Finished, Mode, Study, TrialResult, TrialSetting, TrialStatus, FORMAT_VERSION};
 use hps_shared_fs::{detect_remote_fs, StudyDir, Sub, Waker, WatchMode};
 use tracing::{debug, info, info_span};
@@ -271,21 +270,16 @@ impl Master {
             .as_ref()
             .map(|r| r.decide_at(self.study.budget.epochs))
             .unwrap_or_default();
+        let epochs = self.study.budget.epochs;
         TrialSetting {
-            format_version: FORMAT_VERSION,
-            trial_id: trial_id(index),
-            index,
             config,
             repeat,
             seed: self.study.trial_seed(repeat),
-            params,
-            epochs: self.study.budget.epochs,
             time_limit_s: self.study.budget.time_limit_s,
-            attempt: 1,
             batch,
-            sampler: self.study.sampler.name().to_string(),
             until_epoch,
             decide_at,
+            ..TrialSetting::new(index, params, epochs, self.study.sampler.name())
         }
     }
 

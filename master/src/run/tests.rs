@@ -22,26 +22,12 @@ fn study_dir(tmp: &Path) -> StudyDir {
 }
 
 fn setting() -> TrialSetting {
-    TrialSetting {
-        format_version: FORMAT_VERSION,
-        trial_id: "t000000".into(),
-        index: 0,
-        config: 0,
-        repeat: 0,
-        seed: 0,
-        params: [
-            ("x0".to_string(), serde_json::Value::from(0.5)),
-            ("x1".to_string(), serde_json::Value::from(2.5)),
-        ]
-        .into(),
-        epochs: 1,
-        time_limit_s: None,
-        attempt: 1,
-        batch: None,
-        sampler: "random".into(),
-        until_epoch: None,
-        decide_at: vec![],
-    }
+    let params = [
+        ("x0".to_string(), serde_json::Value::from(0.5)),
+        ("x1".to_string(), serde_json::Value::from(2.5)),
+    ]
+    .into();
+    TrialSetting::new(0, params, 1, "random")
 }
 
 fn master(dir: &StudyDir, clock: &Arc<ManualClock>) -> Master {

@@ -62,20 +62,11 @@ mod tests {
 
     fn setting() -> TrialSetting {
         TrialSetting {
-            format_version: 1,
-            trial_id: "t000003".into(),
-            index: 3,
-            config: 3,
-            repeat: 0,
             seed: 11,
-            params: Default::default(),
-            epochs: 4,
-            time_limit_s: None,
             attempt: 2,
             batch: Some(0),
-            sampler: "random".into(),
             until_epoch: Some(2),
-            decide_at: vec![],
+            ..TrialSetting::new(3, Default::default(), 4, "random")
         }
     }
 

@@ -524,74 +524,10 @@ impl Study {
     }
 }
 
-impl Versioned for Study {
-    fn validate(&self) -> Result<(), FieldError> {
-        if self.format_version != FORMAT_VERSION {
-            return Err(FieldError::new(
-                "format_version",
-                format!("must be {FORMAT_VERSION}"),
-            ));
-        }
-        crate::validate_id("study name", &self.name)
-            .map_err(|e| FieldError::new("name", e.to_string()))?;
-        if self.space.is_empty() {
-            return Err(FieldError::new(
-                "space",
-                "must define at least one parameter",
-            ));
-        }
-        for (name, p) in &self.space {
-            crate::validate_id("parameter name", name)
-                .map_err(|e| FieldError::new(format!("space.{name}"), e.to_string()))?;
-            p.validate()
-                .map_err(|e| e.under(&format!("space.{name}")))?;
-        }
-        if self.repeats == 0 {
-            return Err(FieldError::new("repeats", "must be at least 1"));
-        }
-        if self.budget.epochs == 0 {
-            return Err(FieldError::new("budget.epochs", "must be at least 1"));
-        }
-        if let Some(t) = self.budget.time_limit_s {
-            if !t.is_finite() || t <= 0.0 {
-                return Err(FieldError::new(
-                    "budget.time_limit_s",
-                    format!("must be a positive number of seconds, got {t}"),
-                ));
-            }
-        }
-        if self.budget.trials == Some(0) {
-            return Err(FieldError::new("budget.trials", "must be at least 1"));
-        }
-        match self.mode {
-            Mode::Sync { batch: 0 } => {
-                return Err(FieldError::new("mode.batch", "must be at least 1"))
-            }
-            Mode::Async { queue: 0 } => {
-                return Err(FieldError::new("mode.queue", "must be at least 1"))
-            }
-            _ => {}
-        }
-        if let SamplerSpec::Grid { .. } = self.sampler {
-            let size = self.grid_size()?;
-            let full = size.saturating_mul(self.repeats as u64);
-            if let Some(n) = self.budget.trials {
-                if n > full {
-                    return Err(FieldError::new(
-                        "budget.trials",
-                        format!(
-                            "{n} is more than the grid holds ({size} settings x {} repeats = {full}); \
-                             raise `repeats` or leave `budget.trials` out",
-                            self.repeats
-                        ),
-                    ));
-                }
-            }
-        }
-        self.total_trials()?;
-        if let Some(p) = &self.pruner {
-            self.validate_pruner(p)?;
-        }
+impl Study {
+    /// The trainer's checks: the space names its hyperparameters, the
+    /// objective is a metric it reports, its own settings are valid.
+    fn validate_trainer(&self) -> Result<(), FieldError> {
         match &self.trainer {
             TrainerSpec::Cnn { defaults, .. } => {
                 let known = crate::cnn::cnn_params();
@@ -667,6 +603,78 @@ impl Versioned for Study {
             }
         }
         Ok(())
+    }
+}
+
+impl Versioned for Study {
+    fn validate(&self) -> Result<(), FieldError> {
+        if self.format_version != FORMAT_VERSION {
+            return Err(FieldError::new(
+                "format_version",
+                format!("must be {FORMAT_VERSION}"),
+            ));
+        }
+        crate::validate_id("study name", &self.name)
+            .map_err(|e| FieldError::new("name", e.to_string()))?;
+        if self.space.is_empty() {
+            return Err(FieldError::new(
+                "space",
+                "must define at least one parameter",
+            ));
+        }
+        for (name, p) in &self.space {
+            crate::validate_id("parameter name", name)
+                .map_err(|e| FieldError::new(format!("space.{name}"), e.to_string()))?;
+            p.validate()
+                .map_err(|e| e.under(&format!("space.{name}")))?;
+        }
+        if self.repeats == 0 {
+            return Err(FieldError::new("repeats", "must be at least 1"));
+        }
+        if self.budget.epochs == 0 {
+            return Err(FieldError::new("budget.epochs", "must be at least 1"));
+        }
+        if let Some(t) = self.budget.time_limit_s {
+            if !t.is_finite() || t <= 0.0 {
+                return Err(FieldError::new(
+                    "budget.time_limit_s",
+                    format!("must be a positive number of seconds, got {t}"),
+                ));
+            }
+        }
+        if self.budget.trials == Some(0) {
+            return Err(FieldError::new("budget.trials", "must be at least 1"));
+        }
+        match self.mode {
+            Mode::Sync { batch: 0 } => {
+                return Err(FieldError::new("mode.batch", "must be at least 1"))
+            }
+            Mode::Async { queue: 0 } => {
+                return Err(FieldError::new("mode.queue", "must be at least 1"))
+            }
+            _ => {}
+        }
+        if let SamplerSpec::Grid { .. } = self.sampler {
+            let size = self.grid_size()?;
+            let full = size.saturating_mul(self.repeats as u64);
+            if let Some(n) = self.budget.trials {
+                if n > full {
+                    return Err(FieldError::new(
+                        "budget.trials",
+                        format!(
+                            "{n} is more than the grid holds ({size} settings x {} repeats = {full}); \
+                             raise `repeats` or leave `budget.trials` out",
+                            self.repeats
+                        ),
+                    ));
+                }
+            }
+        }
+        self.total_trials()?;
+        if let Some(p) = &self.pruner {
+            self.validate_pruner(p)?;
+        }
+        self.validate_trainer()
     }
 }
 

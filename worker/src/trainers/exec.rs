@@ -581,24 +581,13 @@ mod tests {
     use super::*;
 
     fn setting(params: &[(&str, Value)]) -> TrialSetting {
+        let params = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
         TrialSetting {
-            format_version: 1,
-            trial_id: "t000001".into(),
-            index: 1,
-            config: 1,
-            repeat: 0,
             seed: 7,
-            params: params
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.clone()))
-                .collect(),
-            epochs: 3,
-            time_limit_s: None,
-            attempt: 1,
-            batch: None,
-            sampler: "grid".into(),
-            until_epoch: None,
-            decide_at: Vec::new(),
+            ..TrialSetting::new(1, params, 3, "grid")
         }
     }
 

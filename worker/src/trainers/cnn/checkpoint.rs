@@ -579,6 +579,53 @@ fn remove_files(dir: &Path, pick: fn(&str) -> bool, keep: &str) {
     }
 }
 
+/// Read the manifest at `path` and check its version and fingerprint.
+/// `Ok(None)`: there is none. `Err`: why it cannot be used, naming the file.
+fn read_manifest<M: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &'static str,
+    version: u32,
+    fingerprint: &Fingerprint,
+    fingerprint_of: impl Fn(&M) -> &Fingerprint,
+) -> Result<Option<M>, Unusable> {
+    let text = match fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => {
+            return Err(Unusable::Read {
+                what,
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    let bad = |why: String| Unusable::Invalid {
+        what,
+        path: path.to_path_buf(),
+        why,
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
+    match value.get("format_version").and_then(|v| v.as_u64()) {
+        Some(v) if v == version as u64 => {}
+        v => {
+            return Err(bad(format!(
+                "format_version {v:?}, this worker reads {version}"
+            )))
+        }
+    }
+    let m: M =
+        serde_json::from_value(value).map_err(|e| bad(format!("malformed manifest: {e}")))?;
+    if fingerprint_of(&m) != fingerprint {
+        return Err(bad(format!(
+            "written by a different configuration ({:?}; this run is {:?})",
+            fingerprint_of(&m),
+            fingerprint
+        )));
+    }
+    Ok(Some(m))
+}
+
 /// Read the checkpoint in `dir` onto `device`. `Ok(None)`: there is none.
 /// `Err`: why it cannot be used (naming the file), for a warning.
 pub(super) fn load(
@@ -589,34 +636,16 @@ pub(super) fn load(
 ) -> Result<Option<Restored>, Unusable> {
     let what = "checkpoint";
     let path = dir.join(MANIFEST);
-    let text = match fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(Unusable::Read { what, path, source }),
+    let Some(m) =
+        read_manifest::<Manifest>(&path, what, FORMAT_VERSION, fingerprint, |m| &m.fingerprint)?
+    else {
+        return Ok(None);
     };
     let bad = |why: String| Unusable::Invalid {
         what,
         path: path.clone(),
         why,
     };
-    let value: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
-    match value.get("format_version").and_then(|v| v.as_u64()) {
-        Some(v) if v == FORMAT_VERSION as u64 => {}
-        v => {
-            return Err(bad(format!(
-                "format_version {v:?}, this worker reads {FORMAT_VERSION}"
-            )))
-        }
-    }
-    let m: Manifest =
-        serde_json::from_value(value).map_err(|e| bad(format!("malformed manifest: {e}")))?;
-    if m.fingerprint != *fingerprint {
-        return Err(bad(format!(
-            "written by a different configuration ({:?}; this run is {:?})",
-            m.fingerprint, fingerprint
-        )));
-    }
     let epoch = m.epoch;
     if epoch == 0 || epoch > cfg.epochs {
         return Err(bad(format!("epoch {epoch} outside 1..={}", cfg.epochs)));
@@ -812,34 +841,18 @@ pub(super) fn load_mid(
 ) -> Result<Option<RestoredMid>, Unusable> {
     let what = "mid-epoch checkpoint";
     let path = dir.join(MID_MANIFEST);
-    let text = match fs::read(&path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => return Err(Unusable::Read { what, path, source }),
+    let Some(m) =
+        read_manifest::<MidManifest>(&path, what, MID_FORMAT_VERSION, fingerprint, |m| {
+            &m.fingerprint
+        })?
+    else {
+        return Ok(None);
     };
     let bad = |why: String| Unusable::Invalid {
         what,
         path: path.clone(),
         why,
     };
-    let value: serde_json::Value =
-        serde_json::from_slice(&text).map_err(|e| bad(format!("not valid JSON: {e}")))?;
-    match value.get("format_version").and_then(|v| v.as_u64()) {
-        Some(v) if v == MID_FORMAT_VERSION as u64 => {}
-        v => {
-            return Err(bad(format!(
-                "format_version {v:?}, this worker reads {MID_FORMAT_VERSION}"
-            )))
-        }
-    }
-    let m: MidManifest =
-        serde_json::from_value(value).map_err(|e| bad(format!("malformed manifest: {e}")))?;
-    if m.fingerprint != *fingerprint {
-        return Err(bad(format!(
-            "written by a different configuration ({:?}; this run is {:?})",
-            m.fingerprint, fingerprint
-        )));
-    }
     if m.base_epoch != base_epoch || m.base_crc32 != base_crc32 {
         return Err(bad(format!(
             "it continues the checkpoint of epoch {} (CRC-32 {:?}), but the one in place is of epoch {base_epoch} ({base_crc32:?})",

@@ -1,6 +1,6 @@
 """The hps cnn trainer's model and training loop in PyTorch, for timing.
 
-Same model as worker/src/cnn/model.rs (the seed's Lasagne build_cnn(nf)):
+Same model as worker/src/trainers/cnn/model.rs (the seed's Lasagne build_cnn(nf)):
 input 1x28x28 scaled to [0, 1], conv 5x5 nf valid + ReLU, max-pool 2x2,
 conv 5x5 nf + ReLU, max-pool 2x2, dropout 0.5, dense 256 + ReLU, dropout 0.5,
 dense 10, cross-entropy; Glorot-uniform weights, zero biases; SGD with

@@ -159,12 +159,19 @@ fn write_workers(
     out: &mut dyn Write,
 ) -> Result<()> {
     let live = verdicts.iter().filter(|v| **v == BeatVerdict::Live).count();
+    let how = if window.is_zero() {
+        "every worker said it stopped, so none was watched".to_string()
+    } else {
+        format!(
+            "live: its heartbeat changed within {:.1}s on this host's clock",
+            window.as_secs_f64()
+        )
+    };
     writeln!(
         out,
-        "workers    {live} live of {} (live: its heartbeat changed within {:.1}s on this host's clock; \
-         beat ages are approximate: the worker's clock against this host's)",
+        "workers    {live} live of {} ({how}; beat ages are approximate: the worker's clock \
+         against this host's)",
         beats.len(),
-        window.as_secs_f64()
     )?;
     let mut t = Table::new(&[
         ("worker", false),

@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher};
+use notify::event::{AccessKind, AccessMode, ModifyKind};
+use notify::{EventKind, RecursiveMode, Watcher};
 
 use crate::RemoteFs;
 
@@ -60,6 +61,11 @@ impl WatchMode {
         }
     }
 }
+
+/// The least time between two wake-ups by events: events that come in a
+/// burst (a batch of results, a rename and its directory update) are
+/// gathered into one rescan.
+pub const MIN_RESCAN_GAP: Duration = Duration::from_millis(10);
 
 /// Blocks a scan loop until something may have changed.
 pub struct Waker {
@@ -117,9 +123,12 @@ impl Waker {
 
     /// Block until a hint arrives or the rescan (or poll) interval passes.
     /// Extra queued hints are drained: the caller rescans anyway.
+    /// Wake-ups come at most every [`MIN_RESCAN_GAP`], so a burst of
+    /// events costs one rescan, not one per event.
     pub fn wait(&self) {
         match self.rx.recv_timeout(self.interval) {
-            Ok(()) | Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+            Ok(()) => std::thread::sleep(MIN_RESCAN_GAP),
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
         }
         while self.rx.try_recv().is_ok() {}
     }
@@ -139,7 +148,7 @@ fn native(dirs: &[PathBuf], tx: SyncSender<()>) -> notify::Result<Box<dyn Watche
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         // Never block inside the callback: a full channel already means
         // "rescan", so a failed try_send loses nothing.
-        if res.is_ok() {
+        if res.is_ok_and(|e| is_a_change(&e.kind)) {
             match tx.try_send(()) {
                 Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
             }
@@ -149,6 +158,21 @@ fn native(dirs: &[PathBuf], tx: SyncSender<()>) -> notify::Result<Box<dyn Watche
         w.watch(d, RecursiveMode::NonRecursive)?;
     }
     Ok(Box::new(w))
+}
+
+/// Whether an event can mean that the directory's contents changed: a file
+/// created, removed, renamed in or out, or closed after writing. Opening,
+/// reading or listing (which the scan itself does) is not a change; waking
+/// on those made an idle process rescan in a loop on its own events.
+fn is_a_change(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Create(_) | EventKind::Remove(_) => true,
+        EventKind::Modify(ModifyKind::Name(_)) => true,
+        EventKind::Modify(ModifyKind::Data(_) | ModifyKind::Any) => true,
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) | EventKind::Modify(_) | EventKind::Other => false,
+        EventKind::Any => true,
+    }
 }
 
 fn fmt_dur(d: Duration) -> String {

@@ -160,6 +160,19 @@ impl ExecSpec {
         for (i, a) in self.argv.iter().enumerate() {
             check(format!("trainer.argv[{i}]"), a)?;
         }
+        let mut vars: BTreeMap<String, &String> = BTreeMap::new();
+        for p in params.clone() {
+            if let Some(first) = vars.insert(param_env_var(p), p) {
+                return Err(FieldError::new(
+                    format!("space.{p}"),
+                    format!(
+                        "parameters `{first}` and `{p}` would both be passed as the environment \
+                         variable {}, and one value would be lost; rename one of them",
+                        param_env_var(p)
+                    ),
+                ));
+            }
+        }
         for (k, v) in &self.env {
             if k.is_empty() || k.contains('=') || k.contains('\0') {
                 return Err(FieldError::new(
@@ -176,9 +189,39 @@ impl ExecSpec {
     }
 }
 
+/// The environment variable that carries parameter `name` to an exec
+/// trainer's command: `HPS_PARAM_` and the name in upper case, with every
+/// character other than an ASCII letter or digit turned into `_`.
+pub fn param_env_var(name: &str) -> String {
+    let upper: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("HPS_PARAM_{upper}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parameters_that_share_an_environment_variable_are_refused() {
+        let spec: ExecSpec = serde_json::from_str(r#"{"argv":["python3","train.py"]}"#).unwrap();
+        let names: Vec<String> = ["LR_X", "lr-x", "momentum"].map(String::from).into();
+        let e = spec.validate(names.iter()).unwrap_err();
+        assert_eq!(e.field, "space.lr-x");
+        assert!(e.message.contains("HPS_PARAM_LR_X"), "{e}");
+        assert!(e.message.contains("`LR_X`"), "{e}");
+        let fine: Vec<String> = ["lr", "lr_x", "momentum"].map(String::from).into();
+        spec.validate(fine.iter()).unwrap();
+        assert_eq!(param_env_var("lr.x"), "HPS_PARAM_LR_X");
+    }
 
     #[test]
     fn renders_placeholders_and_escapes() {

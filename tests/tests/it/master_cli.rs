@@ -22,6 +22,30 @@ fn init_rejects_a_bad_study_naming_file_and_field() {
     );
 }
 
+/// Issue 10 §6: `lr-x`, `lr_x`, `lr.x` and `LR_X` all became
+/// `HPS_PARAM_LR_X`, and all but one value were lost without a word.
+#[test]
+fn init_refuses_parameters_that_share_an_hps_param_variable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let f = tmp.path().join("collide.json");
+    std::fs::write(
+        &f,
+        r#"{"format_version":1,"name":"x",
+            "space":{"lr_x":{"type":"float","low":0,"high":1},"lr-x":{"type":"float","low":0,"high":1}},
+            "objective":{"metric":"loss","direction":"minimize"},
+            "sampler":{"kind":"random","seed":0},"budget":{"trials":3},
+            "trainer":{"kind":"exec","argv":["python3","train.py"]}}"#,
+    )
+    .unwrap();
+    let s = tmp.path().join("s");
+    let err = stderr_err(hps_master(&["init", arg(&s), "--study", arg(&f)]));
+    assert_contains_all(
+        &err,
+        &["collide.json", "space.", "HPS_PARAM_LR_X", "rename"],
+    );
+    assert!(!s.join("study.json").exists(), "nothing created");
+}
+
 #[test]
 fn init_from_preset_and_refuse_a_second_init() {
     let tmp = tempfile::tempdir().unwrap();

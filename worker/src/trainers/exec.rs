@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hps_common::exec::{render, ExecSpec, StoppedBy};
+use hps_common::exec::{param_env_var, render, ExecSpec, StoppedBy};
 use hps_common::{TrialSetting, TrialStatus};
 use serde_json::Value;
 
@@ -244,7 +244,7 @@ impl Job {
             cmd.env(k, &self.vars[v]);
         }
         for (k, v) in &setting.params {
-            cmd.env(format!("HPS_PARAM_{}", env_name(k)), value_text(v));
+            cmd.env(param_env_var(k), value_text(v));
         }
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -444,18 +444,6 @@ impl Running {
 }
 
 /// `learning-rate` → `LEARNING_RATE`.
-fn env_name(k: &str) -> String {
-    k.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
-
 fn kill_group(pid: u32, child: &mut std::process::Child) {
     let pgid = pid as libc::pid_t;
     // SAFETY: signalling the process group we created for the child.

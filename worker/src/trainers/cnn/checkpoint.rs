@@ -342,18 +342,7 @@ pub(super) fn save(
         return Ok(None);
     };
     let epoch = run.curve.len() as u32;
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for (i, t) in last.tensors().iter().enumerate() {
-        tensors.insert(format!("weights.{i}"), t.clone());
-    }
-    for (i, t) in last.stats().iter().enumerate() {
-        tensors.insert(format!("stat.{i}"), t.clone());
-    }
-    for (i, v) in opt.state().iter().enumerate() {
-        if let Some(v) = v {
-            tensors.insert(format!("velocity.{i}"), v.clone());
-        }
-    }
+    let mut tensors = named_tensors(last, opt);
     let best_epoch = run.best.as_ref().map(|(i, _)| *i as u32 + 1);
     if let Some((i, w)) = &run.best {
         if *i as u32 + 1 != epoch {
@@ -503,18 +492,7 @@ pub(super) fn save_mid(
     weights: &Weights,
     opt: &Optim,
 ) -> Result<(), TrainError> {
-    let mut tensors: HashMap<String, Tensor> = HashMap::new();
-    for (i, t) in weights.tensors().iter().enumerate() {
-        tensors.insert(format!("weights.{i}"), t.clone());
-    }
-    for (i, t) in weights.stats().iter().enumerate() {
-        tensors.insert(format!("stat.{i}"), t.clone());
-    }
-    for (i, v) in opt.state().iter().enumerate() {
-        if let Some(v) = v {
-            tensors.insert(format!("velocity.{i}"), v.clone());
-        }
-    }
+    let tensors = named_tensors(weights, opt);
     let name = mid_tensors_name(mid.epoch, mid.batches_done, mid.training_done);
     let tensor_file = write_tensors(dir, &name, &tensors)?;
     let manifest = MidManifest {
@@ -577,6 +555,25 @@ fn remove_files(dir: &Path, pick: fn(&str) -> bool, keep: &str) {
             }
         }
     }
+}
+
+/// The tensors every checkpoint holds, by their names in the tensor file:
+/// `weights.i`, `stat.i` (batch-norm running statistics) and `velocity.i`
+/// (the optimiser's state, where it has one).
+fn named_tensors(weights: &Weights, opt: &Optim) -> HashMap<String, Tensor> {
+    let mut tensors: HashMap<String, Tensor> = HashMap::new();
+    for (i, t) in weights.tensors().iter().enumerate() {
+        tensors.insert(format!("weights.{i}"), t.clone());
+    }
+    for (i, t) in weights.stats().iter().enumerate() {
+        tensors.insert(format!("stat.{i}"), t.clone());
+    }
+    for (i, v) in opt.state().iter().enumerate() {
+        if let Some(v) = v {
+            tensors.insert(format!("velocity.{i}"), v.clone());
+        }
+    }
+    tensors
 }
 
 /// Read the manifest at `path` and check its version and fingerprint.

@@ -37,7 +37,9 @@ impl WatchMode {
         Self::choose_on(crate::detect_remote_fs(dir), poll, default_interval)
     }
 
-    fn choose_on(
+    /// [`WatchMode::choose`] for a caller that has already detected the
+    /// filesystem (and needs the answer for more than watching).
+    pub fn choose_on(
         remote: Option<RemoteFs>,
         poll: Option<Duration>,
         default_interval: Duration,

@@ -124,10 +124,11 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
 /// minute stale.
 fn watch_mode(dir: &StudyDir, cfg: &RunConfig) -> (RunConfig, WatchMode) {
     let mut cfg = cfg.clone();
-    if detect_remote_fs(dir.root()).is_some() {
+    let remote = detect_remote_fs(dir.root());
+    if remote.is_some() {
         cfg.orphan_grace = cfg.orphan_grace.max(Duration::from_secs(90));
     }
-    let (mode, why) = WatchMode::choose(dir.root(), cfg.poll, cfg.rescan);
+    let (mode, why) = WatchMode::choose_on(remote, cfg.poll, cfg.rescan);
     if let Some(why) = why {
         info!("{why}");
     }

@@ -11,5 +11,6 @@ mod faults;
 mod fuse;
 mod idle;
 mod master_cli;
+mod masters;
 mod pruning;
 mod worker_cli;

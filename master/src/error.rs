@@ -47,9 +47,9 @@ pub enum MasterError {
     #[error("interrupted while checking the master lease `{}`", file.display())]
     LeaseInterrupted { file: PathBuf },
     #[error(
-        "another master took over `{}` ({by} in master.json), presumably while this one was \
-         stopped or stalled for longer than its lease; this master stops without writing \
-         anything more, and the other one carries on with the study",
+        "another master took over `{}` ({by}), for instance while this one was stopped or \
+         stalled for longer than its lease; this master stops without writing anything more \
+         and leaves the study to the other one",
         dir.display()
     )]
     LeaseLost { dir: PathBuf, by: String },

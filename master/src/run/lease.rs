@@ -145,25 +145,30 @@ impl LeaseCheck {
         l.host == self.host && l.pid == self.pid
     }
 
-    /// `Err(LeaseLost)` once `master.json` names another master (read now,
-    /// not only at the last renewal: a master frozen past its lease must
-    /// find out before its next write, not at its next beat). A lease that
-    /// cannot be read proves nothing and is not a loss.
-    pub(super) fn verify(&self) -> Result<(), MasterError> {
-        let now = match self.dir.read_lease() {
-            Ok(Some(l)) if !self.is_ours(&l) => Some(l),
+    /// Who holds the lease if not us: `master.json` names another master,
+    /// or is gone (another master held it and released it, or someone
+    /// removed it; either way this master no longer knows it is alone). A
+    /// lease that cannot be read proves nothing and is not a loss.
+    fn taken_by(&self) -> Option<String> {
+        match self.dir.read_lease() {
+            Ok(Some(l)) if !self.is_ours(&l) => Some(format!("host {}, pid {}", l.host, l.pid)),
+            Ok(None) => Some("no master.json any more".into()),
             _ => None,
-        };
-        if now.is_none() && !self.lost.load(Ordering::SeqCst) {
+        }
+    }
+
+    /// `Err(LeaseLost)` once the lease is not ours any more, read now, not
+    /// only at the last renewal: a master frozen past its lease must find
+    /// out before its next write, not at its next beat.
+    pub(super) fn verify(&self) -> Result<(), MasterError> {
+        let by = self.taken_by();
+        if by.is_none() && !self.lost.load(Ordering::SeqCst) {
             return Ok(());
         }
         self.lost.store(true, Ordering::SeqCst);
         Err(MasterError::LeaseLost {
             dir: self.dir.root().to_path_buf(),
-            by: now.map_or_else(
-                || "unknown".into(),
-                |l| format!("host {}, pid {}", l.host, l.pid),
-            ),
+            by: by.unwrap_or_else(|| "see master.json".into()),
         })
     }
 }
@@ -210,9 +215,8 @@ fn wait_until_stale(
 }
 
 /// One beat of the renewing thread: rewrite the lease with `seq`, unless
-/// someone else's lease has appeared (we were presumed dead): then say so
-/// through `lost` and write nothing any more. A lease that vanished is
-/// created again with `link(2)`, so it never replaces a newcomer's.
+/// it is not ours any more (another master's, or gone: we were presumed
+/// dead): then say so through `lost` and write nothing any more.
 fn renew(
     check: &LeaseCheck,
     lease: &mut MasterLease,
@@ -221,19 +225,12 @@ fn renew(
     if check.lost.load(Ordering::SeqCst) {
         return Ok(());
     }
-    let found = check.dir.read_lease();
-    if matches!(&found, Ok(Some(cur)) if !check.is_ours(cur)) {
+    if check.taken_by().is_some() {
         check.lost.store(true, Ordering::SeqCst);
         return Ok(());
     }
     lease.seq = seq;
     lease.written_at_unix = unix_now();
-    if matches!(found, Ok(None)) {
-        if !check.dir.create_lease(lease)? {
-            check.lost.store(true, Ordering::SeqCst);
-        }
-        return Ok(());
-    }
     check.dir.write_lease(lease)
 }
 
@@ -325,5 +322,19 @@ mod tests {
             "elsewhere",
             "the new master's lease is left alone"
         );
+    }
+
+    #[test]
+    fn a_master_whose_lease_disappeared_counts_it_as_lost() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = study_dir(tmp.path());
+        let stop = AtomicBool::new(false);
+        let ours = Lease::acquire(&dir, Duration::from_secs(60), &stop).unwrap();
+        ours.check().unwrap();
+        std::fs::remove_file(dir.root().join(MASTER_FILE)).unwrap();
+        let e = ours.check().unwrap_err().to_string();
+        assert!(e.contains("no master.json any more"), "{e}");
+        ours.release();
+        assert!(dir.read_lease().unwrap().is_none(), "not written again");
     }
 }

@@ -163,6 +163,13 @@ fn a_master_that_lost_its_lease_writes_nothing_more() {
         Some(lease.checker()),
     )
     .unwrap();
+    // After the first renewal (the next is a minute away), so that no
+    // renewal in flight can write over the newcomer's lease.
+    let t = std::time::Instant::now();
+    while dir.read_lease().unwrap().unwrap().seq < 1 {
+        assert!(t.elapsed() < Duration::from_secs(30), "no first renewal");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     let mut newcomer = dir.read_lease().unwrap().unwrap();
     newcomer.host = "elsewhere".into();
     dir.write_lease(&newcomer).unwrap();

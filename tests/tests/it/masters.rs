@@ -21,6 +21,10 @@ const TPE_ASYNC: &str = r#"{"format_version":1,"name":"masters",
   "mode":{"kind":"async","queue":4},
   "trainer":{"kind":"function","name":"branin","sleep_s":SLEEP}}"#;
 
+/// The study, each trial taking `sleep` seconds. The masters started
+/// together use 0.05 s, so that the study cannot end before the loser has
+/// seen the winner renew its lease (a master started on a finished study
+/// would run to its end too).
 fn study_json(sleep: f64) -> String {
     TPE_ASYNC
         .replace("TRIALS", &TRIALS.to_string())
@@ -152,7 +156,7 @@ fn one_winner(masters: &mut [Proc; 2]) -> (usize, String) {
 
 #[test]
 fn two_masters_started_together_never_record_different_settings_for_one_trial() {
-    let (tmp, study) = temp_study(&study_json(0.01));
+    let (tmp, study) = temp_study(&study_json(0.05));
     let mut ws = workers(&study, tmp.path(), 2);
     let mut ms = masters_together(&study, tmp.path(), "0.3");
     let (_, logs) = one_winner(&mut ms);
@@ -167,7 +171,7 @@ fn two_masters_started_together_never_record_different_settings_for_one_trial() 
 /// run until one of them finds that the lease is the other's.
 #[test]
 fn two_masters_taking_over_a_dead_masters_lease_together_never_record_different_settings() {
-    let (tmp, study) = temp_study(&study_json(0.01));
+    let (tmp, study) = temp_study(&study_json(0.05));
     let mut dead = std::process::Command::new("true").spawn().unwrap();
     dead.wait().unwrap();
     let lease = hps_common::MasterLease {
@@ -184,7 +188,7 @@ fn two_masters_taking_over_a_dead_masters_lease_together_never_record_different_
     )
     .unwrap();
     let mut ws = workers(&study, tmp.path(), 2);
-    let mut ms = masters_together(&study, tmp.path(), "1");
+    let mut ms = masters_together(&study, tmp.path(), "0.5");
     let (_, logs) = one_winner(&mut ms);
     for w in &mut ws {
         w.wait_ok(Duration::from_secs(60));

@@ -11,7 +11,7 @@ use hps_common::files::unix_now;
 use hps_common::{MasterLease, FORMAT_VERSION};
 use hps_shared_fs::dir::MASTER_FILE;
 use hps_shared_fs::{hostname, Periodic, StudyDir};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::error::MasterError;
 
@@ -123,8 +123,23 @@ impl Lease {
 /// the same instant both run until the renewals show one of them that it
 /// lost (the settings they record stay exclusive, see `Master::record`).
 fn take(dir: &StudyDir, lease: &MasterLease, shutdown: &AtomicBool) -> Result<(), MasterError> {
+    let interval = Duration::from_secs_f64(lease.interval_s);
     loop {
-        let Some(old) = read(dir)? else {
+        let found = match dir.read_lease() {
+            Ok(found) => found,
+            Err(e) if e.is_damaged() => {
+                // Quarantined once it stood still (or gone): look again.
+                wait_out_damaged(dir, &e, interval, shutdown)?;
+                continue;
+            }
+            Err(source) => {
+                return Err(MasterError::ReadLease {
+                    file: dir.root().join(MASTER_FILE),
+                    source,
+                })
+            }
+        };
+        let Some(old) = found else {
             if dir.create_lease(lease)? {
                 return Ok(());
             }
@@ -173,11 +188,48 @@ impl LeaseCheck {
     }
 }
 
-fn read(dir: &StudyDir) -> Result<Option<MasterLease>, MasterError> {
-    dir.read_lease().map_err(|source| MasterError::ReadLease {
-        file: dir.root().join(MASTER_FILE),
-        source,
-    })
+/// A `master.json` that cannot be read (truncated, garbage, a directory, a
+/// newer version...) must never block a resume: it is treated as a stale
+/// lease of unknown age. Watched for three of our own lease intervals, it
+/// is moved to `quarantine/` if it stood still, and refused if it changed
+/// (a live writer of some other version).
+fn wait_out_damaged(
+    dir: &StudyDir,
+    damage: &hps_shared_fs::FsError,
+    interval: Duration,
+    shutdown: &AtomicBool,
+) -> Result<(), MasterError> {
+    let path = dir.root().join(MASTER_FILE);
+    let grace = interval.max(Duration::from_millis(100)) * 3;
+    warn!("{damage}; treating it as a stale lease: watching it for {grace:?} before taking over");
+    let stamp = || {
+        std::fs::symlink_metadata(&path)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
+    let first = stamp();
+    let t = Instant::now();
+    while t.elapsed() < grace {
+        if shutdown.load(Ordering::SeqCst) {
+            return Err(MasterError::LeaseInterrupted { file: path });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        match stamp() {
+            None => return Ok(()),
+            now if now != first => {
+                return Err(MasterError::LeaseDamagedButLive { file: path });
+            }
+            _ => {}
+        }
+    }
+    let to = dir
+        .quarantine(&path)
+        .map_err(|source| MasterError::ReadLease {
+            file: path.clone(),
+            source,
+        })?;
+    info!(to = %to.display(), "moved the unreadable lease to quarantine/; taking over");
+    Ok(())
 }
 
 /// Watch another master's lease on our own clock for three of its

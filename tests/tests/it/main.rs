@@ -12,5 +12,6 @@ mod fuse;
 mod hostile;
 mod idle;
 mod master_cli;
+mod masters;
 mod pruning;
 mod worker_cli;

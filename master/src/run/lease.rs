@@ -383,6 +383,13 @@ mod tests {
         let stop = AtomicBool::new(false);
         let ours = Lease::acquire(&dir, Duration::from_secs(60), &stop).unwrap();
         ours.check().unwrap();
+        // Let the immediate first beat (seq 1) finish: removing the file
+        // between its read and its write would race with it.
+        let t = Instant::now();
+        while dir.read_lease().unwrap().map_or(0, |l| l.seq) < 1 {
+            assert!(t.elapsed() < Duration::from_secs(30), "no first beat");
+            std::thread::sleep(Duration::from_millis(5));
+        }
         std::fs::remove_file(dir.root().join(MASTER_FILE)).unwrap();
         let e = ours.check().unwrap_err().to_string();
         assert!(e.contains("no master.json any more"), "{e}");

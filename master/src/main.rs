@@ -73,6 +73,10 @@ enum Cmd {
         dir: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Csv)]
         format: Format,
+        /// The long format instead: one row per finished trial and epoch
+        /// (or exec report), with the training instruments.
+        #[arg(long)]
+        curves: bool,
         /// Write here instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -199,6 +203,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Export {
             dir,
             format,
+            curves,
             output,
         } => {
             let d = open(&dir)?;
@@ -206,14 +211,19 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 Format::Csv => report::ExportFormat::Csv,
                 Format::Jsonl => report::ExportFormat::Jsonl,
             };
+            let export = if curves {
+                report::export_curves
+            } else {
+                report::export
+            };
             match output {
                 Some(path) => {
                     let mut buf = Vec::new();
-                    report::export(&d, format, &mut buf)?;
+                    export(&d, format, &mut buf)?;
                     hps_shared_fs::write_atomic(&path, &buf)?;
                     Ok(())
                 }
-                None => Ok(report::export(&d, format, &mut std::io::stdout().lock())?),
+                None => Ok(export(&d, format, &mut std::io::stdout().lock())?),
             }
         }
     }

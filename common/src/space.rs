@@ -181,16 +181,28 @@ impl ParamSpec {
                 if low > high {
                     return bad("high", format!("high ({high}) must be >= low ({low})"));
                 }
+                if low == high {
+                    return bad("high", one_value(low));
+                }
                 if *log && *low <= 0.0 {
                     return bad("low", format!("a log-scale range needs low > 0, got {low}"));
                 }
                 if *grid == Some(0) {
                     return bad("grid", "must be at least 1".into());
                 }
+                if grid.is_some_and(|n| n as i64 > MAX_INT_GRID) {
+                    return bad(
+                        "grid",
+                        format!("at most {MAX_INT_GRID} points per parameter"),
+                    );
+                }
             }
             ParamSpec::Int { low, high, log } => {
                 if low > high {
                     return bad("high", format!("high ({high}) must be >= low ({low})"));
+                }
+                if low == high {
+                    return bad("high", one_value(low));
                 }
                 if *log && *low <= 0 {
                     return bad("low", format!("a log-scale range needs low > 0, got {low}"));
@@ -233,6 +245,12 @@ impl ParamSpec {
                 if *grid == Some(0) {
                     return bad("grid", "must be at least 1".into());
                 }
+                if grid.is_some_and(|n| n as i64 > MAX_INT_GRID) {
+                    return bad(
+                        "grid",
+                        format!("at most {MAX_INT_GRID} points per parameter"),
+                    );
+                }
             }
         }
         Ok(())
@@ -253,6 +271,15 @@ fn transform_value(offset: f64, scale: f64, base: Option<f64>, int: bool, x: f64
 }
 
 /// `n` evenly spaced points on `[0, 1]` including both ends (`[0]` for n=1).
+/// The message for a range that holds a single value: almost always a
+/// typo, and samplers that model a range cannot model an empty one.
+fn one_value(v: impl std::fmt::Display) -> String {
+    format!(
+        "low and high are both {v}, so the range holds one value; widen it, or write \
+         {{\"type\": \"fixed\", \"value\": {v}}} to pass a constant"
+    )
+}
+
 fn spaced(n: usize) -> Vec<f64> {
     if n <= 1 {
         return vec![0.0];

@@ -496,6 +496,15 @@ fn short_json(v: &serde_json::Value) -> String {
 
 impl Study {
     fn validate_pruner(&self, p: &PrunerSpec) -> Result<(), FieldError> {
+        // First: what the pruner's numbers would have to be says nothing
+        // useful when the trainer cannot be pruned at all.
+        if let TrainerSpec::Function { .. } = self.trainer {
+            return Err(FieldError::new(
+                "pruner",
+                "the function trainer reports a single value, and pruning needs per-epoch \
+                 values; remove the pruner, or use the cnn or exec trainer",
+            ));
+        }
         let epochs = self.budget.epochs;
         match *p {
             PrunerSpec::Asha { min_epochs, eta }
@@ -568,10 +577,8 @@ impl Study {
             }
         }
         match &self.trainer {
-            TrainerSpec::Function { .. } => Err(FieldError::new(
-                "pruner",
-                "the function trainer reports a single value; pruning needs per-epoch values",
-            )),
+            // Refused first, above.
+            TrainerSpec::Function { .. } => Ok(()),
             TrainerSpec::Cnn { defaults, .. } => {
                 if defaults.folds > 1 || self.space.contains_key("folds") {
                     return Err(FieldError::new(
@@ -682,6 +689,10 @@ impl Study {
     }
 }
 
+/// The most trials one study may plan: each is a few files in one
+/// directory, and a larger number is a typo (`1e15`) or a grid far too fine.
+pub const MAX_TRIALS: u64 = 10_000_000;
+
 impl Versioned for Study {
     fn validate(&self) -> Result<(), FieldError> {
         if self.format_version != FORMAT_VERSION {
@@ -721,6 +732,15 @@ impl Versioned for Study {
         if self.budget.trials == Some(0) {
             return Err(FieldError::new("budget.trials", "must be at least 1"));
         }
+        if let Some(n) = self.budget.trials.filter(|n| *n > MAX_TRIALS) {
+            return Err(FieldError::new(
+                "budget.trials",
+                format!(
+                    "{n} is more than one study can hold (at most {MAX_TRIALS}: each trial is \
+                     a few files in one directory); split the search into several studies"
+                ),
+            ));
+        }
         match self.mode {
             Mode::Sync { batch: 0 } => {
                 return Err(FieldError::new("mode.batch", "must be at least 1"))
@@ -733,6 +753,26 @@ impl Versioned for Study {
         if let SamplerSpec::Grid { .. } = self.sampler {
             let size = self.grid_size()?;
             let full = size.saturating_mul(self.repeats as u64);
+            if full > MAX_TRIALS {
+                // The exact count may not fit a u64 (100 points on 10 axes).
+                let shown = if full == u64::MAX {
+                    let mut n = self.repeats as f64;
+                    for p in self.space.values() {
+                        n *= p.grid_values().map_or(1, |v| v.len()) as f64;
+                    }
+                    format!("{n:.3e}")
+                } else {
+                    full.to_string()
+                };
+                return Err(FieldError::new(
+                    "space",
+                    format!(
+                        "the grid holds {shown} settings x repeats, more than one study can \
+                         hold (at most {MAX_TRIALS}); use fewer `grid` points or choices, or a \
+                         sampler such as tpe or random with a `budget.trials`"
+                    ),
+                ));
+            }
             if let Some(n) = self.budget.trials {
                 if n > full {
                     return Err(FieldError::new(
@@ -803,6 +843,60 @@ mod tests {
             let p: PrunerSpec = serde_json::from_str(&format!(r#"{{"kind": "{kind}"}}"#)).unwrap();
             assert_eq!(p.name(), kind);
         }
+    }
+
+    /// A branin study on the function trainer with `edit` applied to its text.
+    fn function_study(edit: impl Fn(&str) -> String) -> Result<Study, crate::SchemaError> {
+        let text = r#"{"format_version":1,"name":"f",
+            "space":{"x0":{"type":"float","low":-5,"high":10},"x1":{"type":"float","low":0,"high":15}},
+            "objective":{"metric":"value","direction":"minimize"},
+            "sampler":{"kind":"random","seed":0},"budget":{"trials":6},
+            "trainer":{"kind":"function","name":"branin"}}"#;
+        parse(&edit(text))
+    }
+
+    #[test]
+    fn absurd_budgets_and_grids_are_refused_at_init_with_the_field_named() {
+        let e = function_study(|t| t.replace(r#""trials":6"#, r#""trials":1000000000000000"#))
+            .unwrap_err();
+        assert_eq!(e.field(), "budget.trials", "{e}");
+        assert!(e.to_string().contains("at most 10000000"), "{e}");
+        // 100 points on each of 10 parameters: 100^10 settings.
+        let axes: Vec<String> = (0..10)
+            .map(|i| format!(r#""p{i}":{{"type":"float","low":0,"high":1,"grid":100}}"#))
+            .collect();
+        let text = format!(
+            r#"{{"format_version":1,"name":"g","space":{{{}}},
+            "objective":{{"metric":"value","direction":"minimize"}},
+            "sampler":{{"kind":"grid"}},"trainer":{{"kind":"function","name":"rosenbrock","dim":10}}}}"#,
+            axes.join(",")
+        );
+        let e = parse(&text).unwrap_err();
+        assert_eq!(e.field(), "space", "{e}");
+        assert!(e.to_string().contains("more than one study can hold"), "{e}");
+        assert!(e.to_string().contains("holds 1.000e20 settings"), "{e}");
+        let e = function_study(|t| t.replace(r#""type":"float","low":-5,"high":10"#, r#""type":"float","low":10,"high":10,"grid":1000000"#))
+            .unwrap_err();
+        assert_eq!(e.field(), "space.x0.high", "{e}");
+    }
+
+    #[test]
+    fn a_range_with_low_equal_to_high_is_refused_with_the_fixed_alternative() {
+        for spec in [r#""type":"float","low":3,"high":3"#, r#""type":"int","low":3,"high":3"#] {
+            let e = function_study(|t| t.replace(r#""type":"float","low":-5,"high":10"#, spec))
+                .unwrap_err();
+            assert_eq!(e.field(), "space.x0.high", "{e}");
+            assert!(e.to_string().contains(r#"{"type": "fixed", "value": 3}"#), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_pruner_on_the_function_trainer_is_refused_for_what_it_is_not_for_min_epochs() {
+        let e = function_study(|t| t.replace(r#""budget":"#, r#""pruner":{"kind":"asha"},"budget":"#))
+            .unwrap_err();
+        assert_eq!(e.field(), "pruner", "{e}");
+        assert!(e.to_string().contains("function trainer"), "{e}");
+        assert!(!e.to_string().contains("min_epochs"), "{e}");
     }
 
     #[test]

@@ -44,6 +44,12 @@ pub enum MasterError {
         host: String,
         pid: u32,
     },
+    #[error(
+        "`{}` cannot be read but keeps changing: something is writing it (a master of \
+         another hps version?). Stop that process, or remove the file if nothing runs",
+        file.display()
+    )]
+    LeaseDamagedButLive { file: PathBuf },
     #[error("interrupted while checking the master lease `{}`", file.display())]
     LeaseInterrupted { file: PathBuf },
     #[error("another master took over `{}`; stopping", dir.display())]

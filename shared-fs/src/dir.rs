@@ -29,7 +29,7 @@ use hps_common::{
 use serde::de::DeserializeOwned;
 
 use crate::atomic::{write_atomic, write_new, TMP_PREFIX};
-use crate::error::{FsError, Result};
+use crate::error::{Damage, FsError, Result};
 
 /// The sub-directories that hold one file per trial or worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -234,7 +234,9 @@ impl StudyDir {
     }
 
     pub fn write_lease(&self, lease: &MasterLease) -> Result<()> {
-        write_atomic(&self.root.join(MASTER_FILE), &to_pretty_json(lease))
+        let path = self.root.join(MASTER_FILE);
+        self.clear_non_file(&path)?;
+        write_atomic(&path, &to_pretty_json(lease))
     }
 
     pub fn read_lease(&self) -> Result<Option<MasterLease>> {
@@ -242,11 +244,40 @@ impl StudyDir {
     }
 
     pub fn mark_finished(&self, f: &Finished) -> Result<()> {
-        write_atomic(&self.root.join(FINISHED_FILE), &to_pretty_json(f))
+        let path = self.root.join(FINISHED_FILE);
+        self.clear_non_file(&path)?;
+        write_atomic(&path, &to_pretty_json(f))
+    }
+
+    /// Move whatever is at `path` to `quarantine/` unless it is a regular
+    /// file or nothing: a directory there would make every later write of
+    /// the file fail.
+    fn clear_non_file(&self, path: &Path) -> Result<()> {
+        match fs::symlink_metadata(path) {
+            Ok(m) if !m.is_file() => {
+                let to = self.quarantine(path)?;
+                tracing::warn!(from = %path.display(), to = %to.display(), "not a regular file; moved to quarantine/");
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Remove the file at `path`; a directory or other non-file there is
+    /// moved to `quarantine/` instead (`unlink` cannot remove it).
+    fn remove_entry(&self, path: &Path, action: &'static str) -> Result<()> {
+        match fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => match fs::symlink_metadata(path) {
+                Ok(m) if m.is_dir() => self.quarantine(path).map(drop),
+                _ => Err(FsError::io(action, path, e)),
+            },
+        }
     }
 
     pub fn is_finished(&self) -> bool {
-        self.root.join(FINISHED_FILE).is_file()
+        fs::symlink_metadata(self.root.join(FINISHED_FILE)).is_ok_and(|m| m.is_file())
     }
 
     pub fn read_finished(&self) -> Result<Option<Finished>> {
@@ -256,12 +287,7 @@ impl StudyDir {
     /// Remove `finished.json`, e.g. when the budget of a finished study is
     /// raised and the search continues.
     pub fn clear_finished(&self) -> Result<()> {
-        let p = self.root.join(FINISHED_FILE);
-        match fs::remove_file(&p) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(FsError::io("remove", p, e)),
-        }
+        self.remove_entry(&self.root.join(FINISHED_FILE), "remove")
     }
 
     // ----- scanning ------------------------------------------------------
@@ -353,11 +379,7 @@ impl StudyDir {
 
     /// Drop a claim once its result is published (or given up).
     pub fn drop_claim(&self, claim: &Claim) -> Result<()> {
-        match fs::remove_file(&claim.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(FsError::io("remove claim", &claim.path, e)),
-        }
+        self.remove_entry(&claim.path, "remove claim")
     }
 
     /// Take a claim away from its holder before handing it back to the
@@ -390,11 +412,7 @@ impl StudyDir {
     /// Remove a taken claim without re-queueing (its result is in, or the
     /// master wrote a `failed` result for it).
     pub fn forget(&self, taken: TakenClaim) -> Result<()> {
-        match fs::remove_file(&taken.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(FsError::io("remove", &taken.path, e)),
-        }
+        self.remove_entry(&taken.path, "remove")
     }
 
     // ----- multi-fidelity --------------------------------------------------
@@ -421,12 +439,7 @@ impl StudyDir {
     /// holds the curve). Missing files are fine.
     pub fn clear_trial_state(&self, id: &str) -> Result<()> {
         for sub in [Sub::Progress, Sub::Decisions] {
-            let p = self.file(sub, id)?;
-            match fs::remove_file(&p) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(FsError::io("remove", p, e)),
-            }
+            self.remove_entry(&self.file(sub, id)?, "remove")?;
         }
         Ok(())
     }
@@ -465,12 +478,7 @@ impl StudyDir {
 
     /// Drop a paused file (its trial has a result now).
     pub fn remove_paused(&self, id: &str) -> Result<()> {
-        let p = self.paused_path(id)?;
-        match fs::remove_file(&p) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(FsError::io("remove", p, e)),
-        }
+        self.remove_entry(&self.paused_path(id)?, "remove")
     }
 
     pub fn write_heartbeat(&self, hb: &Heartbeat) -> Result<()> {
@@ -523,8 +531,12 @@ impl StudyDir {
             .and_then(|p| p.file_name())
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // Unique per process and call: a rename must never replace an
+        // earlier quarantined file.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let to = self.sub(Sub::Quarantine).join(format!(
-            "{parent}-{name}-{}-{}",
+            "{parent}-{name}-{}-{}-{seq}",
             std::process::id(),
             hps_common::files::unix_now() as u64
         ));
@@ -578,17 +590,80 @@ fn take(path: &Path) -> Result<Option<PathBuf>> {
     }
 }
 
-/// Read and parse a versioned JSON file.
+/// The largest protocol file hps reads. Settings, results and heartbeats
+/// are kilobytes; a larger file is damage or an attack, and is refused
+/// without being read (see [`Damage::TooLarge`]).
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
+/// Read and parse a versioned JSON file of the protocol.
 pub fn read_json<T: DeserializeOwned + Versioned>(path: &Path) -> Result<T> {
-    let text = fs::read_to_string(path).map_err(|e| FsError::io("read", path, e))?;
+    let text = read_text(path)?;
     Ok(parse_versioned(path, &text)?)
 }
 
 pub(crate) fn read_optional<T: DeserializeOwned + Versioned>(path: &Path) -> Result<Option<T>> {
-    match fs::read_to_string(path) {
-        Ok(text) => Ok(Some(parse_versioned(path, &text)?)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(FsError::io("read", path, e)),
+    match read_json(path) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if is_not_found(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Read a protocol file as text, refusing what a shared directory must not
+/// make hps do: follow a symlink (possibly out of the study directory),
+/// block on a FIFO, read a directory or device, read an unbounded file.
+/// Such a file, a file of invalid UTF-8 and one hps may not read are
+/// [`FsError::Damaged`]; other errors are I/O errors and may be transient.
+pub fn read_text(path: &Path) -> Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let damaged = |damage| FsError::Damaged {
+        path: path.to_path_buf(),
+        damage,
+    };
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => damaged(Damage::Symlink),
+            Some(libc::EACCES) | Some(libc::EPERM) => damaged(Damage::Unreadable(e.to_string())),
+            Some(libc::ENXIO) => damaged(Damage::NotAFile("a socket or FIFO")),
+            _ => FsError::io("read", path, e),
+        })?;
+    let meta = file.metadata().map_err(|e| FsError::io("read", path, e))?;
+    if !meta.is_file() {
+        return Err(damaged(Damage::NotAFile(file_kind(&meta))));
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(damaged(Damage::TooLarge(meta.len())));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    // A file still growing is read up to the cap, never beyond.
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::EISDIR) => damaged(Damage::NotAFile("a directory")),
+            _ => FsError::io("read", path, e),
+        })?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(damaged(Damage::TooLarge(bytes.len() as u64)));
+    }
+    String::from_utf8(bytes).map_err(|e| damaged(Damage::NotUtf8(e.utf8_error().valid_up_to())))
+}
+
+fn file_kind(meta: &fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() || t.is_socket() {
+        "a socket or FIFO"
+    } else if t.is_block_device() || t.is_char_device() {
+        "a device"
+    } else {
+        "not a regular file"
     }
 }
 
@@ -705,5 +780,96 @@ mod tests {
         assert!(dir.list(Sub::Pending).unwrap().is_empty());
         assert!(dir.claim("../study", "w0").is_err());
         assert!(dir.claim("t000001", "../w").is_err());
+    }
+}
+
+#[cfg(test)]
+mod damage_tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn damage_of(path: &Path) -> Damage {
+        match read_text(path) {
+            Err(FsError::Damaged { path: p, damage }) => {
+                assert_eq!(p, path);
+                damage
+            }
+            other => panic!("{}: expected damage, got {other:?}", path.display()),
+        }
+    }
+
+    #[test]
+    fn unreadable_files_are_damage_not_io_errors_and_are_never_followed_or_read_whole() {
+        let tmp = tempfile::tempdir().unwrap();
+        let p = |n: &str| tmp.path().join(n);
+
+        let outside = tmp.path().join("outside.json");
+        fs::write(&outside, "{}").unwrap();
+        std::os::unix::fs::symlink(&outside, p("link.json")).unwrap();
+        assert_eq!(damage_of(&p("link.json")), Damage::Symlink);
+
+        fs::create_dir(p("dir.json")).unwrap();
+        assert_eq!(damage_of(&p("dir.json")), Damage::NotAFile("a directory"));
+
+        // A FIFO would block a plain open forever.
+        let fifo = std::ffi::CString::new(p("fifo.json").to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        assert_eq!(damage_of(&p("fifo.json")), Damage::NotAFile("a socket or FIFO"));
+
+        // Sparse: costs no disk, and must not be read.
+        let big = fs::File::create(p("big.json")).unwrap();
+        big.set_len(MAX_FILE_BYTES + 1).unwrap();
+        assert_eq!(damage_of(&p("big.json")), Damage::TooLarge(MAX_FILE_BYTES + 1));
+
+        fs::write(p("latin1.json"), b"{\"x\": \"caf\xe9\"}").unwrap();
+        assert_eq!(damage_of(&p("latin1.json")), Damage::NotUtf8(10));
+
+        fs::write(p("secret.json"), "{}").unwrap();
+        fs::set_permissions(p("secret.json"), fs::Permissions::from_mode(0o000)).unwrap();
+        // root reads anything; the check only means something for others.
+        if unsafe { libc::geteuid() } != 0 {
+            assert!(matches!(damage_of(&p("secret.json")), Damage::Unreadable(_)));
+        }
+
+        let e = read_text(&p("missing.json")).unwrap_err();
+        assert!(is_not_found(&e) && !e.is_damaged(), "{e:?}");
+        assert_eq!(read_text(&outside).unwrap(), "{}");
+        let msg = FsError::Damaged {
+            path: p("big.json"),
+            damage: Damage::TooLarge(MAX_FILE_BYTES + 1),
+        }
+        .to_string();
+        assert!(msg.contains("big.json") && msg.contains("64 MiB cap"), "{msg}");
+    }
+
+    #[test]
+    fn a_directory_where_a_protocol_file_belongs_is_moved_aside_not_fatal() {
+        let tmp = tempfile::tempdir().unwrap();
+        let text = r#"{"format_version":1,"name":"d",
+            "space":{"x0":{"type":"float","low":-5,"high":10},"x1":{"type":"float","low":0,"high":15}},
+            "objective":{"metric":"value","direction":"minimize"},
+            "sampler":{"kind":"random","seed":0},"budget":{"trials":1},
+            "trainer":{"kind":"function","name":"branin"}}"#;
+        let study: Study = parse_versioned(Path::new("study.json"), text).unwrap();
+        let dir = StudyDir::init(&tmp.path().join("s"), &study).unwrap();
+        fs::create_dir(dir.root().join(FINISHED_FILE)).unwrap();
+        assert!(!dir.is_finished());
+        dir.mark_finished(&Finished {
+            format_version: 1,
+            trials: 1,
+            finished_at_unix: 0.0,
+        })
+        .unwrap();
+        assert!(dir.is_finished());
+        let claim = Claim {
+            trial_id: "t000000".into(),
+            worker: "w".into(),
+            path: dir.sub(Sub::Running).join("t000000@w.json"),
+        };
+        fs::create_dir(&claim.path).unwrap();
+        dir.drop_claim(&claim).unwrap();
+        assert!(!claim.path.exists());
+        assert_eq!(dir.list(Sub::Quarantine).unwrap().len(), 0, "names keep no .json");
+        assert_eq!(fs::read_dir(dir.sub(Sub::Quarantine)).unwrap().count(), 2);
     }
 }

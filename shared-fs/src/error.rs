@@ -43,6 +43,8 @@ pub enum FsError {
         dir: PathBuf,
         source: Box<FsError>,
     },
+    #[error("`{}` is unusable: {damage}", path.display())]
+    Damaged { path: PathBuf, damage: Damage },
     #[error("invalid file name `{}` in `{}`: {reason}", name, dir.display())]
     BadName {
         dir: PathBuf,
@@ -51,7 +53,30 @@ pub enum FsError {
     },
 }
 
+/// Why a protocol file cannot be used, whatever its content claims.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Damage {
+    #[error("it is a symbolic link, which hps never follows (it could point out of the study directory)")]
+    Symlink,
+    #[error("it is {0}, not a regular file")]
+    NotAFile(&'static str),
+    #[error("it is {0} bytes, over the {cap} MiB cap on protocol files; it was not read", cap = crate::dir::MAX_FILE_BYTES >> 20)]
+    TooLarge(u64),
+    #[error("it is not UTF-8 text (invalid byte after offset {0})")]
+    NotUtf8(usize),
+    #[error("it cannot be read: {0}")]
+    Unreadable(String),
+}
+
 impl FsError {
+    /// A file that will never become readable by trying again: it cannot
+    /// be parsed, or is a [`Damage`]. Scanners move such a file to
+    /// `quarantine/`, and rebuild what it held where they can; other errors
+    /// (EIO, ESTALE, ...) may be transient and are retried.
+    pub fn is_damaged(&self) -> bool {
+        matches!(self, FsError::Schema(_) | FsError::Damaged { .. })
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,

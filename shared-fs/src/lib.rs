@@ -23,7 +23,7 @@ pub mod watch;
 pub use atomic::{write_atomic, write_atomic_with, write_new};
 pub use beat::Periodic;
 pub use dir::{Claim, StudyDir, Sub, TakenClaim};
-pub use error::FsError;
+pub use error::{Damage, FsError};
 pub use fstype::{detect_remote_fs, RemoteFs};
 pub use host::hostname;
 pub use record::StudyRecord;

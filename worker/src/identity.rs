@@ -103,6 +103,7 @@ fn claim(dir: &StudyDir, cfg: &WorkerConfig, shutdown: &AtomicBool) -> Result<()
                 }
                 continue;
             }
+            Err(e) if !e.is_damaged() => return Err(e.into()),
             Err(e) => {
                 // A damaged beat says nothing about a live worker (a live
                 // one rewrites it within an interval).

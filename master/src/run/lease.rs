@@ -11,7 +11,7 @@ use hps_common::files::unix_now;
 use hps_common::{MasterLease, FORMAT_VERSION};
 use hps_shared_fs::dir::MASTER_FILE;
 use hps_shared_fs::{hostname, Periodic, StudyDir};
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::error::MasterError;
 
@@ -49,9 +49,19 @@ impl Lease {
     ) -> Result<Lease, MasterError> {
         let host = hostname();
         let pid = std::process::id();
-        if let Some(old) = read(dir)? {
-            if judge(&old, &host, pid, pid_alive) == Found::Watch {
-                wait_until_stale(dir, &old, shutdown)?;
+        match dir.read_lease() {
+            Ok(Some(old)) => {
+                if judge(&old, &host, pid, pid_alive) == Found::Watch {
+                    wait_until_stale(dir, &old, shutdown)?;
+                }
+            }
+            Ok(None) => {}
+            Err(e) if e.is_damaged() => wait_out_damaged(dir, &e, interval, shutdown)?,
+            Err(source) => {
+                return Err(MasterError::ReadLease {
+                    file: dir.root().join(MASTER_FILE),
+                    source,
+                })
             }
         }
         let mut lease = MasterLease {
@@ -98,11 +108,46 @@ impl Lease {
     }
 }
 
-fn read(dir: &StudyDir) -> Result<Option<MasterLease>, MasterError> {
-    dir.read_lease().map_err(|source| MasterError::ReadLease {
-        file: dir.root().join(MASTER_FILE),
+/// A `master.json` that cannot be read (truncated, garbage, a directory, a
+/// newer version...) must never block a resume: it is treated as a stale
+/// lease of unknown age. Watched for three of our own lease intervals, it
+/// is moved to `quarantine/` if it stood still, and refused if it changed
+/// (a live writer of some other version).
+fn wait_out_damaged(
+    dir: &StudyDir,
+    damage: &hps_shared_fs::FsError,
+    interval: Duration,
+    shutdown: &AtomicBool,
+) -> Result<(), MasterError> {
+    let path = dir.root().join(MASTER_FILE);
+    let grace = interval.max(Duration::from_millis(100)) * 3;
+    warn!("{damage}; treating it as a stale lease: watching it for {grace:?} before taking over");
+    let stamp = || {
+        std::fs::symlink_metadata(&path)
+            .ok()
+            .map(|m| (m.len(), m.modified().ok()))
+    };
+    let first = stamp();
+    let t = Instant::now();
+    while t.elapsed() < grace {
+        if shutdown.load(Ordering::SeqCst) {
+            return Err(MasterError::LeaseInterrupted { file: path });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        match stamp() {
+            None => return Ok(()),
+            now if now != first => {
+                return Err(MasterError::LeaseDamagedButLive { file: path });
+            }
+            _ => {}
+        }
+    }
+    let to = dir.quarantine(&path).map_err(|source| MasterError::ReadLease {
+        file: path.clone(),
         source,
-    })
+    })?;
+    info!(to = %to.display(), "moved the unreadable lease to quarantine/; taking over");
+    Ok(())
 }
 
 /// Watch another master's lease on our own clock for three of its

@@ -11,6 +11,7 @@ mod recover;
 mod workers;
 mod written;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -190,6 +191,9 @@ struct Master {
     decided: HashMap<String, u32>,
     /// Intermediate values of every trial with a result.
     finished_curves: BTreeMap<String, Curve>,
+    /// Warnings already logged, so a file that stays unreadable is
+    /// reported once, not at every scan.
+    warned: RefCell<BTreeSet<String>>,
 }
 
 impl Master {
@@ -234,6 +238,7 @@ impl Master {
             brackets,
             decided: HashMap::new(),
             finished_curves: BTreeMap::new(),
+            warned: RefCell::new(BTreeSet::new()),
         };
         m.load_settings()?;
         for id in m.dir.list(Sub::Decisions)? {

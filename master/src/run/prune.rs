@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use hps_common::files::unix_now;
 use hps_common::{TrialResult, TrialSetting, FORMAT_VERSION};
 use hps_shared_fs::dir::is_not_found;
-use hps_shared_fs::{FsError, Sub};
+use hps_shared_fs::Sub;
 use tracing::{debug, info, warn};
 
 use super::written::pruned_result;
@@ -108,7 +108,7 @@ impl Master {
                     live.push((id, Curve::from_points(&p.points, direction, false)))
                 }
                 Ok(_) => {}
-                Err(FsError::Schema(e)) => {
+                Err(e) if e.is_damaged() => {
                     warn!("{e}; moving it to quarantine/");
                     self.quarantine(&self.dir.json_path(Sub::Progress, &id));
                 }
@@ -199,7 +199,7 @@ impl Master {
         for id in ids {
             let setting = match self.dir.read_paused(id) {
                 Ok(s) => s,
-                Err(FsError::Schema(e)) => {
+                Err(e) if e.is_damaged() => {
                     warn!("{e}; moving it to quarantine/");
                     self.quarantine(&self.dir.json_path(Sub::Paused, id));
                     unreadable = true;

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use hps_common::ids::trial_id;
 use hps_shared_fs::dir::is_not_found;
-use hps_shared_fs::{FsError, Sub};
+use hps_common::TrialSetting;
+use hps_shared_fs::Sub;
 use tracing::{debug, info, warn};
 
 use super::Master;
@@ -19,30 +20,34 @@ impl Master {
     pub(super) fn load_settings(&mut self) -> Result<(), MasterError> {
         let ids = self.dir.list(Sub::Settings)?;
         for id in ids {
-            if self.named(Sub::Settings, &id).is_none() {
+            let Some(path) = self.named(Sub::Settings, &id) else {
                 continue;
-            }
+            };
             match self.dir.read_setting(&id) {
-                Ok(s) if s.trial_id != id => {
-                    warn!("settings/{id}.json says trial `{}`; moving it to quarantine/ and re-creating it", s.trial_id);
-                    self.quarantine(&self.dir.setting_path(&id)?);
-                }
-                Ok(s) => {
-                    self.configs
-                        .entry(s.config)
-                        .or_insert_with(|| s.params.clone());
-                    self.next_index = self.next_index.max(s.index + 1);
-                    self.settings.insert(id, s);
-                }
-                Err(FsError::Schema(e)) => {
+                Ok(s) => match self.implausible(&id, &s) {
+                    Some(why) => {
+                        warn!(file = %path.display(), "{why}; moving it to quarantine/");
+                        self.quarantine(&path);
+                    }
+                    None => {
+                        self.configs
+                            .entry(s.config)
+                            .or_insert_with(|| s.params.clone());
+                        self.next_index = self.next_index.max(s.index + 1);
+                        self.settings.insert(id, s);
+                    }
+                },
+                Err(e) if e.is_damaged() => {
                     warn!("{e}; moving it to quarantine/ and re-creating the setting");
-                    self.quarantine(&self.dir.setting_path(&id)?);
+                    self.quarantine(&path);
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        // Re-create any record missing below next_index (quarantined above).
-        for index in 0..self.next_index {
+        // Re-create any record missing below next_index (quarantined
+        // above). Never beyond the budget: `next_index` may exceed it only
+        // when the budget was lowered, and those records all exist.
+        for index in 0..self.next_index.min(self.planned) {
             let id = trial_id(index);
             if !self.settings.contains_key(&id) {
                 let s = self.make_setting(index);
@@ -51,6 +56,33 @@ impl Master {
             }
         }
         Ok(())
+    }
+
+    /// Why a parsed record cannot be what this study's master wrote: its
+    /// name and index disagree, or its index is beyond the budget with no
+    /// result to show for it (a record from a budget since lowered has one,
+    /// or is still queued). Obeying such an index would make the master
+    /// re-create every record below it.
+    fn implausible(&self, id: &str, s: &TrialSetting) -> Option<String> {
+        if s.trial_id != id || trial_id(s.index) != id {
+            return Some(format!(
+                "settings/{id}.json says trial `{}` with index {}; a record's name, trial_id and index must agree",
+                s.trial_id, s.index
+            ));
+        }
+        if s.index < self.planned {
+            return None;
+        }
+        let queued = self.dir.has_result(id)
+            || self.dir.pending_path(id).is_ok_and(|p| p.is_file())
+            || self.dir.list_running().is_ok_and(|r| r.iter().any(|c| c.trial_id == id));
+        if !queued {
+            return Some(format!(
+                "settings/{id}.json has index {}, beyond the budget of {} trials, and was never run",
+                s.index, self.planned
+            ));
+        }
+        None
     }
 
     /// The path of `sub/<name>.json`, or `None` (after moving the file to
@@ -71,7 +103,15 @@ impl Master {
     pub(super) fn quarantine(&self, path: &Path) {
         match self.dir.quarantine(path) {
             Ok(to) => info!(from = %path.display(), to = %to.display(), "quarantined"),
-            Err(e) => warn!("{e}"),
+            Err(e) => self.warn_once(e.to_string()),
+        }
+    }
+
+    /// Log `message` as a warning the first time only: a file that stays
+    /// unreadable must not flood the log at every scan.
+    pub(super) fn warn_once(&self, message: String) {
+        if self.warned.borrow_mut().insert(message.clone()) {
+            warn!("{message} (reported once)");
         }
     }
 
@@ -92,13 +132,13 @@ impl Master {
                     warn!(file = %path.display(), "result file says trial `{}`; moving it to quarantine/", r.trial_id);
                     self.quarantine(&path);
                 }
-                Err(FsError::Schema(e)) => {
+                Err(e) if e.is_damaged() => {
                     warn!("{e}; moving it to quarantine/ and re-running the trial");
                     self.quarantine(&path);
                 }
                 Err(e) if is_not_found(&e) => {}
                 // EIO, ESTALE…: maybe transient; try again next scan.
-                Err(e) => warn!("{e}"),
+                Err(e) => self.warn_once(e.to_string()),
             }
         }
     }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use hps_common::{Heartbeat, WorkerState};
 use hps_shared_fs::dir::is_not_found;
-use hps_shared_fs::{Claim, FsError, Sub};
+use hps_shared_fs::{Claim, Sub};
 use tracing::{debug, warn};
 
 use super::written::lost_result;
@@ -51,7 +51,7 @@ impl Master {
                     );
                     self.quarantine(&self.dir.json_path(Sub::Heartbeats, &w));
                 }
-                Err(FsError::Schema(e)) => {
+                Err(e) if e.is_damaged() => {
                     // A truncated beat from a crashed writer cannot happen
                     // (atomic writes), so this is real corruption.
                     warn!("{e}; moving it to quarantine/");

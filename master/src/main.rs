@@ -96,7 +96,7 @@ fn main() -> ExitCode {
     match dispatch(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", hps_common::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

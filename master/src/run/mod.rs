@@ -318,7 +318,7 @@ impl Master {
     fn step(&mut self) -> Result<(), MasterError> {
         let scan = Scan::take(&self.dir)?;
         self.pending_count = scan.pending.len();
-        self.collect_results(&scan.results);
+        self.collect_results(&scan);
         self.drop_finished_copies(&scan)?;
         self.check_workers(&scan.running)?;
         self.publish_orphans(&scan)?;

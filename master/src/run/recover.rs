@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use hps_common::ids::trial_id;
-use hps_shared_fs::dir::is_not_found;
 use hps_common::TrialSetting;
+use hps_shared_fs::dir::is_not_found;
 use hps_shared_fs::Sub;
 use tracing::{debug, info, warn};
 
@@ -75,7 +75,10 @@ impl Master {
         }
         let queued = self.dir.has_result(id)
             || self.dir.pending_path(id).is_ok_and(|p| p.is_file())
-            || self.dir.list_running().is_ok_and(|r| r.iter().any(|c| c.trial_id == id));
+            || self
+                .dir
+                .list_running()
+                .is_ok_and(|r| r.iter().any(|c| c.trial_id == id));
         if !queued {
             return Some(format!(
                 "settings/{id}.json has index {}, beyond the budget of {} trials, and was never run",
@@ -118,8 +121,8 @@ impl Master {
     /// Read the results not seen yet. A result that names another trial or
     /// cannot be parsed is quarantined (the trial is then re-run); other
     /// read errors may be transient and are retried next scan.
-    pub(super) fn collect_results(&mut self, result_ids: &[String]) {
-        for id in result_ids {
+    pub(super) fn collect_results(&mut self, scan: &Scan) {
+        for id in &scan.results {
             if self.results.contains_key(id) {
                 continue;
             }
@@ -131,15 +134,33 @@ impl Master {
                 Ok(r) => {
                     warn!(file = %path.display(), "result file says trial `{}`; moving it to quarantine/", r.trial_id);
                     self.quarantine(&path);
+                    self.rerun(id, scan);
                 }
                 Err(e) if e.is_damaged() => {
                     warn!("{e}; moving it to quarantine/ and re-running the trial");
                     self.quarantine(&path);
+                    self.rerun(id, scan);
                 }
                 Err(e) if is_not_found(&e) => {}
                 // EIO, ESTALE…: maybe transient; try again next scan.
                 Err(e) => self.warn_once(e.to_string()),
             }
+        }
+    }
+
+    /// Publish trial `id` again at once when its result was just
+    /// quarantined and `scan` saw it in no queue: waiting out the orphan
+    /// grace would only delay it. Anything else is left to the orphan rule.
+    fn rerun(&mut self, id: &str, scan: &Scan) {
+        if scan.state(id, None) != hps_common::TrialState::Proposed {
+            return;
+        }
+        let Some(s) = self.settings.get(id) else {
+            return;
+        };
+        match self.dir.publish(s) {
+            Ok(()) => self.pending_count += 1,
+            Err(e) => self.warn_once(e.to_string()),
         }
     }
 

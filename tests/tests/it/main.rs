@@ -10,6 +10,7 @@ mod compat;
 mod e2e;
 mod faults;
 mod fuse;
+mod hostile;
 mod idle;
 mod master_cli;
 mod pruning;

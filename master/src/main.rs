@@ -59,6 +59,11 @@ enum Cmd {
         /// Renew the master lease every SECONDS.
         #[arg(long, value_name = "SECONDS", default_value = "2")]
         lease_interval: Seconds,
+        /// Go on although study.json was edited after init (other than
+        /// budget.trials, name or description), mixing the trials run before
+        /// and after the edit; the edited study is recorded for later runs.
+        #[arg(long)]
+        accept_study_change: bool,
     },
     /// Counts of pending, running, done and failed trials; live workers; the best so far.
     Status { dir: PathBuf },
@@ -165,12 +170,14 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             worker_grace,
             max_attempts,
             lease_interval,
+            accept_study_change,
         } => {
             let mut cfg = run::RunConfig::new(dir);
             cfg.poll = poll.map(Seconds::duration);
             cfg.rescan = rescan.duration();
             cfg.worker_grace = worker_grace.duration();
             cfg.lease_interval = lease_interval.duration();
+            cfg.accept_study_change = accept_study_change;
             if max_attempts == 0 {
                 bail!("--max-attempts must be at least 1");
             }

@@ -16,6 +16,7 @@ pub mod dir;
 pub mod error;
 pub mod fstype;
 pub mod host;
+pub mod record;
 pub mod shutdown;
 pub mod watch;
 
@@ -25,4 +26,5 @@ pub use dir::{Claim, StudyDir, Sub, TakenClaim};
 pub use error::{Damage, FsError};
 pub use fstype::{detect_remote_fs, RemoteFs};
 pub use host::hostname;
+pub use record::StudyRecord;
 pub use watch::{Waker, WatchMode};

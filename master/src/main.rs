@@ -152,8 +152,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 (None, None) => bail!("give --study FILE or --preset NAME"),
             };
             let study = hps_master::init(&dir, &text, &source)?;
+            let expansion = study
+                .grid_expansion()
+                .map_or(String::new(), |g| format!("; {g}"));
             println!(
-                "created study `{}` in {} ({} trials planned)",
+                "created study `{}` in {} ({} trials planned{expansion})",
                 study.name,
                 dir.display(),
                 study

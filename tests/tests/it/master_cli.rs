@@ -323,3 +323,18 @@ fn init_reports_typos_as_typos_at_their_line_and_says_how_a_grid_expands() {
         "{out}"
     );
 }
+
+/// Issue 17 §7: `init --help` listed the presets by hand, without `asha`.
+/// The list now comes from the code, and a typo gets clap's suggestion.
+#[test]
+fn init_help_lists_every_preset() {
+    let help = stdout_ok(hps_master(&["init", "--help"]));
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let names = hps_tests::json_stems(&examples);
+    assert!(names.contains(&"asha".to_string()), "{names:?}");
+    for name in &names {
+        assert!(help.contains(name.as_str()), "{name} missing from:\n{help}");
+    }
+    let err = stderr_err(hps_master(&["init", "x", "--preset", "ashaa"]));
+    assert_contains_all(&err, &["possible values", "a similar value exists: 'asha'"]);
+}

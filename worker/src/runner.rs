@@ -415,6 +415,7 @@ fn fill_result(result: &mut TrialResult, f: Finished, study: &Study, started: In
     result.reports = f.reports;
     result.epochs_completed = f.epochs_completed;
     result.error = f.error;
+    result.collapsed = f.collapsed;
     if result.status == TrialStatus::Complete {
         result.objective = result.metrics.get(&study.objective.metric).copied();
     }

@@ -481,6 +481,7 @@ mod tests {
             worker: "w0".into(),
             attempt: 1,
             error: (status != TrialStatus::Complete).then(|| "boom, \"badly\"".to_string()),
+            collapsed: false,
             reports: Vec::new(),
             finished_at_unix: 0.0,
         }

@@ -719,7 +719,8 @@ mod tests {
                 "wall_time_s",
                 "worker",
                 "device",
-                "error"
+                "error",
+                "collapsed"
             ]
         );
         assert_eq!(rows.len(), 8, "header + 7 settings");
@@ -766,7 +767,7 @@ mod tests {
             .collect();
         assert_eq!(objs.len(), 7);
         for o in &objs {
-            assert_eq!(o.len(), 16, "{o:?}");
+            assert_eq!(o.len(), 17, "{o:?}");
             assert!(o["params"].is_object() && o["metrics"].is_object());
         }
         assert_eq!(objs[1]["objective"], Value::from(1.0));

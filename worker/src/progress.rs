@@ -15,6 +15,9 @@ use tracing::{debug, info, warn};
 /// still stop the trial at a later epoch); `hps-worker --decision-wait`.
 pub const DECISION_WAIT: Duration = Duration::from_secs(10);
 
+/// The master's lease as seen at one time: host, pid, seq.
+type LeaseMark = (String, u32, u64);
+
 pub struct Reporter<'a> {
     dir: &'a StudyDir,
     progress: Progress,
@@ -26,7 +29,7 @@ pub struct Reporter<'a> {
     wait: Duration,
     /// The `decide_at` step whose verdict is due, since when, and the
     /// master's lease (host, pid, seq) then.
-    awaiting: Option<(u32, Instant, Option<(String, u32, u64)>)>,
+    awaiting: Option<(u32, Instant, Option<LeaseMark>)>,
     /// Said that decisions stopped coming (once, until they come again).
     stalled: bool,
 }
@@ -136,7 +139,7 @@ impl<'a> Reporter<'a> {
             return;
         }
         let t = Instant::now();
-        if self.awaiting.as_ref().map_or(true, |a| a.0 != step) {
+        if self.awaiting.as_ref().is_none_or(|a| a.0 != step) {
             self.awaiting = Some((step, t, self.lease_now()));
         }
         while t.elapsed() < self.wait && !should_stop() {
@@ -160,7 +163,7 @@ impl<'a> Reporter<'a> {
     /// come for the decision wait, and say when verdicts come again.
     fn watch_decisions(&mut self, step: u32, decided: Option<u32>) {
         let due = self.decide_at.iter().copied().filter(|d| *d <= step).max();
-        let Some(due) = due.filter(|d| decided.map_or(true, |x| x < *d)) else {
+        let Some(due) = due.filter(|d| decided.is_none_or(|x| x < *d)) else {
             self.awaiting = None;
             if std::mem::take(&mut self.stalled) {
                 info!("pruning decisions from the master come again");
@@ -185,7 +188,7 @@ impl<'a> Reporter<'a> {
         }
     }
 
-    fn lease_now(&self) -> Option<(String, u32, u64)> {
+    fn lease_now(&self) -> Option<LeaseMark> {
         match self.dir.read_lease() {
             Ok(Some(l)) => Some((l.host, l.pid, l.seq)),
             _ => None,
@@ -195,11 +198,7 @@ impl<'a> Reporter<'a> {
 
 /// Why decisions may not come, from the lease at the start and at the end
 /// of the wait (`waited`).
-fn lease_note(
-    then: &Option<(String, u32, u64)>,
-    now: &Option<(String, u32, u64)>,
-    waited: Duration,
-) -> String {
+fn lease_note(then: &Option<LeaseMark>, now: &Option<LeaseMark>, waited: Duration) -> String {
     match (then, now) {
         (_, None) => "no master is running (no master.json)".into(),
         (Some(a), Some(b)) if a == b => format!(

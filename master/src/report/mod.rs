@@ -64,8 +64,8 @@ pub fn status_watching(
     let mut reread = || load_heartbeats(dir).unwrap_or_default();
     let (verdicts, lease_verdict, window) =
         master::watch(dir, &beats, &lease, clock, sleep, &mut reread);
-    master::write_line(dir, &lease, lease_verdict, window, out)?;
     writeln!(out)?;
+    master::write_line(dir, &lease, lease_verdict, window, out)?;
     if beats.is_empty() {
         writeln!(out, "workers    none has written a heartbeat yet")?;
         return Ok(());

@@ -564,7 +564,10 @@ impl Study {
                     ));
                 }
             }
-            TrainerSpec::Exec(spec) => spec.validate(self.space.keys())?,
+            TrainerSpec::Exec(spec) => {
+                spec.validate(self.space.keys())?;
+                spec.validate_workdir_values(&self.space)?;
+            }
             TrainerSpec::Function { name, dim, sleep_s } => {
                 if !sleep_s.is_finite() || *sleep_s < 0.0 {
                     return Err(FieldError::new(
@@ -797,27 +800,42 @@ mod tests {
         );
         let e = parse(&text).unwrap_err();
         assert_eq!(e.field(), "space", "{e}");
-        assert!(e.to_string().contains("more than one study can hold"), "{e}");
+        assert!(
+            e.to_string().contains("more than one study can hold"),
+            "{e}"
+        );
         assert!(e.to_string().contains("holds 1.000e20 settings"), "{e}");
-        let e = function_study(|t| t.replace(r#""type":"float","low":-5,"high":10"#, r#""type":"float","low":10,"high":10,"grid":1000000"#))
-            .unwrap_err();
+        let e = function_study(|t| {
+            t.replace(
+                r#""type":"float","low":-5,"high":10"#,
+                r#""type":"float","low":10,"high":10,"grid":1000000"#,
+            )
+        })
+        .unwrap_err();
         assert_eq!(e.field(), "space.x0.high", "{e}");
     }
 
     #[test]
     fn a_range_with_low_equal_to_high_is_refused_with_the_fixed_alternative() {
-        for spec in [r#""type":"float","low":3,"high":3"#, r#""type":"int","low":3,"high":3"#] {
+        for spec in [
+            r#""type":"float","low":3,"high":3"#,
+            r#""type":"int","low":3,"high":3"#,
+        ] {
             let e = function_study(|t| t.replace(r#""type":"float","low":-5,"high":10"#, spec))
                 .unwrap_err();
             assert_eq!(e.field(), "space.x0.high", "{e}");
-            assert!(e.to_string().contains(r#"{"type": "fixed", "value": 3}"#), "{e}");
+            assert!(
+                e.to_string().contains(r#"{"type": "fixed", "value": 3}"#),
+                "{e}"
+            );
         }
     }
 
     #[test]
     fn a_pruner_on_the_function_trainer_is_refused_for_what_it_is_not_for_min_epochs() {
-        let e = function_study(|t| t.replace(r#""budget":"#, r#""pruner":{"kind":"asha"},"budget":"#))
-            .unwrap_err();
+        let e =
+            function_study(|t| t.replace(r#""budget":"#, r#""pruner":{"kind":"asha"},"budget":"#))
+                .unwrap_err();
         assert_eq!(e.field(), "pruner", "{e}");
         assert!(e.to_string().contains("function trainer"), "{e}");
         assert!(!e.to_string().contains("min_epochs"), "{e}");

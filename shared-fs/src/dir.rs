@@ -612,7 +612,7 @@ pub fn read_text(path: &Path) -> Result<String> {
     String::from_utf8(bytes).map_err(|e| damaged(Damage::NotUtf8(e.utf8_error().valid_up_to())))
 }
 
-fn file_kind(meta: &fs::Metadata) -> &'static str {
+pub(crate) fn file_kind(meta: &fs::Metadata) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     let t = meta.file_type();
     if t.is_dir() {
@@ -773,12 +773,18 @@ mod damage_tests {
         // A FIFO would block a plain open forever.
         let fifo = std::ffi::CString::new(p("fifo.json").to_str().unwrap()).unwrap();
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
-        assert_eq!(damage_of(&p("fifo.json")), Damage::NotAFile("a socket or FIFO"));
+        assert_eq!(
+            damage_of(&p("fifo.json")),
+            Damage::NotAFile("a socket or FIFO")
+        );
 
         // Sparse: costs no disk, and must not be read.
         let big = fs::File::create(p("big.json")).unwrap();
         big.set_len(MAX_FILE_BYTES + 1).unwrap();
-        assert_eq!(damage_of(&p("big.json")), Damage::TooLarge(MAX_FILE_BYTES + 1));
+        assert_eq!(
+            damage_of(&p("big.json")),
+            Damage::TooLarge(MAX_FILE_BYTES + 1)
+        );
 
         fs::write(p("latin1.json"), b"{\"x\": \"caf\xe9\"}").unwrap();
         assert_eq!(damage_of(&p("latin1.json")), Damage::NotUtf8(10));
@@ -787,7 +793,10 @@ mod damage_tests {
         fs::set_permissions(p("secret.json"), fs::Permissions::from_mode(0o000)).unwrap();
         // root reads anything; the check only means something for others.
         if unsafe { libc::geteuid() } != 0 {
-            assert!(matches!(damage_of(&p("secret.json")), Damage::Unreadable(_)));
+            assert!(matches!(
+                damage_of(&p("secret.json")),
+                Damage::Unreadable(_)
+            ));
         }
 
         let e = read_text(&p("missing.json")).unwrap_err();
@@ -798,7 +807,10 @@ mod damage_tests {
             damage: Damage::TooLarge(MAX_FILE_BYTES + 1),
         }
         .to_string();
-        assert!(msg.contains("big.json") && msg.contains("64 MiB cap"), "{msg}");
+        assert!(
+            msg.contains("big.json") && msg.contains("64 MiB cap"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -828,7 +840,11 @@ mod damage_tests {
         fs::create_dir(&claim.path).unwrap();
         dir.drop_claim(&claim).unwrap();
         assert!(!claim.path.exists());
-        assert_eq!(dir.list(Sub::Quarantine).unwrap().len(), 0, "names keep no .json");
+        assert_eq!(
+            dir.list(Sub::Quarantine).unwrap().len(),
+            0,
+            "names keep no .json"
+        );
         assert_eq!(fs::read_dir(dir.sub(Sub::Quarantine)).unwrap().count(), 2);
     }
 }

@@ -2,7 +2,7 @@
 //! trainer (see [`crate::trainers`]), publish the result or hand the trial
 //! back; a heartbeat thread tells the master this worker is alive.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -78,12 +78,6 @@ pub enum RunnerError {
     Fs(#[from] FsError),
     #[error(transparent)]
     Trainer(Box<TrainerError>),
-    #[error("failed to open the trial log `{}`: {source}", path.display())]
-    Log {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 impl From<TrainerError> for RunnerError {
@@ -343,18 +337,14 @@ fn read_setting(dir: &StudyDir, claim: &Claim) -> Result<Option<TrialSetting>, R
     Ok(Some(setting))
 }
 
-/// Open the trial's log for appending and write the run's header line.
+/// Open the trial's log for appending (never through a link: see
+/// [`StudyDir::open_log`]) and write the run's header line.
 fn open_log(
     dir: &StudyDir,
     setting: &TrialSetting,
     cfg: &WorkerConfig,
 ) -> Result<File, RunnerError> {
-    let path = dir.log_path(&setting.trial_id)?;
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|source| RunnerError::Log { path, source })?;
+    let mut log = dir.open_log(&setting.trial_id)?;
     let _ = writeln!(
         log,
         "# trial {} attempt {} worker {} device {} seed {} params {}",

@@ -142,10 +142,12 @@ fn wait_out_damaged(
             _ => {}
         }
     }
-    let to = dir.quarantine(&path).map_err(|source| MasterError::ReadLease {
-        file: path.clone(),
-        source,
-    })?;
+    let to = dir
+        .quarantine(&path)
+        .map_err(|source| MasterError::ReadLease {
+            file: path.clone(),
+            source,
+        })?;
     info!(to = %to.display(), "moved the unreadable lease to quarantine/; taking over");
     Ok(())
 }

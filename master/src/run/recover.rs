@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use hps_common::ids::trial_id;
-use hps_shared_fs::dir::is_not_found;
 use hps_common::TrialSetting;
+use hps_shared_fs::dir::is_not_found;
 use hps_shared_fs::Sub;
 use tracing::{debug, info, warn};
 
@@ -75,7 +75,10 @@ impl Master {
         }
         let queued = self.dir.has_result(id)
             || self.dir.pending_path(id).is_ok_and(|p| p.is_file())
-            || self.dir.list_running().is_ok_and(|r| r.iter().any(|c| c.trial_id == id));
+            || self
+                .dir
+                .list_running()
+                .is_ok_and(|r| r.iter().any(|c| c.trial_id == id));
         if !queued {
             return Some(format!(
                 "settings/{id}.json has index {}, beyond the budget of {} trials, and was never run",

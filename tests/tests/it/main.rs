@@ -10,6 +10,7 @@ mod e2e;
 mod faults;
 mod fuse;
 mod idle;
+mod links;
 mod master_cli;
 mod pruning;
 mod worker_cli;

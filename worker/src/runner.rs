@@ -2,6 +2,7 @@
 //! trainer (see [`crate::trainers`]), publish the result or hand the trial
 //! back; a heartbeat thread tells the master this worker is alive.
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
@@ -195,6 +196,7 @@ fn claim_loop(
     summary: &mut WorkerSummary,
 ) -> Result<(), RunnerError> {
     let (cfg, dir) = (slot.cfg, slot.dir);
+    let mut lost = BTreeSet::new();
     loop {
         if shutdown.load(Ordering::SeqCst) {
             summary.interrupted = true;
@@ -204,7 +206,7 @@ fn claim_loop(
         // from an earlier life of this worker, or a claim whose rename
         // reply NFS lost (we believed we lost the race). Hand them back.
         release_stale_claims(dir, &cfg.id)?;
-        if let Some(claim) = claim_next(dir, &cfg.id)? {
+        if let Some(claim) = claim_next(dir, &cfg.id, waker, &mut lost)? {
             if let Claimed::HandedBack = run_claim(slot, &claim, status, shutdown)? {
                 summary.interrupted = true;
                 return Ok(());
@@ -213,6 +215,8 @@ fn claim_loop(
             if cfg.once {
                 return Ok(());
             }
+            // Our result is out: the master's next setting follows soon.
+            waker.busy();
             continue;
         }
         if dir.is_finished() {
@@ -224,8 +228,17 @@ fn claim_loop(
 }
 
 /// Claim the first pending setting we can win. Losing a race to another
-/// worker is normal: try the next one.
-fn claim_next(dir: &StudyDir, worker: &str) -> Result<Option<Claim>, RunnerError> {
+/// worker is normal: try the next one. A listed file that is gone when
+/// claimed (another worker's, or a stale directory cache on NFS/FUSE) means
+/// settings are moving: look again soon rather than a poll interval later.
+/// Each id counts once (`lost`): a stale listing that keeps showing a file
+/// that is gone must not turn polling into a busy loop.
+fn claim_next(
+    dir: &StudyDir,
+    worker: &str,
+    waker: &Waker,
+    lost: &mut BTreeSet<String>,
+) -> Result<Option<Claim>, RunnerError> {
     for id in dir.list(Sub::Pending)? {
         if hps_common::validate_id("trial id", &id).is_err() {
             let path = dir.json_path(Sub::Pending, &id);
@@ -234,7 +247,11 @@ fn claim_next(dir: &StudyDir, worker: &str) -> Result<Option<Claim>, RunnerError
             continue;
         }
         if let Some(c) = dir.claim(&id, worker)? {
+            lost.clear();
             return Ok(Some(c));
+        }
+        if lost.insert(id) {
+            waker.busy();
         }
     }
     Ok(None)

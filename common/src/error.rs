@@ -72,9 +72,44 @@ impl FieldError {
     }
 }
 
+/// The one-line message a binary prints for `e`: its text, then each
+/// source's, joined by `: `, leaving out a source whose text the message
+/// already ends with (an error that shows its cause in its own text, as
+/// `FsError::Io` does, would otherwise print it twice).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(cause) = cur {
+        let text = cause.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cur = cause.source();
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn error_chain_prints_a_cause_once() {
+        let io = std::io::Error::from_raw_os_error(21);
+        #[derive(Debug, thiserror::Error)]
+        #[error("failed to remove `x`: {0}")]
+        struct Shows(#[source] std::io::Error);
+        #[derive(Debug, thiserror::Error)]
+        #[error("reading the lease")]
+        struct Hides(#[source] Shows);
+        let text = error_chain(&Hides(Shows(io)));
+        assert_eq!(text.matches("Is a directory").count(), 1, "{text}");
+        assert!(
+            text.starts_with("reading the lease: failed to remove `x`: Is a directory"),
+            "{text}"
+        );
+    }
 
     #[test]
     fn field_error_display_and_file() {

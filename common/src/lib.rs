@@ -20,7 +20,7 @@ pub mod space;
 pub mod state;
 pub mod study;
 
-pub use error::{FieldError, SchemaError};
+pub use error::{error_chain, FieldError, SchemaError};
 pub use files::{
     Action, Decision, EpochStat, Finished, Heartbeat, Instruments, LayerStat, MasterLease, Params,
     Progress, ProgressPoint, TrialResult, TrialSetting, TrialStatus, WorkerState,

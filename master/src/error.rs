@@ -52,8 +52,19 @@ pub enum MasterError {
     LeaseDamagedButLive { file: PathBuf },
     #[error("interrupted while checking the master lease `{}`", file.display())]
     LeaseInterrupted { file: PathBuf },
-    #[error("another master took over `{}`; stopping", dir.display())]
-    LeaseLost { dir: PathBuf },
+    #[error(
+        "another master took over `{}` ({by}), for instance while this one was stopped or \
+         stalled for longer than its lease; this master stops without writing anything more \
+         and leaves the study to the other one",
+        dir.display()
+    )]
+    LeaseLost { dir: PathBuf, by: String },
+    #[error(
+        "`{}` keeps reappearing in a form this master cannot use (quarantined three times); \
+         check what else writes into settings/",
+        file.display()
+    )]
+    RecordInTheWay { file: PathBuf },
     /// Writing a report to its output (standard output or a file) failed.
     #[error("failed to write the report")]
     Output(#[from] std::io::Error),

@@ -90,11 +90,21 @@ fn main() -> ExitCode {
     init_tracing(cli.log.verbose);
     match dispatch(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
+        // `hps-master export DIR | head`: the reader has all it wanted.
+        // Like ripgrep, a closed pipe is success, and nothing is printed.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", hps_common::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 fn init_tracing(verbose: u8) {

@@ -19,8 +19,17 @@ static COUNTER: AtomicU64 = AtomicU64::new(0);
 /// every scanner in this crate.
 pub const TMP_PREFIX: &str = ".tmp.";
 
+/// The directory holding `path`: `.` for a bare file name, whose
+/// `parent()` is the empty path (`export -o x.csv`).
+fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
 fn temp_path(target: &Path) -> PathBuf {
-    let dir = target.parent().unwrap_or(Path::new("."));
+    let dir = parent_dir(target);
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -107,7 +116,7 @@ fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
         let _ = fs::remove_file(tmp);
         return Err(FsError::io("rename into place", path, e));
     }
-    sync_dir(path.parent().unwrap_or(Path::new(".")))
+    sync_dir(parent_dir(path))
 }
 
 /// Write `bytes` to `path` atomically, but only if `path` does not exist.
@@ -140,7 +149,7 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<bool> {
     let _ = fs::remove_file(&tmp);
     let created = outcome?;
     if created {
-        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+        sync_dir(parent_dir(path))?;
     }
     Ok(created)
 }
@@ -148,6 +157,13 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_bare_file_name_is_written_in_the_current_directory() {
+        assert_eq!(parent_dir(Path::new("x.csv")), Path::new("."));
+        assert_eq!(parent_dir(Path::new("a/x.csv")), Path::new("a"));
+        assert_eq!(parent_dir(Path::new("/x.csv")), Path::new("/"));
+    }
 
     #[test]
     fn write_atomic_replaces_and_leaves_no_temp() {

@@ -213,10 +213,19 @@ impl StudyDir {
 
     // ----- master side ---------------------------------------------------
 
-    /// Record a proposal in `settings/`. This happens before publishing, so
-    /// a master that crashes in between finds the proposal on restart and
-    /// publishes exactly that setting instead of sampling a new one.
-    pub fn record_setting(&self, s: &TrialSetting) -> Result<()> {
+    /// Record a proposal in `settings/`, exclusively: the record is created
+    /// with `link(2)` ([`write_new`]), so of two masters recording the same
+    /// trial the first wins and the other gets `Ok(false)`, writes nothing,
+    /// and must read the record and use it. This happens before publishing,
+    /// so a master that crashes in between finds the proposal on restart
+    /// and publishes exactly that setting instead of sampling a new one.
+    pub fn record_setting(&self, s: &TrialSetting) -> Result<bool> {
+        write_new(&self.setting_path(&s.trial_id)?, &to_pretty_json(s))
+    }
+
+    /// Rewrite an existing record, for fields the master changes after
+    /// proposing (successive halving's `until_epoch`); never its params.
+    pub fn update_setting(&self, s: &TrialSetting) -> Result<()> {
         write_atomic(&self.setting_path(&s.trial_id)?, &to_pretty_json(s))
     }
 
@@ -229,10 +238,18 @@ impl StudyDir {
         read_json(&self.setting_path(id)?)
     }
 
+    /// Rewrite `master.json` (renewal, or taking over a stale lease).
     pub fn write_lease(&self, lease: &MasterLease) -> Result<()> {
         let path = self.root.join(MASTER_FILE);
         self.clear_non_file(&path)?;
         write_atomic(&path, &to_pretty_json(lease))
+    }
+
+    /// Create `master.json` where there is none, with `link(2)`: of two
+    /// masters starting at once the first gets `Ok(true)`, the other
+    /// `Ok(false)` and nothing written.
+    pub fn create_lease(&self, lease: &MasterLease) -> Result<bool> {
+        write_new(&self.root.join(MASTER_FILE), &to_pretty_json(lease))
     }
 
     pub fn read_lease(&self) -> Result<Option<MasterLease>> {
@@ -729,6 +746,57 @@ mod tests {
         assert!(dir.list_running().unwrap().is_empty());
         let c = dir.claim("t000000", "w1").unwrap().unwrap();
         assert_eq!(dir.read_claim(&c).unwrap().attempt, 2);
+    }
+
+    #[test]
+    fn the_first_record_of_a_setting_wins_and_is_never_overwritten() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StudyDir::init(tmp.path(), &study()).unwrap();
+        let mut ours = setting(3);
+        ours.params
+            .insert("x0".into(), serde_json::Value::from(1.0));
+        let mut theirs = setting(3);
+        theirs
+            .params
+            .insert("x0".into(), serde_json::Value::from(2.0));
+        assert!(dir.record_setting(&ours).unwrap());
+        assert!(
+            !dir.record_setting(&theirs).unwrap(),
+            "a second record loses"
+        );
+        assert_eq!(dir.read_setting("t000003").unwrap(), ours);
+        // Racing recorders: exactly one creates it.
+        let won: usize = std::thread::scope(|s| {
+            let hs: Vec<_> = (0..8)
+                .map(|i| {
+                    let dir = dir.clone();
+                    s.spawn(move || dir.record_setting(&setting(10 + i % 2)).unwrap() as usize)
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        assert_eq!(won, 2, "one winner per trial id");
+        // The one sanctioned rewrite.
+        ours.until_epoch = Some(4);
+        dir.update_setting(&ours).unwrap();
+        assert_eq!(dir.read_setting("t000003").unwrap().until_epoch, Some(4));
+    }
+
+    #[test]
+    fn a_lease_is_created_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StudyDir::init(tmp.path(), &study()).unwrap();
+        let lease = |pid| MasterLease {
+            format_version: 1,
+            host: "h".into(),
+            pid,
+            seq: 0,
+            interval_s: 1.0,
+            written_at_unix: 0.0,
+        };
+        assert!(dir.create_lease(&lease(1)).unwrap());
+        assert!(!dir.create_lease(&lease(2)).unwrap());
+        assert_eq!(dir.read_lease().unwrap().unwrap().pid, 1);
     }
 
     #[test]

@@ -69,7 +69,7 @@ fn main() -> ExitCode {
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", hps_common::error_chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -16,9 +16,18 @@ use tracing::{info, warn};
 use crate::error::MasterError;
 
 pub(super) struct Lease {
-    lost: Arc<AtomicBool>,
+    check: LeaseCheck,
     beat: Option<Periodic>,
+}
+
+/// Whether the lease is still ours: shared by the renewing thread and the
+/// main loop, which asks before each batch of writes ([`LeaseCheck::verify`]).
+#[derive(Clone)]
+pub(super) struct LeaseCheck {
     dir: StudyDir,
+    host: String,
+    pid: u32,
+    lost: Arc<AtomicBool>,
 }
 
 /// What a master finds in `master.json` when it starts.
@@ -41,6 +50,15 @@ fn judge(old: &MasterLease, host: &str, pid: u32, alive: impl Fn(u32) -> bool) -
     }
 }
 
+/// How a watched lease ended ([`wait_until_stale`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stale {
+    /// It stood still for the whole grace: its master is presumed dead.
+    Standing,
+    /// `master.json` disappeared: its master released it.
+    Gone,
+}
+
 impl Lease {
     pub(super) fn acquire(
         dir: &StudyDir,
@@ -49,52 +67,42 @@ impl Lease {
     ) -> Result<Lease, MasterError> {
         let host = hostname();
         let pid = std::process::id();
-        match dir.read_lease() {
-            Ok(Some(old)) => {
-                if judge(&old, &host, pid, pid_alive) == Found::Watch {
-                    wait_until_stale(dir, &old, shutdown)?;
-                }
-            }
-            Ok(None) => {}
-            Err(e) if e.is_damaged() => wait_out_damaged(dir, &e, interval, shutdown)?,
-            Err(source) => {
-                return Err(MasterError::ReadLease {
-                    file: dir.root().join(MASTER_FILE),
-                    source,
-                })
-            }
-        }
         let mut lease = MasterLease {
             format_version: FORMAT_VERSION,
-            host,
+            host: host.clone(),
             pid,
             seq: 0,
             interval_s: interval.as_secs_f64(),
             written_at_unix: unix_now(),
         };
-        dir.write_lease(&lease)?;
-        let lost = Arc::new(AtomicBool::new(false));
+        take(dir, &lease, shutdown)?;
+        let check = LeaseCheck {
+            dir: dir.clone(),
+            host,
+            pid,
+            lost: Arc::new(AtomicBool::new(false)),
+        };
         let beat = {
-            let (dir, lost) = (dir.clone(), lost.clone());
+            let check = check.clone();
             Periodic::start("master lease", interval, move |seq| {
-                renew(&dir, &mut lease, seq, &lost)
+                renew(&check, &mut lease, seq)
             })
         };
         Ok(Lease {
-            lost,
+            check,
             beat: Some(beat),
-            dir: dir.clone(),
         })
     }
 
-    /// An error once another master has taken the lease over.
+    /// An error once another master has taken the lease over (re-reads
+    /// `master.json`).
     pub(super) fn check(&self) -> Result<(), MasterError> {
-        if self.lost.load(Ordering::SeqCst) {
-            return Err(MasterError::LeaseLost {
-                dir: self.dir.root().to_path_buf(),
-            });
-        }
-        Ok(())
+        self.check.verify()
+    }
+
+    /// The check the main loop runs before its writes.
+    pub(super) fn checker(&self) -> LeaseCheck {
+        self.check.clone()
     }
 
     /// Stop renewing, and remove `master.json` unless it is someone else's.
@@ -102,9 +110,81 @@ impl Lease {
         if let Some(beat) = self.beat.take() {
             beat.stop();
         }
-        if !self.lost.load(Ordering::SeqCst) {
-            let _ = std::fs::remove_file(self.dir.root().join(MASTER_FILE));
+        if self.check.verify().is_ok() {
+            let _ = std::fs::remove_file(self.check.dir.root().join(MASTER_FILE));
         }
+    }
+}
+
+/// Write our first lease. Where there is none, it is created with
+/// `link(2)`, so of two masters starting together one wins and the other
+/// watches the winner's lease (and refuses, as it is renewed). A stale
+/// lease is overwritten; two masters taking over the same stale lease at
+/// the same instant both run until the renewals show one of them that it
+/// lost (the settings they record stay exclusive, see `Master::record`).
+fn take(dir: &StudyDir, lease: &MasterLease, shutdown: &AtomicBool) -> Result<(), MasterError> {
+    let interval = Duration::from_secs_f64(lease.interval_s);
+    loop {
+        let found = match dir.read_lease() {
+            Ok(found) => found,
+            Err(e) if e.is_damaged() => {
+                // Quarantined once it stood still (or gone): look again.
+                wait_out_damaged(dir, &e, interval, shutdown)?;
+                continue;
+            }
+            Err(source) => {
+                return Err(MasterError::ReadLease {
+                    file: dir.root().join(MASTER_FILE),
+                    source,
+                })
+            }
+        };
+        let Some(old) = found else {
+            if dir.create_lease(lease)? {
+                return Ok(());
+            }
+            continue; // another master created it first: judge that one
+        };
+        if judge(&old, &lease.host, lease.pid, pid_alive) == Found::Watch
+            && wait_until_stale(dir, &old, shutdown)? == Stale::Gone
+        {
+            continue;
+        }
+        dir.write_lease(lease)?;
+        return Ok(());
+    }
+}
+
+impl LeaseCheck {
+    fn is_ours(&self, l: &MasterLease) -> bool {
+        l.host == self.host && l.pid == self.pid
+    }
+
+    /// Who holds the lease if not us: `master.json` names another master,
+    /// or is gone (another master held it and released it, or someone
+    /// removed it; either way this master no longer knows it is alone). A
+    /// lease that cannot be read proves nothing and is not a loss.
+    fn taken_by(&self) -> Option<String> {
+        match self.dir.read_lease() {
+            Ok(Some(l)) if !self.is_ours(&l) => Some(format!("host {}, pid {}", l.host, l.pid)),
+            Ok(None) => Some("no master.json any more".into()),
+            _ => None,
+        }
+    }
+
+    /// `Err(LeaseLost)` once the lease is not ours any more, read now, not
+    /// only at the last renewal: a master frozen past its lease must find
+    /// out before its next write, not at its next beat.
+    pub(super) fn verify(&self) -> Result<(), MasterError> {
+        let by = self.taken_by();
+        if by.is_none() && !self.lost.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.lost.store(true, Ordering::SeqCst);
+        Err(MasterError::LeaseLost {
+            dir: self.dir.root().to_path_buf(),
+            by: by.unwrap_or_else(|| "see master.json".into()),
+        })
     }
 }
 
@@ -159,7 +239,7 @@ fn wait_until_stale(
     dir: &StudyDir,
     old: &MasterLease,
     shutdown: &AtomicBool,
-) -> Result<(), MasterError> {
+) -> Result<Stale, MasterError> {
     let grace = Duration::from_secs_f64(old.interval_s.max(0.1) * 3.0);
     info!(host = %old.host, pid = old.pid, "a master lease exists; checking for {:?} whether it is live", grace);
     let t = Instant::now();
@@ -178,35 +258,32 @@ fn wait_until_stale(
                     pid: now.pid,
                 })
             }
-            Ok(None) => break,
+            Ok(None) => return Ok(Stale::Gone),
             _ => {}
         }
     }
     info!("the previous master's lease is stale; taking over");
-    Ok(())
+    Ok(Stale::Standing)
 }
 
 /// One beat of the renewing thread: rewrite the lease with `seq`, unless
-/// someone else's lease has appeared (we were presumed dead): then say so
-/// through `lost` and write nothing any more.
+/// it is not ours any more (another master's, or gone: we were presumed
+/// dead): then say so through `lost` and write nothing any more.
 fn renew(
-    dir: &StudyDir,
+    check: &LeaseCheck,
     lease: &mut MasterLease,
     seq: u64,
-    lost: &AtomicBool,
 ) -> Result<(), hps_shared_fs::FsError> {
-    if lost.load(Ordering::SeqCst) {
+    if check.lost.load(Ordering::SeqCst) {
         return Ok(());
     }
-    if let Ok(Some(cur)) = dir.read_lease() {
-        if cur.pid != lease.pid || cur.host != lease.host {
-            lost.store(true, Ordering::SeqCst);
-            return Ok(());
-        }
+    if check.taken_by().is_some() {
+        check.lost.store(true, Ordering::SeqCst);
+        return Ok(());
     }
     lease.seq = seq;
     lease.written_at_unix = unix_now();
-    dir.write_lease(lease)
+    check.dir.write_lease(lease)
 }
 
 fn pid_alive(pid: u32) -> bool {
@@ -259,7 +336,10 @@ mod tests {
         // Nobody renews it: stale after three intervals.
         let old = lease("elsewhere", 1);
         dir.write_lease(&old).unwrap();
-        wait_until_stale(&dir, &old, &stop).unwrap();
+        assert_eq!(
+            wait_until_stale(&dir, &old, &stop).unwrap(),
+            Stale::Standing
+        );
 
         // A live master renews it: refused.
         let first = Lease::acquire(&dir, Duration::from_millis(20), &stop).unwrap();
@@ -294,5 +374,26 @@ mod tests {
             "elsewhere",
             "the new master's lease is left alone"
         );
+    }
+
+    #[test]
+    fn a_master_whose_lease_disappeared_counts_it_as_lost() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = study_dir(tmp.path());
+        let stop = AtomicBool::new(false);
+        let ours = Lease::acquire(&dir, Duration::from_secs(60), &stop).unwrap();
+        ours.check().unwrap();
+        // Let the immediate first beat (seq 1) finish: removing the file
+        // between its read and its write would race with it.
+        let t = Instant::now();
+        while dir.read_lease().unwrap().map_or(0, |l| l.seq) < 1 {
+            assert!(t.elapsed() < Duration::from_secs(30), "no first beat");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::fs::remove_file(dir.root().join(MASTER_FILE)).unwrap();
+        let e = ours.check().unwrap_err().to_string();
+        assert!(e.contains("no master.json any more"), "{e}");
+        ours.release();
+        assert!(dir.read_lease().unwrap().is_none(), "not written again");
     }
 }

@@ -29,7 +29,7 @@ use crate::pruners::halving::{self, Bracket};
 use crate::pruners::{self, Curve, Shown, StopRule};
 use crate::samplers::{self, Observation, Sampler};
 use crate::scan::Scan;
-use lease::Lease;
+use lease::{Lease, LeaseCheck};
 
 /// Everything `run` needs, validated by the binary.
 #[derive(Debug, Clone)]
@@ -102,7 +102,16 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
     );
     info!(dir = %dir.root().display(), study = %study.name, sampler = study.sampler.name(), planned, watch = waker.description(), "master started");
 
-    let mut m = Master::new(dir, study, sampler, planned, cfg, Arc::new(SystemClock))?;
+    let clock = Arc::new(SystemClock);
+    let mut m = Master::new(
+        dir,
+        study,
+        sampler,
+        planned,
+        cfg,
+        clock,
+        Some(lease.checker()),
+    )?;
     let summary = loop {
         lease.check()?;
         let before = m.summary(false);
@@ -175,6 +184,9 @@ struct Master {
     /// Warnings already logged, so a file that stays unreadable is
     /// reported once, not at every scan.
     warned: RefCell<BTreeSet<String>>,
+    /// Asked before each batch of writes: stop at once when another master
+    /// took the study over (`None` in tests that drive one master alone).
+    lease: Option<LeaseCheck>,
 }
 
 impl Master {
@@ -185,6 +197,7 @@ impl Master {
         planned: u64,
         cfg: RunConfig,
         clock: Arc<dyn Clock>,
+        lease: Option<LeaseCheck>,
     ) -> Result<Self, MasterError> {
         let worker_grace = cfg.worker_grace;
         let shown = Shown {
@@ -220,6 +233,7 @@ impl Master {
             decided: HashMap::new(),
             finished_curves: BTreeMap::new(),
             warned: RefCell::new(BTreeSet::new()),
+            lease,
         };
         m.load_settings()?;
         for id in m.dir.list(Sub::Decisions)? {
@@ -299,7 +313,7 @@ impl Master {
     fn step(&mut self) -> Result<(), MasterError> {
         let scan = Scan::take(&self.dir)?;
         self.pending_count = scan.pending.len();
-        self.collect_results(&scan.results);
+        self.collect_results(&scan);
         self.drop_finished_copies(&scan)?;
         self.check_workers(&scan.running)?;
         self.publish_orphans(&scan)?;
@@ -380,10 +394,11 @@ impl Master {
             }
         };
         for _ in 0..n {
-            let s = self.make_setting(self.next_index);
             // Record first, then publish: a crash in between leaves a
             // recorded setting that the next master publishes unchanged.
-            self.dir.record_setting(&s)?;
+            // What is published is the record, ours or another master's.
+            self.still_ours()?;
+            let s = self.record(self.next_index)?;
             self.dir.publish(&s)?;
             info!(trial = %s.trial_id, batch = ?s.batch, params = %serde_json::to_string(&s.params).unwrap_or_default(), "proposed");
             self.settings.insert(s.trial_id.clone(), s);
@@ -398,7 +413,15 @@ impl Master {
             && self.settings.keys().all(|id| self.results.contains_key(id))
     }
 
+    /// `Err(LeaseLost)` once another master holds the lease: asked before
+    /// every batch of writes, so a master that was frozen past its lease
+    /// writes nothing once it could know.
+    fn still_ours(&self) -> Result<(), MasterError> {
+        self.lease.as_ref().map_or(Ok(()), LeaseCheck::verify)
+    }
+
     fn finish(&mut self) -> Result<(), MasterError> {
+        self.still_ours()?;
         self.dir.mark_finished(&Finished {
             format_version: FORMAT_VERSION,
             trials: self.planned,

@@ -234,7 +234,7 @@ impl Master {
                 };
                 setting.until_epoch = until_epoch;
                 info!(trial = %id, until_epoch = ?setting.until_epoch, "promoted: {why}");
-                self.dir.record_setting(&setting)?;
+                self.dir.update_setting(&setting)?;
                 self.dir.promote(&setting)?;
                 self.settings.insert(id, setting);
                 self.pending_count += 1;

@@ -45,17 +45,58 @@ impl Master {
             }
         }
         // Re-create any record missing below next_index (quarantined
-        // above). Never beyond the budget: `next_index` may exceed it only
-        // when the budget was lowered, and those records all exist.
+        // above), exclusively: one another master re-created first is used.
+        // Never beyond the budget: `next_index` may exceed it only when the
+        // budget was lowered, and those records all exist.
         for index in 0..self.next_index.min(self.planned) {
             let id = trial_id(index);
             if !self.settings.contains_key(&id) {
-                let s = self.make_setting(index);
-                self.dir.record_setting(&s)?;
+                self.still_ours()?;
+                let s = self.record(index)?;
                 self.settings.insert(id, s);
             }
         }
         Ok(())
+    }
+
+    /// Make setting `index` and record it in `settings/` exclusively
+    /// (`link(2)`); returns the record now in force. When another master
+    /// recorded the trial first, its record wins: this master adopts it,
+    /// parameters and all (its config's params too, so later repeats
+    /// share them), and never publishes its own. A record in the way that
+    /// cannot be read is quarantined and the recording tried again.
+    pub(super) fn record(&mut self, index: u64) -> Result<TrialSetting, MasterError> {
+        for _ in 0..3 {
+            let ours = self.make_setting(index);
+            if self.dir.record_setting(&ours)? {
+                return Ok(ours);
+            }
+            let id = &ours.trial_id;
+            match self.dir.read_setting(id) {
+                Ok(theirs) => match self.implausible(id, &theirs) {
+                    None => {
+                        if theirs.params != ours.params {
+                            info!(trial = %id, "another master recorded this trial first; using its setting");
+                        }
+                        self.configs.insert(theirs.config, theirs.params.clone());
+                        return Ok(theirs);
+                    }
+                    Some(why) => {
+                        warn!("{why}; it is in the way of recording the trial: moving it to quarantine/");
+                        self.quarantine(&self.dir.setting_path(id)?);
+                    }
+                },
+                Err(e) if e.is_damaged() => {
+                    warn!("{e}; it is in the way of recording the trial: moving it to quarantine/");
+                    self.quarantine(&self.dir.setting_path(id)?);
+                }
+                Err(e) if is_not_found(&e) => {} // quarantined meanwhile: try again
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(MasterError::RecordInTheWay {
+            file: self.dir.setting_path(&trial_id(index))?,
+        })
     }
 
     /// Why a parsed record cannot be what this study's master wrote: its
@@ -121,8 +162,8 @@ impl Master {
     /// Read the results not seen yet. A result that names another trial or
     /// cannot be parsed is quarantined (the trial is then re-run); other
     /// read errors may be transient and are retried next scan.
-    pub(super) fn collect_results(&mut self, result_ids: &[String]) {
-        for id in result_ids {
+    pub(super) fn collect_results(&mut self, scan: &Scan) {
+        for id in &scan.results {
             if self.results.contains_key(id) {
                 continue;
             }
@@ -134,15 +175,33 @@ impl Master {
                 Ok(r) => {
                     warn!(file = %path.display(), "result file says trial `{}`; moving it to quarantine/", r.trial_id);
                     self.quarantine(&path);
+                    self.rerun(id, scan);
                 }
                 Err(e) if e.is_damaged() => {
                     warn!("{e}; moving it to quarantine/ and re-running the trial");
                     self.quarantine(&path);
+                    self.rerun(id, scan);
                 }
                 Err(e) if is_not_found(&e) => {}
                 // EIO, ESTALE…: maybe transient; try again next scan.
                 Err(e) => self.warn_once(e.to_string()),
             }
+        }
+    }
+
+    /// Publish trial `id` again at once when its result was just
+    /// quarantined and `scan` saw it in no queue: waiting out the orphan
+    /// grace would only delay it. Anything else is left to the orphan rule.
+    fn rerun(&mut self, id: &str, scan: &Scan) {
+        if scan.state(id, None) != hps_common::TrialState::Proposed {
+            return;
+        }
+        let Some(s) = self.settings.get(id) else {
+            return;
+        };
+        match self.dir.publish(s) {
+            Ok(()) => self.pending_count += 1,
+            Err(e) => self.warn_once(e.to_string()),
         }
     }
 
@@ -200,6 +259,7 @@ impl Master {
                 continue;
             }
             info!(trial = %id, "publishing a recorded setting that was never published");
+            self.still_ours()?;
             self.dir.publish(&self.settings[id])?;
             self.pending_count += 1;
         }

@@ -37,7 +37,7 @@ fn master(dir: &StudyDir, clock: &Arc<ManualClock>) -> Master {
     cfg.orphan_grace = Duration::from_secs(10);
     cfg.worker_grace = Duration::from_secs(30);
     cfg.max_attempts = 2;
-    Master::new(dir.clone(), study, sampler, 1, cfg, clock.clone()).unwrap()
+    Master::new(dir.clone(), study, sampler, 1, cfg, clock.clone(), None).unwrap()
 }
 
 fn beat(seq: u64) -> Heartbeat {
@@ -112,4 +112,76 @@ fn a_silent_workers_trial_is_requeued_then_given_up() {
     assert_eq!((r.status, r.attempt), (TrialStatus::Failed, 2));
     assert!(r.error.unwrap().contains("all 2 attempts"));
     assert!(m.is_done());
+}
+
+/// Two masters proposing the same trial: the record made first wins, and
+/// the other master adopts it (its config's params too) and publishes
+/// exactly that record, never its own proposal.
+#[test]
+fn a_setting_another_master_recorded_first_is_adopted_and_published_unchanged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = study_dir(tmp.path());
+    let clock = Arc::new(ManualClock::new());
+    let mut m = master(&dir, &clock);
+    let theirs = setting();
+    assert_ne!(
+        m.make_setting(0).params,
+        theirs.params,
+        "a different proposal"
+    );
+    assert!(
+        dir.record_setting(&theirs).unwrap(),
+        "the other master first"
+    );
+    m.step().unwrap();
+    assert_eq!(dir.read_setting("t000000").unwrap(), theirs, "left alone");
+    let pending = dir.read_claim(&dir.claim("t000000", "w").unwrap().unwrap());
+    assert_eq!(pending.unwrap(), theirs, "the record is what is published");
+    assert_eq!(m.settings["t000000"], theirs);
+    assert_eq!(m.configs[&0], theirs.params, "repeats would share it");
+}
+
+/// A master whose lease another master took over stops at its next
+/// write, with the lease message, and writes nothing more.
+#[test]
+fn a_master_that_lost_its_lease_writes_nothing_more() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = study_dir(tmp.path());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let lease = super::Lease::acquire(&dir, Duration::from_secs(60), &stop).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let study = dir.read_study().unwrap();
+    let sampler = samplers::build(&study, &dir.study_path()).unwrap();
+    let cfg = RunConfig::new(dir.root().to_path_buf());
+    let mut m = Master::new(
+        dir.clone(),
+        study,
+        sampler,
+        1,
+        cfg,
+        clock,
+        Some(lease.checker()),
+    )
+    .unwrap();
+    // After the first renewal (the next is a minute away), so that no
+    // renewal in flight can write over the newcomer's lease.
+    let t = std::time::Instant::now();
+    while dir.read_lease().unwrap().unwrap().seq < 1 {
+        assert!(t.elapsed() < Duration::from_secs(30), "no first renewal");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let mut newcomer = dir.read_lease().unwrap().unwrap();
+    newcomer.host = "elsewhere".into();
+    dir.write_lease(&newcomer).unwrap();
+    let e = m.step().unwrap_err().to_string();
+    assert!(
+        e.contains("another master took over") && e.contains("host elsewhere"),
+        "{e}"
+    );
+    assert!(dir.list(Sub::Settings).unwrap().is_empty());
+    assert!(dir.list(Sub::Pending).unwrap().is_empty());
+    assert!(m.finish().is_err(), "no finished.json either");
+    assert!(!dir.is_finished());
+    lease.release();
+    assert_eq!(dir.read_lease().unwrap().unwrap().host, "elsewhere");
 }

@@ -46,6 +46,61 @@ fn init_refuses_parameters_that_share_an_hps_param_variable() {
     assert!(!s.join("study.json").exists(), "nothing created");
 }
 
+/// Issue 10 §5: a budget of 1e15 trials, a 100^10 grid (reported as
+/// `18446744073709551615 trials planned`) and a range with `low == high`
+/// were accepted at init. Each is refused, naming the file and the field.
+#[test]
+fn init_refuses_absurd_budgets_grids_and_one_value_ranges() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = r#"{"format_version":1,"name":"x","space":SPACE,
+        "objective":{"metric":"value","direction":"minimize"},
+        "sampler":SAMPLER,BUDGET"trainer":{"kind":"function","name":"rosenbrock","dim":DIM}}"#;
+    let axes: Vec<String> = (0..10)
+        .map(|i| format!(r#""x{i}":{{"type":"float","low":-2,"high":2,"grid":100}}"#))
+        .collect();
+    let grid = format!("{{{}}}", axes.join(","));
+    let two =
+        r#"{"x0":{"type":"float","low":-2,"high":2},"x1":{"type":"float","low":-2,"high":2}}"#;
+    let flat = r#"{"x0":{"type":"float","low":-2,"high":2},"x1":{"type":"int","low":1,"high":1}}"#;
+    let cases = [
+        (
+            two,
+            r#"{"kind":"random","seed":0}"#,
+            r#""budget":{"trials":1000000000000000},"#,
+            "2",
+            vec!["budget.trials", "at most 10000000"],
+        ),
+        (
+            grid.as_str(),
+            r#"{"kind":"grid"}"#,
+            "",
+            "10",
+            vec!["field `space`", "1.000e20 settings", "fewer `grid` points"],
+        ),
+        (
+            flat,
+            r#"{"kind":"random","seed":0}"#,
+            r#""budget":{"trials":5},"#,
+            "2",
+            vec!["space.x1.high", "holds one value", r#""type": "fixed""#],
+        ),
+    ];
+    for (i, (space, sampler, budget, dim, expect)) in cases.into_iter().enumerate() {
+        let f = tmp.path().join(format!("absurd{i}.json"));
+        let text = base
+            .replace("SPACE", space)
+            .replace("SAMPLER", sampler)
+            .replace("BUDGET", budget)
+            .replace("DIM", dim);
+        std::fs::write(&f, text).unwrap();
+        let s = tmp.path().join(format!("s{i}"));
+        let err = stderr_err(hps_master(&["init", arg(&s), "--study", arg(&f)]));
+        assert_contains_all(&err, &expect);
+        assert!(err.contains(&format!("absurd{i}.json")), "{err}");
+        assert!(!s.join("study.json").exists(), "nothing created");
+    }
+}
+
 #[test]
 fn init_from_preset_and_refuse_a_second_init() {
     let tmp = tempfile::tempdir().unwrap();

@@ -335,6 +335,17 @@ pub fn points_from_curve(metric: &str, curve: &[EpochStat]) -> Vec<ProgressPoint
         .collect()
 }
 
+/// The step of report number `i` (0-based) of an exec trainer: its `step`
+/// or `epoch` key when that is a positive integer, else `i + 1`.
+pub fn report_step(i: usize, report: &serde_json::Map<String, Value>) -> u32 {
+    ["step", "epoch"]
+        .iter()
+        .find_map(|k| report.get(*k).and_then(Value::as_u64))
+        .filter(|s| *s >= 1 && *s <= u32::MAX as u64)
+        .map(|s| s as u32)
+        .unwrap_or(i as u32 + 1)
+}
+
 /// The objective metric per report of an exec trainer: the step is the
 /// report's `step` or `epoch` key when it is a positive integer, else its
 /// 1-based line number; reports without a numeric `metric` are skipped.
@@ -347,12 +358,7 @@ pub fn points_from_reports(
         let Some(value) = r.get(metric).and_then(Value::as_f64) else {
             continue;
         };
-        let step = ["step", "epoch"]
-            .iter()
-            .find_map(|k| r.get(*k).and_then(Value::as_u64))
-            .filter(|s| *s >= 1 && *s <= u32::MAX as u64)
-            .map(|s| s as u32)
-            .unwrap_or(i as u32 + 1);
+        let step = report_step(i, r);
         // A repeated step keeps its latest value.
         out.retain(|p| p.step != step);
         out.push(ProgressPoint { step, value });

@@ -418,6 +418,82 @@ impl Study {
     }
 }
 
+/// The fields of a study that may change after init: `budget.trials` (to
+/// continue a study, §4.6 of the protocol) and the cosmetic `name` and
+/// `description`. Every other field decides what a trial is or how trials
+/// are compared, so editing it would mix old and new trials.
+pub const TOLERATED_EDITS: [&str; 3] = ["budget.trials", "name", "description"];
+
+/// At most this many changed fields are named in [`Study::edits_since`].
+const MAX_EDITS_SHOWN: usize = 8;
+
+impl Study {
+    /// The fields that differ between `recorded` (the study as it was at
+    /// init) and this one, ignoring [`TOLERATED_EDITS`]: dotted paths such
+    /// as `sampler.seed: 0 → 1`. Empty when nothing that matters changed.
+    /// Both sides are compared as parsed, so formatting, key order and
+    /// spelled-out defaults are not edits.
+    pub fn edits_since(&self, recorded: &Study) -> Vec<String> {
+        let canonical = |s: &Study| {
+            let mut s = s.clone();
+            s.budget.trials = None;
+            s.name = String::new();
+            s.description = None;
+            serde_json::to_value(s).unwrap_or(serde_json::Value::Null)
+        };
+        let mut out = Vec::new();
+        diff_values("", &canonical(recorded), &canonical(self), &mut out);
+        if out.len() > MAX_EDITS_SHOWN {
+            let more = out.len() - MAX_EDITS_SHOWN;
+            out.truncate(MAX_EDITS_SHOWN);
+            out.push(format!("and {more} more"));
+        }
+        out
+    }
+}
+
+/// Append to `out` the dotted path of every leaf where `old` and `new`
+/// differ, with both values.
+fn diff_values(
+    path: &str,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    out: &mut Vec<String>,
+) {
+    use serde_json::Value;
+    if let (Value::Object(a), Value::Object(b)) = (old, new) {
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for k in keys {
+            let sub = if path.is_empty() {
+                k.clone()
+            } else {
+                format!("{path}.{k}")
+            };
+            let absent = Value::Null;
+            diff_values(
+                &sub,
+                a.get(k).unwrap_or(&absent),
+                b.get(k).unwrap_or(&absent),
+                out,
+            );
+        }
+    } else if old != new {
+        out.push(format!("{path}: {} → {}", short_json(old), short_json(new)));
+    }
+}
+
+/// A value for a message: compact JSON, `(none)` for null, at most 40 characters.
+fn short_json(v: &serde_json::Value) -> String {
+    if v.is_null() {
+        return "(none)".into();
+    }
+    let s = v.to_string();
+    match s.char_indices().nth(40) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s,
+    }
+}
+
 impl Study {
     fn validate_pruner(&self, p: &PrunerSpec) -> Result<(), FieldError> {
         // First: what the pruner's numbers would have to be says nothing
@@ -957,5 +1033,46 @@ mod tests {
             "trainer":{"kind":"function","name":"branin"}}"#;
         let e = parse(text).unwrap_err();
         assert!(e.to_string().contains("x1"), "{e}");
+    }
+
+    #[test]
+    fn editing_study_json_after_init_names_the_changed_fields() {
+        let recorded = parse(S5).unwrap();
+        // Formatting, key order and spelled-out defaults are not edits, and
+        // neither are the tolerated ones.
+        let same = S5
+            .replace(r#""seed": 1}"#, r#""seed": 1  }"#)
+            .replace(r#""trials": 200"#, r#""trials": 500"#)
+            .replace(
+                r#""name": "s5""#,
+                r#""name": "renamed", "description": "d""#,
+            )
+            .replace(r#""kind": "cnn""#, r#""kind": "cnn", "defaults": {}"#);
+        assert_eq!(
+            parse(&same).unwrap().edits_since(&recorded),
+            Vec::<String>::new()
+        );
+
+        let edited = S5
+            .replace(r#""seed": 1"#, r#""seed": 2"#)
+            .replace(r#""minimize""#, r#""maximize""#)
+            .replace(r#""scale": 1.5"#, r#""scale": 2"#)
+            .replace(r#""epochs": 50"#, r#""epochs": 5"#);
+        assert_eq!(
+            parse(&edited).unwrap().edits_since(&recorded),
+            vec![
+                "budget.epochs: 50 → 5",
+                "objective.direction: \"minimize\" → \"maximize\"",
+                "sampler.seed: 1 → 2",
+                "space.lr.scale: 1.5 → 2.0",
+            ]
+        );
+        let added = S5.replace(
+            r#""momentum": {"type": "transform"},"#,
+            r#""momentum": {"type": "transform"}, "weight_decay": {"type": "transform"},"#,
+        );
+        let e = parse(&added).unwrap().edits_since(&recorded);
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(e[0].starts_with("space.weight_decay: (none) → {"), "{e:?}");
     }
 }

@@ -59,6 +59,11 @@ enum Cmd {
         /// Renew the master lease every SECONDS.
         #[arg(long, value_name = "SECONDS", default_value = "2")]
         lease_interval: Seconds,
+        /// Go on although study.json was edited after init (other than
+        /// budget.trials, name or description), mixing the trials run before
+        /// and after the edit; the edited study is recorded for later runs.
+        #[arg(long)]
+        accept_study_change: bool,
     },
     /// Counts of pending, running, done and failed trials; live workers; the best so far.
     Status { dir: PathBuf },
@@ -73,6 +78,10 @@ enum Cmd {
         dir: PathBuf,
         #[arg(long, value_enum, default_value_t = Format::Csv)]
         format: Format,
+        /// The long format instead: one row per finished trial and epoch
+        /// (or exec report), with the training instruments.
+        #[arg(long)]
+        curves: bool,
         /// Write here instead of standard output.
         #[arg(short, long)]
         output: Option<PathBuf>,
@@ -161,12 +170,14 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             worker_grace,
             max_attempts,
             lease_interval,
+            accept_study_change,
         } => {
             let mut cfg = run::RunConfig::new(dir);
             cfg.poll = poll.map(Seconds::duration);
             cfg.rescan = rescan.duration();
             cfg.worker_grace = worker_grace.duration();
             cfg.lease_interval = lease_interval.duration();
+            cfg.accept_study_change = accept_study_change;
             if max_attempts == 0 {
                 bail!("--max-attempts must be at least 1");
             }
@@ -199,6 +210,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
         Cmd::Export {
             dir,
             format,
+            curves,
             output,
         } => {
             let d = open(&dir)?;
@@ -206,14 +218,19 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 Format::Csv => report::ExportFormat::Csv,
                 Format::Jsonl => report::ExportFormat::Jsonl,
             };
+            let export = if curves {
+                report::export_curves
+            } else {
+                report::export
+            };
             match output {
                 Some(path) => {
                     let mut buf = Vec::new();
-                    report::export(&d, format, &mut buf)?;
+                    export(&d, format, &mut buf)?;
                     hps_shared_fs::write_atomic(&path, &buf)?;
                     Ok(())
                 }
-                None => Ok(report::export(&d, format, &mut std::io::stdout().lock())?),
+                None => Ok(export(&d, format, &mut std::io::stdout().lock())?),
             }
         }
     }

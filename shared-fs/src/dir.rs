@@ -1,7 +1,8 @@
 //! The study directory and the operations of the protocol on it.
 //!
 //! ```text
-//! DIR/study.json                  the study file (immutable after init)
+//! DIR/study.json                  the study file (only budget.trials may change after init)
+//! DIR/study.recorded.json         the study as at init, to notice other edits
 //! DIR/master.json                 the running master's lease
 //! DIR/finished.json               written once the budget is spent
 //! DIR/settings/<id>.json          every proposal, recorded before it is published
@@ -125,6 +126,9 @@ impl StudyDir {
                 path: root.to_path_buf(),
             });
         }
+        // A crash before this line leaves an unrecorded study, which its
+        // first run records.
+        dir.record_study(study)?;
         Ok(dir)
     }
 
@@ -293,6 +297,10 @@ impl StudyDir {
         fs::symlink_metadata(self.root.join(FINISHED_FILE)).is_ok_and(|m| m.is_file())
     }
 
+    pub fn read_finished(&self) -> Result<Option<Finished>> {
+        read_optional(&self.root.join(FINISHED_FILE))
+    }
+
     /// Remove `finished.json`, e.g. when the budget of a finished study is
     /// raised and the search continues.
     pub fn clear_finished(&self) -> Result<()> {
@@ -398,22 +406,10 @@ impl StudyDir {
     /// get `None`. The holder's final `drop_claim` then finds nothing, and a
     /// trial is never handed back twice.
     pub fn take_claim(&self, claim: &Claim) -> Result<Option<TakenClaim>> {
-        let name = claim
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let hidden = self
-            .sub(Sub::Running)
-            .join(format!(".taken.{}.{name}", std::process::id()));
-        match fs::rename(&claim.path, &hidden) {
-            Ok(()) => Ok(Some(TakenClaim {
-                trial_id: claim.trial_id.clone(),
-                path: hidden,
-            })),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(FsError::io("take claim", &claim.path, e)),
-        }
+        Ok(take(&claim.path)?.map(|hidden| TakenClaim {
+            trial_id: claim.trial_id.clone(),
+            path: hidden,
+        }))
     }
 
     /// Read the setting of a taken claim.
@@ -511,6 +507,35 @@ impl StudyDir {
         read_json(&self.file(Sub::Heartbeats, worker)?)
     }
 
+    pub fn heartbeat_path(&self, worker: &str) -> Result<PathBuf> {
+        self.file(Sub::Heartbeats, worker)
+    }
+
+    /// Claim a worker id that has no heartbeat: create its first beat with
+    /// `link(2)`. Of several workers starting with one id, one gets `true`.
+    pub fn create_heartbeat(&self, hb: &Heartbeat) -> Result<bool> {
+        write_new(&self.heartbeat_path(&hb.worker)?, &to_pretty_json(hb))
+    }
+
+    /// Claim a worker id whose heartbeat `old` the caller judged stale or
+    /// stopped: take the file (`rename`, one taker wins) and, if it still
+    /// holds `old`, create `first` in its place as [`Self::create_heartbeat`]
+    /// does. `false` when another process took or rewrote it meanwhile (a
+    /// rewritten beat is put back).
+    pub fn replace_heartbeat(&self, old: &Heartbeat, first: &Heartbeat) -> Result<bool> {
+        let path = self.heartbeat_path(&first.worker)?;
+        let Some(hidden) = take(&path)? else {
+            return Ok(false);
+        };
+        let unchanged = read_json::<Heartbeat>(&hidden).is_ok_and(|hb| hb == *old);
+        if !unchanged {
+            // Put the newer beat back, unless its writer already did.
+            let _ = fs::hard_link(&hidden, &path);
+        }
+        let _ = fs::remove_file(&hidden);
+        Ok(unchanged && self.create_heartbeat(first)?)
+    }
+
     /// Move a corrupt file into `quarantine/` (with a unique name) so it
     /// stops tripping scanners but is kept for inspection.
     pub fn quarantine(&self, path: &Path) -> Result<PathBuf> {
@@ -566,6 +591,22 @@ impl StudyDir {
     }
 }
 
+/// Take `path` away from whoever else might take it: `rename` it to a
+/// hidden `.taken.<pid>.<name>` beside it. Exactly one of several racing
+/// takers gets `Some`; a master at start sweeps hidden files left by a crash.
+fn take(path: &Path) -> Result<Option<PathBuf>> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let hidden = path.with_file_name(format!(".taken.{}.{name}", std::process::id()));
+    match fs::rename(path, &hidden) {
+        Ok(()) => Ok(Some(hidden)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(FsError::io("take", path, e)),
+    }
+}
+
 /// The largest protocol file hps reads. Settings, results and heartbeats
 /// are kilobytes; a larger file is damage or an attack, and is refused
 /// without being read (see [`Damage::TooLarge`]).
@@ -577,7 +618,7 @@ pub fn read_json<T: DeserializeOwned + Versioned>(path: &Path) -> Result<T> {
     Ok(parse_versioned(path, &text)?)
 }
 
-fn read_optional<T: DeserializeOwned + Versioned>(path: &Path) -> Result<Option<T>> {
+pub(crate) fn read_optional<T: DeserializeOwned + Versioned>(path: &Path) -> Result<Option<T>> {
     match read_json(path) {
         Ok(v) => Ok(Some(v)),
         Err(e) if is_not_found(&e) => Ok(None),

@@ -20,6 +20,29 @@ pub enum FsError {
     NotAStudy { path: PathBuf },
     #[error("`{}` already holds a study; use `hps-master run {}` to continue it, or choose another directory", path.display(), path.display())]
     AlreadyInitialized { path: PathBuf },
+    #[error(
+        "`{}` was edited after the study started: {} (compared with `{}`, the study as \
+         recorded at init). Old and new trials would be mixed in one study. Undo the edit \
+         (only budget.trials, name and description may change), start a new study directory, \
+         or accept the edit with `hps-master run {} --accept-study-change`",
+        path.display(), fields.join(", "), recorded.display(), dir.display()
+    )]
+    StudyEdited {
+        path: PathBuf,
+        recorded: PathBuf,
+        dir: PathBuf,
+        fields: Vec<String>,
+    },
+    #[error(
+        "cannot read `{}`, the copy of study.json that edits are checked against: {source}. \
+         To record the current study.json in its place, run `hps-master run {} --accept-study-change`",
+        path.display(), dir.display()
+    )]
+    UnreadableRecord {
+        path: PathBuf,
+        dir: PathBuf,
+        source: Box<FsError>,
+    },
     #[error("`{}` is unusable: {damage}", path.display())]
     Damaged { path: PathBuf, damage: Damage },
     #[error("`{}` was replaced again by something hps does not write after being moved to quarantine/ {attempts} times; find the job that keeps re-creating it", path.display())]

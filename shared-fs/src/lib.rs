@@ -17,6 +17,7 @@ pub mod error;
 pub mod fstype;
 pub mod host;
 pub mod links;
+pub mod record;
 pub mod shutdown;
 pub mod watch;
 
@@ -26,4 +27,5 @@ pub use dir::{Claim, StudyDir, Sub, TakenClaim};
 pub use error::{Damage, FsError};
 pub use fstype::{detect_remote_fs, RemoteFs};
 pub use host::hostname;
+pub use record::StudyRecord;
 pub use watch::{Waker, WatchMode};

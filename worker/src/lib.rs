@@ -2,6 +2,7 @@
 //! writes result files back.
 
 pub mod device;
+pub mod identity;
 pub mod progress;
 pub mod runner;
 pub mod trainers;

@@ -25,9 +25,11 @@ struct Cli {
     /// Where to train: `cpu` or `cuda:N` (needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
-    /// This worker's name, unique within the study (default: HOST-PID).
-    /// A worker restarted with the same name hands the trials it held back
-    /// to the queue at once (they resume from their checkpoints).
+    /// This worker's name, unique within the study (default: HOST-PID-XXXX,
+    /// XXXX random). A worker restarted with the same name hands the trials
+    /// it held back to the queue at once (they resume from their
+    /// checkpoints); a name whose heartbeat another worker is still writing
+    /// is refused.
     #[arg(long)]
     id: Option<String>,
     /// Dataset directory with MNIST-format IDX files
@@ -92,9 +94,7 @@ fn init_tracing(verbose: u8) {
 }
 
 fn real_main(cli: Cli) -> Result<()> {
-    let id = cli
-        .id
-        .unwrap_or_else(|| format!("{}-{}", hps_shared_fs::host::hostname(), std::process::id()));
+    let id = cli.id.unwrap_or_else(hps_worker::identity::default_id);
     let mut cfg = WorkerConfig::new(cli.dir, id);
     cfg.device = cli.device;
     cfg.data = cli.data;

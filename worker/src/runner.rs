@@ -20,6 +20,7 @@ use hps_shared_fs::{Claim, FsError, Periodic, StudyDir, Sub, Waker, WatchMode};
 use tracing::{info, info_span, warn};
 
 use crate::device::DeviceSpec;
+use crate::identity;
 use crate::progress::Reporter;
 use crate::trainers::{
     self, Finished, Outcome, Trainer, TrainerError, TrainerOptions, TrialContext,
@@ -79,6 +80,20 @@ pub enum RunnerError {
     Fs(#[from] FsError),
     #[error(transparent)]
     Trainer(Box<TrainerError>),
+    #[error(
+        "worker id `{id}` is in use: its heartbeat `{}` is being written by another running \
+         worker ({holder}). Two workers with one id would run the same trials twice. Stop that \
+         worker first, or start this one with another `--id NAME` (without `--id` every worker \
+         gets its own HOST-PID-XXXX id)",
+        path.display()
+    )]
+    IdInUse {
+        id: String,
+        path: PathBuf,
+        holder: String,
+    },
+    #[error("interrupted while checking whether worker id `{id}` is in use")]
+    Interrupted { id: String },
 }
 
 impl From<TrainerError> for RunnerError {
@@ -113,6 +128,9 @@ pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummar
     }
     let dir = StudyDir::open(&cfg.dir)?;
     let study = dir.read_study()?;
+    // Workers train with the study's trainer and space too, so an edited
+    // study is refused here as well; accepting one is the master's call.
+    dir.check_study(&study, false)?;
     let opts = TrainerOptions {
         device: cfg.device,
         data: cfg.data.clone(),
@@ -124,15 +142,22 @@ pub fn run(cfg: &WorkerConfig, shutdown: Arc<AtomicBool>) -> Result<WorkerSummar
         study: &study,
         trainer: trainer.as_ref(),
     };
-    if cfg.slots == 1 {
-        return run_slot(&slot(cfg), shutdown);
+    let configs: Vec<WorkerConfig> = if cfg.slots == 1 {
+        vec![cfg.clone()]
+    } else {
+        (0..cfg.slots)
+            .map(|k| WorkerConfig {
+                id: format!("{}-s{k}", cfg.id),
+                ..cfg.clone()
+            })
+            .collect()
+    };
+    // Writes each id's first beat, so the master knows this worker before
+    // it sees anything it holds.
+    identity::claim_all(&dir, &configs, &shutdown)?;
+    if let [one] = configs.as_slice() {
+        return run_slot(&slot(one), shutdown);
     }
-    let configs: Vec<WorkerConfig> = (0..cfg.slots)
-        .map(|k| WorkerConfig {
-            id: format!("{}-s{k}", cfg.id),
-            ..cfg.clone()
-        })
-        .collect();
     let results: Vec<Result<WorkerSummary, RunnerError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = configs
             .iter()
@@ -173,16 +198,13 @@ fn run_slot(slot: &Slot<'_>, shutdown: Arc<AtomicBool>) -> Result<WorkerSummary,
     let waker = Waker::new(&[dir.sub(Sub::Pending), dir.root().to_path_buf()], mode);
     info!(worker = %cfg.id, device = %cfg.device, study = %slot.study.name, watch = waker.description(), "worker started");
 
-    // The first beat is written before the first claim, so the master
-    // knows this worker before it sees anything it holds.
-    write_heartbeat(dir, cfg, &Status::default(), 0, WorkerState::Idle);
     let status = Arc::new(Mutex::new(Status::default()));
     let hb = spawn_heartbeat(dir.clone(), cfg.clone(), status.clone());
 
     let mut summary = WorkerSummary::default();
     let outcome = claim_loop(slot, &waker, &status, &shutdown, &mut summary);
     hb.stop();
-    write_heartbeat(dir, cfg, &Status::default(), u64::MAX, WorkerState::Stopped);
+    stop_beat(dir, cfg);
     outcome.map(|()| summary)
 }
 
@@ -219,11 +241,26 @@ fn claim_loop(
             waker.busy();
             continue;
         }
-        if dir.is_finished() {
+        if study_finished(dir, slot.study) {
             info!(trials = summary.trials, "study finished; worker exiting");
             return Ok(());
         }
         waker.wait();
+    }
+}
+
+/// Whether `finished.json` says the study is done: it must count at least
+/// the trials the study plans now. One with fewer is left from before a
+/// budget raise, and the master that continues the study removes it; a
+/// worker that starts before that master waits for the new trials.
+fn study_finished(dir: &StudyDir, study: &Study) -> bool {
+    match dir.read_finished() {
+        Ok(Some(f)) => study
+            .total_trials()
+            .map_or(true, |planned| f.trials >= planned),
+        Ok(None) => false,
+        // An unreadable one is the master's to repair; it is there.
+        Err(_) => dir.is_finished(),
     }
 }
 
@@ -404,9 +441,13 @@ fn publish(
     if let Some(e) = &result.error {
         let _ = writeln!(log, "# {}: {e}", result.status.as_str());
     }
+    // Logged before the link, so a worker killed between the link and its
+    // outcome line still leaves a trace that this run got that far; the
+    // result file says whose result was accepted.
+    let _ = writeln!(log, "# publishing the result");
     let accepted = dir.submit_result(result)?;
-    // One `# result` line per run that got as far as publishing; tools and
-    // the chaos test count them to prove no setting ran twice to completion.
+    // One `# result` line per run that published; tools and the chaos test
+    // count them to prove no setting ran twice to completion.
     let _ = writeln!(
         log,
         "# result {} status {} in {:.1}s objective {:?}",
@@ -524,8 +565,15 @@ fn base_result(s: &TrialSetting, cfg: &WorkerConfig) -> TrialResult {
     TrialResult::for_setting(s, &cfg.id, &cfg.device.to_string())
 }
 
-fn write_heartbeat(dir: &StudyDir, cfg: &WorkerConfig, st: &Status, seq: u64, state: WorkerState) {
-    if let Err(e) = dir.write_heartbeat(&heartbeat(cfg, st, seq, state)) {
+/// The beat that claims a worker id at start (see [`identity`]).
+pub(crate) fn first_beat(cfg: &WorkerConfig) -> Heartbeat {
+    heartbeat(cfg, &Status::default(), 0, WorkerState::Idle)
+}
+
+/// The final beat: `stopped`, with the largest `seq`.
+pub(crate) fn stop_beat(dir: &StudyDir, cfg: &WorkerConfig) {
+    let hb = heartbeat(cfg, &Status::default(), u64::MAX, WorkerState::Stopped);
+    if let Err(e) = dir.write_heartbeat(&hb) {
         warn!("{e}");
     }
 }
@@ -559,4 +607,36 @@ fn spawn_heartbeat(dir: StudyDir, cfg: WorkerConfig, status: Arc<Mutex<Status>>)
         };
         dir.write_heartbeat(&heartbeat(&cfg, &st, seq, state))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_worker_killed_between_linking_its_result_and_logging_it_leaves_a_publishing_line() {
+        let tmp = tempfile::tempdir().unwrap();
+        let text = r#"{"format_version":1,"name":"t",
+            "space":{"x0":{"type":"float","low":-5,"high":10},"x1":{"type":"float","low":0,"high":15}},
+            "objective":{"metric":"value","direction":"minimize"},
+            "sampler":{"kind":"random","seed":0},"budget":{"trials":1},
+            "trainer":{"kind":"function","name":"branin"}}"#;
+        let study: Study =
+            hps_common::parse_versioned(std::path::Path::new("s.json"), text).unwrap();
+        let dir = StudyDir::init(tmp.path(), &study).unwrap();
+        let setting = TrialSetting::new(0, Default::default(), 1, "random");
+        dir.publish(&setting).unwrap();
+        let claim = dir.claim(&setting.trial_id, "w0").unwrap().unwrap();
+        let cfg = WorkerConfig::new(tmp.path().into(), "w0".into());
+        let mut log = open_log(&dir, &setting, &cfg).unwrap();
+        // The link never happens (as if the worker died at it): the log
+        // already says the run got as far as publishing.
+        std::fs::remove_dir(dir.sub(Sub::Results)).unwrap();
+        std::fs::write(dir.sub(Sub::Results), b"").unwrap();
+        let result = base_result(&setting, &cfg);
+        assert!(publish(&dir, &claim, &result, &study, &mut log).is_err());
+        let text = std::fs::read_to_string(dir.log_path(&setting.trial_id).unwrap()).unwrap();
+        let last = text.lines().last().unwrap_or_default();
+        assert_eq!(last, "# publishing the result", "{text}");
+    }
 }

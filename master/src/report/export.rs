@@ -8,7 +8,9 @@ use hps_shared_fs::dir::read_json;
 use hps_shared_fs::StudyDir;
 use serde_json::Value;
 
-use super::{load_results, load_settings, load_study, num_full, value_full, ExportFormat};
+use super::{
+    load_results, load_settings, load_study, metric_cell, num_full, value_full, ExportFormat,
+};
 use crate::error::MasterError;
 use crate::scan::Scan;
 
@@ -163,7 +165,7 @@ fn write_csv(
         cells.extend(metric_keys.iter().map(|k| {
             r.and_then(|r| r.metrics.get(k))
                 .copied()
-                .map(num_full)
+                .map(metric_cell)
                 .unwrap_or_default()
         }));
         cells.extend([

@@ -6,6 +6,7 @@
 //! a warning naming it; it never aborts the report.
 
 mod beats;
+mod curves;
 mod export;
 mod table;
 
@@ -21,6 +22,7 @@ use hps_shared_fs::{FsError, StudyDir, Sub};
 use serde_json::Value;
 
 pub use beats::BeatVerdict;
+pub use curves::export_curves;
 pub use export::export;
 
 use crate::error::MasterError;
@@ -384,6 +386,16 @@ pub(super) fn value_full(v: &Value) -> String {
         Value::Number(n) if n.is_f64() => num_full(n.as_f64().unwrap_or(f64::NAN)),
         other => other.to_string(),
     }
+}
+
+/// A metric in a CSV cell: [`num_full`], except that a whole number reads
+/// as one (a count such as `steps` as 400, not 400.0), so that pandas takes
+/// a column of them as integers. Below 2^53 the integer is exact.
+pub(super) fn metric_cell(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 9.007_199_254_740_992e15 {
+        return format!("{}", x as i64);
+    }
+    num_full(x)
 }
 
 /// Six significant digits, for tables.

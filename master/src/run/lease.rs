@@ -145,7 +145,7 @@ fn take(dir: &StudyDir, lease: &MasterLease, shutdown: &AtomicBool) -> Result<()
             }
             continue; // another master created it first: judge that one
         };
-        if judge(&old, &lease.host, lease.pid, pid_alive) == Found::Watch
+        if judge(&old, &lease.host, lease.pid, hps_shared_fs::host::pid_alive) == Found::Watch
             && wait_until_stale(dir, &old, shutdown)? == Stale::Gone
         {
             continue;
@@ -284,12 +284,6 @@ fn renew(
     lease.seq = seq;
     lease.written_at_unix = unix_now();
     check.dir.write_lease(lease)
-}
-
-fn pid_alive(pid: u32) -> bool {
-    // SAFETY: kill with signal 0 only checks for existence.
-    let rc = unsafe { libc::kill(pid as libc::pid_t, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 #[cfg(test)]

@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 
 use hps_common::files::unix_now;
 use hps_common::{Finished, Mode, Study, TrialResult, TrialSetting, TrialStatus, FORMAT_VERSION};
-use hps_shared_fs::{detect_remote_fs, StudyDir, Sub, Waker, WatchMode};
-use tracing::{debug, info, info_span};
+use hps_shared_fs::{detect_remote_fs, StudyDir, StudyRecord, Sub, Waker, WatchMode};
+use tracing::{debug, info, info_span, warn};
 
 use crate::error::MasterError;
 use crate::liveness::{Clock, Liveness, SystemClock};
@@ -50,6 +50,9 @@ pub struct RunConfig {
     /// this long is published again. Longer than a directory listing can
     /// be stale on NFS, so a trial in flight is never mistaken for lost.
     pub orphan_grace: Duration,
+    /// Go on with a `study.json` edited after init (other than its
+    /// budget), and record it as the study from now on.
+    pub accept_study_change: bool,
 }
 
 impl RunConfig {
@@ -62,6 +65,7 @@ impl RunConfig {
             worker_grace: Duration::from_secs(30),
             max_attempts: 3,
             orphan_grace: Duration::from_secs(10),
+            accept_study_change: false,
         }
     }
 }
@@ -83,8 +87,11 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
         .total_trials()
         .map_err(|e| e.in_file(&dir.study_path()))?;
     let sampler = samplers::build(&study, &dir.study_path())?;
+    // Refused before the lease is taken: a refusal leaves nothing behind.
+    let record = dir.check_study(&study, cfg.accept_study_change)?;
 
     let lease = Lease::acquire(&dir, cfg.lease_interval, &shutdown)?;
+    record_study(&dir, &study, record)?;
     let swept = dir.sweep_temp_files(Duration::from_secs(600));
     if swept > 0 {
         info!(swept, "removed temp files left by crashed writers");
@@ -133,6 +140,24 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
     };
     lease.release();
     Ok(summary)
+}
+
+/// Record the study for later runs to compare `study.json` with: a
+/// directory made by an older release gets its record now, an accepted
+/// edit replaces it.
+fn record_study(dir: &StudyDir, study: &Study, record: StudyRecord) -> Result<(), MasterError> {
+    match record {
+        StudyRecord::Same => return Ok(()),
+        StudyRecord::Unrecorded => info!(
+            file = %dir.recorded_study_path().display(),
+            "recorded the study; later edits of study.json other than budget.trials will be refused"
+        ),
+        StudyRecord::Accepted(fields) => warn!(
+            changed = %fields.join(", "),
+            "study.json was edited after init; going on with the edited study as --accept-study-change asks (trials before and after the edit are mixed)"
+        ),
+    }
+    Ok(dir.record_study(study)?)
 }
 
 /// Native events or polling ([`WatchMode::choose`]), and the orphan grace

@@ -126,3 +126,143 @@ fn commands_on_a_non_study_say_how_to_create_one() {
         assert_contains_all(&err, &["not an hps study directory", "hps-master init"]);
     }
 }
+
+/// A copy of the finished c53896b successive-halving cnn study (one
+/// complete trial of 4 epochs, three pruned), in a fresh temp directory.
+fn finished_cnn_study() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/c53896b/sh-cnn-done");
+    let study = tmp.path().join("study");
+    hps_tests::copy_dir(&src, &study);
+    (tmp, study)
+}
+
+/// Issue 17 §4: `export -o x.csv` wrote the file, then failed with
+/// "failed to sync directory ``" (the parent of a bare name is empty) and
+/// exited 1.
+#[test]
+fn export_to_a_bare_file_name_succeeds() {
+    let (tmp, study) = finished_cnn_study();
+    let out = hps_tests::run_cmd(
+        std::process::Command::new(hps_tests::bin("hps-master"))
+            .args(["export", arg(&study), "-o", "x.csv"])
+            .current_dir(tmp.path()),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = std::fs::read_to_string(tmp.path().join("x.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "{csv}");
+    // A count is an integer, so pandas reads the column as one.
+    assert!(csv.lines().nth(1).unwrap().contains(",28,"), "{csv}");
+}
+
+/// Issue 17 §4: `export | head` printed "error: Broken pipe (os error 32)"
+/// and exited 1. A reader that closed the pipe got all it wanted.
+#[test]
+fn export_into_a_closed_pipe_is_success_and_silent() {
+    use std::os::fd::FromRawFd;
+    let (_tmp, study) = finished_cnn_study();
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills two fresh descriptors; we own both.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: closing the read end we own: every write then fails (EPIPE).
+    unsafe { libc::close(fds[0]) };
+    // SAFETY: the write end is ours and handed over exactly once.
+    let write_end = unsafe { std::fs::File::from_raw_fd(fds[1]) };
+    for curves in [false, true] {
+        let mut cmd = std::process::Command::new(hps_tests::bin("hps-master"));
+        cmd.args(["export", arg(&study)]);
+        if curves {
+            cmd.arg("--curves");
+        }
+        let out = cmd
+            .stdout(write_end.try_clone().unwrap())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Issue 17 §4: neither export had the per-epoch curves. `--curves` gives
+/// one row per trial and epoch with the instruments, in CSV and JSON lines.
+#[test]
+fn export_curves_gives_one_row_per_trial_and_epoch_with_instruments() {
+    let (_tmp, study) = finished_cnn_study();
+    let s = arg(&study);
+    let csv = stdout_ok(hps_master(&["export", s, "--curves"]));
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(
+        &header[..8],
+        [
+            "trial_id",
+            "status",
+            "param_batch_size",
+            "param_lr",
+            "param_nf",
+            "step",
+            "elapsed_s",
+            "train_loss"
+        ]
+    );
+    for col in [
+        "val_loss",
+        "val_error",
+        "lr",
+        "grad_norm",
+        "weight_norm",
+        "update_ratio",
+    ] {
+        assert!(header.contains(&col), "{col} missing: {header:?}");
+    }
+    assert!(
+        header
+            .iter()
+            .any(|h| h.starts_with("act_") && h.ends_with("_std")),
+        "{header:?}"
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    // t000000 ran 4 epochs; the pruned ones 1, 2 and 1 (their results say so).
+    let per_trial = |id: &str| rows.iter().filter(|r| r[0] == id).count();
+    let epochs: Vec<usize> = ["t000000", "t000001", "t000002", "t000003"]
+        .iter()
+        .map(|id| per_trial(id))
+        .collect();
+    for (i, id) in ["t000000", "t000001", "t000002", "t000003"]
+        .iter()
+        .enumerate()
+    {
+        let r = hps_tests::read_result(&study, id);
+        assert_eq!(epochs[i], r.curve.len(), "{id}");
+    }
+    assert_eq!(epochs[0], 4);
+    let first = &rows[0];
+    assert_eq!((first[0], first[1], first[5]), ("t000000", "complete", "1"));
+    let jsonl = stdout_ok(hps_master(&["export", s, "--curves", "--format", "jsonl"]));
+    let objs: Vec<serde_json::Value> = jsonl
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objs.len(), rows.len());
+    assert_eq!(objs[0]["step"], 1);
+    assert_eq!(objs[0]["params"]["nf"], 3);
+    assert!(objs[0]["grad_norm"].is_number(), "{}", objs[0]);
+}

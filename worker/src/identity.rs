@@ -1,0 +1,243 @@
+//! One worker id, one running worker. Two workers with one id would each
+//! take the other's claims for leftovers of an earlier life and run the
+//! same trials twice, and their heartbeats would hide each other's death.
+//!
+//! At start a worker claims its id: it creates `heartbeats/<id>.json` with
+//! `link(2)` (one of several starters wins), or takes over an existing
+//! heartbeat that says `stopped`, whose process is gone from this host, or
+//! whose `seq` stands still for three of its intervals on our own clock.
+//! A heartbeat that changes while we watch belongs to a live worker: the
+//! start is refused. A worker restarted with its own id after a crash
+//! therefore always starts, at the latest after three beat intervals.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use hps_common::{Heartbeat, WorkerState};
+use hps_shared_fs::dir::is_not_found;
+use hps_shared_fs::host::{hostname, pid_alive};
+use hps_shared_fs::StudyDir;
+use tracing::{info, warn};
+
+use crate::runner::{first_beat, stop_beat, RunnerError, WorkerConfig};
+
+/// Claim rounds before giving up on an id that keeps being taken by
+/// workers starting at the same moment.
+const ROUNDS: usize = 4;
+
+/// The default worker id, `HOST-PID-XXXX` with four random hex digits: two
+/// hosts with the same name (containers, cloned VMs) can run processes with
+/// the same pid, and `HOST-PID` alone then names two workers.
+pub fn default_id() -> String {
+    let host: String = hostname()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(64)
+        .collect();
+    let host = host.trim_start_matches('-');
+    let host = if host.is_empty() { "worker" } else { host };
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// Claim the ids of `configs` (the worker, or each of its slots), writing
+/// each one's first beat. On a refusal the ids already claimed say
+/// `stopped` again.
+pub(crate) fn claim_all(
+    dir: &StudyDir,
+    configs: &[WorkerConfig],
+    shutdown: &AtomicBool,
+) -> Result<(), RunnerError> {
+    for (k, cfg) in configs.iter().enumerate() {
+        if let Err(e) = claim(dir, cfg, shutdown) {
+            for done in &configs[..k] {
+                stop_beat(dir, done);
+            }
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// What a starting worker makes of the heartbeat it finds under its id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Found {
+    /// `stopped`, or its process is gone from this host: take it over.
+    Free,
+    /// Someone else's, maybe live: watch it first.
+    Watch,
+}
+
+fn judge(old: &Heartbeat, host: &str, pid: u32, alive: impl Fn(u32) -> bool) -> Found {
+    let gone_from_here = old.host == host && old.pid != pid && !alive(old.pid);
+    if old.state == WorkerState::Stopped || gone_from_here {
+        Found::Free
+    } else {
+        // Our own pid under our host name is a twin (another container
+        // with this host name) or an earlier life (a restarted container):
+        // only watching tells them apart.
+        Found::Watch
+    }
+}
+
+fn claim(dir: &StudyDir, cfg: &WorkerConfig, shutdown: &AtomicBool) -> Result<(), RunnerError> {
+    let first = first_beat(cfg);
+    let path = dir.heartbeat_path(&cfg.id)?;
+    let mut holder = "another worker starting at the same moment".to_string();
+    for _ in 0..ROUNDS {
+        let old = match dir.read_heartbeat(&cfg.id) {
+            Ok(old) => old,
+            Err(e) if is_not_found(&e) => {
+                if dir.create_heartbeat(&first)? {
+                    return Ok(());
+                }
+                continue;
+            }
+            Err(e) if !e.is_damaged() => return Err(e.into()),
+            Err(e) => {
+                // A damaged beat says nothing about a live worker (a live
+                // one rewrites it within an interval).
+                warn!("{e}; moving it to quarantine/");
+                match dir.quarantine(&path) {
+                    Err(e) if !is_not_found(&e) => return Err(e.into()),
+                    _ => continue,
+                }
+            }
+        };
+        holder = format!("host {}, pid {}", old.host, old.pid);
+        if judge(&old, &hostname(), std::process::id(), pid_alive) == Found::Watch {
+            watch(&old, &path, cfg, shutdown, || {
+                dir.read_heartbeat(&cfg.id).ok()
+            })?;
+        }
+        if dir.replace_heartbeat(&old, &first)? {
+            if old.state != WorkerState::Stopped {
+                info!(worker = %cfg.id, "took over the id of a worker that stopped beating ({holder})");
+            }
+            return Ok(());
+        }
+    }
+    Err(RunnerError::IdInUse {
+        id: cfg.id.clone(),
+        path,
+        holder,
+    })
+}
+
+/// Watch the heartbeat `old` for three of its intervals, measured on our
+/// own clock: an error if it changes (a live worker beats under this id),
+/// `Ok` once it stood still that long or disappeared.
+fn watch(
+    old: &Heartbeat,
+    path: &std::path::Path,
+    cfg: &WorkerConfig,
+    shutdown: &AtomicBool,
+    reread: impl Fn() -> Option<Heartbeat>,
+) -> Result<(), RunnerError> {
+    let interval = if old.interval_s.is_finite() {
+        old.interval_s.clamp(0.05, 600.0)
+    } else {
+        2.0
+    };
+    let window = Duration::from_secs_f64(interval * 3.0);
+    info!(worker = %cfg.id, host = %old.host, pid = old.pid, "a heartbeat with this worker id exists; checking for {window:?} whether its worker is still running");
+    let t = Instant::now();
+    while t.elapsed() < window {
+        if shutdown.load(Ordering::SeqCst) {
+            return Err(RunnerError::Interrupted { id: cfg.id.clone() });
+        }
+        std::thread::sleep(Duration::from_millis(50).min(window / 3));
+        match reread() {
+            Some(now) if now.seq != old.seq || now.pid != old.pid || now.host != old.host => {
+                return Err(RunnerError::IdInUse {
+                    id: cfg.id.clone(),
+                    path: PathBuf::from(path),
+                    holder: format!("host {}, pid {}", now.host, now.pid),
+                });
+            }
+            Some(_) => {}
+            None => break,
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hps_common::FORMAT_VERSION;
+
+    fn beat(host: &str, pid: u32, state: WorkerState) -> Heartbeat {
+        Heartbeat {
+            format_version: FORMAT_VERSION,
+            worker: "w".into(),
+            host: host.into(),
+            pid,
+            device: "cpu".into(),
+            seq: 3,
+            state,
+            trial: None,
+            epoch: None,
+            interval_s: 0.05,
+            written_at_unix: 0.0,
+        }
+    }
+
+    #[test]
+    fn two_workers_with_the_same_id_are_told_apart_by_watching() {
+        let (alive, dead) = (|_| true, |_| false);
+        let idle = WorkerState::Idle;
+        assert_eq!(
+            judge(&beat("h", 8, idle), "h", 7, dead),
+            Found::Free,
+            "gone"
+        );
+        assert_eq!(
+            judge(&beat("g", 8, WorkerState::Stopped), "h", 7, alive),
+            Found::Free
+        );
+        assert_eq!(judge(&beat("h", 8, idle), "h", 7, alive), Found::Watch);
+        // Another host's pid says nothing about this host's processes; our
+        // own pid under our host name may be a twin container.
+        assert_eq!(judge(&beat("g", 8, idle), "h", 7, dead), Found::Watch);
+        assert_eq!(judge(&beat("h", 7, idle), "h", 7, dead), Found::Watch);
+    }
+
+    #[test]
+    fn default_ids_differ_between_processes_with_one_host_name_and_pid() {
+        let ids: std::collections::BTreeSet<String> = (0..64).map(|_| default_id()).collect();
+        assert!(ids.len() > 32, "random suffixes: {ids:?}");
+        for id in &ids {
+            hps_common::validate_id("worker id", id).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_beating_heartbeat_is_refused_and_a_standing_one_taken_over() {
+        let cfg = WorkerConfig::new("/nowhere".into(), "w".into());
+        let stop = AtomicBool::new(false);
+        let old = beat("g", 8, WorkerState::Idle);
+        let path = std::path::Path::new("/nowhere/heartbeats/w.json");
+        watch(&old, path, &cfg, &stop, || Some(old.clone())).unwrap();
+        let beating = Heartbeat {
+            seq: 4,
+            ..old.clone()
+        };
+        let e = watch(&old, path, &cfg, &stop, || Some(beating.clone()))
+            .unwrap_err()
+            .to_string();
+        for part in ["`w`", "heartbeats/w.json", "host g, pid 8", "--id"] {
+            assert!(e.contains(part), "`{part}` missing from: {e}");
+        }
+    }
+}

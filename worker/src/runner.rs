@@ -422,6 +422,7 @@ fn fill_result(result: &mut TrialResult, f: Finished, study: &Study, started: In
     result.reports = f.reports;
     result.epochs_completed = f.epochs_completed;
     result.error = f.error;
+    result.collapsed = f.collapsed;
     if result.status == TrialStatus::Complete {
         result.objective = result.metrics.get(&study.objective.metric).copied();
     }
@@ -450,7 +451,7 @@ fn publish(
     // count them to prove no setting ran twice to completion.
     let _ = writeln!(
         log,
-        "# result {} status {} in {:.1}s objective {:?}",
+        "# result {} status {} in {:.1}s objective {}",
         if accepted {
             "accepted"
         } else {
@@ -458,7 +459,9 @@ fn publish(
         },
         result.status.as_str(),
         result.wall_time_s,
-        result.objective
+        result
+            .objective
+            .map_or("none".to_string(), |v| v.to_string())
     );
     if accepted {
         match result.objective {

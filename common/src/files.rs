@@ -533,6 +533,7 @@ mod tests {
             worker: "w0".into(),
             attempt: 1,
             error: Some("loss became NaN at epoch 1".into()),
+            collapsed: false,
             reports: Vec::new(),
             finished_at_unix: 0.0,
         }

@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::FieldError;
+use crate::{FieldError, ParamSpec};
 
 /// `{"kind": "exec", "argv": ["python3", "train.py", "--lr", "{lr}"], ...}`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -189,6 +190,66 @@ impl ExecSpec {
     }
 }
 
+impl ExecSpec {
+    /// The parameters `trainer.workdir` puts a value of, in order.
+    pub fn workdir_params<'a>(&'a self, params: &'a [&'a str]) -> Vec<&'a str> {
+        let names = self
+            .workdir
+            .as_deref()
+            .and_then(|w| placeholders(w).ok())
+            .unwrap_or_default();
+        params
+            .iter()
+            .copied()
+            .filter(|p| names.iter().any(|n| n == p))
+            .collect()
+    }
+
+    /// Refuse, when the study is created, a value that a parameter used in
+    /// `trainer.workdir` can take (a categorical choice, a fixed value) and
+    /// that would move the working directory out of the study directory.
+    /// The worker checks every trial's values again before starting it.
+    pub fn validate_workdir_values(
+        &self,
+        space: &BTreeMap<String, ParamSpec>,
+    ) -> Result<(), FieldError> {
+        let names: Vec<&str> = space.keys().map(String::as_str).collect();
+        for name in self.workdir_params(&names) {
+            let values: &[Value] = match &space[name] {
+                ParamSpec::Categorical { choices } => choices,
+                ParamSpec::Fixed { value } => std::slice::from_ref(value),
+                // Numbers: no `/`, no `..`.
+                _ => &[],
+            };
+            for v in values {
+                if let Value::String(text) = v {
+                    check_workdir_value(name, text)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A parameter's value as part of `trainer.workdir` must be a relative
+/// path that stays where the template puts it: not absolute, no `..`
+/// component. Otherwise a value such as `../../../../etc` would run the
+/// command in `/etc`. The error names the parameter.
+pub fn check_workdir_value(param: &str, value: &str) -> Result<(), FieldError> {
+    let escapes = value.starts_with('/') || value.split('/').any(|part| part == "..");
+    if escapes || value.contains('\0') {
+        return Err(FieldError::new(
+            "trainer.workdir",
+            format!(
+                "parameter `{param}` has the value `{value}`, which would move the working \
+                 directory out of the study directory (an absolute path or a `..` component); \
+                 a value used in trainer.workdir must be a plain relative name"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The environment variable that carries parameter `name` to an exec
 /// trainer's command: `HPS_PARAM_` and the name in upper case, with every
 /// character other than an ASCII letter or digit turned into `_`.
@@ -221,6 +282,32 @@ mod tests {
         let fine: Vec<String> = ["lr", "lr_x", "momentum"].map(String::from).into();
         spec.validate(fine.iter()).unwrap();
         assert_eq!(param_env_var("lr.x"), "HPS_PARAM_LR_X");
+    }
+
+    #[test]
+    fn a_workdir_value_that_escapes_the_study_directory_is_refused_at_init() {
+        let spec: ExecSpec =
+            serde_json::from_str(r#"{"argv":["./run"],"workdir":"runs/{dir}"}"#).unwrap();
+        let space: BTreeMap<String, ParamSpec> = serde_json::from_str(
+            r#"{"dir":{"type":"categorical","choices":["a","b/c","../../../../etc"]},
+                "lr":{"type":"float","low":0.1,"high":1}}"#,
+        )
+        .unwrap();
+        let e = spec.validate_workdir_values(&space).unwrap_err();
+        assert_eq!(e.field, "trainer.workdir");
+        assert!(
+            e.message.contains("`dir`") && e.message.contains("../../../../etc"),
+            "{e}"
+        );
+        for bad in ["/etc", "..", "a/../..", "x/.."] {
+            assert!(check_workdir_value("dir", bad).is_err(), "{bad}");
+        }
+        for fine in ["a", "b/c", "...", "a..b", "./x"] {
+            check_workdir_value("dir", fine).unwrap();
+        }
+        // A parameter not in the workdir may hold anything.
+        let other: ExecSpec = serde_json::from_str(r#"{"argv":["./run","{dir}"]}"#).unwrap();
+        other.validate_workdir_values(&space).unwrap();
     }
 
     #[test]

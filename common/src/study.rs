@@ -672,7 +672,10 @@ impl Study {
                     ));
                 }
             }
-            TrainerSpec::Exec(spec) => spec.validate(self.space.keys())?,
+            TrainerSpec::Exec(spec) => {
+                spec.validate(self.space.keys())?;
+                spec.validate_workdir_values(&self.space)?;
+            }
             TrainerSpec::Function { name, dim, sleep_s } => {
                 if !sleep_s.is_finite() || *sleep_s < 0.0 {
                     return Err(FieldError::new(

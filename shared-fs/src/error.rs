@@ -45,6 +45,8 @@ pub enum FsError {
     },
     #[error("`{}` is unusable: {damage}", path.display())]
     Damaged { path: PathBuf, damage: Damage },
+    #[error("`{}` was replaced again by something hps does not write after being moved to quarantine/ {attempts} times; find the job that keeps re-creating it", path.display())]
+    KeepsComingBack { path: PathBuf, attempts: usize },
     #[error("invalid file name `{}` in `{}`: {reason}", name, dir.display())]
     BadName {
         dir: PathBuf,
@@ -60,6 +62,8 @@ pub enum Damage {
     Symlink,
     #[error("it is {0}, not a regular file")]
     NotAFile(&'static str),
+    #[error("it is one of {0} names (hard links) of one file, which may lie outside the study directory; hps never writes into it")]
+    HardLink(u64),
     #[error("it is {0} bytes, over the {cap} MiB cap on protocol files; it was not read", cap = crate::dir::MAX_FILE_BYTES >> 20)]
     TooLarge(u64),
     #[error("it is not UTF-8 text (invalid byte after offset {0})")]

@@ -16,6 +16,7 @@ pub mod dir;
 pub mod error;
 pub mod fstype;
 pub mod host;
+pub mod links;
 pub mod record;
 pub mod shutdown;
 pub mod watch;

@@ -6,6 +6,7 @@
 //! and relies on the scan alone.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::Duration;
 
@@ -69,11 +70,22 @@ impl WatchMode {
 /// gathered into one rescan.
 pub const MIN_RESCAN_GAP: Duration = Duration::from_millis(10);
 
+/// The first gap of the quick polls that follow [`Waker::busy`]; each next
+/// gap doubles, up to the poll interval. On a network/FUSE filesystem,
+/// where no event says that a file appeared, this is what keeps a short
+/// trial from costing a whole poll interval of waiting per hand-over
+/// (master publishes, worker claims, worker publishes, master reads), while
+/// an idle process still scans only once per interval.
+pub const QUICK_POLL: Duration = Duration::from_millis(100);
+
 /// Blocks a scan loop until something may have changed.
 pub struct Waker {
     rx: Receiver<()>,
     tx: SyncSender<()>,
     interval: Duration,
+    /// Polling (no native events): the next wait's gap, in nanoseconds.
+    /// [`Waker::busy`] shortens it, each wait doubles it back up.
+    next_gap_ns: Option<AtomicU64>,
     // Kept alive for as long as the Waker; dropping it stops the events.
     _watcher: Option<Box<dyn Watcher + Send>>,
     description: String,
@@ -104,13 +116,37 @@ impl Waker {
                 ),
             },
         };
+        let next_gap_ns = watcher.is_none().then(|| AtomicU64::new(nanos(interval)));
         Waker {
             rx,
             tx,
             interval,
+            next_gap_ns,
             _watcher: watcher,
             description,
         }
+    }
+
+    /// Something just happened here (a trial ended, a result came in, a
+    /// listed file was gone when claimed): the next change is likely soon.
+    /// When polling, the next scans come after [`QUICK_POLL`], then twice
+    /// that, and so on back up to the interval. No effect with native
+    /// events, which wake the loop at once anyway.
+    pub fn busy(&self) {
+        if let Some(gap) = &self.next_gap_ns {
+            gap.store(nanos(QUICK_POLL.min(self.interval)), Ordering::Relaxed);
+        }
+    }
+
+    /// How long the next wait may last at most.
+    fn next_timeout(&self) -> Duration {
+        let Some(gap) = &self.next_gap_ns else {
+            return self.interval;
+        };
+        let cap = nanos(self.interval);
+        let now = gap.load(Ordering::Relaxed).min(cap);
+        gap.store(now.saturating_mul(2).min(cap), Ordering::Relaxed);
+        Duration::from_nanos(now)
     }
 
     /// How this waker learns of changes, for the log.
@@ -128,7 +164,7 @@ impl Waker {
     /// Wake-ups come at most every [`MIN_RESCAN_GAP`], so a burst of
     /// events costs one rescan, not one per event.
     pub fn wait(&self) {
-        match self.rx.recv_timeout(self.interval) {
+        match self.rx.recv_timeout(self.next_timeout()) {
             Ok(()) => std::thread::sleep(MIN_RESCAN_GAP),
             Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
         }
@@ -175,6 +211,10 @@ fn is_a_change(kind: &EventKind) -> bool {
         EventKind::Access(_) | EventKind::Modify(_) | EventKind::Other => false,
         EventKind::Any => true,
     }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 fn fmt_dur(d: Duration) -> String {
@@ -236,6 +276,29 @@ mod tests {
         let (mode, why) = WatchMode::choose(dir.path(), None, s2);
         assert_eq!(mode.interval(), s2);
         assert_eq!(why.is_some(), matches!(mode, WatchMode::Poll(_)));
+    }
+
+    #[test]
+    fn a_busy_poller_looks_again_soon_then_backs_off_to_its_interval() {
+        let w = Waker::new(&[], WatchMode::Poll(Duration::from_secs(2)));
+        assert_eq!(
+            w.next_timeout(),
+            Duration::from_secs(2),
+            "idle: the interval"
+        );
+        w.busy();
+        let gaps: Vec<u64> = (0..7)
+            .map(|_| w.next_timeout().as_millis() as u64)
+            .collect();
+        assert_eq!(gaps, [100, 200, 400, 800, 1600, 2000, 2000]);
+        // Native events need no quick polls.
+        let dir = tempfile::tempdir().unwrap();
+        let n = Waker::new(
+            &[dir.path().to_path_buf()],
+            WatchMode::Native(Duration::from_secs(2)),
+        );
+        n.busy();
+        assert_eq!(n.next_timeout(), Duration::from_secs(2));
     }
 
     #[test]

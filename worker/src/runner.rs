@@ -2,7 +2,8 @@
 //! trainer (see [`crate::trainers`]), publish the result or hand the trial
 //! back; a heartbeat thread tells the master this worker is alive.
 
-use std::fs::{File, OpenOptions};
+use std::collections::BTreeSet;
+use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,12 +98,6 @@ pub enum RunnerError {
     },
     #[error("interrupted while checking whether worker id `{id}` is in use")]
     Interrupted { id: String },
-    #[error("failed to open the trial log `{}`: {source}", path.display())]
-    Log {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
 }
 
 impl From<TrainerError> for RunnerError {
@@ -227,6 +222,7 @@ fn claim_loop(
     summary: &mut WorkerSummary,
 ) -> Result<(), RunnerError> {
     let (cfg, dir) = (slot.cfg, slot.dir);
+    let mut lost = BTreeSet::new();
     loop {
         if shutdown.load(Ordering::SeqCst) {
             summary.interrupted = true;
@@ -236,7 +232,7 @@ fn claim_loop(
         // from an earlier life of this worker, or a claim whose rename
         // reply NFS lost (we believed we lost the race). Hand them back.
         release_stale_claims(dir, &cfg.id)?;
-        if let Some(claim) = claim_next(dir, &cfg.id)? {
+        if let Some(claim) = claim_next(dir, &cfg.id, waker, &mut lost)? {
             if let Claimed::HandedBack = run_claim(slot, &claim, status, shutdown)? {
                 summary.interrupted = true;
                 return Ok(());
@@ -245,6 +241,8 @@ fn claim_loop(
             if cfg.once {
                 return Ok(());
             }
+            // Our result is out: the master's next setting follows soon.
+            waker.busy();
             continue;
         }
         if study_finished(dir, slot.study) {
@@ -271,8 +269,17 @@ fn study_finished(dir: &StudyDir, study: &Study) -> bool {
 }
 
 /// Claim the first pending setting we can win. Losing a race to another
-/// worker is normal: try the next one.
-fn claim_next(dir: &StudyDir, worker: &str) -> Result<Option<Claim>, RunnerError> {
+/// worker is normal: try the next one. A listed file that is gone when
+/// claimed (another worker's, or a stale directory cache on NFS/FUSE) means
+/// settings are moving: look again soon rather than a poll interval later.
+/// Each id counts once (`lost`): a stale listing that keeps showing a file
+/// that is gone must not turn polling into a busy loop.
+fn claim_next(
+    dir: &StudyDir,
+    worker: &str,
+    waker: &Waker,
+    lost: &mut BTreeSet<String>,
+) -> Result<Option<Claim>, RunnerError> {
     for id in dir.list(Sub::Pending)? {
         if hps_common::validate_id("trial id", &id).is_err() {
             let path = dir.json_path(Sub::Pending, &id);
@@ -281,7 +288,11 @@ fn claim_next(dir: &StudyDir, worker: &str) -> Result<Option<Claim>, RunnerError
             continue;
         }
         if let Some(c) = dir.claim(&id, worker)? {
+            lost.clear();
             return Ok(Some(c));
+        }
+        if lost.insert(id) {
+            waker.busy();
         }
     }
     Ok(None)
@@ -385,18 +396,14 @@ fn read_setting(dir: &StudyDir, claim: &Claim) -> Result<Option<TrialSetting>, R
     Ok(Some(setting))
 }
 
-/// Open the trial's log for appending and write the run's header line.
+/// Open the trial's log for appending (never through a link: see
+/// [`StudyDir::open_log`]) and write the run's header line.
 fn open_log(
     dir: &StudyDir,
     setting: &TrialSetting,
     cfg: &WorkerConfig,
 ) -> Result<File, RunnerError> {
-    let path = dir.log_path(&setting.trial_id)?;
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|source| RunnerError::Log { path, source })?;
+    let mut log = dir.open_log(&setting.trial_id)?;
     let _ = writeln!(
         log,
         "# trial {} attempt {} worker {} device {} seed {} params {}",

@@ -121,7 +121,13 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
     )?;
     let summary = (|| loop {
         lease.check()?;
+        let before = m.summary(false);
         m.step()?;
+        if m.summary(false) != before {
+            // A result came in or a setting went out: the next change
+            // follows soon (see Waker::busy).
+            waker.busy();
+        }
         if m.is_done() {
             m.finish()?;
             return Ok(m.summary(true));

@@ -12,6 +12,7 @@ mod faults;
 mod fuse;
 mod hostile;
 mod idle;
+mod links;
 mod master_cli;
 mod masters;
 mod pruning;

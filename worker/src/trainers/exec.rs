@@ -47,7 +47,7 @@ impl Trainer for ExecTrainer {
     fn run(&self, trial: &mut TrialContext<'_>) -> Result<Outcome, TrainerError> {
         // The command picks its own device; CUDA_VISIBLE_DEVICES from the
         // launcher is passed through unchanged.
-        let trial_dir = trial.dir.checkpoint_dir(&trial.setting.trial_id)?;
+        let trial_dir = trial.checkpoint_dir()?;
         let reporter = &mut trial.reporter;
         let mut monitor = |reports: &[Report], changed: bool| {
             if changed {
@@ -349,7 +349,10 @@ fn render_command(
     let argv =
         argv.map_err(|e| done(TrialStatus::Invalid, BTreeMap::new(), Vec::new(), Some(e)))?;
     let workdir = match &spec.workdir {
-        Some(w) => study_dir.join(render(w, vars).map_err(|e| failed(e, Vec::new()))?),
+        Some(w) => {
+            check_workdir_values(spec, vars)?;
+            study_dir.join(render(w, vars).map_err(|e| failed(e, Vec::new()))?)
+        }
         None => study_dir.to_path_buf(),
     };
     let env = spec
@@ -359,6 +362,30 @@ fn render_command(
         .collect::<Result<Vec<_>, String>>()
         .map_err(|e| failed(e, Vec::new()))?;
     Ok((argv, workdir, env))
+}
+
+/// Refuse, before anything starts, a parameter value that would move
+/// `trainer.workdir` out of the study directory (`../../../../etc`): the
+/// trial is `invalid`, with the parameter named. `hps-master init` refuses
+/// such choices when it can know them; this catches the rest (a setting
+/// file edited in the shared directory, say).
+fn check_workdir_values(spec: &ExecSpec, vars: &BTreeMap<String, String>) -> Result<(), Outcome> {
+    let names: Vec<&str> = vars
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !hps_common::exec::BUILTINS.contains(k))
+        .collect();
+    for name in spec.workdir_params(&names) {
+        hps_common::exec::check_workdir_value(name, &vars[name]).map_err(|e| {
+            done(
+                TrialStatus::Invalid,
+                BTreeMap::new(),
+                Vec::new(),
+                Some(format!("{}: {}", e.field, e.message)),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// stderr goes to the log and a ring buffer of its last lines.
@@ -609,6 +636,43 @@ mod tests {
             &mut |_, _| None,
         );
         (out, std::fs::read_to_string(log_path).unwrap())
+    }
+
+    #[test]
+    fn a_workdir_value_that_escapes_the_study_directory_is_refused_before_the_script_runs() {
+        let tmp = tempfile::tempdir().unwrap();
+        let study = tmp.path().join("a/b/c/study");
+        std::fs::create_dir_all(&study).unwrap();
+        let marker = tmp.path().join("ran");
+        let mut sp = spec(&["/bin/sh", "-c", "pwd > \"$0\"", marker.to_str().unwrap()]);
+        sp.workdir = Some("{dir}".into());
+        let mut log = File::create(tmp.path().join("log")).unwrap();
+        let mut go = |dir: &str| {
+            let s = setting(&[("dir", Value::from(dir))]);
+            run(
+                &sp,
+                &s,
+                &study,
+                &study.join("t"),
+                &mut log,
+                &|| false,
+                &mut |_, _| None,
+            )
+        };
+        let Outcome::Finished(f) = go("../../../../etc") else {
+            panic!("not finished")
+        };
+        assert_eq!(f.status, TrialStatus::Invalid);
+        let e = f.error.unwrap();
+        assert!(e.contains("`dir`") && e.contains("trainer.workdir"), "{e}");
+        assert!(!marker.exists(), "the script must not have run");
+        std::fs::create_dir(study.join("sub")).unwrap();
+        let Outcome::Finished(f) = go("sub") else {
+            panic!("not finished")
+        };
+        assert_eq!(f.status, TrialStatus::Failed, "ran, wrote no result");
+        let pwd = std::fs::read_to_string(&marker).unwrap();
+        assert!(pwd.trim_end().ends_with("study/sub"), "{pwd}");
     }
 
     #[test]

@@ -98,6 +98,13 @@ impl TrialContext<'_> {
             .until_epoch
             .filter(|u| *u < self.setting.epochs)
     }
+
+    /// The trial's checkpoint directory (`checkpoints/<id>/`), created and
+    /// made safe to write into: never a link out of the study directory
+    /// (see [`StudyDir::prepare_checkpoint_dir`]).
+    pub fn checkpoint_dir(&self) -> Result<std::path::PathBuf, FsError> {
+        self.dir.prepare_checkpoint_dir(&self.setting.trial_id)
+    }
 }
 
 /// A trainer: turns a claimed setting into an [`Outcome`]. Shared by the

@@ -64,7 +64,7 @@ impl Trainer for CnnTrainer {
             Err(e) => return Ok(Outcome::Finished(Finished::invalid(e.to_string()))),
         };
         let _ = writeln!(trial.log, "# epoch elapsed_s train_loss val_loss val_error");
-        let ckpt = trial.dir.checkpoint_dir(&s.trial_id)?;
+        let ckpt = trial.checkpoint_dir()?;
         let until = trial.until_epoch();
         if let Some(done) = checkpoint_epochs(&ckpt, &cfg, &self.data) {
             info!(epochs_done = done, "resuming from checkpoint");

@@ -291,6 +291,16 @@ pub fn stdout_ok(out: Output) -> String {
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
+/// Assert a command succeeded and printed nothing on stderr.
+pub fn assert_quiet_ok(out: &Output) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.is_empty(),
+        "command {} with stderr: {err}",
+        out.status
+    );
+}
+
 /// The stderr of a command that must fail; panics if it succeeded.
 pub fn stderr_err(out: Output) -> String {
     assert!(

@@ -48,7 +48,9 @@ fn init_refuses_parameters_that_share_an_hps_param_variable() {
 
 /// Issue 10 §5: a budget of 1e15 trials, a 100^10 grid (reported as
 /// `18446744073709551615 trials planned`) and a range with `low == high`
-/// were accepted at init. Each is refused, naming the file and the field.
+/// were accepted at init, and a pruner on the function trainer got a
+/// misleading `min_epochs` message. Each is refused, naming the file and
+/// the field, for what it is.
 #[test]
 fn init_refuses_absurd_budgets_grids_and_one_value_ranges() {
     let tmp = tempfile::tempdir().unwrap();
@@ -83,6 +85,13 @@ fn init_refuses_absurd_budgets_grids_and_one_value_ranges() {
             r#""budget":{"trials":5},"#,
             "2",
             vec!["space.x1.high", "holds one value", r#""type": "fixed""#],
+        ),
+        (
+            two,
+            r#"{"kind":"random","seed":0}"#,
+            r#""pruner":{"kind":"asha"},"budget":{"trials":5},"#,
+            "2",
+            vec!["field `pruner`", "function trainer reports a single value"],
         ),
     ];
     for (i, (space, sampler, budget, dim, expect)) in cases.into_iter().enumerate() {
@@ -148,16 +157,7 @@ fn export_to_a_bare_file_name_succeeds() {
             .args(["export", arg(&study), "-o", "x.csv"])
             .current_dir(tmp.path()),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.stderr.is_empty(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    hps_tests::assert_quiet_ok(&out);
     let csv = std::fs::read_to_string(tmp.path().join("x.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "{csv}");
     // A count is an integer, so pandas reads the column as one.
@@ -188,16 +188,7 @@ fn export_into_a_closed_pipe_is_success_and_silent() {
             .stderr(std::process::Stdio::piped())
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            out.stderr.is_empty(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        hps_tests::assert_quiet_ok(&out);
     }
 }
 

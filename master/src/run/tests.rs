@@ -138,7 +138,10 @@ fn a_setting_another_master_recorded_first_is_adopted_and_published_unchanged() 
     let pending = dir.read_claim(&dir.claim("t000000", "w").unwrap().unwrap());
     assert_eq!(pending.unwrap(), theirs, "the record is what is published");
     assert_eq!(m.settings["t000000"], theirs);
-    assert_eq!(m.configs[&0], theirs.params, "repeats would share it");
+    assert_eq!(
+        m.configs[&0].params, theirs.params,
+        "repeats would share it"
+    );
 }
 
 /// A master whose lease another master took over stops at its next

@@ -95,7 +95,7 @@ impl Sampler for CmaesSampler {
         Some(Startup {
             settings: self.lambda0 as u64,
             field: "sampler.popsize",
-            what: "CMA-ES's first generation (`sampler.popsize`, by default the sync batch), drawn before its distribution is first updated,".into(),
+            what: "CMA-ES's first generation (`sampler.popsize`, by default the sync batch)".into(),
             alone: "CMA-ES is then a random search around the centre of the space",
         })
     }

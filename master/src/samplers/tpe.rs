@@ -424,4 +424,89 @@ mod tests {
             .sum();
         assert!((mass - 1.0).abs() < 1e-3, "{mass}");
     }
+
+    fn study() -> Study {
+        let text = r#"{"format_version":1,"name":"t",
+            "space":{"lr":{"type":"float","low":1e-4,"high":1,"log":true},
+                     "nf":{"type":"int","low":8,"high":64}},
+            "objective":{"metric":"val_error","direction":"minimize"},
+            "sampler":{"kind":"tpe","seed":5,"n_startup":4},"budget":{"trials":20},
+            "trainer":{"kind":"cnn"}}"#;
+        hps_common::parse_versioned(std::path::Path::new("study.json"), text).unwrap()
+    }
+
+    /// As under ASHA: trial 0 completed, the others were pruned at `step`
+    /// with the value `loss` (None: reported nothing).
+    fn pruned_history(s: &mut TpeSampler, pruned: &[(u32, Option<f64>)]) -> Vec<Observation> {
+        let mut history = vec![Observation {
+            config: 0,
+            params: s.propose(0, &[], &[]).params,
+            status: TrialStatus::Complete,
+            loss: Some(0.5),
+            last_intermediate: Some(Intermediate { step: 8, loss: 0.5 }),
+        }];
+        for (i, &(step, loss)) in pruned.iter().enumerate() {
+            let c = i as u64 + 1;
+            history.push(Observation {
+                config: c,
+                params: s.propose(c, &[], &[]).params,
+                status: TrialStatus::Pruned,
+                loss: None,
+                last_intermediate: loss.map(|loss| Intermediate { step, loss }),
+            });
+        }
+        history
+    }
+
+    /// ASHA pruned most trials: with one trial complete, TPE used to stay
+    /// on its Sobol points; the pruned trials' values now feed the model.
+    #[test]
+    fn tpe_learns_from_pruned_trials() {
+        let st = study();
+        let mut s = TpeSampler::new(&st, 5, 4, 24);
+        let sobol = s.space.params_at(&s.startup.point(5));
+        let pruned = pruned_history(&mut s, &[(2, Some(0.9)), (2, Some(0.7)), (4, Some(0.8))]);
+        let p = s.propose(5, &pruned, &[]);
+        assert_eq!(p.source, Some(Source::Model));
+        assert_ne!(p.params, sobol, "the model, not the start-up design");
+        // Without their intermediate values the pruned trials cannot be
+        // ranked: one complete trial is too few, so the start-up design.
+        let blind = pruned_history(&mut s, &[(2, None), (2, None), (4, None)]);
+        let p = s.propose(5, &blind, &[]);
+        assert_eq!((p.source, p.params), (Some(Source::Startup), sobol));
+    }
+
+    /// Optuna's rule: complete trials first, by loss; then pruned ones, the
+    /// furthest step first, then by their value at that step.
+    #[test]
+    fn pruned_trials_rank_after_complete_ones_furthest_step_first() {
+        let st = study();
+        let mut s = TpeSampler::new(&st, 5, 4, 24);
+        let mut history = pruned_history(
+            &mut s,
+            &[(2, Some(0.1)), (4, Some(0.8)), (4, Some(0.6)), (2, None)],
+        );
+        // A failed trial and a second complete one, worse than trial 0.
+        history.push(Observation {
+            config: 5,
+            params: s.propose(5, &[], &[]).params,
+            status: TrialStatus::Failed,
+            loss: None,
+            last_intermediate: Some(Intermediate { step: 9, loss: 0.0 }),
+        });
+        history.push(Observation {
+            config: 6,
+            params: s.propose(6, &[], &[]).params,
+            status: TrialStatus::Complete,
+            loss: Some(0.9),
+            last_intermediate: None,
+        });
+        history.reverse();
+        let pts = canonical(&s.space, &history);
+        let configs: Vec<u64> = ranked(&pts, &history)
+            .iter()
+            .map(|&i| pts[i].config)
+            .collect();
+        assert_eq!(configs, [0, 6, 3, 2, 1]);
+    }
 }

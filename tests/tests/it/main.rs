@@ -15,4 +15,5 @@ mod idle;
 mod master_cli;
 mod masters;
 mod pruning;
+mod samplers_ux;
 mod worker_cli;

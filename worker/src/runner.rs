@@ -443,7 +443,7 @@ fn publish(
     // count them to prove no setting ran twice to completion.
     let _ = writeln!(
         log,
-        "# result {} status {} in {:.1}s objective {:?}",
+        "# result {} status {} in {:.1}s objective {}",
         if accepted {
             "accepted"
         } else {
@@ -451,7 +451,9 @@ fn publish(
         },
         result.status.as_str(),
         result.wall_time_s,
-        result.objective
+        result
+            .objective
+            .map_or("none".to_string(), |v| v.to_string())
     );
     if accepted {
         match result.objective {

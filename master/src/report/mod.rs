@@ -8,6 +8,7 @@
 mod beats;
 mod curves;
 mod export;
+mod master;
 mod table;
 
 use std::collections::BTreeMap;
@@ -59,18 +60,16 @@ pub fn status_watching(
     let results = load_results(dir)?;
     write_study(dir, &study, &results, out)?;
     let beats = load_heartbeats(dir)?;
+    let lease = master::read(dir);
+    let mut reread = || load_heartbeats(dir).unwrap_or_default();
+    let (verdicts, lease_verdict, window) =
+        master::watch(dir, &beats, &lease, clock, sleep, &mut reread);
     writeln!(out)?;
+    master::write_line(dir, &lease, lease_verdict, window, out)?;
     if beats.is_empty() {
         writeln!(out, "workers    none has written a heartbeat yet")?;
         return Ok(());
     }
-    let (verdicts, window) = match beats::window(&beats, beats::MAX_WINDOW) {
-        Some(w) => {
-            let mut reread = || load_heartbeats(dir).unwrap_or_default();
-            (beats::watch(&beats, w, clock, sleep, &mut reread), w)
-        }
-        None => (vec![BeatVerdict::Stopped; beats.len()], Duration::ZERO),
-    };
     write_workers(&beats, &verdicts, window, out)
 }
 
@@ -481,6 +480,7 @@ mod tests {
             worker: "w0".into(),
             attempt: 1,
             error: (status != TrialStatus::Complete).then(|| "boom, \"badly\"".to_string()),
+            collapsed: false,
             reports: Vec::new(),
             finished_at_unix: 0.0,
         }
@@ -719,7 +719,8 @@ mod tests {
                 "wall_time_s",
                 "worker",
                 "device",
-                "error"
+                "error",
+                "collapsed"
             ]
         );
         assert_eq!(rows.len(), 8, "header + 7 settings");
@@ -766,7 +767,7 @@ mod tests {
             .collect();
         assert_eq!(objs.len(), 7);
         for o in &objs {
-            assert_eq!(o.len(), 17, "{o:?}");
+            assert_eq!(o.len(), 18, "{o:?}");
             assert_eq!(o["source"], Value::Null, "random search has no model");
             assert!(o["params"].is_object() && o["metrics"].is_object());
         }

@@ -16,4 +16,5 @@ mod master_cli;
 mod masters;
 mod pruning;
 mod samplers_ux;
+mod stops;
 mod worker_cli;

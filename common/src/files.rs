@@ -39,6 +39,11 @@ pub struct TrialSetting {
     pub batch: Option<u64>,
     /// The sampler that proposed it.
     pub sampler: String,
+    /// How the sampler proposed it, for samplers with a start-up design
+    /// and a model (`tpe`, `cmaes`); absent for the others and in records
+    /// written before this field existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Source>,
     /// Successive halving / Hyperband: train up to this epoch, then pause
     /// (checkpoint kept, setting moved to `paused/`) until the master
     /// promotes the trial with a later `until_epoch` or prunes it. `None`:
@@ -74,6 +79,7 @@ impl TrialSetting {
             attempt: 1,
             batch: None,
             sampler: sampler.to_string(),
+            source: None,
             until_epoch: None,
             decide_at: Vec::new(),
         }
@@ -89,6 +95,27 @@ impl Versioned for TrialSetting {
                 .map_err(|e| FieldError::new(format!("params.{k}"), e.to_string()))?;
         }
         Ok(())
+    }
+}
+
+/// How a learning sampler came to a setting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// From the start-up design, before the model had anything to learn
+    /// from: TPE's Sobol points, CMA-ES's generation drawn before its
+    /// distribution was first updated.
+    Startup,
+    /// From the model fitted to the finished trials.
+    Model,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Startup => "startup",
+            Source::Model => "model",
+        }
     }
 }
 
@@ -615,6 +642,45 @@ mod tests {
         let hb: Heartbeat = crate::parse_versioned(Path::new("hb.json"), text).unwrap();
         assert_eq!(hb.state, WorkerState::Training);
         assert_eq!(String::from_utf8(crate::to_pretty_json(&hb)).unwrap(), text);
+    }
+
+    /// `source` is optional: a setting written before it existed reads
+    /// (and writes back unchanged); a new one carries it after `sampler`.
+    #[test]
+    fn setting_source_is_optional_and_recorded() {
+        let old = r#"{
+  "format_version": 1,
+  "trial_id": "t000002",
+  "index": 2,
+  "config": 2,
+  "repeat": 0,
+  "seed": 0,
+  "params": {
+    "lr": 0.1
+  },
+  "epochs": 4,
+  "attempt": 1,
+  "sampler": "tpe"
+}
+"#;
+        let s: TrialSetting = crate::parse_versioned(Path::new("s.json"), old).unwrap();
+        assert_eq!(s.source, None);
+        assert_eq!(String::from_utf8(crate::to_pretty_json(&s)).unwrap(), old);
+        let new = TrialSetting {
+            source: Some(Source::Model),
+            ..s
+        };
+        let text = String::from_utf8(crate::to_pretty_json(&new)).unwrap();
+        assert!(
+            text.contains("\"sampler\": \"tpe\",\n  \"source\": \"model\"\n"),
+            "{text}"
+        );
+        let back: TrialSetting = crate::parse_versioned(Path::new("s.json"), &text).unwrap();
+        assert_eq!(back, new);
+        for (src, name) in [(Source::Startup, "startup"), (Source::Model, "model")] {
+            assert_eq!(serde_json::to_value(src).unwrap(), Value::from(name));
+            assert_eq!(src.as_str(), name);
+        }
     }
 
     #[test]

@@ -165,6 +165,12 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                     .map(|n| n.to_string())
                     .unwrap_or_else(|_| "?".into())
             );
+            let sampler = hps_master::samplers::build(&study, &source).ok();
+            if let Some(w) =
+                sampler.and_then(|s| hps_master::samplers::startup_warning(&study, s.as_ref()))
+            {
+                eprintln!("warning: {w}");
+            }
             Ok(())
         }
         Cmd::Run {

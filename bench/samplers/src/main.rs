@@ -58,11 +58,11 @@ fn main() {
                 let mut history: Vec<Observation> = Vec::new();
                 let mut best = f64::INFINITY;
                 for c in 0..trials {
-                    let p = sampler.propose(c, &history, &[]);
+                    let p = sampler.propose(c, &history, &[]).params;
                     let x: Vec<f64> = (0..dim).map(|i| p[&format!("x{i}")].as_f64().expect("float")).collect();
                     let y = f.evaluate(&x);
                     best = best.min(y);
-                    history.push(Observation { config: c, params: p, status: TrialStatus::Complete, loss: Some(y) });
+                    history.push(Observation { config: c, params: p, status: TrialStatus::Complete, loss: Some(y), last_intermediate: None });
                 }
                 println!("{fname} hps_{kind} {seed} {:e}", best - f.optimum(dim));
             }

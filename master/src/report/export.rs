@@ -120,6 +120,7 @@ fn write_csv(
         "attempt",
         "status",
         "objective",
+        "source",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -157,6 +158,7 @@ fn write_csv(
             r.and_then(|r| r.objective)
                 .map(num_full)
                 .unwrap_or_default(),
+            s.source.map(|x| x.as_str().to_string()).unwrap_or_default(),
         ];
         cells.extend(
             param_keys
@@ -212,7 +214,7 @@ fn write_jsonl(rows: &[Row], out: &mut dyn Write) -> Result<(), MasterError> {
             })
             .unwrap_or_default();
         // Written field by field so the keys keep the CSV's column order.
-        let fields: [(&str, Value); 17] = [
+        let fields: [(&str, Value); 18] = [
             ("trial_id", s.trial_id.clone().into()),
             ("index", s.index.into()),
             ("config", s.config.into()),
@@ -221,6 +223,10 @@ fn write_jsonl(rows: &[Row], out: &mut dyn Write) -> Result<(), MasterError> {
             ("attempt", row.attempt.into()),
             ("status", row.state.as_str().into()),
             ("objective", opt_num(r.and_then(|r| r.objective))),
+            (
+                "source",
+                s.source.map_or(Value::Null, |x| x.as_str().into()),
+            ),
             ("params", Value::Object(params)),
             ("metrics", Value::Object(metrics)),
             (

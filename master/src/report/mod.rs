@@ -709,6 +709,7 @@ mod tests {
                 "attempt",
                 "status",
                 "objective",
+                "source",
                 "param_x0",
                 "param_x1",
                 "metric_regret",
@@ -766,7 +767,8 @@ mod tests {
             .collect();
         assert_eq!(objs.len(), 7);
         for o in &objs {
-            assert_eq!(o.len(), 17, "{o:?}");
+            assert_eq!(o.len(), 18, "{o:?}");
+            assert_eq!(o["source"], Value::Null, "random search has no model");
             assert!(o["params"].is_object() && o["metrics"].is_object());
         }
         assert_eq!(objs[1]["objective"], Value::from(1.0));

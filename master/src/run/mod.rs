@@ -27,7 +27,7 @@ use crate::error::MasterError;
 use crate::liveness::{Clock, Liveness, SystemClock};
 use crate::pruners::halving::{self, Bracket};
 use crate::pruners::{self, Curve, Shown, StopRule};
-use crate::samplers::{self, Observation, Sampler};
+use crate::samplers::{self, Intermediate, Observation, Proposal, Sampler};
 use crate::scan::Scan;
 use lease::{Lease, LeaseCheck};
 
@@ -87,6 +87,9 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
         .total_trials()
         .map_err(|e| e.in_file(&dir.study_path()))?;
     let sampler = samplers::build(&study, &dir.study_path())?;
+    if let Some(w) = samplers::startup_warning(&study, sampler.as_ref()) {
+        warn!("{w}");
+    }
     // Refused before the lease is taken: a refusal leaves nothing behind.
     let record = dir.check_study(&study, cfg.accept_study_change)?;
 
@@ -187,8 +190,9 @@ struct Master {
     cfg: RunConfig,
     /// Every recorded setting, by trial id.
     settings: BTreeMap<String, TrialSetting>,
-    /// Parameters of each config, so repeats share them.
-    configs: HashMap<u64, hps_common::Params>,
+    /// Parameters of each config, and how they were proposed, so repeats
+    /// share them.
+    configs: HashMap<u64, Proposal>,
     results: BTreeMap<String, TrialResult>,
     observations: Vec<Observation>,
     next_index: u64,
@@ -289,7 +293,7 @@ impl Master {
         let repeats = self.study.repeats as u64;
         let config = index / repeats;
         let repeat = (index % repeats) as u32;
-        let params = match self.configs.get(&config) {
+        let proposal = match self.configs.get(&config) {
             Some(p) => p.clone(),
             None => {
                 // Pending: recorded settings without a result, one per config.
@@ -332,7 +336,8 @@ impl Master {
             batch,
             until_epoch,
             decide_at,
-            ..TrialSetting::new(index, params, epochs, self.study.sampler.name())
+            source: proposal.source,
+            ..TrialSetting::new(index, proposal.params, epochs, self.study.sampler.name())
         }
     }
 
@@ -365,15 +370,21 @@ impl Master {
                 info!(status = r.status.as_str(), worker = %r.worker, error = r.error.as_deref().unwrap_or(""), "{} ended without an objective", r.trial_id)
             }
         }
+        let direction = self.study.objective.direction;
+        let complete = r.status == TrialStatus::Complete;
+        let curve = Curve::from_points(&self.result_points(&r), direction, complete);
         if let Some(s) = self.settings.get(&r.trial_id) {
-            let loss = r
-                .objective
-                .map(|v| self.study.objective.direction.sort_key(v));
+            // TPE ranks a pruned trial by its value at its furthest step.
+            let last_intermediate = curve
+                .values
+                .last_key_value()
+                .map(|(&step, &loss)| Intermediate { step, loss });
             self.observations.push(Observation {
                 config: s.config,
                 params: s.params.clone(),
                 status: r.status,
-                loss,
+                loss: r.objective.map(|v| direction.sort_key(v)),
+                last_intermediate,
             });
         }
         // Pruners compare running trials with finished ones' curves.
@@ -381,9 +392,6 @@ impl Master {
             if let Err(e) = self.dir.clear_trial_state(&r.trial_id) {
                 debug!("{e}");
             }
-            let complete = r.status == TrialStatus::Complete;
-            let points = self.result_points(&r);
-            let curve = Curve::from_points(&points, self.study.objective.direction, complete);
             self.finished_curves.insert(r.trial_id.clone(), curve);
         }
         self.decided.remove(&r.trial_id);
@@ -427,7 +435,8 @@ impl Master {
             self.still_ours()?;
             let s = self.record(self.next_index)?;
             self.dir.publish(&s)?;
-            info!(trial = %s.trial_id, batch = ?s.batch, params = %serde_json::to_string(&s.params).unwrap_or_default(), "proposed");
+            let source = s.source.map_or("", |x| x.as_str());
+            info!(trial = %s.trial_id, batch = ?s.batch, source, params = %serde_json::to_string(&s.params).unwrap_or_default(), "proposed");
             self.settings.insert(s.trial_id.clone(), s);
             self.next_index += 1;
             self.pending_count += 1;

@@ -12,6 +12,7 @@ use tracing::{debug, info, warn};
 
 use super::Master;
 use crate::error::MasterError;
+use crate::samplers::Proposal;
 use crate::scan::Scan;
 
 impl Master {
@@ -32,7 +33,7 @@ impl Master {
                     None => {
                         self.configs
                             .entry(s.config)
-                            .or_insert_with(|| s.params.clone());
+                            .or_insert_with(|| proposal_of(&s));
                         self.next_index = self.next_index.max(s.index + 1);
                         self.settings.insert(id, s);
                     }
@@ -78,7 +79,7 @@ impl Master {
                         if theirs.params != ours.params {
                             info!(trial = %id, "another master recorded this trial first; using its setting");
                         }
-                        self.configs.insert(theirs.config, theirs.params.clone());
+                        self.configs.insert(theirs.config, proposal_of(&theirs));
                         return Ok(theirs);
                     }
                     Some(why) => {
@@ -264,5 +265,14 @@ impl Master {
             self.pending_count += 1;
         }
         Ok(())
+    }
+}
+
+/// A recorded setting's parameters and source, as its config's proposal:
+/// later repeats share both.
+fn proposal_of(s: &TrialSetting) -> Proposal {
+    Proposal {
+        params: s.params.clone(),
+        source: s.source,
     }
 }

@@ -138,7 +138,10 @@ fn a_setting_another_master_recorded_first_is_adopted_and_published_unchanged() 
     let pending = dir.read_claim(&dir.claim("t000000", "w").unwrap().unwrap());
     assert_eq!(pending.unwrap(), theirs, "the record is what is published");
     assert_eq!(m.settings["t000000"], theirs);
-    assert_eq!(m.configs[&0], theirs.params, "repeats would share it");
+    assert_eq!(
+        m.configs[&0].params, theirs.params,
+        "repeats would share it"
+    );
 }
 
 /// A master whose lease another master took over stops at its next
@@ -184,4 +187,30 @@ fn a_master_that_lost_its_lease_writes_nothing_more() {
     assert!(!dir.is_finished());
     lease.release();
     assert_eq!(dir.read_lease().unwrap().unwrap().host, "elsewhere");
+}
+
+/// TPE ranks pruned trials by their last intermediate value: the master
+/// hands it over with the observation, oriented and at the furthest step.
+#[test]
+fn a_pruned_result_reaches_the_sampler_with_its_last_intermediate_value() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = study_dir(tmp.path());
+    let s = setting();
+    dir.record_setting(&s).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let mut m = master(&dir, &clock);
+    let mut r = hps_common::TrialResult::for_setting(&s, "w1", "cpu");
+    r.status = TrialStatus::Pruned;
+    r.reports = [(1, 3.0), (3, 2.5), (2, 1.0)]
+        .iter()
+        .map(|(step, v)| serde_json::json!({"step": step, "value": v}))
+        .map(|v| v.as_object().unwrap().clone())
+        .collect();
+    m.accept(r);
+    let o = &m.observations[0];
+    assert_eq!((o.status, o.loss), (TrialStatus::Pruned, None));
+    assert_eq!(
+        o.last_intermediate,
+        Some(samplers::Intermediate { step: 3, loss: 2.5 })
+    );
 }

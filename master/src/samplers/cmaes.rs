@@ -29,11 +29,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use hps_common::{Mode, Params, Study};
+use hps_common::{Mode, Params, Source, Study};
 use rand::Rng;
 
 use super::unit::{self, canonical, cmp_loss, UnitSpace};
-use super::{Observation, Sampler};
+use super::{Observation, Proposal, Sampler, Startup};
 
 const TAG: u64 = 0xc3a5;
 /// σ·sqrt(largest eigenvalue) below this (in the unit cube): converged.
@@ -91,10 +91,19 @@ struct Entry {
 }
 
 impl Sampler for CmaesSampler {
-    fn propose(&mut self, config: u64, history: &[Observation], pending: &[Params]) -> Params {
+    fn startup(&self) -> Option<Startup> {
+        Some(Startup {
+            settings: self.lambda0 as u64,
+            field: "sampler.popsize",
+            what: "CMA-ES's first generation (`sampler.popsize`, by default the sync batch)".into(),
+            alone: "CMA-ES is then a random search around the centre of the space",
+        })
+    }
+
+    fn propose(&mut self, config: u64, history: &[Observation], pending: &[Params]) -> Proposal {
         let n = self.space.dim();
         if n == 0 {
-            return self.space.params_at(&[]);
+            return Proposal::from(Source::Startup, self.space.params_at(&[]));
         }
         // Per config: its setting and mean loss over repeats (None if no
         // repeat produced one).
@@ -134,7 +143,13 @@ impl Sampler for CmaesSampler {
             let lam = run.lambda as u64;
             if config < start + lam {
                 let (_, p) = self.draw(&run, gen, config - start, |c| taken.contains_key(&key(c)));
-                return p;
+                // Nothing learned yet in this run: its first distribution.
+                let source = if run.gen == 0 {
+                    Source::Startup
+                } else {
+                    Source::Model
+                };
+                return Proposal::from(source, p);
             }
             // Replay the generation [start, start + λ), all before `config`.
             let mut xs = Vec::with_capacity(run.lambda);

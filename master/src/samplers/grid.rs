@@ -6,7 +6,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde_json::Value;
 
-use super::{Observation, Sampler};
+use super::{Observation, Proposal, Sampler};
 
 /// Largest grid that may be shuffled (the permutation is held in memory).
 const MAX_SHUFFLED: u64 = 10_000_000;
@@ -58,7 +58,7 @@ impl GridSampler {
 }
 
 impl Sampler for GridSampler {
-    fn propose(&mut self, config: u64, _history: &[Observation], _pending: &[Params]) -> Params {
+    fn propose(&mut self, config: u64, _history: &[Observation], _pending: &[Params]) -> Proposal {
         let pos = config % self.size;
         let mut k = match &self.order {
             Some(o) => o[pos as usize],
@@ -70,6 +70,6 @@ impl Sampler for GridSampler {
             params.insert(name.clone(), values[(k % n) as usize].clone());
             k /= n;
         }
-        params
+        Proposal::plain(params)
     }
 }

@@ -14,10 +14,16 @@
 //! name order) and map points with [`hps_common::ParamSpec::from_unit`], so
 //! ints, log scales and categoricals need no special cases (TPE models
 //! categoricals as such).
+//!
+//! Samplers with a start-up design and a model (TPE, CMA-ES) say which of
+//! the two produced each proposal ([`Proposal::source`], recorded in the
+//! setting) and how many settings their start-up design takes
+//! ([`Sampler::startup`]), so that a budget the design swallows is
+//! reported ([`startup_warning`]).
 
 use std::path::Path;
 
-use hps_common::{Params, SamplerSpec, Study, TrialStatus};
+use hps_common::{Params, SamplerSpec, Source, Study, TrialStatus};
 
 mod cmaes;
 mod grid;
@@ -40,6 +46,55 @@ pub struct Observation {
     pub status: TrialStatus,
     /// The objective, already oriented so that lower is better.
     pub loss: Option<f64>,
+    /// The objective at the furthest step the trial reported, if any: what
+    /// TPE ranks a pruned trial by.
+    pub last_intermediate: Option<Intermediate>,
+}
+
+/// One intermediate value of the objective, oriented so that lower is
+/// better; a non-finite value is `+inf`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Intermediate {
+    pub step: u32,
+    pub loss: f64,
+}
+
+/// What a sampler proposes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proposal {
+    pub params: Params,
+    /// For samplers with a start-up design and a model: which of the two
+    /// produced `params`. `None` for the others.
+    pub source: Option<Source>,
+}
+
+impl Proposal {
+    /// A proposal of a sampler without a model (grid, random, quasi-random).
+    pub fn plain(params: Params) -> Self {
+        Proposal {
+            params,
+            source: None,
+        }
+    }
+
+    pub fn from(source: Source, params: Params) -> Self {
+        Proposal {
+            params,
+            source: Some(source),
+        }
+    }
+}
+
+/// The start-up design of a sampler with a model: the first `settings`
+/// settings never come from the model. `field` is the study field that
+/// sets it, `what` names the design in messages and `alone` says what
+/// the sampler is when the design is all it proposes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Startup {
+    pub settings: u64,
+    pub field: &'static str,
+    pub what: String,
+    pub alone: &'static str,
 }
 
 /// The study's space or sampler settings do not suit the sampler; the
@@ -58,7 +113,36 @@ pub trait Sampler: Send {
     /// separate observations), in any order; `pending` the parameters of
     /// the settings proposed but not finished. Must be deterministic in
     /// `(config, history as a set, pending)` for a given study.
-    fn propose(&mut self, config: u64, history: &[Observation], pending: &[Params]) -> Params;
+    fn propose(&mut self, config: u64, history: &[Observation], pending: &[Params]) -> Proposal;
+
+    /// The start-up design, for samplers that have one.
+    fn startup(&self) -> Option<Startup> {
+        None
+    }
+}
+
+/// A warning when the sampler's start-up design is the whole budget, or
+/// more than half of it: the model then proposes few settings or none.
+/// Counted in settings (`budget.trials` divided by `repeats`).
+pub fn startup_warning(study: &Study, sampler: &dyn Sampler) -> Option<String> {
+    let startup = sampler.startup()?;
+    let trials = study.total_trials().ok()?;
+    let settings = trials.div_ceil(study.repeats.max(1) as u64);
+    let from_model = settings.saturating_sub(startup.settings);
+    let field = startup.field;
+    if from_model == 0 {
+        Some(format!(
+            "{} takes {} settings, the whole budget of {settings}: no setting will come from the model ({}); lower `{field}` below {settings} or raise `budget.trials`",
+            startup.what, startup.settings, startup.alone
+        ))
+    } else if startup.settings > from_model {
+        Some(format!(
+            "{} takes {} of the budget's {settings} settings: only {from_model} will come from the model; lower `{field}` or raise `budget.trials`",
+            startup.what, startup.settings
+        ))
+    } else {
+        None
+    }
 }
 
 /// Build the sampler the study asks for; `file` is where the study was
@@ -97,10 +181,15 @@ mod tests {
     use std::collections::BTreeSet;
 
     fn study(space: &str, sampler: &str) -> Study {
+        study_with(space, sampler, r#""budget":{"trials":18}"#)
+    }
+
+    /// A study with `extra` top-level fields (the budget at least).
+    fn study_with(space: &str, sampler: &str, extra: &str) -> Study {
         let text = format!(
             r#"{{"format_version":1,"name":"t","space":{space},
               "objective":{{"metric":"val_error","direction":"minimize"}},
-              "sampler":{sampler},"budget":{{"trials":18}},"trainer":{{"kind":"cnn"}}}}"#
+              "sampler":{sampler},{extra},"trainer":{{"kind":"cnn"}}}}"#
         );
         hps_common::parse_versioned(std::path::Path::new("study.json"), &text).unwrap()
     }
@@ -197,6 +286,7 @@ mod tests {
                 TrialStatus::Complete
             },
             loss: (!diverged).then_some(loss),
+            last_intermediate: None,
         }
     }
 
@@ -233,7 +323,7 @@ mod tests {
                 .filter(|x| !done.contains(&x.config))
                 .map(|x| x.proposed.clone())
                 .collect();
-            let proposed = s.propose(c, &history, &pending);
+            let proposed = s.propose(c, &history, &pending).params;
             calls.push(Call {
                 config: c,
                 history: history.clone(),
@@ -275,7 +365,7 @@ mod tests {
             // What a resumed master relies on: setting c is the same whether
             // or not settings 0..c were proposed by this process.
             for ((_, mut a), (_, mut b)) in samplers(seed).into_iter().zip(samplers(seed)) {
-                let forward: Vec<Params> = (0..10).map(|c| a.propose(c, &[], &[])).collect();
+                let forward: Vec<Proposal> = (0..10).map(|c| a.propose(c, &[], &[])).collect();
                 for c in (0..10).rev() {
                     prop_assert_eq!(&b.propose(c, &[], &[]), &forward[c as usize]);
                 }
@@ -298,7 +388,7 @@ mod tests {
                         o.params = serde_json::from_str(&serde_json::to_string(&o.params).unwrap()).unwrap();
                     }
                     prop_assert_eq!(
-                        &b.propose(call.config, &history, &call.pending),
+                        &b.propose(call.config, &history, &call.pending).params,
                         &call.proposed,
                         "{} config {}", st.sampler.name(), call.config
                     );
@@ -317,7 +407,7 @@ mod tests {
                     let mut pending: Vec<Params> = Vec::new();
                     let mut seen = BTreeSet::new();
                     for c in 12..12 + k {
-                        let p = s.propose(c, &history, &pending);
+                        let p = s.propose(c, &history, &pending).params;
                         prop_assert!(seen.insert(serde_json::to_string(&p).unwrap()), "{}: {:?} twice", st.sampler.name(), p);
                         if grow {
                             pending.push(p);
@@ -339,7 +429,7 @@ mod tests {
             for kind in ["random", "quasi_random", "tpe", "cmaes"] {
                 let st = study(SPACE, &format!(r#"{{"kind":"{kind}","seed":{seed}}}"#));
                 let mut s = build(&st, Path::new("study.json")).unwrap();
-                let below = (0..200).filter(|c| s.propose(*c, &[], &[])["lr"].as_f64().unwrap() < 1e-2).count();
+                let below = (0..200).filter(|c| s.propose(*c, &[], &[]).params["lr"].as_f64().unwrap() < 1e-2).count();
                 prop_assert!((60..140).contains(&below), "{kind}: {below} of 200 below 1e-2");
             }
         }
@@ -392,7 +482,7 @@ mod tests {
         let mut history = Vec::new();
         let mut best = f64::INFINITY;
         for c in 0..n {
-            let p = s.propose(c, &history, &[]);
+            let p = s.propose(c, &history, &[]).params;
             let x: Vec<f64> = (0..dim)
                 .map(|i| p[&format!("x{i}")].as_f64().unwrap())
                 .collect();
@@ -403,6 +493,7 @@ mod tests {
                 params: p,
                 status: TrialStatus::Complete,
                 loss: Some(y),
+                last_intermediate: None,
             });
         }
         best - f.optimum(dim)
@@ -558,7 +649,7 @@ mod tests {
             let n = st.grid_size().unwrap();
             assert_eq!(n, 3 * 3 * 2);
             let seen: BTreeSet<String> = (0..n)
-                .map(|c| serde_json::to_string(&s.propose(c, &[], &[])).unwrap())
+                .map(|c| serde_json::to_string(&s.propose(c, &[], &[]).params).unwrap())
                 .collect();
             assert_eq!(
                 seen.len() as u64,
@@ -573,15 +664,133 @@ mod tests {
         let st = study(grid_space(), r#"{"kind":"grid"}"#);
         let mut s = build(&st, Path::new("study.json")).unwrap();
         // Names sorted: batch_size, lr, momentum, nf — nf varies fastest.
-        let p0 = s.propose(0, &[], &[]);
-        let p1 = s.propose(1, &[], &[]);
-        let p3 = s.propose(3, &[], &[]);
+        let p0 = s.propose(0, &[], &[]).params;
+        let p1 = s.propose(1, &[], &[]).params;
+        let p3 = s.propose(3, &[], &[]).params;
         assert_eq!(
             (p0["nf"].as_i64(), p1["nf"].as_i64(), p3["nf"].as_i64()),
             (Some(1), Some(2), Some(1))
         );
         assert_eq!(p0["batch_size"], p3["batch_size"]);
         assert_ne!(p0["lr"], p3["lr"]);
-        assert_eq!(s.propose(9, &[], &[])["batch_size"], Value::from(32));
+        assert_eq!(s.propose(9, &[], &[]).params["batch_size"], Value::from(32));
+    }
+
+    /// FNV-1a over the JSON of every proposal.
+    fn digest(proposals: &[Params]) -> String {
+        let mut h: u64 = 0xcbf29ce484222325;
+        for p in proposals {
+            for b in serde_json::to_string(p).unwrap().bytes() {
+                h = (h ^ b as u64).wrapping_mul(0x100000001b3);
+            }
+        }
+        format!("{h:016x}")
+    }
+
+    /// Using pruned trials must not change a study without a pruner: these
+    /// digests of 40 TPE proposals (complete and diverged results, sync and
+    /// async with pending settings) were computed with the TPE before
+    /// pruned trials were used (commit 0135c45).
+    #[test]
+    fn tpe_without_pruned_trials_proposes_as_before() {
+        let expected = [
+            (true, 3, 0, "4659e0bad698d377"),
+            (true, 3, 7, "811fe783d5c068b6"),
+            (false, 2, 0, "94b2dcb125f18095"),
+            (false, 2, 7, "4b16dad2b3d01a23"),
+            (false, 5, 0, "b1da5cdf24dce52c"),
+            (false, 5, 7, "3ef05ee9d69d04ae"),
+        ];
+        for (sync, k, seed, want) in expected {
+            let st = study(
+                SPACE,
+                &format!(r#"{{"kind":"tpe","seed":{seed},"n_startup":4}}"#),
+            );
+            let mut s = build(&st, Path::new("study.json")).unwrap();
+            let ps: Vec<Params> = drive(s.as_mut(), 40, sync, k)
+                .into_iter()
+                .map(|c| c.proposed)
+                .collect();
+            assert_eq!(digest(&ps), want, "sync {sync} k {k} seed {seed}");
+        }
+    }
+
+    #[test]
+    fn learning_samplers_record_whether_the_model_proposed() {
+        // TPE: the first n_startup settings are the start-up design, the
+        // rest the model's once two results are in.
+        let st = study(SPACE, r#"{"kind":"tpe","seed":1,"n_startup":4}"#);
+        let mut s = build(&st, Path::new("study.json")).unwrap();
+        let calls = drive(s.as_mut(), 8, true, 2);
+        let sources: Vec<Option<Source>> = calls
+            .iter()
+            .map(|c| s.propose(c.config, &c.history, &c.pending).source)
+            .collect();
+        let (startup, model) = (Some(Source::Startup), Some(Source::Model));
+        assert_eq!(sources[..4], [startup; 4]);
+        assert_eq!(sources[4..], [model; 4]);
+        // Past n_startup without two results: still the start-up design.
+        assert_eq!(s.propose(6, &[], &[]).source, startup);
+        // CMA-ES: its first generation is drawn before any update.
+        let st = study(SPACE, r#"{"kind":"cmaes","seed":1,"popsize":3}"#);
+        let mut s = build(&st, Path::new("study.json")).unwrap();
+        let calls = drive(s.as_mut(), 9, true, 3);
+        let sources: Vec<Option<Source>> = calls
+            .iter()
+            .map(|c| s.propose(c.config, &c.history, &c.pending).source)
+            .collect();
+        assert_eq!(sources[..3], [startup; 3]);
+        assert_eq!(sources[3..], [model; 6]);
+        // Samplers without a model record nothing.
+        for kind in [r#""random""#, r#""quasi_random""#] {
+            let st = study(SPACE, &format!(r#"{{"kind":{kind},"seed":1}}"#));
+            let mut s = build(&st, Path::new("study.json")).unwrap();
+            assert_eq!(s.propose(0, &[], &[]).source, None, "{kind}");
+        }
+        let st = study(grid_space(), r#"{"kind":"grid"}"#);
+        let mut s = build(&st, Path::new("study.json")).unwrap();
+        assert_eq!(s.propose(0, &[], &[]).source, None);
+    }
+
+    #[test]
+    fn a_startup_design_that_is_the_budget_is_warned_about() {
+        let warn = |sampler: &str, extra: &str| {
+            let st = study_with(SPACE, sampler, extra);
+            let s = build(&st, Path::new("study.json")).unwrap();
+            startup_warning(&st, s.as_ref())
+        };
+        let tpe = r#"{"kind":"tpe","seed":1}"#;
+        // TPE's default n_startup (10) with a budget of 10: all Sobol.
+        let w = warn(tpe, r#""budget":{"trials":10}"#).expect("warned");
+        assert!(
+            w.contains("the whole budget of 10")
+                && w.contains("no setting will come from the model")
+                && w.contains("`sampler.n_startup`"),
+            "{w}"
+        );
+        // Most of it: 10 of 15.
+        let w = warn(tpe, r#""budget":{"trials":15}"#).expect("warned");
+        assert!(
+            w.contains("10 of the budget's 15") && w.contains("only 5 will come from the model"),
+            "{w}"
+        );
+        assert_eq!(warn(tpe, r#""budget":{"trials":20}"#), None);
+        // Counted in settings: 20 trials of 2 repeats are 10 settings.
+        let w = warn(tpe, r#""budget":{"trials":20},"repeats":2"#).expect("warned");
+        assert!(w.contains("the whole budget of 10"), "{w}");
+        // CMA-ES: the first generation, by default the sync batch.
+        let w = warn(
+            r#"{"kind":"cmaes","seed":1}"#,
+            r#""budget":{"trials":8},"mode":{"kind":"sync","batch":8}"#,
+        )
+        .expect("warned");
+        assert!(
+            w.contains("the whole budget of 8") && w.contains("`sampler.popsize`"),
+            "{w}"
+        );
+        assert_eq!(
+            warn(r#"{"kind":"random","seed":1}"#, r#""budget":{"trials":2}"#),
+            None
+        );
     }
 }

@@ -12,7 +12,7 @@ use hps_common::{Params, Study};
 use rand::Rng;
 
 use super::unit::{self, UnitSpace};
-use super::{Observation, Sampler};
+use super::{Observation, Proposal, Sampler};
 
 /// Bits per coordinate.
 const BITS: usize = 32;
@@ -209,8 +209,8 @@ impl QuasiRandomSampler {
 }
 
 impl Sampler for QuasiRandomSampler {
-    fn propose(&mut self, config: u64, _history: &[Observation], _pending: &[Params]) -> Params {
-        self.space.params_at(&self.sobol.point(config))
+    fn propose(&mut self, config: u64, _history: &[Observation], _pending: &[Params]) -> Proposal {
+        Proposal::plain(self.space.params_at(&self.sobol.point(config)))
     }
 }
 

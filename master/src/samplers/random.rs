@@ -4,7 +4,7 @@ use hps_common::{ParamSpec, Params, Study};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::{Observation, Sampler};
+use super::{Observation, Proposal, Sampler};
 
 /// Setting `c` is drawn from its own ChaCha stream (`seed`, stream `c`), so
 /// it does not depend on which settings were drawn before it. Parameters
@@ -40,9 +40,10 @@ impl RandomSampler {
 }
 
 impl Sampler for RandomSampler {
-    fn propose(&mut self, config: u64, _history: &[Observation], _pending: &[Params]) -> Params {
+    fn propose(&mut self, config: u64, _history: &[Observation], _pending: &[Params]) -> Proposal {
         let mut xs = self.unit_point(config).into_iter();
-        self.space
+        let params = self
+            .space
             .iter()
             .map(|(name, spec)| {
                 let u = if spec.is_searched() {
@@ -52,6 +53,7 @@ impl Sampler for RandomSampler {
                 };
                 (name.clone(), spec.from_unit(u))
             })
-            .collect()
+            .collect();
+        Proposal::plain(params)
     }
 }

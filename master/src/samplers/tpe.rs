@@ -2,8 +2,10 @@
 //! al. (2011) with joint kernels over all dimensions, as Optuna's
 //! `TPESampler(multivariate=True, constant_liar=True)`.
 //!
-//! The finished trials are split at the `gamma(n) = min(ceil(n/10), 25)`
-//! best into a "good" and a "bad" set. Each set becomes a mixture of product
+//! The finished trials are ranked — the complete ones by loss, then, as
+//! in Optuna, the pruned ones by their last intermediate value (furthest
+//! step first) — and split at the `gamma(n) = min(ceil(n/10), 25)` best
+//! into a "good" and a "bad" set. Each set becomes a mixture of product
 //! kernels — one per trial plus a broad prior — in the unit cube: truncated
 //! normals on numeric dimensions (per dimension, the bandwidth is the
 //! distance to the neighbouring centres, clipped below at `1 / (n + 2)` of
@@ -16,18 +18,22 @@
 //! constant liar — so concurrent proposals spread out instead of piling
 //! onto the current optimum. Trials that ended without a loss (failed,
 //! diverged) are bad too. The first `n_startup` settings, and any while
-//! fewer than two losses are known, come from the scrambled Sobol sequence.
+//! fewer than two finished trials can be ranked, come from the scrambled
+//! Sobol sequence: their source is `startup`, the model's is `model`.
+//! Without pruned trials the ranking is the complete trials alone, so a
+//! study without a pruner proposes what it did before pruned trials were
+//! used.
 //!
 //! A proposal is a function of `(seed, config, history, pending)`: its
 //! random stream is `(seed, config)` and the history is put in a canonical
 //! order first, so a resumed master proposes what an uninterrupted one would.
 
-use hps_common::{Params, Study};
+use hps_common::{Params, Source, Study, TrialStatus};
 use rand::Rng;
 
 use super::quasi::Sobol;
-use super::unit::{self, canonical, cmp_loss, Kind, Taken, UnitSpace};
-use super::{Observation, Sampler};
+use super::unit::{self, canonical, cmp_loss, Kind, Point, Taken, UnitSpace};
+use super::{Intermediate, Observation, Proposal, Sampler, Startup};
 
 const TAG: u64 = 0x7e9e;
 const PRIOR_WEIGHT: f64 = 1.0;
@@ -284,26 +290,62 @@ fn log_sum_exp(v: &[f64]) -> f64 {
     m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
 }
 
+/// The finished trials TPE can rank, best first: the complete ones (with a
+/// loss) by loss, then the pruned ones that reported a value — as Optuna
+/// does — furthest step first, then by their value at that step. Ties by
+/// position in the canonical order. Indices into `pts`.
+fn ranked(pts: &[Point], history: &[Observation]) -> Vec<usize> {
+    let mut complete: Vec<usize> = (0..pts.len()).filter(|&i| pts[i].loss.is_some()).collect();
+    complete.sort_by(|&a, &b| {
+        cmp_loss(pts[a].loss, pts[b].loss).then(pts[a].config.cmp(&pts[b].config))
+    });
+    let mut pruned: Vec<(usize, Intermediate)> = (0..pts.len())
+        .filter(|&i| pts[i].loss.is_none())
+        .filter_map(|i| {
+            let o = &history[pts[i].index];
+            let last = o.last_intermediate?;
+            (o.status == TrialStatus::Pruned).then_some((i, last))
+        })
+        .collect();
+    pruned.sort_by(|(a, x), (b, y)| {
+        y.step
+            .cmp(&x.step)
+            .then(x.loss.total_cmp(&y.loss))
+            .then(a.cmp(b))
+    });
+    complete.extend(pruned.into_iter().map(|(i, _)| i));
+    complete
+}
+
 impl Sampler for TpeSampler {
-    fn propose(&mut self, config: u64, history: &[Observation], pending: &[Params]) -> Params {
+    fn startup(&self) -> Option<Startup> {
+        Some(Startup {
+            settings: self.n_startup,
+            field: "sampler.n_startup",
+            what: "TPE's start-up design (Sobol points)".into(),
+            alone: "TPE is then a quasi-random search",
+        })
+    }
+
+    fn propose(&mut self, config: u64, history: &[Observation], pending: &[Params]) -> Proposal {
         if self.space.dim() == 0 {
-            return self.space.params_at(&[]);
+            return Proposal::from(Source::Startup, self.space.params_at(&[]));
         }
         let pts = canonical(&self.space, history);
-        let complete = pts.iter().filter(|p| p.loss.is_some()).count();
-        if config < self.n_startup || complete < 2 {
-            return self.space.params_at(&self.startup.point(config));
+        let ranked = ranked(&pts, history);
+        let n = ranked.len();
+        if config < self.n_startup || n < 2 {
+            return Proposal::from(
+                Source::Startup,
+                self.space.params_at(&self.startup.point(config)),
+            );
         }
 
-        // Split: the best gamma(n) by loss (ties by config) are good; the
-        // rest, the lossless and the pending are bad. Each set in trial order.
-        let mut ranked: Vec<usize> = (0..pts.len()).filter(|&i| pts[i].loss.is_some()).collect();
-        ranked.sort_by(|&a, &b| {
-            cmp_loss(pts[a].loss, pts[b].loss).then(pts[a].config.cmp(&pts[b].config))
-        });
-        let n_below = gamma(complete).max(1);
+        // Split: the best gamma(n) of the ranked are good; the rest, the
+        // unranked (failed, diverged) and the pending are bad. Each set in
+        // canonical order.
         let mut is_below = vec![false; pts.len()];
-        for &i in &ranked[..n_below] {
+        for &i in &ranked[..gamma(n).max(1)] {
             is_below[i] = true;
         }
         let below: Vec<&[f64]> = (0..pts.len())
@@ -319,13 +361,19 @@ impl Sampler for TpeSampler {
             .map(|i| pts[i].x.as_slice())
             .chain(pending_x.iter().map(|x| x.as_slice()))
             .collect();
-        let l = Parzen::new(&below, &self.kinds, complete);
-        let g = Parzen::new(&above, &self.kinds, complete);
-
+        let l = Parzen::new(&below, &self.kinds, n);
+        let g = Parzen::new(&above, &self.kinds, n);
         let taken = Taken::new(history.iter().map(|o| &o.params).chain(pending));
+        Proposal::from(Source::Model, self.best_candidate(config, &l, &g, &taken))
+    }
+}
+
+impl TpeSampler {
+    /// The candidate drawn from `l` with the best `l/g`, skipping exact
+    /// duplicates of what was already proposed (possible on discrete
+    /// spaces) and drawing more candidates if needed.
+    fn best_candidate(&self, config: u64, l: &Parzen, g: &Parzen, taken: &Taken) -> Params {
         let mut rng = unit::rng(&[TAG, self.seed, config]);
-        // Best l/g first; skip exact duplicates of what was already proposed
-        // (possible on discrete spaces), drawing more candidates if needed.
         let mut fallback = None;
         for _round in 0..8 {
             let mut cands: Vec<(f64, Vec<f64>)> = (0..self.n_ei_candidates)
@@ -375,5 +423,90 @@ mod tests {
             })
             .sum();
         assert!((mass - 1.0).abs() < 1e-3, "{mass}");
+    }
+
+    fn study() -> Study {
+        let text = r#"{"format_version":1,"name":"t",
+            "space":{"lr":{"type":"float","low":1e-4,"high":1,"log":true},
+                     "nf":{"type":"int","low":8,"high":64}},
+            "objective":{"metric":"val_error","direction":"minimize"},
+            "sampler":{"kind":"tpe","seed":5,"n_startup":4},"budget":{"trials":20},
+            "trainer":{"kind":"cnn"}}"#;
+        hps_common::parse_versioned(std::path::Path::new("study.json"), text).unwrap()
+    }
+
+    /// As under ASHA: trial 0 completed, the others were pruned at `step`
+    /// with the value `loss` (None: reported nothing).
+    fn pruned_history(s: &mut TpeSampler, pruned: &[(u32, Option<f64>)]) -> Vec<Observation> {
+        let mut history = vec![Observation {
+            config: 0,
+            params: s.propose(0, &[], &[]).params,
+            status: TrialStatus::Complete,
+            loss: Some(0.5),
+            last_intermediate: Some(Intermediate { step: 8, loss: 0.5 }),
+        }];
+        for (i, &(step, loss)) in pruned.iter().enumerate() {
+            let c = i as u64 + 1;
+            history.push(Observation {
+                config: c,
+                params: s.propose(c, &[], &[]).params,
+                status: TrialStatus::Pruned,
+                loss: None,
+                last_intermediate: loss.map(|loss| Intermediate { step, loss }),
+            });
+        }
+        history
+    }
+
+    /// ASHA pruned most trials: with one trial complete, TPE used to stay
+    /// on its Sobol points; the pruned trials' values now feed the model.
+    #[test]
+    fn tpe_learns_from_pruned_trials() {
+        let st = study();
+        let mut s = TpeSampler::new(&st, 5, 4, 24);
+        let sobol = s.space.params_at(&s.startup.point(5));
+        let pruned = pruned_history(&mut s, &[(2, Some(0.9)), (2, Some(0.7)), (4, Some(0.8))]);
+        let p = s.propose(5, &pruned, &[]);
+        assert_eq!(p.source, Some(Source::Model));
+        assert_ne!(p.params, sobol, "the model, not the start-up design");
+        // Without their intermediate values the pruned trials cannot be
+        // ranked: one complete trial is too few, so the start-up design.
+        let blind = pruned_history(&mut s, &[(2, None), (2, None), (4, None)]);
+        let p = s.propose(5, &blind, &[]);
+        assert_eq!((p.source, p.params), (Some(Source::Startup), sobol));
+    }
+
+    /// Optuna's rule: complete trials first, by loss; then pruned ones, the
+    /// furthest step first, then by their value at that step.
+    #[test]
+    fn pruned_trials_rank_after_complete_ones_furthest_step_first() {
+        let st = study();
+        let mut s = TpeSampler::new(&st, 5, 4, 24);
+        let mut history = pruned_history(
+            &mut s,
+            &[(2, Some(0.1)), (4, Some(0.8)), (4, Some(0.6)), (2, None)],
+        );
+        // A failed trial and a second complete one, worse than trial 0.
+        history.push(Observation {
+            config: 5,
+            params: s.propose(5, &[], &[]).params,
+            status: TrialStatus::Failed,
+            loss: None,
+            last_intermediate: Some(Intermediate { step: 9, loss: 0.0 }),
+        });
+        history.push(Observation {
+            config: 6,
+            params: s.propose(6, &[], &[]).params,
+            status: TrialStatus::Complete,
+            loss: Some(0.9),
+            last_intermediate: None,
+        });
+        history.reverse();
+        let pts = canonical(&s.space, &history);
+        let configs: Vec<u64> = ranked(&pts, &history)
+            .iter()
+            .map(|&i| pts[i].config)
+            .collect();
+        assert_eq!(configs, [0, 6, 3, 2, 1]);
     }
 }

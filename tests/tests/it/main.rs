@@ -16,5 +16,6 @@ mod links;
 mod master_cli;
 mod masters;
 mod pruning;
+mod samplers_ux;
 mod stops;
 mod worker_cli;

@@ -5,7 +5,7 @@
 //! The rule (docs/study-file.md, exec section): a *script path* in
 //! `trainer.argv` is the program when it holds a `/` (`./train.sh`,
 //! `bin/train`), or an argument ending in a script suffix ([`SUFFIXES`]),
-//! without placeholders. A relative one is looked up
+//! without placeholders or spaces. A relative one is looked up
 //!
 //! 1. in the study file's directory, like any path in a configuration
 //!    file: found there, it is recorded absolute in `study.json`, so the
@@ -91,7 +91,12 @@ pub fn resolve(
 
 /// Whether argv element `i` is a script path (see the module doc).
 fn is_script(i: usize, arg: &str) -> bool {
-    if arg.is_empty() || arg.starts_with('-') || arg.contains(['{', '}']) {
+    // A shell snippet (`sh -c "cd x && python3 t.py"`) is not a path.
+    if arg.is_empty()
+        || arg.starts_with('-')
+        || arg.contains(['{', '}'])
+        || arg.contains(char::is_whitespace)
+    {
         return false;
     }
     if i == 0 {
@@ -220,6 +225,7 @@ mod tests {
             (1, "--script=x.py"),
             (1, "{lr}.py"),
             (1, "/data/set"),
+            (2, "cd x && python3 t.py"),
         ] {
             assert!(!is_script(i, a), "{a}");
         }

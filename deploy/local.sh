@@ -65,7 +65,7 @@ stop() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   wait || true
   echo "stopped; run the same command to continue" >&2
-  exit 130
+  exit "${1:-130}"
 }
 trap stop INT TERM
 
@@ -87,7 +87,9 @@ for ((i = 0; i < workers; i++)); do
 done
 
 # The master exits when the budget is spent; workers exit when they see that.
-wait "${pids[0]}" || { rc=$?; echo "master exited with status $rc" >&2; stop; }
+# A master that fails (e.g. it stopped after consecutive failed trials)
+# stops the workers, and its exit status is ours.
+wait "${pids[0]}" || { rc=$?; echo "master exited with status $rc" >&2; stop "$rc"; }
 for p in "${pids[@]:1}"; do wait "$p" || echo "a worker exited with an error; see $dir/logs/" >&2; done
 trap - INT TERM
 echo

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use hps_common::TrialStatus;
 use hps_tests::{
-    arg, bin, hps_master, init_study, python3, read_results, run_cmd, spawn_master,
-    spawn_worker, stderr_err, stdout_ok,
+    arg, bin, hps_master, init_study, python3, read_results, run_cmd, spawn_master, spawn_worker,
+    stderr_err, stdout_ok,
 };
 
 /// An exec study of `trials` trials (async, queue 1) running `argv`.
@@ -53,7 +53,10 @@ fn a_result_without_the_objective_metric_is_an_error_naming_the_metric_and_the_k
     // `{{`: a literal brace in an argv template.
     let script = r#"echo '{{"epoch": 1, "val_error": 0.3}}' >> "$HPS_REPORT_FILE"
         echo '{{"val_error": 0.25, "val_loss": 0.7}}' > "$HPS_RESULT_FILE""#;
-    init_study(&study, &exec_study("val_acc", 10, &["/bin/sh", "-c", script]));
+    init_study(
+        &study,
+        &exec_study("val_acc", 10, &["/bin/sh", "-c", script]),
+    );
     let (st, log) = run_until_the_master_exits(&study, tmp.path());
     assert!(!st.success(), "the master must fail:\n{log}");
     assert!(log.contains("3 consecutive failed trials"), "{log}");
@@ -67,7 +70,11 @@ fn a_result_without_the_objective_metric_is_an_error_naming_the_metric_and_the_k
         assert_eq!(r.status, TrialStatus::Failed, "{}", r.trial_id);
         assert_eq!(r.objective, None);
         let e = r.error.as_deref().unwrap_or_default();
-        for part in ["`val_acc`", "reported: val_error, val_loss", "epoch, val_error"] {
+        for part in [
+            "`val_acc`",
+            "reported: val_error, val_loss",
+            "epoch, val_error",
+        ] {
             assert!(e.contains(part), "`{part}` missing from: {e}");
         }
     }
@@ -114,7 +121,12 @@ fn a_crashing_script_stops_the_master_after_three_failures_with_the_first_error(
     )
     .unwrap();
     let mut m = spawn_master(&study, &tmp.path().join("m2.log"), &["--rescan", "0.2"]);
-    let _w = spawn_worker(&study, "w1", &tmp.path().join("w1.log"), &["--rescan", "0.2"]);
+    let _w = spawn_worker(
+        &study,
+        "w1",
+        &tmp.path().join("w1.log"),
+        &["--rescan", "0.2"],
+    );
     m.wait_ok(Duration::from_secs(120));
     let results = read_results(&study);
     assert_eq!(results.len(), 10);
@@ -139,12 +151,19 @@ fn local_sh_exits_with_the_masters_status_when_it_gives_up() {
     let out = run_cmd(
         Command::new("bash")
             .arg(&local_sh)
-            .args([arg(&study), "--workers", "1", "--cpu", "--study", arg(&file)])
+            .args([
+                arg(&study),
+                "--workers",
+                "1",
+                "--cpu",
+                "--study",
+                arg(&file),
+            ])
             .args(["--", "--rescan", "0.2"])
             .env("HPS_BIN_DIR", &bin_dir),
     );
-    let text = String::from_utf8_lossy(&out.stderr).into_owned()
-        + &String::from_utf8_lossy(&out.stdout);
+    let text =
+        String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("3 consecutive failed trials"), "{text}");
     assert!(text.contains("Traceback: boom"), "{text}");
@@ -210,7 +229,12 @@ fn init_checks_the_exec_script_path_relative_to_the_study_file() {
         mine.join("train_logreg.py"),
     )
     .unwrap();
-    stdout_ok(hps_master(&["init", arg(&study), "--study", arg(&new_file)]));
+    stdout_ok(hps_master(&[
+        "init",
+        arg(&study),
+        "--study",
+        arg(&new_file),
+    ]));
     assert_eq!(argv1(&study), mine.join("train_logreg.py"));
 
     // The repository's example, from anywhere: its own script, absolute.

@@ -206,6 +206,12 @@ pub struct TrialResult {
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The run ended at chance level: it completed, but its network
+    /// predicts no better than guessing (the cnn trainer's rule is in
+    /// `docs/study-file.md`). Such a run is not `diverged`: its losses
+    /// stayed finite. Left out when false.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub collapsed: bool,
     /// Intermediate reports of the `exec` trainer: the JSON objects its
     /// command appended to `HPS_REPORT_FILE`, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -235,6 +241,7 @@ impl TrialResult {
             worker: worker.to_string(),
             attempt: setting.attempt,
             error: None,
+            collapsed: false,
             reports: Vec::new(),
             finished_at_unix: unix_now(),
         }
@@ -526,6 +533,7 @@ mod tests {
             worker: "w0".into(),
             attempt: 1,
             error: Some("loss became NaN at epoch 1".into()),
+            collapsed: false,
             reports: Vec::new(),
             finished_at_unix: 0.0,
         }

@@ -19,6 +19,7 @@ pub mod seconds;
 pub mod space;
 pub mod state;
 pub mod study;
+pub mod suggest;
 
 pub use error::{error_chain, FieldError, SchemaError};
 pub use files::{
@@ -81,7 +82,7 @@ where
         SchemaError::Json {
             file: file.to_path_buf(),
             field: if field == "." { String::new() } else { field },
-            message: e.into_inner().to_string(),
+            message: suggest::explain_unknown(text, &e.into_inner().to_string()),
         }
     })?;
     value.validate().map_err(|e| e.in_file(file))?;

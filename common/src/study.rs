@@ -399,6 +399,28 @@ impl Study {
         }
     }
 
+    /// How the grid sampler's settings multiply out, e.g. `grid: lr 7 x nf
+    /// 121 = 847 settings x 3 repeats`; `None` for other samplers.
+    pub fn grid_expansion(&self) -> Option<String> {
+        if !matches!(self.sampler, SamplerSpec::Grid { .. }) {
+            return None;
+        }
+        let axes: Vec<String> = self
+            .space
+            .iter()
+            .map(|(name, p)| format!("{name} {}", p.grid_values().map_or(0, |v| v.len())))
+            .collect();
+        let size = self.grid_size().ok()?;
+        let repeats = match self.repeats {
+            1 => String::new(),
+            r => format!(" x {r} repeats"),
+        };
+        Some(format!(
+            "grid: {} = {size} settings{repeats}",
+            axes.join(" x ")
+        ))
+    }
+
     /// Number of points in the full grid.
     pub fn grid_size(&self) -> Result<u64, FieldError> {
         let mut n: u64 = 1;
@@ -610,21 +632,31 @@ impl Study {
 impl Study {
     /// The trainer's checks: the space names its hyperparameters, the
     /// objective is a metric it reports, its own settings are valid.
+    /// The parameter names a trainer with a fixed vocabulary knows. Checked
+    /// before anything about the values (a grid's points), so that a typo
+    /// is reported as a typo.
+    fn check_space_names(&self) -> Result<(), FieldError> {
+        if let TrainerSpec::Cnn { .. } = self.trainer {
+            let known = crate::cnn::cnn_params();
+            for name in self.space.keys() {
+                if !known.contains(name) {
+                    return Err(FieldError::new(
+                        format!("space.{name}"),
+                        format!(
+                            "the cnn trainer has no hyperparameter `{name}`{}; it knows {}",
+                            crate::suggest::did_you_mean(name, known.iter().map(|k| k.as_str())),
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn validate_trainer(&self) -> Result<(), FieldError> {
         match &self.trainer {
             TrainerSpec::Cnn { defaults, .. } => {
-                let known = crate::cnn::cnn_params();
-                for name in self.space.keys() {
-                    if !known.contains(name) {
-                        return Err(FieldError::new(
-                            format!("space.{name}"),
-                            format!(
-                                "the cnn trainer has no hyperparameter `{name}`; it knows {}",
-                                known.join(", ")
-                            ),
-                        ));
-                    }
-                }
                 defaults
                     .validate()
                     .map_err(|m| FieldError::new("trainer.defaults", m.to_string()))?;
@@ -709,6 +741,7 @@ impl Versioned for Study {
                 "must define at least one parameter",
             ));
         }
+        self.check_space_names()?;
         for (name, p) in &self.space {
             crate::validate_id("parameter name", name)
                 .map_err(|e| FieldError::new(format!("space.{name}"), e.to_string()))?;

@@ -35,8 +35,8 @@ enum Cmd {
         /// The study file (see docs/study-file.md).
         #[arg(long, conflicts_with = "preset", required_unless_present = "preset")]
         study: Option<PathBuf>,
-        /// A built-in study: s1, s2, s3, s4, s5, quickstart, branin.
-        #[arg(long)]
+        /// A built-in study (the files in examples/).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(presets::PRESETS))]
         preset: Option<String>,
     },
     /// Propose settings, collect results, stop when the budget is spent.
@@ -157,8 +157,11 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 (None, None) => bail!("give --study FILE or --preset NAME"),
             };
             let study = hps_master::init(&dir, &text, &source)?;
+            let expansion = study
+                .grid_expansion()
+                .map_or(String::new(), |g| format!("; {g}"));
             println!(
-                "created study `{}` in {} ({} trials planned)",
+                "created study `{}` in {} ({} trials planned{expansion})",
                 study.name,
                 dir.display(),
                 study

@@ -415,6 +415,7 @@ fn fill_result(result: &mut TrialResult, f: Finished, study: &Study, started: In
     result.reports = f.reports;
     result.epochs_completed = f.epochs_completed;
     result.error = f.error;
+    result.collapsed = f.collapsed;
     if result.status == TrialStatus::Complete {
         set_objective(result, &study.objective.metric);
     }
@@ -455,6 +456,7 @@ fn set_objective(result: &mut TrialResult, metric: &str) {
     }
     why.push_str(". Report that metric, or set objective.metric to one of these");
     result.status = TrialStatus::Failed;
+    result.collapsed = false; // marks complete trials only
     result.error = Some(why);
 }
 
@@ -479,7 +481,7 @@ fn publish(
     // count them to prove no setting ran twice to completion.
     let _ = writeln!(
         log,
-        "# result {} status {} in {:.1}s objective {:?}",
+        "# result {} status {} in {:.1}s objective {}",
         if accepted {
             "accepted"
         } else {
@@ -487,7 +489,9 @@ fn publish(
         },
         result.status.as_str(),
         result.wall_time_s,
-        result.objective
+        result
+            .objective
+            .map_or("none".to_string(), |v| v.to_string())
     );
     if accepted {
         match result.objective {

@@ -134,6 +134,7 @@ fn write_csv(
             "worker",
             "device",
             "error",
+            "collapsed",
         ]
         .iter()
         .map(|s| s.to_string()),
@@ -178,6 +179,7 @@ fn write_csv(
             row.worker.clone().unwrap_or_default(),
             r.map(|r| r.device.clone()).unwrap_or_default(),
             r.and_then(|r| r.error.clone()).unwrap_or_default(),
+            r.map(|r| r.collapsed.to_string()).unwrap_or_default(),
         ]);
         w.write_record(&cells)?;
     }
@@ -210,7 +212,7 @@ fn write_jsonl(rows: &[Row], out: &mut dyn Write) -> Result<(), MasterError> {
             })
             .unwrap_or_default();
         // Written field by field so the keys keep the CSV's column order.
-        let fields: [(&str, Value); 16] = [
+        let fields: [(&str, Value); 17] = [
             ("trial_id", s.trial_id.clone().into()),
             ("index", s.index.into()),
             ("config", s.config.into()),
@@ -248,6 +250,7 @@ fn write_jsonl(rows: &[Row], out: &mut dyn Write) -> Result<(), MasterError> {
                     .map(Value::from)
                     .unwrap_or(Value::Null),
             ),
+            ("collapsed", r.map_or(Value::Null, |r| r.collapsed.into())),
         ];
         let mut line = String::from("{");
         for (i, (k, v)) in fields.iter().enumerate() {

@@ -481,6 +481,7 @@ mod tests {
             worker: "w0".into(),
             attempt: 1,
             error: (status != TrialStatus::Complete).then(|| "boom, \"badly\"".to_string()),
+            collapsed: false,
             reports: Vec::new(),
             finished_at_unix: 0.0,
         }
@@ -718,7 +719,8 @@ mod tests {
                 "wall_time_s",
                 "worker",
                 "device",
-                "error"
+                "error",
+                "collapsed"
             ]
         );
         assert_eq!(rows.len(), 8, "header + 7 settings");
@@ -765,7 +767,7 @@ mod tests {
             .collect();
         assert_eq!(objs.len(), 7);
         for o in &objs {
-            assert_eq!(o.len(), 16, "{o:?}");
+            assert_eq!(o.len(), 17, "{o:?}");
             assert!(o["params"].is_object() && o["metrics"].is_object());
         }
         assert_eq!(objs[1]["objective"], Value::from(1.0));

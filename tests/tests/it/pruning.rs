@@ -104,6 +104,30 @@ json.dump({"val_error": x + 1.0 / epochs}, open(os.environ["HPS_RESULT_FILE"], "
 
     let text = stdout_ok(hps_master(&["status", arg(&s)]));
     assert!(text.contains("pruned 1"), "{text}");
+
+    // Issue 17 §6: routine pruning was logged as WARN, and the trial log
+    // showed Rust's debug text ("objective Some(0.694)").
+    let worker_log = std::fs::read_to_string(tmp.path().join("w0.log")).unwrap();
+    let pruning: Vec<&str> = worker_log
+        .lines()
+        .filter(|l| l.contains("pruned by asha"))
+        .collect();
+    assert!(!pruning.is_empty(), "{worker_log}");
+    assert!(pruning.iter().all(|l| !l.contains("WARN")), "{pruning:?}");
+    let log = |id: &str| std::fs::read_to_string(s.join("logs").join(format!("{id}.log"))).unwrap();
+    assert!(
+        log("t000001").contains("status pruned in"),
+        "{}",
+        log("t000001")
+    );
+    assert!(
+        log("t000001").contains(" objective none"),
+        "{}",
+        log("t000001")
+    );
+    let done = log("t000000");
+    assert!(done.contains(" objective 0.2111"), "{done}");
+    assert!(!done.contains("Some("), "{done}");
 }
 
 /// Successive halving in sync mode: 4 settings to epoch 1, the best 2 to

@@ -72,7 +72,12 @@ impl Trainer for ExecTrainer {
             ..
         }) = &out
         {
-            tracing::warn!(status = status.as_str(), "{e}");
+            // A pruned trial is routine; only a failure is a warning.
+            if *status == TrialStatus::Failed {
+                tracing::warn!(status = status.as_str(), "{e}");
+            } else {
+                tracing::info!(status = status.as_str(), "{e}");
+            }
         }
         Ok(out)
     }

@@ -47,6 +47,8 @@ pub struct Finished {
     pub epochs_completed: u32,
     /// Why the trial is not `complete` (or pruned, diverged, ...).
     pub error: Option<String>,
+    /// The run ended at chance level (see `TrialResult::collapsed`).
+    pub collapsed: bool,
 }
 
 impl Finished {
@@ -60,6 +62,7 @@ impl Finished {
             reports: Vec::new(),
             epochs_completed: 0,
             error,
+            collapsed: false,
         }
     }
 

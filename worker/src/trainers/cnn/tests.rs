@@ -1416,3 +1416,29 @@ fn an_architecture_that_does_not_fit_is_invalid_with_a_reason() {
         "{e}"
     );
 }
+
+/// Issue 17 §7: Scenario 1's LR = 2 on real data ends at chance level
+/// (loss ~ ln 10, validation error ~ 0.9) with finite losses, so it was
+/// reported `complete` like any other run. It is now flagged `collapsed`.
+#[test]
+fn a_run_ending_at_chance_level_is_collapsed_and_a_learning_one_is_not() {
+    let stat = |epoch, train_loss, val_error| EpochStat {
+        epoch,
+        elapsed_s: 1.0,
+        train_loss,
+        val_loss: train_loss,
+        val_error,
+        instruments: None,
+    };
+    let chance = 10f64.ln();
+    assert!(collapsed(
+        &[stat(1, 1.2, 0.4), stat(2, chance + 0.001, 0.9)],
+        10
+    ));
+    assert!(collapsed(&[stat(1, chance - 0.03, 0.87)], 10));
+    // Still at chance error but learning (loss well below ln 10).
+    assert!(!collapsed(&[stat(1, 1.6, 0.88)], 10));
+    // A good run, and no run at all.
+    assert!(!collapsed(&[stat(1, 0.4, 0.15)], 10));
+    assert!(!collapsed(&[], 10));
+}

@@ -151,6 +151,8 @@ fn epoch_done(
 
 /// The result parts of a finished run; a run the pruner stopped is `pruned`.
 fn finished(out: CnnOutcome, stop_reason: Option<String>) -> Finished {
+    let collapsed =
+        out.status == TrialStatus::Complete && super::collapsed(&out.curve, super::model::CLASSES);
     let mut f = Finished {
         status: out.status,
         metrics: out.metrics,
@@ -158,8 +160,12 @@ fn finished(out: CnnOutcome, stop_reason: Option<String>) -> Finished {
         best_epoch: out.best_epoch,
         reports: Vec::new(),
         epochs_completed: out.epochs_completed,
+        collapsed,
         error: out.error,
     };
+    if f.collapsed {
+        info!("the run collapsed to chance level: its network predicts no better than guessing");
+    }
     if let (Some(why), TrialStatus::Complete) = (stop_reason, f.status) {
         info!("{why}");
         f.status = TrialStatus::Pruned;

@@ -9,12 +9,18 @@
 #   when nvidia-smi lists GPUs, unless --cpu; otherwise it trains on the CPU
 #   with cores/N threads. --slots S runs S trials at once per worker (GPU
 #   workers with small models; see docs/gpu.md).
-# - Ctrl-C (or SIGTERM) stops everything cleanly: workers hand their trials
-#   back to the queue, the master stops; the same command continues later.
+# - Ctrl-C (or SIGTERM, SIGHUP) stops everything cleanly: workers hand
+#   their trials back to the queue with their checkpoints and the same
+#   attempt, the master releases the study; exit status 0, and the same
+#   command continues later. A second Ctrl-C stops at once (the trials in
+#   hand are then re-queued with attempt + 1 on the next run).
+# - If the master exits before the study is finished (killed, stopped, an
+#   error), the workers are stopped the same way, and the master's exit
+#   status is this script's.
 # - Binaries come from $HPS_BIN_DIR, else target/release next to this script.
 set -euo pipefail
 
-usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
+usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
 bin_dir="${HPS_BIN_DIR:-$here/target/release}"
@@ -58,39 +64,79 @@ cores=$(nproc 2>/dev/null || echo 1)
 threads=$(( cores / workers )); (( threads >= 1 )) || threads=1
 
 mkdir -p "$dir/logs"
-pids=()
-stop() {
-  trap - INT TERM
-  echo "stopping master and workers..." >&2
+pids=() names=()
+# A signal is passed on to each child exactly once: the children run in
+# process groups of their own (set -m below), so the terminal's Ctrl-C
+# reaches this script alone, never the master and workers directly. (Had
+# they got it too, ours would be a second signal to them: "exit at once".)
+stopping=0
+on_signal() {
+  if (( stopping )); then
+    echo "stopping at once; trials in hand are re-queued with attempt + 1 on the next run" >&2
+  else
+    stopping=1
+    echo "stopping: workers hand their trials back, the master releases the study (Ctrl-C again to stop at once)..." >&2
+  fi
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait || true
-  echo "stopped; run the same command to continue" >&2
-  exit "${1:-130}"
 }
-trap stop INT TERM
+trap on_signal HUP INT TERM
 
-# Process substitution (not a pipe) so that $! is the master itself.
-"$master" run "$dir" "${master_args[@]}" > >(tee -a "$dir/logs/master.out") 2>&1 &
-pids+=($!)
+# The exit status of child $1. A trapped signal cuts `wait` short (status
+# > 128) while the child runs on, so wait again until it is gone; bash
+# keeps a child's status, so a last `wait` also covers a signal that came
+# just as the child exited (127: an older bash that did not keep it).
+wait_for() {
+  local rc=0 again=0
+  while :; do
+    rc=0; wait "$1" || rc=$?
+    kill -0 "$1" 2>/dev/null || break
+  done
+  wait "$1" 2>/dev/null || again=$?
+  (( again == 127 )) || rc=$again
+  return "$rc"
+}
+
+set -m # each child below in a process group of its own
+# Process substitution (not a pipe) so that $! is the master itself; tee
+# ignores SIGINT so that the master's last lines still reach the log.
+"$master" run "$dir" "${master_args[@]}" </dev/null > >(trap '' INT; exec tee -a "$dir/logs/master.out") 2>&1 &
+pids+=($!) names+=(master)
 for ((i = 0; i < workers; i++)); do
   args=("$dir" --id "w$i" --slots "$slots")
   [[ -n "$data" ]] && args+=(--data "$data")
   if (( gpus > 0 )); then
     (( i < gpus )) || echo "local.sh: more workers ($workers) than GPUs ($gpus); w$i shares GPU $(( i % gpus ))" >&2
-    CUDA_VISIBLE_DEVICES=$(( i % gpus )) "$worker" "${args[@]}" --device cuda:0 >>"$dir/logs/worker-w$i.out" 2>&1 &
+    CUDA_VISIBLE_DEVICES=$(( i % gpus )) "$worker" "${args[@]}" --device cuda:0 </dev/null >>"$dir/logs/worker-w$i.out" 2>&1 &
     echo "worker w$i on GPU $(( i % gpus )) (log: $dir/logs/worker-w$i.out)"
   else
-    "$worker" "${args[@]}" --device cpu --threads "$threads" >>"$dir/logs/worker-w$i.out" 2>&1 &
+    "$worker" "${args[@]}" --device cpu --threads "$threads" </dev/null >>"$dir/logs/worker-w$i.out" 2>&1 &
     echo "worker w$i on the CPU with $threads threads (log: $dir/logs/worker-w$i.out)"
   fi
-  pids+=($!)
+  pids+=($!) names+=("worker w$i")
 done
+set +m
 
-# The master exits when the budget is spent; workers exit when they see that.
-# A master that fails (e.g. it stopped after consecutive failed trials)
-# stops the workers, and its exit status is ours.
-wait "${pids[0]}" || { rc=$?; echo "master exited with status $rc" >&2; stop "$rc"; }
-for p in "${pids[@]:1}"; do wait "$p" || echo "a worker exited with an error; see $dir/logs/" >&2; done
-trap - INT TERM
+# The master exits when the budget is spent, and the workers when they see
+# finished.json. A master that exits before that leaves the workers with
+# nobody to propose or prune: stop them too.
+master_rc=0
+wait_for "${pids[0]}" || master_rc=$?
+if [[ ! -f "$dir/finished.json" ]] && (( ! stopping )); then
+  stopping=1
+  echo "local.sh: the master exited (status $master_rc) before the study finished; stopping the workers (they hand their trials back)" >&2
+  for p in "${pids[@]:1}"; do kill -TERM "$p" 2>/dev/null || true; done
+fi
+for ((k = 1; k < ${#pids[@]}; k++)); do
+  rc=0
+  wait_for "${pids[k]}" || rc=$?
+  (( rc == 0 )) || echo "local.sh: ${names[k]} exited with status $rc; see $dir/logs/" >&2
+done
+trap - HUP INT TERM
+if (( stopping )); then
+  (( master_rc == 0 )) || echo "local.sh: the master exited with status $master_rc; see $dir/logs/master.out" >&2
+  echo "stopped; run the same command to continue" >&2
+  exit "$master_rc"
+fi
 echo
 "$master" best "$dir" -n 5
+exit "$master_rc"

@@ -1,3 +1,4 @@
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -198,16 +199,21 @@ fn dispatch(cmd: Cmd) -> Result<()> {
                 hps_shared_fs::shutdown::set_on_signal(s, "finishing the current scan");
             }
             let summary = run::run(&cfg, shutdown.clone())?;
+            // writeln, not println: a reader that went away (a tee killed
+            // by the same Ctrl-C) is no reason to panic; see main().
+            let mut out = std::io::stdout().lock();
             if summary.finished {
-                println!(
+                writeln!(
+                    out,
                     "study finished: {} trials, {} results",
                     summary.planned, summary.results
-                );
+                )?;
             } else {
-                println!(
+                writeln!(
+                    out,
                     "stopped with {} of {} trials proposed and {} results; run the same command to continue",
                     summary.proposed, summary.planned, summary.results
-                );
+                )?;
             }
             Ok(())
         }

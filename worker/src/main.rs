@@ -58,6 +58,11 @@ struct Cli {
     /// Each slot appears as worker `<id>-s<k>`.
     #[arg(long, value_name = "S", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     slots: u16,
+    /// How long a pruning decision may be due (the trial reached one of its
+    /// decision epochs) before the worker trains on and says in its log
+    /// that decisions stopped coming (no master running, or a slow one).
+    #[arg(long, value_name = "SECONDS", default_value = "10")]
+    decision_wait: Seconds,
     /// More log output (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -103,6 +108,7 @@ fn real_main(cli: Cli) -> Result<()> {
     cfg.poll = cli.poll.map(Seconds::duration);
     cfg.rescan = cli.rescan.duration();
     cfg.heartbeat_interval = cli.heartbeat.duration();
+    cfg.decision_wait = cli.decision_wait.duration();
     let shutdown = Arc::new(AtomicBool::new(false));
     hps_shared_fs::shutdown::set_on_signal(shutdown.clone(), "handing the current trial back");
     let summary = runner::run(&cfg, shutdown)?;

@@ -42,6 +42,9 @@ pub struct WorkerConfig {
     /// Trials run at once, sharing the loaded dataset and the device. Each
     /// slot is a worker of its own to the protocol, named `<id>-s<k>`.
     pub slots: usize,
+    /// How long a pruning decision may be due before the worker trains on
+    /// (cnn) and says that decisions stopped coming.
+    pub decision_wait: Duration,
 }
 
 impl WorkerConfig {
@@ -56,6 +59,7 @@ impl WorkerConfig {
             heartbeat_interval: Duration::from_secs(2),
             once: false,
             slots: 1,
+            decision_wait: crate::progress::DECISION_WAIT,
         }
     }
 }
@@ -325,6 +329,7 @@ fn run_claim(
             &slot.cfg.id,
             &study.objective.metric,
             study.pruner.is_some(),
+            slot.cfg.decision_wait,
         ),
         on_epoch: &on_epoch,
         should_stop: &should_stop,

@@ -8,6 +8,7 @@
 mod beats;
 mod curves;
 mod export;
+mod master;
 mod table;
 
 use std::collections::BTreeMap;
@@ -59,18 +60,16 @@ pub fn status_watching(
     let results = load_results(dir)?;
     write_study(dir, &study, &results, out)?;
     let beats = load_heartbeats(dir)?;
+    let lease = master::read(dir);
+    let mut reread = || load_heartbeats(dir).unwrap_or_default();
+    let (verdicts, lease_verdict, window) =
+        master::watch(dir, &beats, &lease, clock, sleep, &mut reread);
     writeln!(out)?;
+    master::write_line(dir, &lease, lease_verdict, window, out)?;
     if beats.is_empty() {
         writeln!(out, "workers    none has written a heartbeat yet")?;
         return Ok(());
     }
-    let (verdicts, window) = match beats::window(&beats, beats::MAX_WINDOW) {
-        Some(w) => {
-            let mut reread = || load_heartbeats(dir).unwrap_or_default();
-            (beats::watch(&beats, w, clock, sleep, &mut reread), w)
-        }
-        None => (vec![BeatVerdict::Stopped; beats.len()], Duration::ZERO),
-    };
     write_workers(&beats, &verdicts, window, out)
 }
 

@@ -125,25 +125,26 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
         clock,
         Some(lease.checker()),
     )?;
-    let summary = loop {
+    let summary = (|| loop {
         lease.check()?;
         m.step()?;
         if let Some(e) = m.give_up()? {
-            lease.release();
-            return Err(e);
+            return Err(e); // the lease is released below, as on any error
         }
         if m.is_done() {
             m.finish()?;
-            break m.summary(true);
+            return Ok(m.summary(true));
         }
         if shutdown.load(Ordering::SeqCst) {
             info!("shutdown requested; the study can be continued with `hps-master run`");
-            break m.summary(false);
+            return Ok(m.summary(false));
         }
         waker.wait();
-    };
+    })();
+    // On an error too: the next master should not have to wait out a lease
+    // nobody renews (release leaves one another master took over alone).
     lease.release();
-    Ok(summary)
+    summary
 }
 
 /// Record the study for later runs to compare `study.json` with: a

@@ -29,11 +29,11 @@ fn copy_study(tmp: &Path, name: &str) -> PathBuf {
     study
 }
 
-/// `status` up to its workers table: how workers are judged live may
-/// change, the trials and the best may not.
+/// `status` up to its master line and workers table: how the master and
+/// the workers are judged live may change, the trials and the best may not.
 fn status_without_workers(text: &str) -> String {
     text.lines()
-        .take_while(|l| !l.starts_with("workers"))
+        .take_while(|l| !l.starts_with("master ") && !l.starts_with("workers"))
         .map(|l| format!("{l}\n"))
         .collect()
 }

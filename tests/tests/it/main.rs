@@ -16,4 +16,5 @@ mod idle;
 mod master_cli;
 mod masters;
 mod pruning;
+mod stops;
 mod worker_cli;

@@ -65,6 +65,23 @@ pub enum MasterError {
         file.display()
     )]
     RecordInTheWay { file: PathBuf },
+    #[error(
+        "stopped after {count} consecutive failed trials ({trials}) in `{}`: the setup is \
+         probably wrong (the command, a path, the objective metric). The first, {first}, \
+         failed with:\n{first_error}\nFix the cause, then run the same command to continue \
+         (the failed trials stay failed); `--max-consecutive-failures N` sets the limit, \
+         0 never stops",
+        dir.display()
+    )]
+    TooManyFailures {
+        dir: PathBuf,
+        count: usize,
+        /// The failed trials, comma-separated, in the order they ended.
+        trials: String,
+        first: String,
+        /// The tail of the first one's error, indented.
+        first_error: String,
+    },
     /// Writing a report to its output (standard output or a file) failed.
     #[error("failed to write the report")]
     Output(#[from] std::io::Error),

@@ -60,6 +60,11 @@ enum Cmd {
         /// Renew the master lease every SECONDS.
         #[arg(long, value_name = "SECONDS", default_value = "2")]
         lease_interval: Seconds,
+        /// Stop proposing and exit with an error after N trials in a row
+        /// ended `failed` (a wrong command, path or objective metric);
+        /// 0 never stops.
+        #[arg(long, value_name = "N", default_value_t = 3)]
+        max_consecutive_failures: u32,
         /// Go on although study.json was edited after init (other than
         /// budget.trials, name or description), mixing the trials run before
         /// and after the edit; the edited study is recorded for later runs.
@@ -180,6 +185,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             worker_grace,
             max_attempts,
             lease_interval,
+            max_consecutive_failures,
             accept_study_change,
         } => {
             let mut cfg = run::RunConfig::new(dir);
@@ -188,6 +194,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             cfg.worker_grace = worker_grace.duration();
             cfg.lease_interval = lease_interval.duration();
             cfg.accept_study_change = accept_study_change;
+            cfg.max_consecutive_failures = max_consecutive_failures;
             if max_attempts == 0 {
                 bail!("--max-attempts must be at least 1");
             }

@@ -429,10 +429,47 @@ fn fill_result(result: &mut TrialResult, f: Finished, study: &Study, started: In
     result.error = f.error;
     result.collapsed = f.collapsed;
     if result.status == TrialStatus::Complete {
-        result.objective = result.metrics.get(&study.objective.metric).copied();
+        set_objective(result, &study.objective.metric);
     }
     result.wall_time_s = started.elapsed().as_secs_f64();
     result.finished_at_unix = unix_now();
+}
+
+/// The objective of a complete trial is its `metric`. A trial that ends
+/// without it is `failed`, whatever its trainer (a script reporting
+/// `val_error` for an objective `val_acc`, say): a `complete` result
+/// without an objective would teach the sampler nothing and hide the
+/// mistake. The error names the metric and the keys the trial did report.
+fn set_objective(result: &mut TrialResult, metric: &str) {
+    if let Some(v) = result.metrics.get(metric) {
+        result.objective = Some(*v);
+        return;
+    }
+    let listed = |keys: Vec<&str>| match keys.is_empty() {
+        true => "none".to_string(),
+        false => keys.join(", "),
+    };
+    let mut why = format!(
+        "the trial ended without the objective metric `{metric}` (objective.metric in study.json); \
+         the metrics it reported: {}",
+        listed(result.metrics.keys().map(String::as_str).collect())
+    );
+    if !result.reports.is_empty() {
+        let keys: std::collections::BTreeSet<&str> = result
+            .reports
+            .iter()
+            .flat_map(|r| r.keys().map(String::as_str))
+            .collect();
+        why.push_str(&format!(
+            "; the keys of its {} reports: {}",
+            result.reports.len(),
+            listed(keys.into_iter().collect())
+        ));
+    }
+    why.push_str(". Report that metric, or set objective.metric to one of these");
+    result.status = TrialStatus::Failed;
+    result.collapsed = false; // marks complete trials only
+    result.error = Some(why);
 }
 
 /// Publish `result` (the first result of a trial wins), log it, drop the
@@ -646,5 +683,36 @@ mod tests {
         let text = std::fs::read_to_string(dir.log_path(&setting.trial_id).unwrap()).unwrap();
         let last = text.lines().last().unwrap_or_default();
         assert_eq!(last, "# publishing the result", "{text}");
+    }
+
+    #[test]
+    fn a_complete_trial_without_the_objective_metric_fails_naming_the_metric_and_the_keys_it_reported(
+    ) {
+        let setting = TrialSetting::new(0, Default::default(), 1, "random");
+        let cfg = WorkerConfig::new("d".into(), "w0".into());
+        let mut r = base_result(&setting, &cfg);
+        r.status = TrialStatus::Complete;
+        r.metrics.insert("val_error".into(), 0.25);
+        r.reports = vec![serde_json::json!({"epoch": 1, "val_error": 0.3})
+            .as_object()
+            .cloned()
+            .unwrap()];
+        set_objective(&mut r, "val_acc");
+        assert_eq!(r.status, TrialStatus::Failed);
+        assert_eq!(r.objective, None);
+        let e = r.error.unwrap();
+        assert!(e.contains("`val_acc`"), "{e}");
+        assert!(e.contains("reported: val_error"), "{e}");
+        assert!(e.contains("1 reports: epoch, val_error"), "{e}");
+
+        let mut ok = base_result(&setting, &cfg);
+        ok.status = TrialStatus::Complete;
+        ok.metrics.insert("val_acc".into(), 0.75);
+        set_objective(&mut ok, "val_acc");
+        assert_eq!(
+            (ok.status, ok.objective),
+            (TrialStatus::Complete, Some(0.75))
+        );
+        assert!(ok.error.is_none());
     }
 }

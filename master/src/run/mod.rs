@@ -5,6 +5,7 @@
 //! `running/` and `results/`, so running it again after a crash continues
 //! the search where it stopped.
 
+mod failfast;
 mod lease;
 mod prune;
 mod recover;
@@ -29,6 +30,7 @@ use crate::pruners::halving::{self, Bracket};
 use crate::pruners::{self, Curve, Shown, StopRule};
 use crate::samplers::{self, Intermediate, Observation, Proposal, Sampler};
 use crate::scan::Scan;
+use failfast::FailureStreak;
 use lease::{Lease, LeaseCheck};
 
 /// Everything `run` needs, validated by the binary.
@@ -53,6 +55,9 @@ pub struct RunConfig {
     /// Go on with a `study.json` edited after init (other than its
     /// budget), and record it as the study from now on.
     pub accept_study_change: bool,
+    /// Stop proposing, and fail, after this many failed trials in a row
+    /// (see [`failfast`]); 0 never stops.
+    pub max_consecutive_failures: u32,
 }
 
 impl RunConfig {
@@ -66,6 +71,7 @@ impl RunConfig {
             max_attempts: 3,
             orphan_grace: Duration::from_secs(10),
             accept_study_change: false,
+            max_consecutive_failures: 3,
         }
     }
 }
@@ -126,6 +132,9 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
         lease.check()?;
         let before = m.summary(false);
         m.step()?;
+        if let Some(e) = m.give_up()? {
+            return Err(e); // the lease is released below, as on any error
+        }
         if m.summary(false) != before {
             // A result came in or a setting went out: the next change
             // follows soon (see Waker::busy).
@@ -218,6 +227,8 @@ struct Master {
     /// Asked before each batch of writes: stop at once when another master
     /// took the study over (`None` in tests that drive one master alone).
     lease: Option<LeaseCheck>,
+    /// Failed trials in a row, to stop early on a wrong setup.
+    streak: FailureStreak,
 }
 
 impl Master {
@@ -231,6 +242,7 @@ impl Master {
         lease: Option<LeaseCheck>,
     ) -> Result<Self, MasterError> {
         let worker_grace = cfg.worker_grace;
+        let streak = FailureStreak::new(cfg.max_consecutive_failures);
         let shown = Shown {
             metric: study.objective.metric.clone(),
             direction: study.objective.direction,
@@ -265,6 +277,7 @@ impl Master {
             finished_curves: BTreeMap::new(),
             warned: RefCell::new(BTreeSet::new()),
             lease,
+            streak,
         };
         m.load_settings()?;
         for id in m.dir.list(Sub::Decisions)? {
@@ -346,7 +359,12 @@ impl Master {
         let scan = Scan::take(&self.dir)?;
         self.pending_count = scan.pending.len();
         self.collect_results(&scan);
+        // Results that were in before this run started do not count.
+        self.streak.start_counting();
         self.drop_finished_copies(&scan)?;
+        if self.streak.given_up().is_some() {
+            return Ok(()); // `run` stops; nothing more is published
+        }
         self.check_workers(&scan.running)?;
         self.publish_orphans(&scan)?;
         self.judge_running()?;
@@ -395,6 +413,7 @@ impl Master {
             self.finished_curves.insert(r.trial_id.clone(), curve);
         }
         self.decided.remove(&r.trial_id);
+        self.streak.observe(&r);
         self.results.insert(r.trial_id.clone(), r);
     }
 

@@ -8,6 +8,7 @@ mod careless;
 mod chaos;
 mod compat;
 mod e2e;
+mod failfast;
 mod faults;
 mod fuse;
 mod hostile;

@@ -54,7 +54,7 @@ fn main() {
             let seed0: u64 = std::env::var("SEED0").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
             for seed in seed0..seed0 + seeds {
                 let st = study(f, dim, kind, seed, trials);
-                let mut sampler = build(&st).expect("sampler");
+                let mut sampler = build(&st, std::path::Path::new("bench-study.json")).expect("sampler");
                 let mut history: Vec<Observation> = Vec::new();
                 let mut best = f64::INFINITY;
                 for c in 0..trials {

@@ -428,11 +428,48 @@ fn fill_result(result: &mut TrialResult, f: Finished, study: &Study, started: In
     result.epochs_completed = f.epochs_completed;
     result.error = f.error;
     result.collapsed = f.collapsed;
+    from_best_report(result, study);
     if result.status == TrialStatus::Complete {
         set_objective(result, &study.objective.metric);
     }
     result.wall_time_s = started.elapsed().as_secs_f64();
     result.finished_at_unix = unix_now();
+}
+
+/// A trial that reported per step (the exec trainer's reports) gets the
+/// step of its best objective value as `best_epoch`, and, when it ended
+/// without final metrics (stopped by a pruner), the numeric values of that
+/// best report as its metrics: "the metrics at the best epoch so far", as
+/// for the cnn trainer.
+fn from_best_report(result: &mut TrialResult, study: &Study) {
+    let metric = &study.objective.metric;
+    let direction = study.objective.direction;
+    let best = hps_common::files::points_from_reports(metric, &result.reports)
+        .into_iter()
+        .filter(|p| p.value.is_finite())
+        .reduce(|a, b| if direction.better(b.value, a.value) { b } else { a });
+    let Some(best) = best else {
+        return;
+    };
+    if result.best_epoch.is_none() {
+        result.best_epoch = Some(best.step);
+    }
+    if result.status == TrialStatus::Pruned && result.metrics.is_empty() {
+        let report = result
+            .reports
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| hps_common::files::report_step(*i, r) == best.step)
+            .map(|(_, r)| r)
+            .next_back();
+        if let Some(r) = report {
+            result.metrics = r
+                .iter()
+                .filter(|(k, _)| k.as_str() != "step" && k.as_str() != "epoch")
+                .filter_map(|(k, v)| Some((k.clone(), v.as_f64().filter(|x| x.is_finite())?)))
+                .collect();
+        }
+    }
 }
 
 /// The objective of a complete trial is its `metric`. A trial that ends

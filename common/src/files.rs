@@ -226,8 +226,13 @@ pub struct TrialResult {
     pub best_epoch: Option<u32>,
     #[serde(default)]
     pub epochs_completed: u32,
-    /// Wall time of the whole trial, data loading excluded.
+    /// Wall time of the whole trial, data loading excluded: every run of
+    /// it that handed it back or paused it, plus the last one.
     pub wall_time_s: f64,
+    /// Wall time of the last run alone, when earlier runs handed the trial
+    /// back or paused it (left out otherwise: it equals `wall_time_s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_run_wall_time_s: Option<f64>,
     pub device: String,
     pub worker: String,
     pub attempt: u32,
@@ -264,6 +269,7 @@ impl TrialResult {
             best_epoch: None,
             epochs_completed: 0,
             wall_time_s: 0.0,
+            last_run_wall_time_s: None,
             device: device.to_string(),
             worker: worker.to_string(),
             attempt: setting.attempt,
@@ -500,6 +506,29 @@ pub struct Finished {
 
 impl Versioned for Finished {}
 
+/// `checkpoints/<id>/spent.json`: the wall time that earlier runs of a
+/// trial spent without producing its result (handed back on a stop or a
+/// preemption, or paused at a rung). Written by the worker that ran it and
+/// read by the next run, so the result's `wall_time_s` covers every run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Spent {
+    pub format_version: u32,
+    /// Wall seconds of those runs together.
+    pub seconds: f64,
+    /// How many runs.
+    pub runs: u32,
+}
+
+impl Versioned for Spent {
+    fn validate(&self) -> Result<(), FieldError> {
+        if !self.seconds.is_finite() || self.seconds < 0.0 {
+            return Err(FieldError::new("seconds", "must be a finite number >= 0"));
+        }
+        Ok(())
+    }
+}
+
 /// Seconds since the Unix epoch, for informational timestamps.
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()
@@ -556,6 +585,7 @@ mod tests {
             best_epoch: None,
             epochs_completed: 1,
             wall_time_s: 1.5,
+            last_run_wall_time_s: None,
             device: "cpu".into(),
             worker: "w0".into(),
             attempt: 1,

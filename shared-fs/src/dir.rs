@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use hps_common::{
     parse_versioned, to_pretty_json, validate_id, Decision, Finished, Heartbeat, MasterLease,
-    Progress, Study, TrialResult, TrialSetting, Versioned,
+    Progress, Spent, Study, TrialResult, TrialSetting, Versioned,
 };
 use serde::de::DeserializeOwned;
 
@@ -82,6 +82,8 @@ impl Sub {
 pub const STUDY_FILE: &str = "study.json";
 pub const MASTER_FILE: &str = "master.json";
 pub const FINISHED_FILE: &str = "finished.json";
+/// In a trial's checkpoint directory: [`Spent`].
+pub const SPENT_FILE: &str = "spent.json";
 
 /// Separates trial id and worker id in `running/` file names. Ids may not
 /// contain it (see [`hps_common::validate_id`]).
@@ -534,6 +536,31 @@ impl StudyDir {
         }
         let _ = fs::remove_file(&hidden);
         Ok(unchanged && self.create_heartbeat(first)?)
+    }
+
+    /// `checkpoints/<id>/spent.json`: what earlier runs of the trial spent
+    /// (nothing when missing; an unreadable one is quarantined and counts
+    /// as nothing, as it only feeds the reported wall time).
+    pub fn read_spent(&self, id: &str) -> Spent {
+        let Ok(path) = self.checkpoint_dir(id).map(|d| d.join(SPENT_FILE)) else {
+            return Spent::default();
+        };
+        match read_optional::<Spent>(&path) {
+            Ok(s) => s.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!("{e}; the trial's earlier runs are not counted in its wall time");
+                if e.is_damaged() {
+                    let _ = self.quarantine(&path);
+                }
+                Spent::default()
+            }
+        }
+    }
+
+    /// Record what the runs of trial `id` spent so far (see [`Spent`]).
+    pub fn write_spent(&self, id: &str, spent: &Spent) -> Result<()> {
+        let dir = self.prepare_checkpoint_dir(id)?;
+        write_atomic(&dir.join(SPENT_FILE), &to_pretty_json(spent))
     }
 
     /// Move a corrupt file into `quarantine/` (with a unique name) so it

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use hps_common::files::unix_now;
 use hps_common::{
-    Heartbeat, IdError, Study, TrialResult, TrialSetting, TrialStatus, WorkerState, FORMAT_VERSION,
+    Heartbeat, IdError, Spent, Study, TrialResult, TrialSetting, TrialStatus, WorkerState,
+    FORMAT_VERSION,
 };
 use hps_shared_fs::dir::is_not_found;
 use hps_shared_fs::host::hostname;
@@ -326,6 +327,7 @@ fn run_claim(
         epoch: None,
     };
     let mut log = open_log(dir, &setting, slot.cfg)?;
+    let earlier = dir.read_spent(&setting.trial_id);
     let started = Instant::now();
     let should_stop = || shutdown.load(Ordering::SeqCst);
     let on_epoch = |e: u32| status.lock().unwrap().epoch = Some(e);
@@ -359,12 +361,22 @@ fn run_claim(
         Outcome::Finished(f) => {
             let mut result = base_result(&setting, slot.cfg);
             fill_result(&mut result, f, study, started);
+            if earlier.runs > 0 {
+                result.last_run_wall_time_s = Some(result.wall_time_s);
+                result.wall_time_s += earlier.seconds;
+            }
             publish(dir, claim, &result, study, &mut log)?;
             *status.lock().unwrap() = Status::default();
             Ok(Claimed::Next)
         }
-        Outcome::Paused { epoch } => pause(dir, claim, &setting, epoch, &mut log, status),
-        Outcome::Interrupted => release(dir, claim, &setting),
+        Outcome::Paused { epoch } => {
+            record_spent(dir, &setting, &earlier, started);
+            pause(dir, claim, &setting, epoch, &mut log, status)
+        }
+        Outcome::Interrupted => {
+            record_spent(dir, &setting, &earlier, started);
+            release(dir, claim, &setting)
+        }
     }
 }
 
@@ -447,7 +459,13 @@ fn from_best_report(result: &mut TrialResult, study: &Study) {
     let best = hps_common::files::points_from_reports(metric, &result.reports)
         .into_iter()
         .filter(|p| p.value.is_finite())
-        .reduce(|a, b| if direction.better(b.value, a.value) { b } else { a });
+        .reduce(|a, b| {
+            if direction.better(b.value, a.value) {
+                b
+            } else {
+                a
+            }
+        });
     let Some(best) = best else {
         return;
     };
@@ -599,6 +617,20 @@ fn pause(
 }
 
 /// Preemption: hand the trial back to the queue with the same attempt.
+/// Add this run's wall time to the trial's `spent.json` before it is
+/// handed back or paused, so its result counts every run. Informational:
+/// a failure is logged, never fatal. A run killed outright is not counted.
+fn record_spent(dir: &StudyDir, setting: &TrialSetting, earlier: &Spent, started: Instant) {
+    let spent = Spent {
+        format_version: FORMAT_VERSION,
+        seconds: earlier.seconds + started.elapsed().as_secs_f64(),
+        runs: earlier.runs + 1,
+    };
+    if let Err(e) = dir.write_spent(&setting.trial_id, &spent) {
+        warn!("{e}; this run's time will be missing from the trial's wall_time_s");
+    }
+}
+
 fn release(dir: &StudyDir, claim: &Claim, setting: &TrialSetting) -> Result<Claimed, RunnerError> {
     match dir.take_claim(claim)? {
         Some(taken) => {

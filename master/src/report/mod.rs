@@ -476,6 +476,7 @@ mod tests {
             best_epoch: objective.map(|_| 1),
             epochs_completed: 1,
             wall_time_s: 0.25,
+            last_run_wall_time_s: None,
             device: "cpu".into(),
             worker: "w0".into(),
             attempt: 1,

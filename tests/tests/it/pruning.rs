@@ -92,10 +92,20 @@ json.dump({"val_error": x + 1.0 / epochs}, open(os.environ["HPS_RESULT_FILE"], "
     assert!(pruned.objective.is_none());
     // Issue 17 §7 and §4: a pruned exec trial had `"metrics": {}` and no
     // best_epoch; it now has the values of its best report so far.
-    let best_step = pruned.best_epoch.expect("best_epoch of a pruned exec trial");
+    let best_step = pruned
+        .best_epoch
+        .expect("best_epoch of a pruned exec trial");
     assert!(best_step as usize <= pruned.reports.len(), "{best_step}");
-    assert!(pruned.metrics.contains_key("val_error"), "{:?}", pruned.metrics);
-    assert!(!pruned.metrics.contains_key("epoch"), "{:?}", pruned.metrics);
+    assert!(
+        pruned.metrics.contains_key("val_error"),
+        "{:?}",
+        pruned.metrics
+    );
+    assert!(
+        !pruned.metrics.contains_key("epoch"),
+        "{:?}",
+        pruned.metrics
+    );
     // A complete one: best_epoch is the step of its best report (the
     // script's val_error falls every epoch, so the last).
     assert_eq!(first.best_epoch, Some(9));

@@ -155,6 +155,11 @@ fn one_ctrl_c_on_local_sh_hands_trials_back_with_their_attempt_and_releases_the_
         let setting = read_pending(&s, id);
         assert_eq!(setting.attempt, 1, "{id} lost an attempt: {out}");
         assert!(s.join("checkpoints").join(id).is_dir(), "{id}'s checkpoint");
+        let spent = std::fs::read_to_string(s.join("checkpoints").join(id).join("spent.json"));
+        assert!(
+            spent.is_ok_and(|t| t.contains("\"runs\": 1")),
+            "{id}: its run's time"
+        );
     }
     for w in ["w0", "w1"] {
         let log = std::fs::read_to_string(s.join(format!("logs/worker-{w}.out"))).unwrap();
@@ -169,6 +174,15 @@ fn one_ctrl_c_on_local_sh_hands_trials_back_with_their_attempt_and_releases_the_
     assert_eq!(results.len(), 4, "{}", l.output());
     for r in results.iter().filter(|r| mid.contains(&r.trial_id)) {
         assert_eq!(r.attempt, 1, "{}", r.trial_id);
+        // Issue 17 §7: wall_time_s counted the last run only. It now counts
+        // the run that was handed back too, and the last run is beside it.
+        let last = r.last_run_wall_time_s.expect("the last run's time");
+        assert!(
+            r.wall_time_s > last,
+            "{}: {} <= {last}",
+            r.trial_id,
+            r.wall_time_s
+        );
     }
 }
 

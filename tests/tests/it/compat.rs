@@ -156,6 +156,7 @@ fn a_paused_c53896b_cnn_study_resumes_from_its_checkpoints() {
 fn same_training(r: &TrialResult) -> String {
     let mut r = r.clone();
     r.wall_time_s = 0.0;
+    r.last_run_wall_time_s = None;
     r.worker.clear();
     r.finished_at_unix = 0.0;
     r.metrics.remove("epoch_time_s");

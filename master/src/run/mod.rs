@@ -454,8 +454,9 @@ impl Master {
             self.still_ours()?;
             let s = self.record(self.next_index)?;
             self.dir.publish(&s)?;
-            let source = s.source.map_or("", |x| x.as_str());
-            info!(trial = %s.trial_id, batch = ?s.batch, source, params = %serde_json::to_string(&s.params).unwrap_or_default(), "proposed");
+            // Option fields are left out of the line when they are None.
+            let source = s.source.map(|x| x.as_str());
+            info!(trial = %s.trial_id, batch = s.batch, source, params = %serde_json::to_string(&s.params).unwrap_or_default(), "proposed");
             self.settings.insert(s.trial_id.clone(), s);
             self.next_index += 1;
             self.pending_count += 1;

@@ -233,7 +233,7 @@ impl Master {
                     return Ok(());
                 };
                 setting.until_epoch = until_epoch;
-                info!(trial = %id, until_epoch = ?setting.until_epoch, "promoted: {why}");
+                info!(trial = %id, until_epoch = setting.until_epoch, "promoted: {why}");
                 self.dir.update_setting(&setting)?;
                 self.dir.promote(&setting)?;
                 self.settings.insert(id, setting);

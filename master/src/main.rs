@@ -102,7 +102,7 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(cli.log.verbose);
+    hps_shared_fs::logging::init(cli.log.verbose);
     match dispatch(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         // `hps-master export DIR | head`: the reader has all it wanted.
@@ -120,22 +120,6 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
         c.downcast_ref::<std::io::Error>()
             .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
     })
-}
-
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }
 
 fn dispatch(cmd: Cmd) -> Result<()> {

@@ -17,6 +17,7 @@ pub mod error;
 pub mod fstype;
 pub mod host;
 pub mod links;
+pub mod logging;
 pub mod record;
 pub mod shutdown;
 pub mod watch;

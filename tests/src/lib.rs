@@ -393,6 +393,16 @@ pub fn python3() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// For a test that needs `python3`: whether it can run; if not, it prints
+/// `SKIPPED` with the reason, and the test returns.
+pub fn python3_or_skip() -> bool {
+    let ok = python3();
+    if !ok {
+        eprintln!("SKIPPED: python3 is not installed");
+    }
+    ok
+}
+
 /// The processes of one study: a master and its workers, killed on drop.
 pub struct Cluster {
     pub master: Proc,

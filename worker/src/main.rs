@@ -72,7 +72,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Must happen before any thread exists (candle's pools read it once).
     hps_worker::cnn::init_cpu_threads(cli.threads);
-    init_tracing(cli.verbose);
+    hps_shared_fs::logging::init(cli.verbose);
     match real_main(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -80,22 +80,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-fn init_tracing(verbose: u8) {
-    let default = match verbose {
-        0 => "info",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
 }
 
 fn real_main(cli: Cli) -> Result<()> {

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use hps_common::TrialStatus;
 use hps_tests::{
-    arg, hps_master, idx_data, init_study, json_stems, python3, read_result, run_one_worker,
-    run_study, runs_per_trial, spawn_master, spawn_worker, stdout_ok, temp_study, wait_until,
-    worker_ids, Cluster,
+    arg, hps_master, idx_data, init_study, json_stems, read_result, run_one_worker, run_study,
+    runs_per_trial, spawn_master, spawn_worker, stdout_ok, temp_study, wait_until, worker_ids,
+    Cluster,
 };
 
 /// Scenario 6: one master, two workers, a sync study of cnn trials on small
@@ -215,8 +215,7 @@ fn rerunning_the_master_resumes_without_repeats() {
 /// the result; a hyperparameter holding shell syntax stays an argument.
 #[test]
 fn exec_trainer_runs_the_example_script() {
-    if !python3() {
-        eprintln!("SKIPPED: python3 is not installed");
+    if !hps_tests::python3_or_skip() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use hps_common::TrialStatus;
 use hps_tests::{
-    arg, bin, hps_master, init_study, python3, read_results, run_cmd, spawn_master, spawn_worker,
+    arg, bin, hps_master, init_study, read_results, run_cmd, spawn_master, spawn_worker,
     stderr_err, stdout_ok,
 };
 
@@ -87,8 +87,7 @@ fn a_result_without_the_objective_metric_is_an_error_naming_the_metric_and_the_k
 /// command continues the study (the old failures do not count again).
 #[test]
 fn a_crashing_script_stops_the_master_after_three_failures_with_the_first_error() {
-    if !python3() {
-        eprintln!("SKIPPED: python3 is not installed");
+    if !hps_tests::python3_or_skip() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

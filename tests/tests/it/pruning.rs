@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use hps_common::TrialStatus;
 use hps_tests::{
-    arg, cnn_args, hps_master, idx_data, init_study, json_stems, python3, read_result,
-    read_results, run_one_worker, run_study, stdout_ok,
+    arg, cnn_args, hps_master, idx_data, init_study, json_stems, read_result, read_results,
+    run_one_worker, run_study, stdout_ok,
 };
 
 /// Initialise `<tmp>/study` from `study` and run it on `<tmp>/data` with a
@@ -34,8 +34,7 @@ fn run_cnn_study(tmp: &Path, study: serde_json::Value) -> (PathBuf, String) {
 /// reports it made.
 #[test]
 fn exec_trial_is_pruned_by_asha() {
-    if !python3() {
-        eprintln!("SKIPPED: python3 is not installed");
+    if !hps_tests::python3_or_skip() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();

@@ -386,6 +386,17 @@ pub fn report_step(i: usize, report: &serde_json::Map<String, Value>) -> u32 {
         .unwrap_or(i as u32 + 1)
 }
 
+/// The numeric values of an exec trainer's report, without its step key
+/// (`step` or `epoch`, see [`report_step`]).
+pub fn report_values(
+    report: &serde_json::Map<String, Value>,
+) -> impl Iterator<Item = (&String, f64)> {
+    report
+        .iter()
+        .filter(|(k, _)| k.as_str() != "step" && k.as_str() != "epoch")
+        .filter_map(|(k, v)| Some((k, v.as_f64()?)))
+}
+
 /// The objective metric per report of an exec trainer: the step is the
 /// report's `step` or `epoch` key when it is a positive integer, else its
 /// 1-based line number; reports without a numeric `metric` are skipped.

@@ -405,12 +405,9 @@ impl Study {
         if !matches!(self.sampler, SamplerSpec::Grid { .. }) {
             return None;
         }
-        let axes: Vec<String> = self
-            .space
-            .iter()
-            .map(|(name, p)| format!("{name} {}", p.grid_values().map_or(0, |v| v.len())))
-            .collect();
-        let size = self.grid_size().ok()?;
+        let axes = self.grid_axes().ok()?;
+        let size = axes.iter().fold(1u64, |n, (_, k)| n.saturating_mul(*k));
+        let axes: Vec<String> = axes.iter().map(|(name, k)| format!("{name} {k}")).collect();
         let repeats = match self.repeats {
             1 => String::new(),
             r => format!(" x {r} repeats"),
@@ -421,17 +418,26 @@ impl Study {
         ))
     }
 
-    /// Number of points in the full grid.
+    /// Each parameter with its number of grid points.
+    fn grid_axes(&self) -> Result<Vec<(&str, u64)>, FieldError> {
+        self.space
+            .iter()
+            .map(|(name, p)| {
+                let k = p
+                    .grid_values()
+                    .map_err(|m| FieldError::new(format!("space.{name}"), m))?
+                    .len() as u64;
+                Ok((name.as_str(), k))
+            })
+            .collect()
+    }
+
+    /// Number of points in the full grid (saturating at `u64::MAX`).
     pub fn grid_size(&self) -> Result<u64, FieldError> {
-        let mut n: u64 = 1;
-        for (name, p) in &self.space {
-            let k = p
-                .grid_values()
-                .map_err(|m| FieldError::new(format!("space.{name}"), m))?
-                .len() as u64;
-            n = n.saturating_mul(k);
-        }
-        Ok(n)
+        Ok(self
+            .grid_axes()?
+            .iter()
+            .fold(1u64, |n, (_, k)| n.saturating_mul(*k)))
     }
 
     /// The training seed of repeat `r`: `seed + r`.
@@ -792,11 +798,12 @@ impl Versioned for Study {
             if full > MAX_TRIALS {
                 // The exact count may not fit a u64 (100 points on 10 axes).
                 let shown = if full == u64::MAX {
-                    let mut n = self.repeats as f64;
-                    for p in self.space.values() {
-                        n *= p.grid_values().map_or(1, |v| v.len()) as f64;
-                    }
-                    format!("{n:.3e}")
+                    let n = self
+                        .grid_axes()?
+                        .iter()
+                        .map(|(_, k)| *k as f64)
+                        .product::<f64>();
+                    format!("{:.3e}", n * self.repeats as f64)
                 } else {
                     full.to_string()
                 };

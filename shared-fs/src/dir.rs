@@ -268,33 +268,6 @@ impl StudyDir {
         write_atomic(&path, &to_pretty_json(f))
     }
 
-    /// Move whatever is at `path` to `quarantine/` unless it is a regular
-    /// file or nothing: a directory there would make every later write of
-    /// the file fail.
-    fn clear_non_file(&self, path: &Path) -> Result<()> {
-        match fs::symlink_metadata(path) {
-            Ok(m) if !m.is_file() => {
-                let to = self.quarantine(path)?;
-                tracing::warn!(from = %path.display(), to = %to.display(), "not a regular file; moved to quarantine/");
-                Ok(())
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// Remove the file at `path`; a directory or other non-file there is
-    /// moved to `quarantine/` instead (`unlink` cannot remove it).
-    fn remove_entry(&self, path: &Path, action: &'static str) -> Result<()> {
-        match fs::remove_file(path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => match fs::symlink_metadata(path) {
-                Ok(m) if m.is_dir() => self.quarantine(path).map(drop),
-                _ => Err(FsError::io(action, path, e)),
-            },
-        }
-    }
-
     pub fn is_finished(&self) -> bool {
         fs::symlink_metadata(self.root.join(FINISHED_FILE)).is_ok_and(|m| m.is_file())
     }

@@ -1,5 +1,7 @@
-//! The per-trial places a worker writes into, `logs/<id>.log` and
-//! `checkpoints/<id>/`, never lead out of the study directory.
+//! The places hps writes into never lead out of the study directory, and
+//! never hold something else than what hps writes there: the per-trial
+//! `logs/<id>.log` and `checkpoints/<id>/`, and the files it replaces or
+//! removes (`master.json`, `finished.json`, claims).
 //!
 //! A shared directory is writable by many people and jobs, so any of these
 //! names may have been replaced by a symbolic link to somewhere else, a
@@ -31,11 +33,14 @@ const ATTEMPTS: usize = 3;
 /// trainer's own files and the cnn trainer's `fold-<k>/` directories.
 const SWEEP_DEPTH: usize = 3;
 
-/// What a per-trial entry must be.
+/// What an entry must be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Want {
-    /// A regular file with no other name.
+    /// A regular file with no other name (written in place: a log).
     File,
+    /// A regular file, whatever its other names (replaced by `rename`, so
+    /// they are never written through: `master.json`, `finished.json`).
+    Replaced,
     Dir,
 }
 
@@ -106,6 +111,29 @@ impl StudyDir {
         })
     }
 
+    /// Make `path` ready to be replaced by `rename`: whatever is there
+    /// that is not a regular file (a directory would make every later
+    /// write of the file fail) is moved to `quarantine/`.
+    pub(crate) fn clear_non_file(&self, path: &Path) -> Result<()> {
+        if let Some(damage) = foreign(path, Want::Replaced)? {
+            self.move_aside(path, &damage, "file")?;
+        }
+        Ok(())
+    }
+
+    /// Remove the file at `path`; a directory or other non-file there,
+    /// which `unlink` cannot remove, is moved to `quarantine/` instead.
+    pub(crate) fn remove_entry(&self, path: &Path, action: &'static str) -> Result<()> {
+        match fs::remove_file(path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => match foreign(path, Want::Replaced)? {
+                Some(damage) => self.move_aside(path, &damage, "file"),
+                None => Err(FsError::io(action, path, e)),
+            },
+        }
+    }
+
     /// Move the links under `dir` that lead out of `inside` (the canonical
     /// checkpoint directory) to `quarantine/`, `depth` levels down.
     fn sweep_links(&self, dir: &Path, inside: &Path, depth: usize) -> Result<()> {
@@ -161,6 +189,7 @@ fn entry_damage(m: &fs::Metadata, want: Want) -> Option<Damage> {
     match want {
         Want::File if !t.is_file() => Some(Damage::NotAFile(file_kind(m))),
         Want::File if m.nlink() > 1 => Some(Damage::HardLink(m.nlink())),
+        Want::Replaced if !t.is_file() => Some(Damage::NotAFile(file_kind(m))),
         Want::Dir if !t.is_dir() => Some(Damage::NotAFile(file_kind(m))),
         _ => None,
     }

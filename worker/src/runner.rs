@@ -481,10 +481,8 @@ fn from_best_report(result: &mut TrialResult, study: &Study) {
             .map(|(_, r)| r)
             .next_back();
         if let Some(r) = report {
-            result.metrics = r
-                .iter()
-                .filter(|(k, _)| k.as_str() != "step" && k.as_str() != "epoch")
-                .filter_map(|(k, v)| Some((k.clone(), v.as_f64().filter(|x| x.is_finite())?)))
+            result.metrics = hps_common::files::report_values(r)
+                .map(|(k, v)| (k.clone(), v))
                 .collect();
         }
     }

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-use hps_common::files::report_step;
+use hps_common::files::{report_step, report_values};
 use hps_common::{EpochStat, TrialResult};
 use hps_shared_fs::StudyDir;
 use serde_json::Value;
@@ -31,11 +31,7 @@ fn steps(r: &TrialResult) -> Vec<Step> {
         .enumerate()
         .map(|(i, rep)| Step {
             step: report_step(i, rep),
-            values: rep
-                .iter()
-                .filter(|(k, _)| k.as_str() != "step" && k.as_str() != "epoch")
-                .filter_map(|(k, v)| Some((k.clone(), v.as_f64()?)))
-                .collect(),
+            values: report_values(rep).map(|(k, v)| (k.clone(), v)).collect(),
         })
         .collect()
 }

@@ -67,13 +67,7 @@ mod tests {
     use hps_common::TrialSetting;
 
     fn study_dir(tmp: &std::path::Path) -> StudyDir {
-        let text = r#"{"format_version":1,"name":"scan",
-            "space":{"x0":{"type":"float","low":-5,"high":10},"x1":{"type":"float","low":0,"high":15}},
-            "objective":{"metric":"value","direction":"minimize"},
-            "sampler":{"kind":"random","seed":0},"budget":{"trials":10},
-            "trainer":{"kind":"function","name":"branin"}}"#;
-        let study = hps_common::parse_versioned(std::path::Path::new("study.json"), text).unwrap();
-        StudyDir::init(&tmp.join("s"), &study).unwrap()
+        hps_shared_fs::testing::branin_study_dir(&tmp.join("s"), 10)
     }
 
     fn setting(i: u64) -> TrialSetting {

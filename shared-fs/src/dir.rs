@@ -693,12 +693,7 @@ mod tests {
     use super::*;
 
     fn study() -> Study {
-        let text = r#"{"format_version":1,"name":"t",
-            "space":{"x0":{"type":"float","low":-5,"high":10},"x1":{"type":"float","low":0,"high":15}},
-            "objective":{"metric":"value","direction":"minimize"},
-            "sampler":{"kind":"random","seed":0},"budget":{"trials":5},
-            "trainer":{"kind":"function","name":"branin"}}"#;
-        parse_versioned(Path::new("s.json"), text).unwrap()
+        crate::testing::branin_study(5)
     }
 
     fn setting(i: u64) -> TrialSetting {
@@ -925,13 +920,7 @@ mod damage_tests {
     #[test]
     fn a_directory_where_a_protocol_file_belongs_is_moved_aside_not_fatal() {
         let tmp = tempfile::tempdir().unwrap();
-        let text = r#"{"format_version":1,"name":"d",
-            "space":{"x0":{"type":"float","low":-5,"high":10},"x1":{"type":"float","low":0,"high":15}},
-            "objective":{"metric":"value","direction":"minimize"},
-            "sampler":{"kind":"random","seed":0},"budget":{"trials":1},
-            "trainer":{"kind":"function","name":"branin"}}"#;
-        let study: Study = parse_versioned(Path::new("study.json"), text).unwrap();
-        let dir = StudyDir::init(&tmp.path().join("s"), &study).unwrap();
+        let dir = crate::testing::branin_study_dir(&tmp.path().join("s"), 1);
         fs::create_dir(dir.root().join(FINISHED_FILE)).unwrap();
         assert!(!dir.is_finished());
         dir.mark_finished(&Finished {

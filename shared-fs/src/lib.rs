@@ -20,6 +20,8 @@ pub mod links;
 pub mod logging;
 pub mod record;
 pub mod shutdown;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
 pub mod watch;
 
 pub use atomic::{write_atomic, write_atomic_with, write_new};

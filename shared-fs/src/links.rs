@@ -223,13 +223,7 @@ mod tests {
     use std::os::unix::fs::symlink;
 
     fn study_dir(root: &Path) -> StudyDir {
-        let text = r#"{"format_version":1,"name":"t",
-            "space":{"x0":{"type":"float","low":-5,"high":10},"x1":{"type":"float","low":0,"high":15}},
-            "objective":{"metric":"value","direction":"minimize"},
-            "sampler":{"kind":"random","seed":0},"budget":{"trials":5},
-            "trainer":{"kind":"function","name":"branin"}}"#;
-        let study = hps_common::parse_versioned(Path::new("s.json"), text).unwrap();
-        StudyDir::init(root, &study).unwrap()
+        crate::testing::branin_study_dir(root, 5)
     }
 
     fn quarantined(dir: &StudyDir) -> Vec<PathBuf> {

@@ -728,13 +728,7 @@ mod tests {
     #[test]
     fn a_worker_killed_between_linking_its_result_and_logging_it_leaves_a_publishing_line() {
         let tmp = tempfile::tempdir().unwrap();
-        let text = r#"{"format_version":1,"name":"t",
-            "space":{"x0":{"type":"float","low":-5,"high":10},"x1":{"type":"float","low":0,"high":15}},
-            "objective":{"metric":"value","direction":"minimize"},
-            "sampler":{"kind":"random","seed":0},"budget":{"trials":1},
-            "trainer":{"kind":"function","name":"branin"}}"#;
-        let study: Study =
-            hps_common::parse_versioned(std::path::Path::new("s.json"), text).unwrap();
+        let study = hps_shared_fs::testing::branin_study(1);
         let dir = StudyDir::init(tmp.path(), &study).unwrap();
         let setting = TrialSetting::new(0, Default::default(), 1, "random");
         dir.publish(&setting).unwrap();

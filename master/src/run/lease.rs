@@ -313,13 +313,7 @@ mod tests {
     }
 
     fn study_dir(tmp: &std::path::Path) -> StudyDir {
-        let text = r#"{"format_version":1,"name":"lease",
-            "space":{"x0":{"type":"float","low":-5,"high":10},"x1":{"type":"float","low":0,"high":15}},
-            "objective":{"metric":"value","direction":"minimize"},
-            "sampler":{"kind":"random","seed":0},"budget":{"trials":1},
-            "trainer":{"kind":"function","name":"branin"}}"#;
-        let study = hps_common::parse_versioned(std::path::Path::new("study.json"), text).unwrap();
-        StudyDir::init(&tmp.join("s"), &study).unwrap()
+        hps_shared_fs::testing::branin_study_dir(&tmp.join("s"), 1)
     }
 
     #[test]

@@ -12,13 +12,7 @@ use crate::liveness::ManualClock;
 use crate::samplers;
 
 fn study_dir(tmp: &Path) -> StudyDir {
-    let text = r#"{"format_version":1,"name":"loop",
-        "space":{"x0":{"type":"float","low":-5,"high":10},"x1":{"type":"float","low":0,"high":15}},
-        "objective":{"metric":"value","direction":"minimize"},
-        "sampler":{"kind":"random","seed":0},"budget":{"trials":1},
-        "trainer":{"kind":"function","name":"branin"}}"#;
-    let study = hps_common::parse_versioned(Path::new("study.json"), text).unwrap();
-    StudyDir::init(&tmp.join("s"), &study).unwrap()
+    hps_shared_fs::testing::branin_study_dir(&tmp.join("s"), 1)
 }
 
 fn setting() -> TrialSetting {

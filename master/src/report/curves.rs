@@ -3,7 +3,7 @@
 //! trial's steps are its epochs, with the training instruments; an exec
 //! trial's are its reports (the `step` or `epoch` key, else the line).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::Write;
 
 use hps_common::files::{report_step, report_values};
@@ -73,11 +73,13 @@ pub fn export_curves(
     let rows: Vec<(&TrialResult, Vec<Step>)> = results.iter().map(|r| (r, steps(r))).collect();
     let params: BTreeSet<&String> = results.iter().flat_map(|r| r.params.keys()).collect();
     // Columns in the order first met, so a cnn export reads like its curve.
+    // A set beside the list keeps this linear in the steps of a big study.
     let mut columns: Vec<&str> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     for (_, ss) in &rows {
         for s in ss {
             for (k, _) in &s.values {
-                if !columns.contains(&k.as_str()) {
+                if seen.insert(k) {
                     columns.push(k);
                 }
             }

@@ -1,13 +1,93 @@
 //! Periodic writers: the worker's heartbeat and the master's lease are the
 //! same mechanism, a thread that rewrites one file every interval until it
 //! is stopped. Readers judge liveness by whether the file's `seq` changes,
-//! on their own clock.
+//! on their own clock ([`watch_beats`]).
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use hps_common::{Heartbeat, MasterLease};
 
 use crate::error::FsError;
+
+/// A file rewritten by a [`Periodic`]: who writes it, how far it has
+/// counted, and how often it is rewritten.
+pub trait Beating {
+    fn seq(&self) -> u64;
+    fn writer(&self) -> (&str, u32);
+    fn interval_s(&self) -> f64;
+}
+
+impl Beating for MasterLease {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn writer(&self) -> (&str, u32) {
+        (&self.host, self.pid)
+    }
+    fn interval_s(&self) -> f64 {
+        self.interval_s
+    }
+}
+
+impl Beating for Heartbeat {
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+    fn writer(&self) -> (&str, u32) {
+        (&self.host, self.pid)
+    }
+    fn interval_s(&self) -> f64 {
+        self.interval_s
+    }
+}
+
+/// How watching a beating file ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Watched<T> {
+    /// It stood still for three of its intervals: its writer is presumed
+    /// dead.
+    Standing,
+    /// It disappeared: its writer released it.
+    Gone,
+    /// It changed (a later `seq`, or another writer): it is live.
+    Beating(T),
+    /// `shutdown` was set.
+    Interrupted,
+}
+
+/// Watch the beating file `old` for three of its intervals, timed on this
+/// process's monotonic clock, never by its timestamps. `reread` gives the
+/// file now: `Some(None)` when it is gone, `None` when it cannot be read
+/// (watched on).
+pub fn watch_beats<T: Beating>(
+    old: &T,
+    shutdown: &AtomicBool,
+    mut reread: impl FnMut() -> Option<Option<T>>,
+) -> Watched<T> {
+    let interval = match old.interval_s() {
+        i if i.is_finite() => i.clamp(0.05, 600.0),
+        _ => 2.0,
+    };
+    let window = Duration::from_secs_f64(interval * 3.0);
+    let t = Instant::now();
+    while t.elapsed() < window {
+        if shutdown.load(Ordering::SeqCst) {
+            return Watched::Interrupted;
+        }
+        std::thread::sleep(Duration::from_millis(50).min(window / 3));
+        match reread() {
+            Some(Some(now)) if now.seq() != old.seq() || now.writer() != old.writer() => {
+                return Watched::Beating(now)
+            }
+            Some(None) => return Watched::Gone,
+            _ => {}
+        }
+    }
+    Watched::Standing
+}
 
 /// A thread that calls a closure every interval until stopped (or dropped).
 pub struct Periodic {

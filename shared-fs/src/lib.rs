@@ -25,7 +25,7 @@ pub mod testing;
 pub mod watch;
 
 pub use atomic::{write_atomic, write_atomic_with, write_new};
-pub use beat::Periodic;
+pub use beat::{watch_beats, Beating, Periodic, Watched};
 pub use dir::{Claim, StudyDir, Sub, TakenClaim};
 pub use error::{Damage, FsError};
 pub use fstype::{detect_remote_fs, RemoteFs};

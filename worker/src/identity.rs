@@ -11,13 +11,12 @@
 //! therefore always starts, at the latest after three beat intervals.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::AtomicBool;
 
 use hps_common::{Heartbeat, WorkerState};
 use hps_shared_fs::dir::is_not_found;
 use hps_shared_fs::host::{hostname, pid_alive};
-use hps_shared_fs::StudyDir;
+use hps_shared_fs::{watch_beats, StudyDir, Watched};
 use tracing::{info, warn};
 
 use crate::runner::{first_beat, stop_beat, RunnerError, WorkerConfig};
@@ -144,32 +143,18 @@ fn watch(
     shutdown: &AtomicBool,
     reread: impl Fn() -> Option<Heartbeat>,
 ) -> Result<(), RunnerError> {
-    let interval = if old.interval_s.is_finite() {
-        old.interval_s.clamp(0.05, 600.0)
-    } else {
-        2.0
-    };
-    let window = Duration::from_secs_f64(interval * 3.0);
-    info!(worker = %cfg.id, host = %old.host, pid = old.pid, "a heartbeat with this worker id exists; checking for {window:?} whether its worker is still running");
-    let t = Instant::now();
-    while t.elapsed() < window {
-        if shutdown.load(Ordering::SeqCst) {
-            return Err(RunnerError::Interrupted { id: cfg.id.clone() });
-        }
-        std::thread::sleep(Duration::from_millis(50).min(window / 3));
-        match reread() {
-            Some(now) if now.seq != old.seq || now.pid != old.pid || now.host != old.host => {
-                return Err(RunnerError::IdInUse {
-                    id: cfg.id.clone(),
-                    path: PathBuf::from(path),
-                    holder: format!("host {}, pid {}", now.host, now.pid),
-                });
-            }
-            Some(_) => {}
-            None => break,
-        }
+    info!(worker = %cfg.id, host = %old.host, pid = old.pid, "a heartbeat with this worker id exists; checking for three of its intervals whether its worker is still running");
+    // An unreadable or missing beat ends the watch: the take-over that
+    // follows checks that the beat is still the one judged.
+    match watch_beats(old, shutdown, || Some(reread())) {
+        Watched::Beating(now) => Err(RunnerError::IdInUse {
+            id: cfg.id.clone(),
+            path: PathBuf::from(path),
+            holder: format!("host {}, pid {}", now.host, now.pid),
+        }),
+        Watched::Interrupted => Err(RunnerError::Interrupted { id: cfg.id.clone() }),
+        Watched::Gone | Watched::Standing => Ok(()),
     }
-    Ok(())
 }
 
 #[cfg(test)]

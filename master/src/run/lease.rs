@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use hps_common::files::unix_now;
 use hps_common::{MasterLease, FORMAT_VERSION};
 use hps_shared_fs::dir::MASTER_FILE;
-use hps_shared_fs::{hostname, Periodic, StudyDir};
+use hps_shared_fs::{hostname, watch_beats, Periodic, StudyDir, Watched};
 use tracing::{info, warn};
 
 use crate::error::MasterError;
@@ -240,30 +240,22 @@ fn wait_until_stale(
     old: &MasterLease,
     shutdown: &AtomicBool,
 ) -> Result<Stale, MasterError> {
-    let grace = Duration::from_secs_f64(old.interval_s.max(0.1) * 3.0);
-    info!(host = %old.host, pid = old.pid, "a master lease exists; checking for {:?} whether it is live", grace);
-    let t = Instant::now();
-    while t.elapsed() < grace {
-        if shutdown.load(Ordering::SeqCst) {
-            return Err(MasterError::LeaseInterrupted {
-                file: dir.root().join(MASTER_FILE),
-            });
-        }
-        std::thread::sleep(Duration::from_millis(100));
-        match dir.read_lease() {
-            Ok(Some(now)) if now.seq != old.seq || now.pid != old.pid => {
-                return Err(MasterError::LeaseHeld {
-                    dir: dir.root().to_path_buf(),
-                    host: now.host,
-                    pid: now.pid,
-                })
-            }
-            Ok(None) => return Ok(Stale::Gone),
-            _ => {}
+    info!(host = %old.host, pid = old.pid, "a master lease exists; checking for three of its intervals whether it is live");
+    match watch_beats(old, shutdown, || dir.read_lease().ok()) {
+        Watched::Beating(now) => Err(MasterError::LeaseHeld {
+            dir: dir.root().to_path_buf(),
+            host: now.host,
+            pid: now.pid,
+        }),
+        Watched::Interrupted => Err(MasterError::LeaseInterrupted {
+            file: dir.root().join(MASTER_FILE),
+        }),
+        Watched::Gone => Ok(Stale::Gone),
+        Watched::Standing => {
+            info!("the previous master's lease is stale; taking over");
+            Ok(Stale::Standing)
         }
     }
-    info!("the previous master's lease is stale; taking over");
-    Ok(Stale::Standing)
 }
 
 /// One beat of the renewing thread: rewrite the lease with `seq`, unless

@@ -108,6 +108,63 @@ impl ParamSpec {
         }
     }
 
+    /// The inverse of [`ParamSpec::from_unit`], up to the cell of discrete values.
+    pub fn to_unit(&self, v: &Value) -> Option<f64> {
+        let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { 0.5 };
+        let u = match self {
+            ParamSpec::Float { low, high, log, .. } => {
+                let v = v.as_f64()?;
+                if *log {
+                    ratio(v.max(*low).ln() - low.ln(), high.ln() - low.ln())
+                } else {
+                    ratio(v - low, high - low)
+                }
+            }
+            ParamSpec::Int { low, high, log } => {
+                let v = v
+                    .as_i64()
+                    .or_else(|| v.as_f64().map(|f| f.round() as i64))?;
+                let v = v.clamp(*low, *high) as f64;
+                if *log {
+                    let (a, b) = ((*low as f64 - 0.5).max(0.5).ln(), (*high as f64 + 0.5).ln());
+                    let mid = 0.5 * ((v - 0.5).max(0.5).ln() + (v + 0.5).ln());
+                    ratio(mid - a, b - a)
+                } else {
+                    ratio(v - *low as f64 + 0.5, (*high - *low + 1) as f64)
+                }
+            }
+            ParamSpec::Categorical { choices } => {
+                let i = choices.iter().position(|c| c == v || numbers_equal(c, v))?;
+                (i as f64 + 0.5) / choices.len() as f64
+            }
+            ParamSpec::Fixed { .. } => return None,
+            ParamSpec::Transform {
+                offset,
+                scale,
+                base,
+                int,
+                ..
+            } => {
+                let mut v = v.as_f64()?;
+                if *int {
+                    // `int` truncates toward zero: aim at the middle of the cell.
+                    v += if v >= 0.0 { 0.5 } else { -0.5 };
+                }
+                let t = match base {
+                    Some(b) if *b != 1.0 && v > 0.0 => v.ln() / b.ln(),
+                    Some(_) => return Some(0.5),
+                    None => v,
+                };
+                ratio(t - offset, *scale)
+            }
+        };
+        Some(if u.is_finite() {
+            u.clamp(0.0, 1.0)
+        } else {
+            0.5
+        })
+    }
+
     /// All values this parameter takes in a grid search, in a fixed order.
     pub fn grid_values(&self) -> Result<Vec<Value>, String> {
         match self {
@@ -273,6 +330,10 @@ fn transform_value(offset: f64, scale: f64, base: Option<f64>, int: bool, x: f64
 /// `n` evenly spaced points on `[0, 1]` including both ends (`[0]` for n=1).
 /// The message for a range that holds a single value: almost always a
 /// typo, and samplers that model a range cannot model an empty one.
+fn numbers_equal(a: &Value, b: &Value) -> bool {
+    matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y)
+}
+
 fn one_value(v: impl std::fmt::Display) -> String {
     format!(
         "low and high are both {v}, so the range holds one value; widen it, or write \

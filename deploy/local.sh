@@ -139,4 +139,7 @@ if (( stopping )); then
 fi
 echo
 "$master" best "$dir" -n 5
+# The figures and statistics: one HTML file that opens offline.
+echo
+"$master" report "$dir" || echo "local.sh: the report could not be written; see the message above" >&2
 exit "$master_rc"

@@ -1,6 +1,9 @@
 //! Helpers for the end-to-end tests: find the real binaries, run them in a
 //! per-test temp directory, and wait with timeouts instead of sleeping.
 
+pub mod browser;
+pub use browser::{chromium_or_skip, Chromium, Loaded};
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};

@@ -178,7 +178,7 @@ fn study(
     html! {
         section.study id=(format!("{prefix}study")) {
             h2 { "Study " (name) }
-            table.facts { tbody {
+            div.part id=(format!("{prefix}part-summary")) { table.facts { tbody {
                 tr { th { "directory" } td { (d.root.display()) } }
                 @if let Some(desc) = &s.description { tr { th { "description" } td { (desc) } } }
                 tr { th { "objective" } td { (s.objective.metric) " (" (s.objective.direction.as_str()) ")" } }
@@ -191,7 +191,7 @@ fn study(
                     @for (st, n) in &by_status { ", " (st.as_str()) " " (n) }
                 } }
                 tr { th { "state" } td { @if d.finished { "finished" } @else { "in progress (or stopped before its budget was spent)" } } }
-            } }
+            } } }
             @if empty {
                 p.empty #empty { "No results yet: no trial of this study has finished, so there is nothing to plot. Start workers with `hps-worker`, and this page fills in as results arrive." }
             } @else {
@@ -210,59 +210,78 @@ fn sections(d: &StudyData, prefix: &str, color: Option<&str>, figs: &mut Vec<Ren
         .filter(|r| r.curve.iter().any(|e| e.instruments.is_some()))
         .take(curves::INSTRUMENTED)
         .collect();
+    let part = |name: &str| format!("{prefix}part-{name}");
     html! {
-        h3 { "Best trials" }
-        @if ranked.is_empty() { p.empty { "No trial has completed with a finite objective yet." } }
-        @else { (tables::best(d, 10)) }
-        h3 { "Optimisation history" }
-        div.figs {
-            (put(figs, prefix, history::history(d), ""))
-            (put(figs, prefix, history::reshuffle_figure(d), ""))
+        div.part id=(part("best")) {
+            h3 { "Best trials" }
+            @if ranked.is_empty() { p.empty { "No trial has completed with a finite objective yet." } }
+            @else { (tables::best(d, 10)) }
+        }
+        div.part id=(part("history")) {
+            h3 { "Optimisation history" }
+            div.figs {
+                (put(figs, prefix, history::history(d), ""))
+                (put(figs, prefix, history::reshuffle_figure(d), ""))
+            }
         }
         @if !curves.is_empty() {
-            h3 { "Learning curves" }
-            p { "One line per setting, coloured by a hyperparameter (choose it above); a setting with repeats is drawn as the mean of its runs with a ± one std band (tick \"single runs\" to see them). Dashed: a trial that did not complete." }
-            div.figs { @for f in curves { (put(figs, prefix, f, "curves")) } }
+            div.part id=(part("curves")) {
+                h3 { "Learning curves" }
+                p { "One line per setting, coloured by a hyperparameter (choose it above); a setting with repeats is drawn as the mean of its runs with a ± one std band (tick \"single runs\" to see them). Dashed: a trial that did not complete." }
+                div.figs { @for f in curves { (put(figs, prefix, f, "curves")) } }
+            }
         }
-        h3 { "Hyperparameters" }
-        div.figs {
-            @for f in params::slices(d) { (put(figs, prefix, f, "")) }
-            @for f in params::final_metrics(d) { (put(figs, prefix, f, "")) }
+        div.part id=(part("params")) {
+            h3 { "Hyperparameters" }
+            div.figs {
+                @for f in params::slices(d) { (put(figs, prefix, f, "")) }
+                @for f in params::final_metrics(d) { (put(figs, prefix, f, "")) }
+            }
+            @if !ranked.is_empty() && !searched(d).is_empty() {
+                div.figs { (put_parallel(figs, prefix, params::parallel(d))) }
+            }
+            @match params::importance_figure(d) {
+                Some(f) => div.figs { (put(figs, prefix, f, "")) },
+                None => p.empty { "Importance needs at least 4 complete trials." },
+            }
         }
-        @if !ranked.is_empty() && !searched(d).is_empty() {
-            div.figs { (put_parallel(figs, prefix, params::parallel(d))) }
+        div.part id=(part("settings")) {
+            h3 { "Settings over their repeats or folds" }
+            (tables::settings(d))
         }
-        @match params::importance_figure(d) {
-            Some(f) => div.figs { (put(figs, prefix, f, "")) },
-            None => p.empty { "Importance needs at least 4 complete trials." },
-        }
-        h3 { "Settings over their repeats or folds" }
-        (tables::settings(d))
         @if let Some(f) = curves::multi_fidelity(d) {
-            h3 { "Multi-fidelity: intermediate values" }
-            div.figs { (put(figs, prefix, f, "")) }
+            div.part id=(part("fidelity")) {
+                h3 { "Multi-fidelity: intermediate values" }
+                div.figs { (put(figs, prefix, f, "")) }
+            }
         }
         @if !instrumented.is_empty() {
-            h3 { "Training instruments" }
-            p { "Per epoch, as in Cockpit: the learning rate actually used, the gradient and weight norms, the update/weight ratio and each layer's activations. Trial: "
-                select.instr-select data-prefix=(prefix) {
-                    @for (k, r) in instrumented.iter().enumerate() {
-                        option value=(r.trial_id) selected[k == 0] { (r.trial_id) " (rank " (k + 1) ", " (r.objective.map_or("-".into(), num)) ")" }
+            div.part id=(part("instruments")) {
+                h3 { "Training instruments" }
+                p { "Per epoch, as in Cockpit: the learning rate actually used, the gradient and weight norms, the update/weight ratio and each layer's activations. Trial: "
+                    select.instr-select {
+                        @for (k, r) in instrumented.iter().enumerate() {
+                            option value=(r.trial_id) selected[k == 0] { (r.trial_id) " (rank " (k + 1) ", " (r.objective.map_or("-".into(), num)) ")" }
+                        }
                     }
                 }
-            }
-            @for (k, r) in instrumented.iter().enumerate() {
-                div.figs.instr.shown[k == 0] data-trial=(r.trial_id) {
-                    @for f in curves::instruments(r) { (put(figs, prefix, f, "small")) }
+                @for (k, r) in instrumented.iter().enumerate() {
+                    div.figs.instr.shown[k == 0] data-trial=(r.trial_id) {
+                        @for f in curves::instruments(r) { (put(figs, prefix, f, "small")) }
+                    }
                 }
             }
         }
         @if let Some(f) = timeline::timeline(d) {
-            h3 { "Timeline" }
-            div.figs { (put(figs, prefix, f, "wide")) }
+            div.part id=(part("timeline")) {
+                h3 { "Timeline" }
+                div.figs { (put(figs, prefix, f, "wide")) }
+            }
         }
-        h3 { "All trials" }
-        (tables::trials(d))
+        div.part id=(part("trials")) {
+            h3 { "All trials" }
+            (tables::trials(d))
+        }
     }
 }
 

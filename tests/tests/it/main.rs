@@ -18,6 +18,7 @@ mod links;
 mod master_cli;
 mod masters;
 mod pruning;
+mod report;
 mod samplers_ux;
 mod stops;
 mod worker_cli;

@@ -44,11 +44,13 @@ impl StudyData {
             source,
         })?;
         let settings: BTreeMap<String, TrialSetting> =
-            load_all(&dir, Sub::Settings, |id| dir.read_setting(id))?
+            load_all(&dir, Sub::Settings, |id| dir.read_setting(id))
+                .map_err(ReportError::Fs)?
                 .into_iter()
                 .map(|s| (s.trial_id.clone(), s))
                 .collect();
-        let mut results = load_all(&dir, Sub::Results, |id| dir.read_result(id))?;
+        let mut results =
+            load_all(&dir, Sub::Results, |id| dir.read_result(id)).map_err(ReportError::Fs)?;
         let index = |r: &TrialResult| settings.get(&r.trial_id).map_or(u64::MAX, |s| s.index);
         results.sort_by(|a, b| {
             index(a)
@@ -57,7 +59,8 @@ impl StudyData {
         });
         let done: std::collections::BTreeSet<&str> =
             results.iter().map(|r| r.trial_id.as_str()).collect();
-        let running = load_all(&dir, Sub::Progress, |id| dir.read_progress(id))?
+        let running = load_all(&dir, Sub::Progress, |id| dir.read_progress(id))
+            .map_err(ReportError::Fs)?
             .into_iter()
             .flatten()
             .filter(|p| !done.contains(p.trial_id.as_str()))
@@ -119,26 +122,27 @@ fn count(dir: &StudyDir, sub: Sub) -> Result<usize, ReportError> {
     Ok(dir.list(sub).map_err(ReportError::Fs)?.len())
 }
 
-/// Every readable file of `sub`; unreadable ones are skipped with a warning.
-fn load_all<T>(
+/// Every readable file of `sub`; unreadable ones are skipped with a
+/// warning that names them (the report and the master's `status`, `best`
+/// and `export` read a live study this way). Fails only when `sub` itself
+/// cannot be listed.
+pub fn load_all<T>(
     dir: &StudyDir,
     sub: Sub,
     read: impl Fn(&str) -> Result<T, FsError>,
-) -> Result<Vec<T>, ReportError> {
+) -> Result<Vec<T>, FsError> {
     let mut out = Vec::new();
-    for name in dir.list(sub).map_err(ReportError::Fs)? {
+    for name in dir.list(sub)? {
         match read(&name) {
             Ok(v) => out.push(v),
             Err(e) => {
+                // Schema and I/O errors already name the file; don't say it twice.
                 let msg = e.to_string();
                 let path = dir.json_path(sub, &name);
                 if msg.contains(&*path.to_string_lossy()) {
-                    tracing::warn!("report: skipping unreadable file: {msg}");
+                    tracing::warn!("skipping unreadable file: {msg}");
                 } else {
-                    tracing::warn!(
-                        "report: skipping unreadable file `{}`: {msg}",
-                        path.display()
-                    );
+                    tracing::warn!("skipping unreadable file `{}`: {msg}", path.display());
                 }
             }
         }

@@ -288,20 +288,13 @@ fn list(dir: &StudyDir, sub: Sub) -> Result<Vec<String>> {
     Ok(dir.list(sub)?)
 }
 
-/// Every readable file of `sub`; unreadable ones are skipped with a warning.
+/// Every readable file of `sub` (one mechanism with the HTML report's).
 fn load_all<T>(
     dir: &StudyDir,
     sub: Sub,
     read: impl Fn(&str) -> Result<T, FsError>,
 ) -> Result<Vec<T>> {
-    let mut out = Vec::new();
-    for name in list(dir, sub)? {
-        match read(&name) {
-            Ok(v) => out.push(v),
-            Err(e) => warn_skip(&dir.json_path(sub, &name), &e),
-        }
-    }
-    Ok(out)
+    Ok(hps_report::load::load_all(dir, sub, read)?)
 }
 
 pub(super) fn load_results(dir: &StudyDir) -> Result<Vec<TrialResult>> {
@@ -316,16 +309,6 @@ fn load_heartbeats(dir: &StudyDir) -> Result<Vec<Heartbeat>> {
     let mut out = load_all(dir, Sub::Heartbeats, |w| dir.read_heartbeat(w))?;
     out.sort_by(|a, b| a.worker.cmp(&b.worker));
     Ok(out)
-}
-
-fn warn_skip(path: &std::path::Path, e: &dyn std::fmt::Display) {
-    // Schema and I/O errors already name the file; don't say it twice.
-    let msg = e.to_string();
-    if msg.contains(&*path.to_string_lossy()) {
-        tracing::warn!("skipping unreadable file: {msg}");
-    } else {
-        tracing::warn!("skipping unreadable file `{}`: {msg}", path.display());
-    }
 }
 
 // ----- ranking and formatting ---------------------------------------------

@@ -172,5 +172,3 @@ pub struct Parallel {
     pub width: u32,
     pub height: u32,
 }
-mod lead_stub;
-pub use lead_stub::{colormap, palette, png};

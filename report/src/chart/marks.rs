@@ -9,7 +9,14 @@ use super::{Bar, Point, Series, Whisker};
 
 /// A polyline broken at points that cannot be drawn; one `<path>` (with
 /// the series' hover) for all pieces. Counts vertices.
-pub(super) fn line(out: &mut String, s: &Series, pts: &[(f64, f64)], dashed: bool, width: f64, ctx: &Ctx) -> usize {
+pub(super) fn line(
+    out: &mut String,
+    s: &Series,
+    pts: &[(f64, f64)],
+    dashed: bool,
+    width: f64,
+    ctx: &Ctx,
+) -> usize {
     let mut d = String::new();
     let (mut n, mut piece) = (0, 0);
     for &(x, y) in pts {
@@ -34,7 +41,11 @@ pub(super) fn line(out: &mut String, s: &Series, pts: &[(f64, f64)], dashed: boo
     if n == 0 {
         return 0;
     }
-    let width = if width.is_finite() && width > 0.0 { width } else { 1.5 };
+    let width = if width.is_finite() && width > 0.0 {
+        width
+    } else {
+        1.5
+    };
     let _ = write!(
         out,
         "<path d=\"{d}\" fill=\"none\" stroke=\"{}\" stroke-width=\"{}\" stroke-linejoin=\"round\" stroke-linecap=\"round\"{}>",
@@ -55,17 +66,46 @@ fn end_piece(d: &mut String, piece: usize) {
 }
 
 /// Discs or crosses, each with its own hover (or the series').
-pub(super) fn points(out: &mut String, s: &Series, pts: &[Point], radius: f64, cross: bool, ctx: &Ctx) -> usize {
-    let r = if radius.is_finite() && radius > 0.0 { radius } else { 3.0 };
+pub(super) fn points(
+    out: &mut String,
+    s: &Series,
+    pts: &[Point],
+    radius: f64,
+    cross: bool,
+    ctx: &Ctx,
+) -> usize {
+    let r = if radius.is_finite() && radius > 0.0 {
+        radius
+    } else {
+        3.0
+    };
     let mut n = 0;
     for p in pts {
-        let (Some(x), Some(y)) = (ctx.xm.px(p.x), ctx.ym.px(p.y)) else { continue };
+        let (Some(x), Some(y)) = (ctx.xm.px(p.x), ctx.ym.px(p.y)) else {
+            continue;
+        };
         n += 1;
-        let (tag, paint) = if cross { ("path", "stroke") } else { ("circle", "fill") };
-        if cross {
-            let _ = write!(out, "<path d=\"M{} {}l{d} {d}m0 -{d}l-{d} {d}\"", N(x - r), N(y - r), d = N(2.0 * r));
+        let (tag, paint) = if cross {
+            ("path", "stroke")
         } else {
-            let _ = write!(out, "<circle cx=\"{}\" cy=\"{}\" r=\"{}\"", N(x), N(y), N(r));
+            ("circle", "fill")
+        };
+        if cross {
+            let _ = write!(
+                out,
+                "<path d=\"M{} {}l{d} {d}m0 -{d}l-{d} {d}\"",
+                N(x - r),
+                N(y - r),
+                d = N(2.0 * r)
+            );
+        } else {
+            let _ = write!(
+                out,
+                "<circle cx=\"{}\" cy=\"{}\" r=\"{}\"",
+                N(x),
+                N(y),
+                N(r)
+            );
         }
         if let Some(c) = p.color {
             let _ = write!(out, " {paint}=\"{}\"", c.css());
@@ -129,7 +169,12 @@ fn polygon(d: &mut String, run: &[(f64, f64, f64)]) {
 pub(super) fn bars(out: &mut String, s: &Series, bars: &[Bar], ctx: &Ctx) -> usize {
     let mut n = 0;
     for b in bars {
-        let (Some(x0), Some(x1), Some(y0), Some(y1)) = (ctx.xm.px(b.x0), ctx.xm.px(b.x1), ctx.ym.px(b.y0), ctx.ym.px(b.y1)) else {
+        let (Some(x0), Some(x1), Some(y0), Some(y1)) = (
+            ctx.xm.px(b.x0),
+            ctx.xm.px(b.x1),
+            ctx.ym.px(b.y0),
+            ctx.ym.px(b.y1),
+        ) else {
             continue;
         };
         n += 1;
@@ -154,13 +199,33 @@ pub(super) fn bars(out: &mut String, s: &Series, bars: &[Bar], ctx: &Ctx) -> usi
 pub(super) fn whiskers(out: &mut String, s: &Series, ws: &[Whisker], ctx: &Ctx) -> usize {
     let mut n = 0;
     for w in ws {
-        let (at, span) = if ctx.horizontal_whiskers { (ctx.ym, ctx.xm) } else { (ctx.xm, ctx.ym) };
-        let (Some(c), Some(lo), Some(hi)) = (at.px(w.x), span.px(w.lo), span.px(w.hi)) else { continue };
+        let (at, span) = if ctx.horizontal_whiskers {
+            (ctx.ym, ctx.xm)
+        } else {
+            (ctx.xm, ctx.ym)
+        };
+        let (Some(c), Some(lo), Some(hi)) = (at.px(w.x), span.px(w.lo), span.px(w.hi)) else {
+            continue;
+        };
         n += 1;
         let _ = if ctx.horizontal_whiskers {
-            write!(out, "<path d=\"M{lo} {c}H{hi}M{lo} {c0}v8M{hi} {c0}v8\"", lo = N(lo), hi = N(hi), c = N(c), c0 = N(c - 4.0))
+            write!(
+                out,
+                "<path d=\"M{lo} {c}H{hi}M{lo} {c0}v8M{hi} {c0}v8\"",
+                lo = N(lo),
+                hi = N(hi),
+                c = N(c),
+                c0 = N(c - 4.0)
+            )
         } else {
-            write!(out, "<path d=\"M{c} {lo}V{hi}M{c0} {lo}h8M{c0} {hi}h8\"", lo = N(lo), hi = N(hi), c = N(c), c0 = N(c - 4.0))
+            write!(
+                out,
+                "<path d=\"M{c} {lo}V{hi}M{c0} {lo}h8M{c0} {hi}h8\"",
+                lo = N(lo),
+                hi = N(hi),
+                c = N(c),
+                c0 = N(c - 4.0)
+            )
         };
         close(out, "path", s.hover.as_deref());
     }

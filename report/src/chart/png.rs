@@ -24,7 +24,14 @@ pub enum ChartError {
 
 /// Families tried for `sans-serif` when fontconfig names none that is
 /// installed.
-const SANS: [&str; 6] = ["DejaVu Sans", "Liberation Sans", "Noto Sans", "Arial", "Helvetica", "FreeSans"];
+const SANS: [&str; 6] = [
+    "DejaVu Sans",
+    "Liberation Sans",
+    "Noto Sans",
+    "Arial",
+    "Helvetica",
+    "FreeSans",
+];
 
 /// The system fonts, loaded once per process (loading takes tens of ms).
 fn fonts() -> Result<Arc<fontdb::Database>, ChartError> {
@@ -41,12 +48,20 @@ fn load_fonts() -> Option<Arc<fontdb::Database>> {
         return None;
     }
     let resolves = |db: &fontdb::Database, family| {
-        let query = fontdb::Query { families: &[family], ..Default::default() };
+        let query = fontdb::Query {
+            families: &[family],
+            ..Default::default()
+        };
         db.query(&query).is_some()
     };
     if !resolves(&db, fontdb::Family::SansSerif) {
-        let installed = SANS.iter().find(|f| resolves(&db, fontdb::Family::Name(f))).map(|f| f.to_string());
-        let any = db.faces().find_map(|f| f.families.first().map(|(name, _)| name.clone()));
+        let installed = SANS
+            .iter()
+            .find(|f| resolves(&db, fontdb::Family::Name(f)))
+            .map(|f| f.to_string());
+        let any = db
+            .faces()
+            .find_map(|f| f.families.first().map(|(name, _)| name.clone()));
         let family = installed.or(any)?;
         db.set_sans_serif_family(family.clone());
         if !resolves(&db, fontdb::Family::Serif) {
@@ -60,15 +75,62 @@ fn load_fonts() -> Option<Arc<fontdb::Database>> {
 /// or [`Parallel::to_svg`](super::Parallel::to_svg)) to PNG bytes at
 /// `scale` × its size (2.0 for crisp figures on high-DPI screens).
 pub fn png(svg: &str, scale: f32) -> Result<Vec<u8>, ChartError> {
-    let opt = usvg::Options { fontdb: fonts()?, ..Default::default() };
+    let opt = usvg::Options {
+        fontdb: fonts()?,
+        ..Default::default()
+    };
     let tree = usvg::Tree::from_str(svg, &opt)?;
     let size = tree.size();
-    let bad = || ChartError::Size { width: size.width(), height: size.height(), scale };
+    let bad = || ChartError::Size {
+        width: size.width(),
+        height: size.height(),
+        scale,
+    };
     let (w, h) = (size.width() * scale, size.height() * scale);
     if !(w.is_finite() && h.is_finite() && w >= 1.0 && h >= 1.0 && w * h <= 1.0e8) {
         return Err(bad());
     }
     let mut pixmap = Pixmap::new(w.ceil() as u32, h.ceil() as u32).ok_or_else(bad)?;
-    resvg::render(&tree, Transform::from_scale(scale, scale), &mut pixmap.as_mut());
-    pixmap.encode_png().map_err(|e| ChartError::Encode(e.to_string()))
+    resvg::render(
+        &tree,
+        Transform::from_scale(scale, scale),
+        &mut pixmap.as_mut(),
+    );
+    pixmap
+        .encode_png()
+        .map_err(|e| ChartError::Encode(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::examples;
+    use super::*;
+
+    #[test]
+    fn png_output_has_the_png_signature() {
+        let svg = examples::history().to_svg();
+        match png(&svg, 1.0) {
+            Ok(bytes) => assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n")),
+            Err(ChartError::NoFont) => println!("SKIPPED: no system font"),
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn bad_input_is_an_error_not_a_panic() {
+        if fonts().is_err() {
+            println!("SKIPPED: no system font");
+            return;
+        }
+        assert!(matches!(png("<svg", 1.0), Err(ChartError::Svg(_))));
+        let svg = examples::empty().to_svg();
+        assert!(matches!(png(&svg, 0.0), Err(ChartError::Size { .. })));
+        assert!(matches!(png(&svg, f32::NAN), Err(ChartError::Size { .. })));
+        assert!(matches!(png(&svg, 1e6), Err(ChartError::Size { .. })));
+    }
+
+    #[test]
+    fn no_font_message_names_a_package() {
+        assert!(ChartError::NoFont.to_string().contains("fonts-dejavu-core"));
+    }
 }

@@ -122,7 +122,13 @@ pub(crate) fn heading(out: &mut String, w: u32, title: &str, note: Option<&str>)
     match note {
         Some(n) if !n.is_empty() => {
             let max = (f64::from(w) / (11.0 * CHAR_W)) as usize;
-            text(out, cx, 36.0, "text-anchor=\"middle\" fill=\"#666\"", &truncate(n, max));
+            text(
+                out,
+                cx,
+                36.0,
+                "text-anchor=\"middle\" fill=\"#666\"",
+                &truncate(n, max),
+            );
             46.0
         }
         _ => 30.0,
@@ -148,7 +154,11 @@ pub(crate) fn colorbar(out: &mut String, id: &str, cb: &ColorBar, x: f64, top: f
     let _ = write!(out, "<g class=\"colorbar\"><defs><linearGradient id=\"{grad}\" x1=\"0\" y1=\"1\" x2=\"0\" y2=\"0\">");
     for i in 0..=10 {
         let t = f64::from(i) / 10.0;
-        let _ = write!(out, "<stop offset=\"{t}\" stop-color=\"{}\"/>", colormap(t).css());
+        let _ = write!(
+            out,
+            "<stop offset=\"{t}\" stop-color=\"{}\"/>",
+            colormap(t).css()
+        );
     }
     let (bw, h) = (12.0, bottom - top);
     let _ = write!(
@@ -162,7 +172,13 @@ pub(crate) fn colorbar(out: &mut String, id: &str, cb: &ColorBar, x: f64, top: f
     let mut labels = vec![(0.0, format_value(cb.lo)), (1.0, format_value(cb.hi))];
     if valid && cb.log && cb.hi > cb.lo {
         let (d0, d1) = (cb.lo.log10(), cb.hi.log10());
-        let map = Map { log: true, d0, d1, p0: 0.0, p1: 1.0 };
+        let map = Map {
+            log: true,
+            d0,
+            d1,
+            p0: 0.0,
+            p1: 1.0,
+        };
         for (v, s) in log_ticks(d0, d1).major {
             if let Some(t) = map.px(v).filter(|t| *t > 0.12 && *t < 0.88) {
                 labels.push((t, s));
@@ -171,12 +187,21 @@ pub(crate) fn colorbar(out: &mut String, id: &str, cb: &ColorBar, x: f64, top: f
     }
     for (t, s) in labels {
         let y = bottom - t * h;
-        let _ = write!(out, "<path d=\"M{} {}h3\" stroke=\"#333\"/>", N(x + bw), N(y));
+        let _ = write!(
+            out,
+            "<path d=\"M{} {}h3\" stroke=\"#333\"/>",
+            N(x + bw),
+            N(y)
+        );
         text(out, x + bw + 5.0, y + 4.0, "", &s);
     }
     let max = (h / (TICK_FONT * CHAR_W)) as usize;
     let (lx, ly) = (x + COLORBAR_W - 12.0, (top + bottom) / 2.0);
-    let attrs = format!("text-anchor=\"middle\" transform=\"rotate(-90 {} {})\"", N(lx), N(ly));
+    let attrs = format!(
+        "text-anchor=\"middle\" transform=\"rotate(-90 {} {})\"",
+        N(lx),
+        N(ly)
+    );
     text(out, lx, ly, &attrs, &truncate(&cb.label, max));
     out.push_str("</g>");
 }

@@ -66,7 +66,11 @@ pub(crate) fn domain(axis: &Axis, values: &[f64]) -> (f64, f64) {
         return widen(tf(a.min(b)), tf(a.max(b)), log);
     }
     if let Scale::Category(names) = &axis.scale {
-        let top = values.iter().copied().filter(|v| v.is_finite()).fold(-1.0, f64::max);
+        let top = values
+            .iter()
+            .copied()
+            .filter(|v| v.is_finite())
+            .fold(-1.0, f64::max);
         let n = (names.len() as f64).max(top.floor() + 1.0).max(1.0);
         return (-0.5, n - 0.5);
     }
@@ -105,8 +109,14 @@ pub(crate) fn ticks(scale: &Scale, d0: f64, d1: f64, target: usize) -> Ticks {
     match scale {
         Scale::Linear => {
             let (values, step) = linear_ticks(d0, d1, target);
-            let major = values.into_iter().map(|v| (v, format_step(v, step))).collect();
-            Ticks { major, minor: Vec::new() }
+            let major = values
+                .into_iter()
+                .map(|v| (v, format_step(v, step)))
+                .collect();
+            Ticks {
+                major,
+                minor: Vec::new(),
+            }
         }
         Scale::Log => log_ticks(d0, d1),
         Scale::Category(names) => {
@@ -116,7 +126,10 @@ pub(crate) fn ticks(scale: &Scale, d0: f64, d1: f64, target: usize) -> Ticks {
                 .take_while(|&i| (i as f64) <= last && i < names.len())
                 .map(|i| (i as f64, names[i].clone()))
                 .collect();
-            Ticks { major, minor: Vec::new() }
+            Ticks {
+                major,
+                minor: Vec::new(),
+            }
         }
     }
 }
@@ -170,23 +183,41 @@ fn nice_step(raw: f64) -> f64 {
 ///
 /// Labelled ticks sit at decades (every k-th decade when more than 6 would
 /// show) with minor ticks at 2…9 × 10^k when the span is at most 6
-/// decades. A span holding fewer than 2 decades falls back to nice linear
-/// ticks in data space, so a narrow log axis still has labels.
+/// decades. A span holding fewer than 2 decades falls back to ticks at 1,
+/// 2 and 5 × 10^k, or when those are fewer than 2 to nice linear ticks in
+/// data space, so a narrow log axis still has labels.
 pub(crate) fn log_ticks(d0: f64, d1: f64) -> Ticks {
     if !d0.is_finite() || !d1.is_finite() {
-        return Ticks { major: Vec::new(), minor: Vec::new() };
+        return Ticks {
+            major: Vec::new(),
+            minor: Vec::new(),
+        };
     }
     let (d0, d1) = (d0.min(d1), d0.max(d1));
     let (first, last) = ((d0 - 1e-9).ceil() as i64, (d1 + 1e-9).floor() as i64);
     if last - first < 1 {
         let (lo, hi) = (10f64.powf(d0), 10f64.powf(d1));
+        let steps: Vec<f64> = ((d0.floor() as i64)..=last)
+            .flat_map(|k| [1.0, 2.0, 5.0].map(|m| m * 10f64.powi(k as i32)))
+            .filter(|&v| v >= lo * (1.0 - 1e-9) && v <= hi * (1.0 + 1e-9))
+            .collect();
+        if steps.len() >= 2 {
+            let major = steps.into_iter().map(|v| (v, format_value(v))).collect();
+            return Ticks {
+                major,
+                minor: Vec::new(),
+            };
+        }
         let (values, step) = linear_ticks(lo, hi, 4);
         let major = values
             .into_iter()
             .filter(|&v| v > 0.0)
             .map(|v| (v, format_step(v, step)))
             .collect();
-        return Ticks { major, minor: Vec::new() };
+        return Ticks {
+            major,
+            minor: Vec::new(),
+        };
     }
     let span = last - first;
     let every = (span + 5) / 6;
@@ -308,14 +339,19 @@ mod tests {
         assert_eq!(t.minor.len(), 5 * 8);
         // A wide span labels every other decade and drops the minors.
         let t = log_ticks(-10.0, 2.0);
-        assert_eq!(labels(&t), ["1e-10", "1e-8", "1e-6", "1e-4", "0.01", "1", "100"]);
+        assert_eq!(
+            labels(&t),
+            ["1e-10", "1e-8", "1e-6", "1e-4", "0.01", "1", "100"]
+        );
         assert!(t.minor.is_empty());
     }
 
     #[test]
     fn narrow_log_axis_falls_back_to_linear_labels() {
-        let t = log_ticks(2f64.log10(), 8f64.log10());
-        assert_eq!(labels(&t), ["2", "4", "6", "8"]);
+        let t = log_ticks(16f64.log10(), 512f64.log10());
+        assert_eq!(labels(&t), ["20", "50", "100", "200", "500"]);
+        let t = log_ticks(2.5f64.log10(), 8f64.log10());
+        assert_eq!(labels(&t), ["4", "6", "8"]);
         assert!(log_ticks(f64::NAN, 1.0).major.is_empty());
     }
 
@@ -347,7 +383,13 @@ mod tests {
 
     #[test]
     fn map_skips_undrawable_values() {
-        let m = Map { log: true, d0: 0.0, d1: 2.0, p0: 100.0, p1: 0.0 };
+        let m = Map {
+            log: true,
+            d0: 0.0,
+            d1: 2.0,
+            p0: 100.0,
+            p1: 0.0,
+        };
         assert_eq!(m.px(10.0), Some(50.0));
         assert_eq!(m.px(0.0), None);
         assert_eq!(m.px(-1.0), None);

@@ -270,6 +270,51 @@ pub(super) fn many() -> Figure {
     f
 }
 
+/// A category x axis with long names (rotated labels), big numbers on y,
+/// a legend and a colour bar side by side.
+pub(super) fn workers() -> Figure {
+    let names: Vec<String> = (0..14)
+        .map(|i| format!("gpu-node{i:02}.cluster.example.org"))
+        .collect();
+    let mut f = Figure::new(
+        "workers",
+        "Steps per worker",
+        Axis::category("worker", names),
+        Axis::linear("steps (count)"),
+    );
+    let bars = (0..14)
+        .map(|i| {
+            let v = 2.0e6 + 1.5e6 * (f64::from(i) * 0.9).sin();
+            Bar {
+                x0: f64::from(i) - 0.4,
+                x1: f64::from(i) + 0.4,
+                y0: 0.0,
+                y1: v,
+                hover: None,
+                color: Some(colormap(f64::from(i) / 13.0)),
+            }
+        })
+        .collect();
+    f.series.push(series("steps", 0, Mark::Bars(bars)));
+    let mean = (0..14).map(|i| (f64::from(i), 2.0e6)).collect();
+    f.series.push(series(
+        "mean",
+        6,
+        Mark::Line {
+            points: mean,
+            dashed: true,
+            width: 1.5,
+        },
+    ));
+    f.colorbar = Some(ColorBar {
+        label: "utilisation (fraction)".into(),
+        log: false,
+        lo: 0.0,
+        hi: 1.0,
+    });
+    f
+}
+
 /// An empty figure: axes and "no data yet".
 pub(super) fn empty() -> Figure {
     Figure::new(
@@ -369,6 +414,7 @@ fn write_examples() {
         importance(),
         scatter(),
         many(),
+        workers(),
         empty(),
     ]
     .iter()

@@ -191,6 +191,13 @@ impl Figure {
             18.0
         };
         let bottom = (h - 30.0 - tick_h).max(top + h * 0.3);
+        // The first rotated label reaches left of its tick: keep it inside.
+        let left = if x_rotated {
+            let reach = x_label_w * ROTATE_DEG.to_radians().cos() - spacing / 2.0 + 8.0;
+            left.max(reach.min(right - w * 0.3))
+        } else {
+            left
+        };
         Layout {
             left,
             right,

@@ -13,6 +13,56 @@
 //!   [`Series::class`] added, and `data-name` = its name;
 //! - hover text is a `<title>` child of the mark (native tooltips, no
 //!   script needed).
+//!
+//! # Counting rules
+//!
+//! `data-series` is the number of `<g class="series ...">` groups, one per
+//! [`Series`] of the figure (a series with nothing drawable still gets its
+//! empty group, so the count always equals `Figure::series.len()`).
+//!
+//! `data-points` counts the marks written into the SVG:
+//! - [`Mark::Points`]: one per disc or cross;
+//! - [`Mark::Bars`]: one per rectangle;
+//! - [`Mark::Line`]: one per vertex of its path(s);
+//! - [`Mark::Whiskers`]: one per error bar;
+//! - [`Mark::Band`]: nothing (an area, not marks).
+//!
+//! A value that cannot be drawn (non-finite, or ≤ 0 on a log axis) is
+//! skipped and not counted. A mark outside a forced [`Axis::range`] is
+//! written and counted; the plot area's clip path hides it.
+//!
+//! For a [`Parallel`] figure, `data-series` is the number of lines and
+//! `data-points` the number of vertices drawn (values that are not NaN and
+//! fit their axis's scale). Each line is one
+//! `<path class="series {class}">` (no wrapping group, to keep big
+//! studies small) with its hover as a `<title>` child.
+//!
+//! # Output
+//!
+//! The SVG is standalone (it carries `xmlns`, so it is a valid `.svg` file
+//! and also inlines in HTML), uses only `font-family="sans-serif"` and has
+//! no external references. Ids inside it (clip path, gradient) are prefixed
+//! with the figure's id so several figures can share one page. Coordinates
+//! have at most one decimal. A figure with no drawable data draws its axes
+//! and a centred "no data yet".
+
+mod color;
+#[cfg(test)]
+mod examples;
+mod marks;
+mod parallel;
+mod png;
+mod render;
+mod svg;
+mod ticks;
+
+pub use color::{colormap, palette};
+pub use png::{png, ChartError};
+
+/// Default figure size in px.
+pub const DEFAULT_WIDTH: u32 = 640;
+/// Default figure size in px.
+pub const DEFAULT_HEIGHT: u32 = 400;
 
 /// An sRGB colour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,4 +221,51 @@ pub struct Parallel {
     pub note: Option<String>,
     pub width: u32,
     pub height: u32,
+}
+
+impl Figure {
+    /// An empty figure of the default size ([`DEFAULT_WIDTH`] ×
+    /// [`DEFAULT_HEIGHT`]): no series, no colour bar, no note.
+    pub fn new(id: impl Into<String>, title: impl Into<String>, x: Axis, y: Axis) -> Figure {
+        Figure {
+            id: id.into(),
+            title: title.into(),
+            x,
+            y,
+            series: Vec::new(),
+            colorbar: None,
+            note: None,
+            width: DEFAULT_WIDTH,
+            height: DEFAULT_HEIGHT,
+        }
+    }
+}
+
+impl Axis {
+    /// A linear axis fitted to the data.
+    pub fn linear(label: impl Into<String>) -> Axis {
+        Axis {
+            label: label.into(),
+            scale: Scale::Linear,
+            range: None,
+        }
+    }
+
+    /// A base-10 log axis fitted to the (positive) data.
+    pub fn log(label: impl Into<String>) -> Axis {
+        Axis {
+            label: label.into(),
+            scale: Scale::Log,
+            range: None,
+        }
+    }
+
+    /// A category axis: position `i` is labelled `names[i]`.
+    pub fn category(label: impl Into<String>, names: Vec<String>) -> Axis {
+        Axis {
+            label: label.into(),
+            scale: Scale::Category(names),
+            range: None,
+        }
+    }
 }

@@ -1,4 +1,2 @@
 //! The computations behind the report's figures. Pure functions over
 //! numbers: nothing here reads files or draws.
-mod lead_stub;
-pub use lead_stub::*;

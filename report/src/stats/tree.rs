@@ -59,26 +59,33 @@ impl Tree {
     /// length d ≥ 1 and all values are finite.
     pub(crate) fn fit(x: &[Vec<f64>], y: &[f64], sample: &[usize], params: TreeParams) -> Tree {
         let d = x.first().map_or(0, Vec::len);
-        // orders[j]: item numbers (positions in `sample`) sorted by feature j.
-        let mut orders: Vec<Vec<usize>> = (0..d)
-            .map(|j| {
+        // The resample column by column: columns[j][s] is feature j of item
+        // s (the s-th draw), ys[s] its target.
+        let columns: Vec<Vec<f64>> = (0..d)
+            .map(|j| sample.iter().map(|&i| x[i][j]).collect())
+            .collect();
+        let ys: Vec<f64> = sample.iter().map(|&i| y[i]).collect();
+        // orders[j]: item numbers sorted by feature j.
+        let mut orders: Vec<Vec<usize>> = columns
+            .iter()
+            .map(|col| {
                 let mut o: Vec<usize> = (0..sample.len()).collect();
-                o.sort_by(|&a, &b| x[sample[a]][j].total_cmp(&x[sample[b]][j]));
+                o.sort_by(|&a, &b| col[a].total_cmp(&col[b]));
                 o
             })
             .collect();
         let grower = Grower {
-            x,
-            y,
-            sample,
+            columns: &columns,
+            ys: &ys,
             params,
         };
+        let mut scratch = Vec::with_capacity(sample.len());
         let mut nodes = vec![Node::Leaf { value: f64::NAN }];
         let mut goes_left = vec![false; sample.len()];
         let mut stack = vec![(0usize, 0usize, sample.len(), 0usize)];
         while let Some((id, lo, hi, depth)) = stack.pop() {
             let items = orders.first().map_or(&[][..], |o| &o[lo..hi]);
-            let mean = items.iter().map(|&s| y[sample[s]]).sum::<f64>() / items.len() as f64;
+            let mean = items.iter().map(|&s| ys[s]).sum::<f64>() / items.len() as f64;
             nodes[id] = Node::Leaf { value: mean };
             let Some(split) = grower.best_split(&orders, lo, hi, depth, mean) else {
                 continue;
@@ -87,7 +94,7 @@ impl Tree {
                 goes_left[s] = k < split.count;
             }
             for order in &mut orders {
-                partition_stable(&mut order[lo..hi], &goes_left);
+                partition_stable(&mut order[lo..hi], &goes_left, &mut scratch);
             }
             let (left, right) = (nodes.len(), nodes.len() + 1);
             nodes.push(Node::Leaf { value: f64::NAN });
@@ -155,9 +162,8 @@ impl Tree {
 }
 
 struct Grower<'a> {
-    x: &'a [Vec<f64>],
-    y: &'a [f64],
-    sample: &'a [usize],
+    columns: &'a [Vec<f64>],
+    ys: &'a [f64],
     params: TreeParams,
 }
 
@@ -178,13 +184,14 @@ impl Grower<'_> {
             return None;
         }
         let node = &orders.first()?[lo..hi];
-        let yc = |s: usize| self.y[self.sample[s]] - mean;
+        let yc = |s: usize| self.ys[s] - mean;
         let sse: f64 = node.iter().map(|&s| yc(s).powi(2)).sum();
         let total: f64 = node.iter().map(|&s| yc(s)).sum();
         let mut best: Option<Split> = None;
         for (feature, order) in orders.iter().enumerate() {
             let items = &order[lo..hi];
-            let xj = |k: usize| self.x[self.sample[items[k]]][feature];
+            let column = &self.columns[feature];
+            let xj = |k: usize| column[items[k]];
             let mut left_sum = 0.0;
             for (k, &item) in items.iter().enumerate().take(n - 1) {
                 left_sum += yc(item);
@@ -219,11 +226,19 @@ impl Grower<'_> {
 
 /// Reorders `items` so that those with `goes_left` come first, each side
 /// keeping its order.
-fn partition_stable(items: &mut [usize], goes_left: &[bool]) {
-    let (left, right): (Vec<usize>, Vec<usize>) = items.iter().partition(|&&s| goes_left[s]);
-    for (slot, s) in items.iter_mut().zip(left.into_iter().chain(right)) {
-        *slot = s;
+fn partition_stable(items: &mut [usize], goes_left: &[bool], scratch: &mut Vec<usize>) {
+    scratch.clear();
+    let mut left = 0;
+    for k in 0..items.len() {
+        let s = items[k];
+        if goes_left[s] {
+            items[left] = s;
+            left += 1;
+        } else {
+            scratch.push(s);
+        }
     }
+    items[left..].copy_from_slice(scratch);
 }
 
 #[cfg(test)]

@@ -20,4 +20,5 @@ mod masters;
 mod pruning;
 mod samplers_ux;
 mod stops;
+mod terminal;
 mod worker_cli;

@@ -1,4 +1,4 @@
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -128,8 +128,14 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    hps_shared_fs::logging::init(cli.log.verbose);
-    match dispatch(cli.cmd) {
+    // `run` on a terminal: a live progress line, the log written around it.
+    let progress = (matches!(cli.cmd, Cmd::Run { .. }) && std::io::stderr().is_terminal())
+        .then(run::Progress::new);
+    match &progress {
+        Some(p) => hps_shared_fs::logging::init_with_writer(cli.log.verbose, p.log_writer()),
+        None => hps_shared_fs::logging::init(cli.log.verbose),
+    }
+    match dispatch(cli.cmd, progress) {
         Ok(()) => ExitCode::SUCCESS,
         // `hps-master export DIR | head`: the reader has all it wanted.
         // Like ripgrep, a closed pipe is success, and nothing is printed.
@@ -148,7 +154,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-fn dispatch(cmd: Cmd) -> Result<()> {
+fn dispatch(cmd: Cmd, progress: Option<run::Progress>) -> Result<()> {
     match cmd {
         Cmd::Init { dir, study, preset } => {
             let (text, source) = match (study, preset) {
@@ -205,6 +211,7 @@ fn dispatch(cmd: Cmd) -> Result<()> {
             cfg.lease_interval = lease_interval.duration();
             cfg.accept_study_change = accept_study_change;
             cfg.max_consecutive_failures = max_consecutive_failures;
+            cfg.progress = progress;
             if max_attempts == 0 {
                 bail!("--max-attempts must be at least 1");
             }

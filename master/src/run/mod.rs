@@ -7,6 +7,7 @@
 
 mod failfast;
 mod lease;
+mod progress;
 mod prune;
 mod recover;
 mod refresh;
@@ -33,6 +34,7 @@ use crate::samplers::{self, Intermediate, Observation, Proposal, Sampler};
 use crate::scan::Scan;
 use failfast::FailureStreak;
 use lease::{Lease, LeaseCheck};
+pub use progress::{LogWriter, Progress};
 
 /// Everything `run` needs, validated by the binary.
 #[derive(Debug, Clone)]
@@ -59,6 +61,8 @@ pub struct RunConfig {
     /// Stop proposing, and fail, after this many failed trials in a row
     /// (see [`failfast`]); 0 never stops.
     pub max_consecutive_failures: u32,
+    /// The live progress line, when stderr is a terminal (see [`progress`]).
+    pub progress: Option<Progress>,
 }
 
 impl RunConfig {
@@ -73,6 +77,7 @@ impl RunConfig {
             orphan_grace: Duration::from_secs(10),
             accept_study_change: false,
             max_consecutive_failures: 3,
+            progress: None,
         }
     }
 }
@@ -134,6 +139,9 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
         lease.check()?;
         let before = m.summary(false);
         m.step()?;
+        if let Some(p) = &m.cfg.progress {
+            p.update(&m.snapshot());
+        }
         if let Some(e) = m.give_up()? {
             return Err(e); // the lease is released below, as on any error
         }
@@ -155,6 +163,9 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
         report.tick(m.summary(false).results);
         waker.wait();
     })();
+    if let Some(p) = &m.cfg.progress {
+        p.finish(&m.snapshot());
+    }
     // On an error too: the next master should not have to wait out a lease
     // nobody renews (release leaves one another master took over alone).
     lease.release();
@@ -218,6 +229,8 @@ struct Master {
     warned_grace: BTreeSet<String>,
     clock: Arc<dyn Clock>,
     pending_count: usize,
+    /// Trials in `running/` at the last scan.
+    running_count: usize,
     /// ASHA or the median rule, if the study has one.
     stop_rule: Option<Box<dyn StopRule>>,
     /// Successive halving / Hyperband brackets (empty otherwise).
@@ -276,6 +289,7 @@ impl Master {
             warned_grace: BTreeSet::new(),
             clock,
             pending_count: 0,
+            running_count: 0,
             stop_rule,
             brackets,
             decided: HashMap::new(),
@@ -363,6 +377,7 @@ impl Master {
     fn step(&mut self) -> Result<(), MasterError> {
         let scan = Scan::take(&self.dir)?;
         self.pending_count = scan.pending.len();
+        self.running_count = scan.running.len();
         self.collect_results(&scan);
         // Results that were in before this run started do not count.
         self.streak.start_counting();
@@ -488,16 +503,7 @@ impl Master {
             trials: self.planned,
             finished_at_unix: unix_now(),
         })?;
-        let best = self
-            .results
-            .values()
-            .filter(|r| r.status == TrialStatus::Complete)
-            .filter_map(|r| r.objective.map(|v| (r, v)))
-            .fold(None::<(&TrialResult, f64)>, |acc, (r, v)| match acc {
-                Some((_, b)) if !self.study.objective.direction.better(v, b) => acc,
-                _ => Some((r, v)),
-            });
-        match best {
+        match self.best() {
             Some((r, v)) => {
                 info!(trials = self.results.len(), best = %r.trial_id, "study finished; best {} = {v:.6}", self.study.objective.metric)
             }
@@ -507,6 +513,33 @@ impl Master {
             ),
         }
         Ok(())
+    }
+
+    /// The completed trial with the best objective, and its value.
+    fn best(&self) -> Option<(&TrialResult, f64)> {
+        self.results
+            .values()
+            .filter(|r| r.status == TrialStatus::Complete)
+            .filter_map(|r| r.objective.map(|v| (r, v)))
+            .fold(None::<(&TrialResult, f64)>, |acc, (r, v)| match acc {
+                Some((_, b)) if !self.study.objective.direction.better(v, b) => acc,
+                _ => Some((r, v)),
+            })
+    }
+
+    /// What the progress line shows now.
+    fn snapshot(&self) -> progress::Snapshot {
+        let n = self.results.len();
+        let wall: f64 = self.results.values().map(|r| r.wall_time_s).sum();
+        progress::Snapshot {
+            planned: self.planned,
+            done: n as u64,
+            running: self.running_count,
+            live_workers: self.live_workers(),
+            mean_wall_s: (n > 0).then(|| wall / n as f64),
+            metric: self.study.objective.metric.clone(),
+            best: self.best().map(|(r, v)| (r.trial_id.clone(), v)),
+        }
     }
 
     fn summary(&self, finished: bool) -> RunSummary {

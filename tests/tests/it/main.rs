@@ -21,4 +21,5 @@ mod pruning;
 mod report;
 mod samplers_ux;
 mod stops;
+mod terminal;
 mod worker_cli;

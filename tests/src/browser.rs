@@ -84,6 +84,8 @@ pub struct Loaded {
     pub console_errors: Vec<String>,
     /// The full-page PNG screenshot, `<shots>/<page stem>.png`.
     pub screenshot: PathBuf,
+    /// One PNG per section asked for by [`Chromium::load_sections`].
+    pub sections: Vec<PathBuf>,
 }
 
 /// For a test that needs a browser: a [`Chromium`] that loads a small page,
@@ -151,6 +153,18 @@ impl Chromium {
     /// `shots` (created if missing). Gives up after [`LOAD_TIMEOUT`]; the
     /// browser and all its processes are gone when this returns.
     pub fn load(&self, page: &Path, shots: &Path) -> Result<Loaded> {
+        self.load_sections(page, shots, None)
+    }
+
+    /// [`Chromium::load`], plus one screenshot per element matching
+    /// `sections` (a CSS selector; each element needs an `id`), saved as
+    /// `<shots>/<page stem>-<id>.png`, listed in [`Loaded::sections`].
+    pub fn load_sections(
+        &self,
+        page: &Path,
+        shots: &Path,
+        sections: Option<&str>,
+    ) -> Result<Loaded> {
         let page = page.canonicalize().map_err(|source| BrowserError::Io {
             what: "find",
             path: page.to_path_buf(),
@@ -183,12 +197,26 @@ impl Chromium {
             path: screenshot.clone(),
             source,
         })?;
+        let mut shots_of_sections = Vec::new();
+        if let Some(selector) = sections {
+            for (id, clip) in cdp.boxes(s, selector)? {
+                let png = cdp.clip(s, clip)?;
+                let path = shots.join(format!("{stem}-{id}.png"));
+                std::fs::write(&path, png).map_err(|source| BrowserError::Io {
+                    what: "write",
+                    path: path.clone(),
+                    source,
+                })?;
+                shots_of_sections.push(path);
+            }
+        }
         let console_errors = cdp.errors();
         cdp.close();
         Ok(Loaded {
             dom,
             console_errors,
             screenshot,
+            sections: shots_of_sections,
         })
     }
 }
@@ -346,6 +374,40 @@ impl Cdp {
             return Err(protocol("Runtime.evaluate", format!("{expr}: {e}")));
         }
         Ok(r["result"].get("value").cloned().unwrap_or(Value::Null))
+    }
+
+    /// The page boxes (x, y, width, height in CSS px) of the elements that
+    /// match `selector`, by id.
+    fn boxes(&mut self, session: Option<&str>, selector: &str) -> Result<Vec<(String, [f64; 4])>> {
+        let expr = format!(
+            "Array.from(document.querySelectorAll({})).filter(e => e.id).map(e => {{ \
+               const r = e.getBoundingClientRect(); \
+               return [e.id, r.left + window.scrollX, r.top + window.scrollY, r.width, r.height]; }})",
+            serde_json::to_string(selector).unwrap_or_default()
+        );
+        let v = self.evaluate(session, &expr)?;
+        Ok(v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|e| {
+                        let n = |i: usize| e[i].as_f64();
+                        Some((e[0].as_str()?.to_string(), [n(1)?, n(2)?, n(3)?, n(4)?]))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+
+    /// A PNG of one box of the page, up to [`MAX_SHOT_HEIGHT`] tall.
+    fn clip(&mut self, session: Option<&str>, [x, y, w, h]: [f64; 4]) -> Result<Vec<u8>> {
+        let params = json!({
+            "format": "png",
+            "captureBeyondViewport": true,
+            "clip": {"x": x, "y": y, "width": w.max(1.0), "height": h.clamp(1.0, MAX_SHOT_HEIGHT), "scale": 1},
+        });
+        let shot = self.call(session, "Page.captureScreenshot", params)?;
+        let data = str_field(&shot, "data", "Page.captureScreenshot")?;
+        base64::decode(data).map_err(|e| protocol("Page.captureScreenshot", e.to_string()))
     }
 
     /// A PNG of the whole page, up to [`MAX_SHOT_HEIGHT`] tall.

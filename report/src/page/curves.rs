@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use hps_common::files::{points_from_curve, points_from_reports};
 use hps_common::{EpochStat, TrialResult, TrialStatus};
 
-use super::trials::{color_by, colorbar, decimate, hover, status_color};
+use super::trials::{color_by, colorbar, decimate, hover, status_color, value_text};
 use crate::chart::{palette, Axis, Color, Figure, Mark, Point, Series};
 use crate::stats::summarize;
 use crate::StudyData;
@@ -120,11 +120,24 @@ pub fn learning_curves(d: &StudyData, param: Option<&str>) -> Vec<Figure> {
                     e.elapsed_s
                 }
             };
+            let mut named = BTreeSet::new();
             for &gi in &chosen {
                 let g = &groups[gi];
                 let color = spec.map_or(palette(0), |(p, s)| color_by(s, g.runs[0], p));
                 let cfg = format!("cfg-{}{}{}", g.config, top(gi, 10), top(gi, 50));
+                let from = f.series.len();
                 group_series(d, g, &cfg, &mut f.series, color, &x, get);
+                // A categorical colour-by has no colour bar: its values go
+                // in the legend, on the first setting drawn with each.
+                if let Some((p, hps_common::ParamSpec::Categorical { .. })) = spec {
+                    let v = g.runs[0].params.get(p).map_or("-".into(), value_text);
+                    if named.insert(v.clone()) {
+                        if let Some(last) = f.series[from..].last_mut() {
+                            last.legend = true;
+                            last.name = format!("{p} = {v}");
+                        }
+                    }
+                }
             }
             out.push(f);
         }

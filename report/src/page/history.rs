@@ -22,6 +22,22 @@ fn objective_label(d: &StudyData) -> String {
     format!("{} ({})", o.metric, o.direction.as_str())
 }
 
+/// An axis for objective values: logarithmic when they are all positive
+/// and span more than two decades (a regret, a loss far from its optimum),
+/// so the end of the search is not squashed against the axis.
+fn objective_axis(label: String, values: impl Iterator<Item = f64>) -> Axis {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    if lo > 0.0 && hi / lo > 100.0 {
+        Axis::log(format!("{label}, log scale"))
+    } else {
+        Axis::linear(label)
+    }
+}
+
 /// The objective of each finished trial in proposal order, coloured by
 /// status, with the best-so-far line over them.
 pub fn history(d: &StudyData) -> Figure {
@@ -29,7 +45,7 @@ pub fn history(d: &StudyData) -> Figure {
         "history",
         "Optimisation history",
         Axis::linear("trial number (proposal order)"),
-        Axis::linear(objective_label(d)),
+        objective_axis(objective_label(d), d.objectives().iter().map(|o| o.1)),
     );
     let objs = d.objectives();
     let (chosen, note) = decimate(objs.len(), MAX_POINTS, "trials");
@@ -152,7 +168,10 @@ pub fn reshuffle_figure(d: &StudyData) -> Figure {
         "reshuffle",
         "Reshuffle analysis: best so far over random orders of the results",
         Axis::linear("number of evaluations"),
-        Axis::linear(format!("best {} so far", d.study.objective.metric)),
+        objective_axis(
+            format!("best {} so far", d.study.objective.metric),
+            complete_objectives(d).into_iter(),
+        ),
     );
     let r = shuffled(d);
     f.note = Some(format!(
@@ -215,8 +234,13 @@ pub fn comparison(studies: &[StudyData], names: &[String]) -> Figure {
         "compare-best",
         "Best so far of each study (median and 25–75 % band over random orders)",
         Axis::linear("number of evaluations"),
-        Axis::linear(format!("best {metric} so far")),
+        objective_axis(
+            format!("best {metric} so far"),
+            studies.iter().flat_map(complete_objectives),
+        ),
     );
+    f.width = 900;
+    f.height = 440;
     for (i, (d, name)) in studies.iter().zip(names).enumerate() {
         let r = shuffled(d);
         add_reshuffle(

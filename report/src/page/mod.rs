@@ -151,10 +151,10 @@ fn put_parallel(figs: &mut Vec<Rendered>, prefix: &str, mut p: Parallel) -> Mark
 
 fn comparison(studies: &[StudyData], names: &[String], figs: &mut Vec<Rendered>) -> Markup {
     html! {
-        section #compare {
+        section.part #compare {
             h2 { "Comparison of " (studies.len()) " studies" }
             p { "The best objective so far of each study against the number of evaluations, on shared axes: the solid line is the median over random orders of that study's results, the band their 25–75 % range, the dashed line the order the study actually ran in." }
-            div.figs { (put(figs, "", history::comparison(studies, names), "")) }
+            div.figs { (put(figs, "", history::comparison(studies, names), "wide")) }
             h3 { "Best setting and budget of each study" }
             (tables::comparison(studies, names))
         }
@@ -356,7 +356,10 @@ p.empty { color: #a33; }
 .controls { position: sticky; top: 0; background: #f7f7f7; border: 1px solid #ddd; padding: 6px 10px; z-index: 1; font-size: 0.9em; }
 .controls label { margin-right: 0.8em; }
 .figs { display: flex; flex-wrap: wrap; gap: 12px; }
-.fig svg { background: #fff; border: 1px solid #e3e3e3; max-width: 100%; height: auto; }
+.fig { flex: 0 1 560px; }
+.fig.small { flex-basis: 380px; }
+.fig.wide { flex-basis: 100%; max-width: 1100px; }
+.fig svg { background: #fff; border: 1px solid #e3e3e3; width: 100%; height: auto; }
 table { border-collapse: collapse; font-size: 13px; margin: 0.4em 0; }
 th, td { padding: 2px 8px; border-bottom: 1px solid #eee; text-align: left; vertical-align: top; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }

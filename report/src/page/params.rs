@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use hps_common::{ParamSpec, TrialStatus};
+use hps_common::TrialStatus;
 
 use super::history::MAX_POINTS;
 use super::trials::{classes, colorbar, decimate, hover, param_axis, param_coord, ranks, searched};
@@ -97,7 +97,7 @@ const FINAL: [(&str, &str, &str); 3] = [
     ),
 ];
 
-/// Seed 004: for each numeric searched parameter, the final training and
+/// Seed 004: for each searched parameter, the final training and
 /// validation loss, and the final validation accuracy, of the complete
 /// trials, with a line through the mean at each distinct value.
 pub fn final_metrics(d: &StudyData) -> Vec<Figure> {
@@ -107,9 +107,6 @@ pub fn final_metrics(d: &StudyData) -> Vec<Figure> {
     }
     let mut out = Vec::new();
     for (name, spec) in searched(d) {
-        if matches!(spec, ParamSpec::Categorical { .. }) {
-            continue;
-        }
         for (unit, keys) in [("loss", &FINAL[..2]), ("accuracy", &FINAL[2..])] {
             let mut f = Figure::new(
                 format!("final-{unit}-{name}"),
@@ -287,10 +284,10 @@ pub fn importance_figure(d: &StudyData) -> Option<Figure> {
         Axis::category("hyperparameter", names),
     );
     f.note = Some(format!(
-        "{} trees fitted on bootstrap resamples of {} complete trials; bar: mean, whisker: ± one std over the trees{}",
+        "{} trees on bootstrap resamples of {} complete trials{}; whisker: ± 1 std over trees",
         TREES,
         y.len(),
-        sub.map_or(String::new(), |_| " (a sample of the study's trials)".into())
+        sub.map_or(String::new(), |_| " (a sample)".into())
     ));
     f.series.push(Series {
         name: "importance".into(),

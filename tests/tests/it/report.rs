@@ -44,7 +44,7 @@ fn report(dirs: &[&Path], out: &Path, shots: &Path, test: &str) -> Option<Loaded
     let text = stdout_ok(hps_master(&args));
     assert!(text.contains(&*out.to_string_lossy()), "{text}");
     let loaded = chromium
-        .load(out, shots)
+        .load_sections(out, shots, Some(".part"))
         .expect("the browser loads the report");
     assert!(
         loaded.console_errors.is_empty(),

@@ -77,7 +77,7 @@ pub fn build(studies: &[StudyData], opts: &Options) -> Result<Report, crate::Rep
                 h1 { (title) }
                 p.meta {
                     "Written " (utc_now()) " by hps-master report. "
-                    @if running { "A study is still running: this page reloads itself every " (REFRESH_S) " s." }
+                    @if running { "Not every study is finished: this page reloads itself every " (REFRESH_S) " s." }
                     @else { "Every study is finished." }
                 }
                 (controls(studies, opts))

@@ -61,3 +61,36 @@ impl Refresher {
         self.results = results;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hps_shared_fs::testing::branin_study_dir;
+
+    /// Written on the first new results, then not again within `every`,
+    /// however many results come in; always at the end.
+    #[test]
+    fn the_report_is_refreshed_at_most_once_per_interval() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = branin_study_dir(&tmp.path().join("s"), 4);
+        let file = dir.root().join(REPORT_FILE);
+        let mut r = Refresher::new(dir.root().to_path_buf());
+        r.tick(0);
+        assert!(!file.exists(), "nothing new: nothing written");
+        r.tick(1);
+        assert!(file.exists(), "the first result writes it");
+        std::fs::remove_file(&file).unwrap();
+        r.tick(2);
+        r.tick(3);
+        assert!(!file.exists(), "not again within the interval");
+        r.every = Duration::ZERO;
+        r.tick(3);
+        assert!(file.exists(), "rewritten once the interval has passed");
+        std::fs::remove_file(&file).unwrap();
+        r.tick(3);
+        assert!(!file.exists(), "no new result: not rewritten");
+        r.every = Duration::from_secs(3600);
+        r.last(4);
+        assert!(file.exists(), "always written at the end");
+    }
+}

@@ -395,7 +395,7 @@ pub fn multi_fidelity(d: &StudyData) -> Option<Figure> {
         })
         .filter(|(_, p)| p.len() > 1 || d.study.pruner.is_some() && !p.is_empty())
         .collect();
-    if traj.is_empty() {
+    if traj.is_empty() && d.running.iter().all(|p| p.points.is_empty()) {
         return None;
     }
     let mut f = Figure::new(

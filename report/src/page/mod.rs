@@ -414,3 +414,117 @@ const SCRIPT: &str = r#"
   body.setAttribute('data-ready', '1');
 })();
 "#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hps_common::{EpochStat, Progress, ProgressPoint, TrialResult, TrialSetting};
+    use hps_shared_fs::testing::branin_study_dir;
+
+    fn epoch(e: u32, v: f64) -> EpochStat {
+        EpochStat {
+            epoch: e,
+            elapsed_s: f64::from(e),
+            train_loss: v,
+            val_loss: v,
+            val_error: v,
+            instruments: None,
+        }
+    }
+
+    /// A study in progress with every status, a curve, a running trial and
+    /// a non-finite objective: the page has every section it can draw.
+    #[test]
+    fn a_study_in_progress_with_every_status_gets_a_full_page() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = branin_study_dir(&tmp.path().join("s"), 20);
+        let statuses = [
+            (TrialStatus::Complete, Some(3.0)),
+            (TrialStatus::Complete, Some(1.5)),
+            (TrialStatus::Complete, Some(f64::NAN)),
+            (TrialStatus::Complete, Some(7.0)),
+            (TrialStatus::Complete, Some(2.0)),
+            (TrialStatus::Pruned, None),
+            (TrialStatus::Diverged, None),
+            (TrialStatus::Failed, None),
+            (TrialStatus::Invalid, None),
+        ];
+        for (i, (status, objective)) in statuses.iter().enumerate() {
+            let params = [
+                ("x0".to_string(), serde_json::json!(i as f64 - 4.0)),
+                ("x1".to_string(), serde_json::json!(i as f64)),
+            ]
+            .into_iter()
+            .collect();
+            let s = TrialSetting::new(i as u64, params, 3, "random");
+            dir.record_setting(&s).unwrap();
+            let mut r = TrialResult::for_setting(&s, &format!("w{}", i % 2), "cpu");
+            r.status = *status;
+            r.objective = *objective;
+            r.wall_time_s = 1.0 + i as f64;
+            r.finished_at_unix = 1000.0 + 3.0 * i as f64;
+            r.curve = (1..=3)
+                .map(|e| epoch(e, 1.0 / f64::from(e) + i as f64))
+                .collect();
+            r.attempt = if i == 3 { 2 } else { 1 };
+            dir.submit_result(&r).unwrap();
+        }
+        let running = TrialSetting::new(9, Default::default(), 3, "random");
+        dir.record_setting(&running).unwrap();
+        dir.write_progress(&Progress {
+            format_version: 1,
+            trial_id: running.trial_id.clone(),
+            worker: "w0".into(),
+            attempt: 1,
+            points: vec![ProgressPoint {
+                step: 1,
+                value: 0.5,
+            }],
+            curve: vec![epoch(1, 0.5)],
+            reports: vec![],
+            updated_at_unix: 1030.0,
+        })
+        .unwrap();
+        let d = StudyData::load(dir.root()).unwrap();
+        assert_eq!(d.running.len(), 1);
+        let r = build(&[d], &Options::default()).unwrap();
+        for id in [
+            "history",
+            "reshuffle",
+            "curve-val-error-epoch",
+            "slice-x0",
+            "parallel",
+            "importance",
+            "fidelity",
+            "timeline",
+        ] {
+            assert!(r.figures.iter().any(|f| f.id == id), "{id} is drawn");
+        }
+        assert!(
+            r.html.contains(r#"http-equiv="refresh""#),
+            "a study in progress reloads"
+        );
+        for s in STATUSES {
+            let row = format!(r#"<tr class="trial status-{}">"#, s.as_str());
+            assert!(r.html.contains(&row), "{row}");
+        }
+        // The timeline shows the running trial and the re-queued one.
+        let timeline = &r.figures.iter().find(|f| f.id == "timeline").unwrap().svg;
+        assert!(
+            timeline.contains("running") && timeline.contains("re-queued"),
+            "{timeline}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_colour_parameter_is_refused_with_the_known_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = branin_study_dir(&tmp.path().join("s"), 2);
+        let d = StudyData::load(dir.root()).unwrap();
+        let opts = Options {
+            color_by: Some("lr".into()),
+        };
+        let e = build(&[d], &opts).unwrap_err().to_string();
+        assert!(e.contains("`lr`") && e.contains("`x0`, `x1`"), "{e}");
+    }
+}

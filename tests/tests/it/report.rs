@@ -185,6 +185,32 @@ fn reports_of_real_studies_show_every_figure_in_a_browser() {
     );
     // The trial table: one row per trial, classed by status.
     assert_eq!(loaded.dom.matches("<tr class=\"trial status-").count(), 4);
+    assert!(
+        !loaded.dom.contains("http-equiv=\"refresh\""),
+        "a finished study's page stays put"
+    );
+
+    // Every figure as its own file, SVG and PNG.
+    for (format, magic) in [("svg", &b"<svg"[..]), ("png", &b"\x89PNG"[..])] {
+        let out = t.join(format!("figs-{format}"));
+        let page = t.join(format!("with-{format}.html"));
+        let args = [
+            "report",
+            arg(&rep),
+            "-o",
+            arg(&page),
+            "--figures",
+            arg(&out),
+            "--format",
+            format,
+        ];
+        stdout_ok(hps_master(&args));
+        for id in figs.keys() {
+            let file = out.join(format!("{id}.{format}"));
+            let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+            assert!(bytes.starts_with(magic), "{}", file.display());
+        }
+    }
 
     let results = read_results(&asha);
     let pruned = results

@@ -110,7 +110,7 @@ pub fn final_metrics(d: &StudyData) -> Vec<Figure> {
         for (unit, keys) in [("loss", &FINAL[..2]), ("accuracy", &FINAL[2..])] {
             let mut f = Figure::new(
                 format!("final-{unit}-{name}"),
-                format!("Final {unit} against {name}"),
+                format!("Final {unit} against {name} (line: mean over trials)"),
                 param_axis(name, spec),
                 Axis::linear(keys[0].2),
             );
@@ -167,7 +167,7 @@ fn mean_line(label: &str, pts: &[(f64, f64, String)], color: crate::chart::Color
         e.2 += 1;
     }
     Series {
-        name: format!("{label} (mean)"),
+        name: label.to_string(),
         legend: true,
         color,
         mark: Mark::Line {

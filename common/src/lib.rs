@@ -49,12 +49,26 @@ where
 {
     // Check the version first: an unknown version should be reported as
     // such, not as whichever field happened to change between versions.
-    let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| SchemaError::Json {
-        file: file.to_path_buf(),
-        field: String::new(),
-        message: e.to_string(),
-    })?;
-    match raw.get("format_version") {
+    // Only the version is read here: the rest of the text is skipped, not
+    // built into a `Value` (which cost as much as the parse below). Text
+    // that is not a JSON object takes the full parse, whose error says why.
+    #[derive(serde::Deserialize)]
+    struct Head {
+        format_version: Option<serde_json::Value>,
+    }
+    let version = match serde_json::from_str::<Head>(text) {
+        Ok(head) => head.format_version,
+        Err(_) => {
+            let raw: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| SchemaError::Json {
+                    file: file.to_path_buf(),
+                    field: String::new(),
+                    message: e.to_string(),
+                })?;
+            raw.get("format_version").cloned()
+        }
+    };
+    match version.as_ref() {
         None => {
             return Err(SchemaError::Invalid {
                 file: file.to_path_buf(),

@@ -6,7 +6,7 @@ use hps_shared_fs::FsError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReportError {
-    #[error("`{}` is not a study directory: {source}; create one with `hps-master init`", dir.display())]
+    #[error("{source}")]
     Open { dir: PathBuf, source: FsError },
     #[error("cannot read the study file `{}`: {source}", file.display())]
     Study { file: PathBuf, source: FsError },

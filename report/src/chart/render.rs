@@ -454,6 +454,20 @@ mod tests {
             .collect()
     }
 
+    /// The `d` of the first path of the series named `name`.
+    fn series_path(svg: &str, name: &str) -> String {
+        let doc = parse(svg);
+        let g = series_groups(&doc)
+            .into_iter()
+            .find(|n| n.attribute("data-name") == Some(name))
+            .unwrap();
+        g.children()
+            .find(|n| n.has_tag_name("path"))
+            .and_then(|p| p.attribute("d"))
+            .unwrap()
+            .to_string()
+    }
+
     fn plain(name: &str, mark: Mark) -> Series {
         Series {
             name: name.into(),
@@ -597,17 +611,7 @@ mod tests {
 
     #[test]
     fn broken_line_is_one_path_in_pieces() {
-        let svg = mixed(Axis::linear("y")).to_svg();
-        let doc = parse(&svg);
-        let g = series_groups(&doc)
-            .into_iter()
-            .find(|n| n.attribute("data-name") == Some("line"))
-            .unwrap();
-        let d = g
-            .children()
-            .find(|n| n.has_tag_name("path"))
-            .and_then(|p| p.attribute("d"))
-            .unwrap();
+        let d = series_path(&mixed(Axis::linear("y")).to_svg(), "line");
         assert_eq!(d.matches('M').count(), 2, "{d}");
         // A lone vertex between two gaps still shows as a dot.
         let mut f = Figure::new("dot", "t", Axis::linear("x"), Axis::linear("y"));
@@ -785,17 +789,7 @@ mod tests {
 
     #[test]
     fn whiskers_turn_horizontal_on_a_category_y_axis() {
-        let svg = examples::importance().to_svg();
-        let doc = parse(&svg);
-        let g = series_groups(&doc)
-            .into_iter()
-            .find(|n| n.attribute("data-name") == Some("95% CI"))
-            .unwrap();
-        let d = g
-            .children()
-            .find(|n| n.has_tag_name("path"))
-            .and_then(|p| p.attribute("d"))
-            .unwrap();
+        let d = series_path(&examples::importance().to_svg(), "95% CI");
         assert!(d.contains('H') && !d.contains('V'), "{d}");
     }
 

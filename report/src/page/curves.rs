@@ -167,15 +167,31 @@ fn group_series(
 ) {
     let repeated = g.runs.len() > 1;
     for r in &g.runs {
+        let points: Vec<(f64, f64)> = r.curve.iter().map(|e| (x(e), get(e))).collect();
+        // A one-epoch run has no line to draw: a marker shows it.
+        let mark = if points.len() == 1 {
+            Mark::Points {
+                points: vec![Point {
+                    x: points[0].0,
+                    y: points[0].1,
+                    hover: None,
+                    color: None,
+                }],
+                radius: 3.0,
+                cross: r.status != TrialStatus::Complete,
+            }
+        } else {
+            Mark::Line {
+                points,
+                dashed: r.status != TrialStatus::Complete,
+                width: if repeated { 0.8 } else { 1.5 },
+            }
+        };
         out.push(Series {
             name: r.trial_id.clone(),
             legend: false,
             color,
-            mark: Mark::Line {
-                points: r.curve.iter().map(|e| (x(e), get(e))).collect(),
-                dashed: r.status != TrialStatus::Complete,
-                width: if repeated { 0.8 } else { 1.5 },
-            },
+            mark,
             hover: Some(hover(d, r)),
             class: format!(
                 "trial {cfg} status-{}{}",

@@ -80,26 +80,15 @@ pub fn slices(d: &StudyData) -> Vec<Figure> {
 /// The final metrics seed 004 plots against a swept hyperparameter, when
 /// the trainer reports them.
 const FINAL: [(&str, &str, &str); 3] = [
-    (
-        "last_train_loss",
-        "final training loss",
-        "loss (cross-entropy)",
-    ),
-    (
-        "last_val_loss",
-        "final validation loss",
-        "loss (cross-entropy)",
-    ),
-    (
-        "last_val_error",
-        "final validation accuracy",
-        "accuracy (fraction)",
-    ),
+    ("last_train_loss", "training", "final loss (cross-entropy)"),
+    ("last_val_loss", "validation", "final loss (cross-entropy)"),
+    ("last_val_error", "validation", "final accuracy (fraction)"),
 ];
 
 /// Seed 004: for each searched parameter, the final training and
 /// validation loss, and the final validation accuracy, of the complete
-/// trials, with a line through the mean at each distinct value.
+/// trials; where the parameter was swept (a grid, or values that repeat),
+/// with a line through the mean at each value.
 pub fn final_metrics(d: &StudyData) -> Vec<Figure> {
     let complete: Vec<_> = d.with_status(TrialStatus::Complete).collect();
     if !complete.iter().any(|r| r.metrics.contains_key(FINAL[0].0)) {
@@ -108,9 +97,20 @@ pub fn final_metrics(d: &StudyData) -> Vec<Figure> {
     let mut out = Vec::new();
     for (name, spec) in searched(d) {
         for (unit, keys) in [("loss", &FINAL[..2]), ("accuracy", &FINAL[2..])] {
+            let xs: Vec<u64> = complete
+                .iter()
+                .map(|r| param_coord(spec, r.params.get(name)).to_bits())
+                .collect();
+            let distinct = xs.iter().collect::<std::collections::BTreeSet<_>>().len();
+            let swept = matches!(d.study.sampler, hps_common::SamplerSpec::Grid { .. })
+                || distinct < xs.len();
             let mut f = Figure::new(
                 format!("final-{unit}-{name}"),
-                format!("Final {unit} against {name} (line: mean over trials)"),
+                if swept {
+                    format!("Final {unit} against {name} (line: mean over trials)")
+                } else {
+                    format!("Final {unit} against {name}")
+                },
                 param_axis(name, spec),
                 Axis::linear(keys[0].2),
             );
@@ -124,10 +124,16 @@ pub fn final_metrics(d: &StudyData) -> Vec<Figure> {
                     })
                     .collect();
                 let color = palette(if keys.len() == 1 { 2 } else { k });
-                f.series.push(mean_line(label, &pts, color));
+                if swept {
+                    f.series.push(mean_line(label, &pts, color));
+                }
                 f.series.push(Series {
-                    name: format!("{label} (single trials)"),
-                    legend: false,
+                    name: if swept {
+                        format!("{label} (single trials)")
+                    } else {
+                        label.to_string()
+                    },
+                    legend: !swept,
                     color,
                     mark: Mark::Points {
                         points: pts

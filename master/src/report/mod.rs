@@ -289,10 +289,10 @@ fn list(dir: &StudyDir, sub: Sub) -> Result<Vec<String>> {
 }
 
 /// Every readable file of `sub` (one mechanism with the HTML report's).
-fn load_all<T>(
+fn load_all<T: Send>(
     dir: &StudyDir,
     sub: Sub,
-    read: impl Fn(&str) -> Result<T, FsError>,
+    read: impl Fn(&str) -> Result<T, FsError> + Sync,
 ) -> Result<Vec<T>> {
     Ok(hps_report::load::load_all(dir, sub, read)?)
 }

@@ -34,7 +34,7 @@ impl Refresher {
     /// While the study runs: rewrite the report when there are new results
     /// and the last write is more than a minute old.
     pub fn tick(&mut self, results: u64) {
-        let due = self.last.map_or(true, |t| t.elapsed() >= self.every);
+        let due = self.last.is_none_or(|t| t.elapsed() >= self.every);
         if results > self.results && due {
             self.write(results, false);
         }

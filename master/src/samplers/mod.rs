@@ -26,6 +26,7 @@ use std::path::Path;
 use hps_common::{Params, SamplerSpec, Source, Study, TrialStatus};
 
 mod cmaes;
+mod gp;
 mod grid;
 mod quasi;
 mod random;
@@ -33,6 +34,7 @@ mod tpe;
 mod unit;
 
 pub use cmaes::CmaesSampler;
+pub use gp::GpSampler;
 pub use grid::GridSampler;
 pub use quasi::QuasiRandomSampler;
 pub use random::RandomSampler;
@@ -167,6 +169,7 @@ pub fn build(study: &Study, file: &Path) -> Result<Box<dyn Sampler>, SamplerErro
             popsize,
             ipop,
         } => Box::new(CmaesSampler::new(study, *seed, *sigma0, *popsize, *ipop)),
+        SamplerSpec::Gp { seed, startup } => Box::new(GpSampler::new(study, *seed, *startup)),
     })
 }
 

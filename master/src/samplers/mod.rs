@@ -213,8 +213,8 @@ mod tests {
         }"#
     }
 
-    /// Every sampler kind, as (space, sampler spec). TPE starts learning
-    /// after 4 settings so that short tests exercise the model.
+    /// Every sampler kind, as (space, sampler spec). TPE and the GP start
+    /// learning after 4 settings so that short tests exercise the model.
     fn specs(seed: u64) -> Vec<(String, String)> {
         vec![
             (grid_space().to_string(), r#"{"kind":"grid"}"#.to_string()),
@@ -245,6 +245,10 @@ mod tests {
             (
                 SPACE.to_string(),
                 format!(r#"{{"kind":"cmaes","seed":{seed},"sigma0":0.5,"popsize":3}}"#),
+            ),
+            (
+                SPACE.to_string(),
+                format!(r#"{{"kind":"gp","seed":{seed},"startup":4}}"#),
             ),
         ]
     }
@@ -429,7 +433,7 @@ mod tests {
         fn log_scale_is_uniform_in_log_space(seed in 0u64..200) {
             // Before any result, about half of a log-uniform [1e-4, 1] lands
             // below 1e-2 (CMA-ES: its first distribution is centred there).
-            for kind in ["random", "quasi_random", "tpe", "cmaes"] {
+            for kind in ["random", "quasi_random", "tpe", "cmaes", "gp"] {
                 let st = study(SPACE, &format!(r#"{{"kind":"{kind}","seed":{seed}}}"#));
                 let mut s = build(&st, Path::new("study.json")).unwrap();
                 let below = (0..200).filter(|c| s.propose(*c, &[], &[]).params["lr"].as_f64().unwrap() < 1e-2).count();
@@ -441,8 +445,8 @@ mod tests {
     #[test]
     fn learners_find_the_log_scale_optimum() {
         // The toy optimum lr = 10^-2.5 sits off-centre on a log scale; after
-        // 60 settings TPE and CMA-ES have been close to it.
-        for kind in ["tpe", "cmaes"] {
+        // 60 settings TPE, CMA-ES and the GP have been close to it.
+        for kind in ["tpe", "cmaes", "gp"] {
             let st = study(SPACE, &format!(r#"{{"kind":"{kind}","seed":3}}"#));
             let mut s = build(&st, Path::new("study.json")).unwrap();
             let calls = drive(s.as_mut(), 60, true, 4);
@@ -585,6 +589,14 @@ mod tests {
                 ipop: true
             }
         );
+        let st = study(SPACE, r#"{"kind":"gp","seed":1}"#);
+        assert_eq!(
+            st.sampler,
+            SamplerSpec::Gp {
+                seed: 1,
+                startup: 10
+            }
+        );
         let st = study(SPACE, r#"{"kind":"quasi_random","seed":1}"#);
         assert_eq!(
             st.sampler,
@@ -631,6 +643,11 @@ mod tests {
                 "unknown field `scrambled`",
             ),
             (r#"{"kind":"quasi_random"}"#, "missing field `seed`"),
+            (
+                r#"{"kind":"gp","seed":1,"n_startup":3}"#,
+                "unknown field `n_startup`",
+            ),
+            (r#"{"kind":"gp","startup":3}"#, "missing field `seed`"),
         ] {
             let e = parse(bad);
             assert!(
@@ -744,6 +761,17 @@ mod tests {
             .collect();
         assert_eq!(sources[..3], [startup; 3]);
         assert_eq!(sources[3..], [model; 6]);
+        // The GP: like TPE, its start-up design, then the model.
+        let st = study(SPACE, r#"{"kind":"gp","seed":1,"startup":4}"#);
+        let mut s = build(&st, Path::new("study.json")).unwrap();
+        let calls = drive(s.as_mut(), 7, true, 2);
+        let sources: Vec<Option<Source>> = calls
+            .iter()
+            .map(|c| s.propose(c.config, &c.history, &c.pending).source)
+            .collect();
+        assert_eq!(sources[..4], [startup; 4]);
+        assert_eq!(sources[4..], [model; 3]);
+        assert_eq!(s.propose(6, &[], &[]).source, startup);
         // Samplers without a model record nothing.
         for kind in [r#""random""#, r#""quasi_random""#] {
             let st = study(SPACE, &format!(r#"{{"kind":{kind},"seed":1}}"#));

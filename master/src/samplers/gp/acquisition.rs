@@ -8,7 +8,7 @@
 //! gives the optimiser nothing to climb.
 //!
 //! Maximisation: a scrambled Sobol sweep of the cube, then projected L-BFGS
-//! from the best few sweep points and from the incumbent, over the numeric
+//! from the best few sweep points and from near the incumbent, over the numeric
 //! coordinates (categoricals are held), then, at each refined point, every
 //! other choice of each categorical in turn.
 
@@ -95,7 +95,8 @@ pub struct Effort {
 }
 
 /// Candidate points, best log EI first: refined points, then the rest of
-/// the sweep. `incumbent` is the best observed point.
+/// the sweep. `incumbent` is the best observed point; the sweep and the
+/// step away from the incumbent are seeded by `sobol_seed`.
 pub fn candidates(
     p: &Posterior,
     best: f64,
@@ -114,7 +115,20 @@ pub fn candidates(
         .map(|((m, v), x)| (log_ei(m, v, best), x))
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let starts: Vec<Vec<f64>> = std::iter::once(incumbent.to_vec())
+    // Near the incumbent, a small step seeded like the sweep: a proposal
+    // refined from the incumbent itself would not depend on the config, and
+    // settings of one batch proposed without each other as pending would
+    // coincide.
+    let mut rng = crate::samplers::unit::rng(&[sobol_seed, 1]);
+    let near: Vec<f64> = incumbent
+        .iter()
+        .zip(kinds)
+        .map(|(&u, k)| match k {
+            Kind::Numeric => (u + 0.01 * crate::samplers::unit::normal(&mut rng)).clamp(0.0, 1.0),
+            Kind::Categorical(_) => u,
+        })
+        .collect();
+    let starts: Vec<Vec<f64>> = std::iter::once(near)
         .chain(scored.iter().take(effort.starts).map(|(_, x)| x.clone()))
         .collect();
     let mut refined: Vec<(f64, Vec<f64>)> = starts

@@ -14,7 +14,9 @@
 //! **Proposal.** The maximiser of log expected improvement over the best
 //! loss observed ([`acquisition`]): a Sobol sweep, then local refinement.
 //! A proposal equal to a finished or pending setting (possible on discrete
-//! spaces) is skipped for the next-best candidate.
+//! spaces) is skipped for the next-best candidate. A coordinate on a bound
+//! is moved inside by less than 1e-6 of its range, seeded by the config
+//! ([`GpSampler::off_bounds`]).
 //!
 //! **Parallel workers.** Pending settings are fantasised with the kriging
 //! believer: they join the data with the posterior mean as their value,
@@ -175,6 +177,24 @@ impl Sampler for GpSampler {
 }
 
 impl GpSampler {
+    /// `x` with each numeric coordinate that lies on a bound moved inside
+    /// by a random amount below 1e-6 (of the range). Log EI often peaks on
+    /// a bound early on; settings of one batch that the master proposed
+    /// without each other as pending would otherwise coincide there.
+    fn off_bounds(&self, x: &[f64], rng: &mut impl rand::Rng) -> Vec<f64> {
+        x.iter()
+            .zip(&self.kinds)
+            .map(|(&u, k)| {
+                let step = 1e-6 * rng.random::<f64>();
+                match k {
+                    Kind::Numeric if u <= 0.0 => step,
+                    Kind::Numeric if u >= 1.0 => 1.0 - step,
+                    _ => u,
+                }
+            })
+            .collect()
+    }
+
     /// The model's proposal: fit, fantasise the pending settings, maximise
     /// log EI, skip settings already taken.
     fn model_proposal(
@@ -225,9 +245,10 @@ impl GpSampler {
             unit::mix(&[TAG, self.seed, config]),
             EFFORT,
         );
+        let mut rng = unit::rng(&[TAG, self.seed, config, 2]);
         let mut first = None;
         for (_, x) in &cands {
-            let p = self.space.params_at(x);
+            let p = self.space.params_at(&self.off_bounds(x, &mut rng));
             if !taken.contains(&p) {
                 return Some(p);
             }

@@ -14,9 +14,9 @@
 //! **Proposal.** The maximiser of log expected improvement over the best
 //! loss observed ([`acquisition`]): a Sobol sweep, then local refinement.
 //! A proposal equal to a finished or pending setting (possible on discrete
-//! spaces) is skipped for the next-best candidate. A coordinate on a bound
-//! is moved inside by less than 1e-6 of its range, seeded by the config
-//! ([`GpSampler::off_bounds`]).
+//! spaces), or within 1e-5 of one in the unit cube, is skipped for the
+//! next-best candidate. A coordinate on a bound is moved inside by less
+//! than 1e-6 of its range, seeded by the config ([`GpSampler::off_bounds`]).
 //!
 //! **Parallel workers.** Pending settings are fantasised with the kriging
 //! believer: they join the data with the posterior mean as their value,
@@ -53,6 +53,11 @@ use fit::Posterior;
 const TAG: u64 = 0x6770;
 /// Largest number of observations the hyperparameters are fitted on.
 pub const FIT_CAP: usize = 200;
+/// Smallest distance (in the unit cube) between a proposal and a finished
+/// or pending setting: the GP's noise floor leaves a little expected
+/// improvement right next to the best setting, where an evaluation teaches
+/// nothing.
+const MIN_GAP: f64 = 1e-5;
 /// The acquisition search.
 const EFFORT: Effort = Effort {
     sweep: 1024,
@@ -227,6 +232,8 @@ impl GpSampler {
                 .find(|o| o.is_ne())
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
+        let mut seen = data.x.clone();
+        seen.extend(fantasies.iter().cloned());
         let model = if fantasies.is_empty() {
             real
         } else {
@@ -245,16 +252,57 @@ impl GpSampler {
             unit::mix(&[TAG, self.seed, config]),
             EFFORT,
         );
+        Some(self.pick(config, &cands, &seen, taken))
+    }
+
+    /// The best candidate that is neither a setting already taken nor
+    /// within [`MIN_GAP`] of a finished or pending one (in the unit cube,
+    /// on the same categorical choices); failing that, the best one not
+    /// taken, failing that the best.
+    fn pick(
+        &self,
+        config: u64,
+        cands: &[(f64, Vec<f64>)],
+        seen: &[Vec<f64>],
+        taken: &Taken,
+    ) -> Params {
         let mut rng = unit::rng(&[TAG, self.seed, config, 2]);
-        let mut first = None;
-        for (_, x) in &cands {
+        let mut fallback: Option<Params> = None;
+        let mut first: Option<Params> = None;
+        for (_, x) in cands {
             let p = self.space.params_at(&self.off_bounds(x, &mut rng));
-            if !taken.contains(&p) {
-                return Some(p);
+            if taken.contains(&p) {
+                first.get_or_insert(p);
+                continue;
             }
-            first.get_or_insert(p);
+            let near = self
+                .space
+                .unit_of(&p)
+                .is_some_and(|u| seen.iter().any(|s| self.close(&u, s)));
+            if !near {
+                return p;
+            }
+            fallback.get_or_insert(p);
         }
-        first
+        fallback
+            .or(first)
+            .unwrap_or_else(|| self.space.params_at(&self.sobol.point(config)))
+    }
+
+    /// Whether `a` and `b` are on the same choices and within [`MIN_GAP`].
+    fn close(&self, a: &[f64], b: &[f64]) -> bool {
+        let mut d2 = 0.0;
+        for ((&u, &v), k) in a.iter().zip(b).zip(&self.kinds) {
+            match k {
+                Kind::Numeric => d2 += (u - v) * (u - v),
+                Kind::Categorical(n) => {
+                    if kernel::choice(u, *n) != kernel::choice(v, *n) {
+                        return false;
+                    }
+                }
+            }
+        }
+        d2 < MIN_GAP * MIN_GAP
     }
 }
 

@@ -73,7 +73,7 @@ fn fantasies_keep_a_batch_of_four_apart() {
 }
 
 #[test]
-fn the_gp_finds_branins_minimum_quickly() {
+fn the_gp_finds_branins_minimum_quickly_without_near_repeats() {
     let st = study(BRANIN, 10);
     let mut s = GpSampler::new(&st, 1, 10);
     let history = branin_history(&mut s, 40);
@@ -82,6 +82,14 @@ fn the_gp_finds_branins_minimum_quickly() {
         .filter_map(|o| o.loss)
         .fold(f64::INFINITY, f64::min);
     assert!(best - Function::Branin.optimum(2) < 1e-2, "best {best}");
+    // Converging on the minimum, it still never evaluates next to a
+    // finished setting, where it would learn nothing.
+    for (i, a) in history.iter().enumerate() {
+        for b in &history[..i] {
+            let d = dist(&s.space, &a.params, &b.params);
+            assert!(d >= MIN_GAP, "{} and {} are {d} apart", a.config, b.config);
+        }
+    }
 }
 
 #[test]

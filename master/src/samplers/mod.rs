@@ -5,7 +5,8 @@
 //! (proposed, no result yet). Every sampler is a function of
 //! `(study, config, history, pending)` — grid and random search ignore the
 //! last two; quasi-random ignores them too; TPE and CMA-ES learn from the
-//! history and treat pending settings as constant liars — and none depends
+//! history and treat pending settings as constant liars, the GP as kriging
+//! believers (at its posterior mean) — and none depends
 //! on the order results arrived in. A resumed master, which passes the
 //! history rebuilt from `results/`, therefore proposes exactly what an
 //! uninterrupted one would have.
@@ -15,7 +16,7 @@
 //! ints, log scales and categoricals need no special cases (TPE models
 //! categoricals as such).
 //!
-//! Samplers with a start-up design and a model (TPE, CMA-ES) say which of
+//! Samplers with a start-up design and a model (TPE, CMA-ES, GP) say which of
 //! the two produced each proposal ([`Proposal::source`], recorded in the
 //! setting) and how many settings their start-up design takes
 //! ([`Sampler::startup`]), so that a budget the design swallows is

@@ -88,20 +88,20 @@ fn neg_log_posterior(
     grad.iter_mut().for_each(|g| *g = 0.0);
     let s = h.kernel.scale;
     for a in 0..n {
-        for b in 0..n {
+        let waa = alpha[a] * alpha[a] - kinv[(a, a)];
+        grad[d] += 0.5 * waa * s;
+        grad[d + 1] += 0.5 * waa * h.noise;
+        // Off the diagonal, (a, b) and (b, a) at once.
+        for b in 0..a {
             let w = alpha[a] * alpha[b] - kinv[(a, b)];
             let (m, dm) = matern52(h.kernel.sq_dist(&x[a], &x[b]));
-            grad[d] += 0.5 * w * s * m;
-            if b <= a {
-                continue;
-            }
-            // dK/dlog l_j = -2 dm s p_j diff^2, counted for (a, b) and (b, a).
+            grad[d] += w * s * m;
+            // dK/dlog l_j = -2 dm s p_j diff^2.
             for j in 0..d {
                 let dj = diff(kinds[j], x[a][j], x[b][j]);
                 grad[j] += w * (-2.0 * dm) * s * h.kernel.inv_ls2[j] * dj * dj;
             }
         }
-        grad[d + 1] += 0.5 * (alpha[a] * alpha[a] - kinv[(a, a)]) * h.noise;
     }
     // Priors (Optuna's), and their gradients in the log parameters.
     let mut prior = 0.0;

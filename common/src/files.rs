@@ -40,7 +40,7 @@ pub struct TrialSetting {
     /// The sampler that proposed it.
     pub sampler: String,
     /// How the sampler proposed it, for samplers with a start-up design
-    /// and a model (`tpe`, `cmaes`); absent for the others and in records
+    /// and a model (`tpe`, `cmaes`, `gp`); absent for the others and in records
     /// written before this field existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<Source>,

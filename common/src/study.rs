@@ -228,6 +228,16 @@ pub enum SamplerSpec {
         #[serde(default = "yes")]
         ipop: bool,
     },
+    /// Bayesian optimisation: a Gaussian process (Matérn-5/2 with automatic
+    /// relevance determination) on the unit cube, proposing the maximiser
+    /// of log expected improvement; pending settings are fantasised at the
+    /// posterior mean (kriging believer).
+    Gp {
+        seed: u64,
+        /// Settings drawn from the quasi-random sequence before the GP starts.
+        #[serde(default = "ten")]
+        startup: u32,
+    },
 }
 
 /// `trainer.defaults`, with the offending hyperparameter named in errors
@@ -296,6 +306,7 @@ impl SamplerSpec {
             SamplerSpec::QuasiRandom { .. } => "quasi_random",
             SamplerSpec::Tpe { .. } => "tpe",
             SamplerSpec::Cmaes { .. } => "cmaes",
+            SamplerSpec::Gp { .. } => "gp",
         }
     }
 }
@@ -877,7 +888,7 @@ mod tests {
 
     #[test]
     fn sampler_and_pruner_names_are_the_serde_tags() {
-        for kind in ["grid", "random", "quasi_random", "tpe", "cmaes"] {
+        for kind in ["grid", "random", "quasi_random", "tpe", "cmaes", "gp"] {
             let s: SamplerSpec =
                 serde_json::from_str(&format!(r#"{{"kind": "{kind}", "seed": 1}}"#)).unwrap();
             assert_eq!(s.name(), kind);

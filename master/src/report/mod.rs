@@ -341,6 +341,7 @@ fn sampler_text(s: &SamplerSpec) -> String {
         SamplerSpec::QuasiRandom { seed, .. } => format!("quasi_random (seed {seed})"),
         SamplerSpec::Tpe { seed, .. } => format!("tpe (seed {seed})"),
         SamplerSpec::Cmaes { seed, .. } => format!("cmaes (seed {seed})"),
+        SamplerSpec::Gp { seed, .. } => format!("gp (seed {seed})"),
     }
 }
 

@@ -5,7 +5,8 @@
 //! (proposed, no result yet). Every sampler is a function of
 //! `(study, config, history, pending)` — grid and random search ignore the
 //! last two; quasi-random ignores them too; TPE and CMA-ES learn from the
-//! history and treat pending settings as constant liars — and none depends
+//! history and treat pending settings as constant liars, the GP as kriging
+//! believers (at its posterior mean) — and none depends
 //! on the order results arrived in. A resumed master, which passes the
 //! history rebuilt from `results/`, therefore proposes exactly what an
 //! uninterrupted one would have.
@@ -15,7 +16,7 @@
 //! ints, log scales and categoricals need no special cases (TPE models
 //! categoricals as such).
 //!
-//! Samplers with a start-up design and a model (TPE, CMA-ES) say which of
+//! Samplers with a start-up design and a model (TPE, CMA-ES, GP) say which of
 //! the two produced each proposal ([`Proposal::source`], recorded in the
 //! setting) and how many settings their start-up design takes
 //! ([`Sampler::startup`]), so that a budget the design swallows is
@@ -26,6 +27,7 @@ use std::path::Path;
 use hps_common::{Params, SamplerSpec, Source, Study, TrialStatus};
 
 mod cmaes;
+mod gp;
 mod grid;
 mod quasi;
 mod random;
@@ -33,6 +35,7 @@ mod tpe;
 mod unit;
 
 pub use cmaes::CmaesSampler;
+pub use gp::GpSampler;
 pub use grid::GridSampler;
 pub use quasi::QuasiRandomSampler;
 pub use random::RandomSampler;
@@ -167,6 +170,7 @@ pub fn build(study: &Study, file: &Path) -> Result<Box<dyn Sampler>, SamplerErro
             popsize,
             ipop,
         } => Box::new(CmaesSampler::new(study, *seed, *sigma0, *popsize, *ipop)),
+        SamplerSpec::Gp { seed, startup } => Box::new(GpSampler::new(study, *seed, *startup)),
     })
 }
 
@@ -210,8 +214,8 @@ mod tests {
         }"#
     }
 
-    /// Every sampler kind, as (space, sampler spec). TPE starts learning
-    /// after 4 settings so that short tests exercise the model.
+    /// Every sampler kind, as (space, sampler spec). TPE and the GP start
+    /// learning after 4 settings so that short tests exercise the model.
     fn specs(seed: u64) -> Vec<(String, String)> {
         vec![
             (grid_space().to_string(), r#"{"kind":"grid"}"#.to_string()),
@@ -242,6 +246,10 @@ mod tests {
             (
                 SPACE.to_string(),
                 format!(r#"{{"kind":"cmaes","seed":{seed},"sigma0":0.5,"popsize":3}}"#),
+            ),
+            (
+                SPACE.to_string(),
+                format!(r#"{{"kind":"gp","seed":{seed},"startup":4}}"#),
             ),
         ]
     }
@@ -426,7 +434,7 @@ mod tests {
         fn log_scale_is_uniform_in_log_space(seed in 0u64..200) {
             // Before any result, about half of a log-uniform [1e-4, 1] lands
             // below 1e-2 (CMA-ES: its first distribution is centred there).
-            for kind in ["random", "quasi_random", "tpe", "cmaes"] {
+            for kind in ["random", "quasi_random", "tpe", "cmaes", "gp"] {
                 let st = study(SPACE, &format!(r#"{{"kind":"{kind}","seed":{seed}}}"#));
                 let mut s = build(&st, Path::new("study.json")).unwrap();
                 let below = (0..200).filter(|c| s.propose(*c, &[], &[]).params["lr"].as_f64().unwrap() < 1e-2).count();
@@ -438,8 +446,8 @@ mod tests {
     #[test]
     fn learners_find_the_log_scale_optimum() {
         // The toy optimum lr = 10^-2.5 sits off-centre on a log scale; after
-        // 60 settings TPE and CMA-ES have been close to it.
-        for kind in ["tpe", "cmaes"] {
+        // 60 settings TPE, CMA-ES and the GP have been close to it.
+        for kind in ["tpe", "cmaes", "gp"] {
             let st = study(SPACE, &format!(r#"{{"kind":"{kind}","seed":3}}"#));
             let mut s = build(&st, Path::new("study.json")).unwrap();
             let calls = drive(s.as_mut(), 60, true, 4);
@@ -582,6 +590,14 @@ mod tests {
                 ipop: true
             }
         );
+        let st = study(SPACE, r#"{"kind":"gp","seed":1}"#);
+        assert_eq!(
+            st.sampler,
+            SamplerSpec::Gp {
+                seed: 1,
+                startup: 10
+            }
+        );
         let st = study(SPACE, r#"{"kind":"quasi_random","seed":1}"#);
         assert_eq!(
             st.sampler,
@@ -628,6 +644,11 @@ mod tests {
                 "unknown field `scrambled`",
             ),
             (r#"{"kind":"quasi_random"}"#, "missing field `seed`"),
+            (
+                r#"{"kind":"gp","seed":1,"n_startup":3}"#,
+                "unknown field `n_startup`",
+            ),
+            (r#"{"kind":"gp","startup":3}"#, "missing field `seed`"),
         ] {
             let e = parse(bad);
             assert!(
@@ -741,6 +762,17 @@ mod tests {
             .collect();
         assert_eq!(sources[..3], [startup; 3]);
         assert_eq!(sources[3..], [model; 6]);
+        // The GP: like TPE, its start-up design, then the model.
+        let st = study(SPACE, r#"{"kind":"gp","seed":1,"startup":4}"#);
+        let mut s = build(&st, Path::new("study.json")).unwrap();
+        let calls = drive(s.as_mut(), 7, true, 2);
+        let sources: Vec<Option<Source>> = calls
+            .iter()
+            .map(|c| s.propose(c.config, &c.history, &c.pending).source)
+            .collect();
+        assert_eq!(sources[..4], [startup; 4]);
+        assert_eq!(sources[4..], [model; 3]);
+        assert_eq!(s.propose(6, &[], &[]).source, startup);
         // Samplers without a model record nothing.
         for kind in [r#""random""#, r#""quasi_random""#] {
             let st = study(SPACE, &format!(r#"{{"kind":{kind},"seed":1}}"#));

@@ -12,6 +12,7 @@ mod e2e;
 mod failfast;
 mod faults;
 mod fuse;
+mod gp;
 mod hostile;
 mod idle;
 mod links;

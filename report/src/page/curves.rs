@@ -268,29 +268,29 @@ pub fn instruments(r: &TrialResult) -> Vec<Figure> {
     const SCALARS: [Scalar; 4] = [
         (
             "lr",
-            "Learning rate used",
-            "learning rate (last step of the epoch)",
+            "Learning rate at the epoch's last step",
+            "learning rate",
             true,
             |i| i.lr,
         ),
         (
             "grad",
-            "Gradient norm",
-            "global gradient L2 norm (mean over steps)",
+            "Gradient L2 norm, mean over steps",
+            "gradient norm",
             true,
             |i| i.grad_norm,
         ),
         (
             "weight",
-            "Weight norm",
-            "global weight L2 norm",
+            "Weight L2 norm after the epoch",
+            "weight norm",
             false,
             |i| i.weight_norm,
         ),
         (
             "update",
-            "Update/weight ratio",
-            "‖update‖ / ‖weights‖ (mean over steps)",
+            "‖update‖ / ‖weights‖, mean over steps",
+            "update/weight ratio",
             true,
             |i| i.update_ratio,
         ),
@@ -300,7 +300,7 @@ pub fn instruments(r: &TrialResult) -> Vec<Figure> {
         .iter()
         .map(|(key, title, label, log, get)| {
             let y = if *log {
-                Axis::log(format!("{label}, log scale"))
+                Axis::log(*label)
             } else {
                 Axis::linear(*label)
             };
@@ -313,8 +313,8 @@ pub fn instruments(r: &TrialResult) -> Vec<Figure> {
             f.width = 420;
             f.height = 280;
             f.series.push(Series {
-                name: (*title).to_string(),
-                legend: false,
+                name: id.to_string(),
+                legend: true,
                 color: palette(0),
                 mark: Mark::Line {
                     points: rows.iter().map(|(x, i)| (*x, get(i))).collect(),
@@ -334,12 +334,12 @@ pub fn instruments(r: &TrialResult) -> Vec<Figure> {
     for (key, title, get) in [
         (
             "act-mean",
-            "Activation mean per layer",
+            "Mean of each layer's output",
             (|l: &hps_common::LayerStat| l.mean) as fn(&hps_common::LayerStat) -> f64,
         ),
         (
             "act-std",
-            "Activation std per layer",
+            "Std of each layer's output",
             |l: &hps_common::LayerStat| l.std,
         ),
     ] {
@@ -347,14 +347,11 @@ pub fn instruments(r: &TrialResult) -> Vec<Figure> {
             format!("instr-{id}-{key}"),
             format!("{title} ({id})"),
             Axis::linear("epoch"),
-            Axis::linear(format!(
-                "{} of the layer's output",
-                if key == "act-mean" {
-                    "mean"
-                } else {
-                    "standard deviation"
-                }
-            )),
+            Axis::linear(if key == "act-mean" {
+                "activation mean"
+            } else {
+                "activation std"
+            }),
         );
         f.width = 420;
         f.height = 280;

@@ -56,7 +56,7 @@ pub fn slices(d: &StudyData) -> Vec<Figure> {
                 .collect();
             f.series.push(Series {
                 name: "finished trials".into(),
-                legend: false,
+                legend: true,
                 color: palette(0),
                 mark: Mark::Points {
                     points,
@@ -296,8 +296,8 @@ pub fn importance_figure(d: &StudyData) -> Option<Figure> {
         sub.map_or(String::new(), |_| " (a sample)".into())
     ));
     f.series.push(Series {
-        name: "importance".into(),
-        legend: false,
+        name: "mean over trees".into(),
+        legend: true,
         color: palette(0),
         mark: Mark::Bars(
             order
@@ -321,7 +321,7 @@ pub fn importance_figure(d: &StudyData) -> Option<Figure> {
     });
     f.series.push(Series {
         name: "± one std over trees".into(),
-        legend: false,
+        legend: true,
         color: crate::chart::Color(0, 0, 0),
         mark: Mark::Whiskers(
             order

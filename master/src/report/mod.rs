@@ -354,11 +354,7 @@ fn mode_text(m: &Mode) -> String {
 
 /// A parameter value as a user wrote it: strings unquoted, numbers short.
 fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) if n.is_f64() => num_short(n.as_f64().unwrap_or(f64::NAN)),
-        other => other.to_string(),
-    }
+    hps_report::page::trials::value_text_with(v, 6)
 }
 
 /// A parameter value for export: strings unquoted, numbers exactly as
@@ -383,24 +379,7 @@ pub(super) fn metric_cell(x: f64) -> String {
 
 /// Six significant digits, for tables.
 fn num_short(x: f64) -> String {
-    if !x.is_finite() {
-        return "-".into();
-    }
-    if x == 0.0 {
-        return "0".into();
-    }
-    let mag = x.abs().log10().floor() as i32;
-    if (-4..6).contains(&mag) {
-        let decimals = (5 - mag).max(0) as usize;
-        let s = format!("{x:.decimals$}");
-        if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            s
-        }
-    } else {
-        format!("{x:.5e}")
-    }
+    hps_report::page::trials::significant(x, 6)
 }
 
 /// The shortest text that reads back as exactly `x`, for exports.

@@ -28,33 +28,49 @@ pub fn hover(d: &StudyData, r: &TrialResult) -> String {
     s
 }
 
-/// A number with 4 significant digits, compact.
+/// A number with 4 significant digits, compact (the page's figures and
+/// tables).
 pub fn num(v: f64) -> String {
-    if !v.is_finite() {
+    significant(v, 4)
+}
+
+/// `x` with `digits` significant digits and no trailing zeros; in
+/// scientific notation outside `[10^-(digits-2), 10^digits)`. The one
+/// number format of hps's tables, on the page and on the terminal.
+pub fn significant(x: f64, digits: i32) -> String {
+    if !x.is_finite() {
         return "-".into();
     }
-    if v == 0.0 {
+    if x == 0.0 {
         return "0".into();
     }
-    let a = v.abs();
-    if !(1e-3..1e5).contains(&a) {
-        return format!("{v:.3e}");
-    }
-    let digits = (3 - a.log10().floor() as i32).clamp(0, 6) as usize;
-    let s = format!("{v:.digits$}");
-    if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    let mag = x.abs().log10().floor() as i32;
+    if (2 - digits..digits).contains(&mag) {
+        let decimals = (digits - 1 - mag).max(0) as usize;
+        let s = format!("{x:.decimals$}");
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s
+        }
     } else {
-        s
+        let decimals = (digits - 1).max(0) as usize;
+        format!("{x:.decimals$e}")
+    }
+}
+
+/// A parameter value as text: strings unquoted, floats with `digits`
+/// significant digits, integers and the rest as written.
+pub fn value_text_with(v: &Value, digits: i32) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_f64() => significant(n.as_f64().unwrap_or(f64::NAN), digits),
+        other => other.to_string(),
     }
 }
 
 pub fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), num),
-        other => other.to_string(),
-    }
+    value_text_with(v, 4)
 }
 
 /// The study's searched parameters, in name order.

@@ -11,6 +11,7 @@
 pub mod cnn;
 pub mod error;
 pub mod exec;
+pub mod exercise;
 pub mod files;
 pub mod functions;
 pub mod ids;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::exercise::{Exercise, Hypothesis};
 use crate::functions::Function;
 use crate::space::ParamSpec;
 use crate::{FieldError, Metric, Versioned, FORMAT_VERSION};
@@ -38,6 +39,14 @@ pub struct Study {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pruner: Option<PrunerSpec>,
     pub trainer: TrainerSpec,
+    /// The course exercise this study reproduces; the report opens with
+    /// the answers to its questions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exercise: Option<Exercise>,
+    /// The hypothesis this study tests; the report states a verdict beside
+    /// the measured effect.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hypothesis: Option<Hypothesis>,
 }
 
 /// How trials are stopped early on their intermediate values. Every kind
@@ -841,6 +850,9 @@ impl Versioned for Study {
             }
         }
         self.total_trials()?;
+        if let Some(h) = &self.hypothesis {
+            h.validate(&self.space)?;
+        }
         if let Some(p) = &self.pruner {
             self.validate_pruner(p)?;
         }

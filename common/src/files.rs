@@ -163,6 +163,11 @@ pub struct EpochStat {
     /// Fraction of validation examples misclassified.
     #[serde(with = "nan_as_null")]
     pub val_error: f64,
+    /// Fraction of training examples misclassified over the epoch's
+    /// batches (as seed 004 computes its train accuracy: in training mode,
+    /// while the weights move); absent in files from older workers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_error: Option<f64>,
     /// Training instruments of the epoch (cnn trainer).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instruments: Option<Instruments>,
@@ -185,6 +190,14 @@ pub struct Instruments {
     /// Mean over the epoch's steps of `||update|| / ||weights||`.
     #[serde(with = "nan_as_null")]
     pub update_ratio: f64,
+    /// Mean over the epoch's steps of the first layer's mean absolute
+    /// weight (seed 004's "train mean abs weight"); absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_abs_weight: Option<f64>,
+    /// Mean over the epoch's steps of the first layer's mean absolute
+    /// gradient (seed 004's "train mean abs grad"); absent in older files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_abs_grad: Option<f64>,
     /// Mean and standard deviation of every block's output (conv blocks,
     /// then hidden dense layers) on up to 256 validation examples in
     /// evaluation mode.
@@ -586,6 +599,7 @@ mod tests {
             objective: None,
             metrics: BTreeMap::new(),
             curve: vec![EpochStat {
+                train_error: None,
                 instruments: None,
                 epoch: 1,
                 elapsed_s: 1.5,

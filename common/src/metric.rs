@@ -156,6 +156,7 @@ mod tests {
     #[test]
     fn per_epoch_metrics_come_from_the_curve() {
         let s = EpochStat {
+            train_error: None,
             epoch: 1,
             elapsed_s: 1.0,
             train_loss: 0.5,

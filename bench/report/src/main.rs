@@ -253,6 +253,7 @@ fn result(s: &TrialSetting, rng: &mut ChaCha8Rng, w: usize, now: &mut f64) -> Tr
             val_loss = f64::NAN;
         }
         curve.push(EpochStat {
+            train_error: None,
             epoch: e,
             elapsed_s: t * epoch_s,
             train_loss,
@@ -309,6 +310,8 @@ fn instruments(rng: &mut ChaCha8Rng, lr: f64, t: f64, nf: f64) -> Instruments {
         })
         .collect();
     Instruments {
+        first_abs_weight: None,
+        first_abs_grad: None,
         lr,
         grad_norm: 1.0 / (1.0 + 0.2 * t) + 0.05 * rng.random::<f64>(),
         weight_norm: 10.0 + lr * t * 5.0,

@@ -72,6 +72,7 @@ mod tests {
 
     fn epoch(e: u32, train: f64, val: f64, err: f64) -> EpochStat {
         EpochStat {
+            train_error: None,
             epoch: e,
             elapsed_s: e as f64 * 1.5,
             train_loss: train,

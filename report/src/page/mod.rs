@@ -423,6 +423,7 @@ mod tests {
 
     fn epoch(e: u32, v: f64) -> EpochStat {
         EpochStat {
+            train_error: None,
             epoch: e,
             elapsed_s: f64::from(e),
             train_loss: v,

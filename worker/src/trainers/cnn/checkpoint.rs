@@ -684,6 +684,7 @@ pub(super) fn load(
                 elapsed_s: s.elapsed_s.0,
                 train_loss: s.train_loss.0,
                 val_loss: s.val_loss.0,
+                train_error: None,
                 val_error: s.val_error.0,
                 instruments: s.instruments.clone(),
             })

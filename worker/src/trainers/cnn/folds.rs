@@ -88,6 +88,7 @@ fn combine(outs: &[CnnOutcome]) -> CnnOutcome {
                 mean_std(&outs.iter().map(|o| f(&o.curve[e])).collect::<Vec<_>>()).0
             };
             EpochStat {
+                train_error: None,
                 epoch: e as u32 + 1,
                 elapsed_s: m(|s| s.elapsed_s),
                 train_loss: m(|s| s.train_loss),

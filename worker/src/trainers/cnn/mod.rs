@@ -935,12 +935,15 @@ impl Training {
             .sum::<candle_core::Result<f64>>()?
             .sqrt();
         let stat = EpochStat {
+            train_error: None,
             epoch,
             elapsed_s: run.train_time.as_secs_f64(),
             train_loss: p.loss_sum / p.batches_done as f64,
             val_loss,
             val_error,
             instruments: Some(hps_common::Instruments {
+                first_abs_weight: None,
+                first_abs_grad: None,
                 lr: p.lr,
                 grad_norm: p.grad_norm_sum / steps_done,
                 weight_norm,

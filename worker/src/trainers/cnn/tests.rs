@@ -1423,6 +1423,7 @@ fn an_architecture_that_does_not_fit_is_invalid_with_a_reason() {
 #[test]
 fn a_run_ending_at_chance_level_is_collapsed_and_a_learning_one_is_not() {
     let stat = |epoch, train_loss, val_error| EpochStat {
+        train_error: None,
         epoch,
         elapsed_s: 1.0,
         train_loss,

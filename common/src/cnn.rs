@@ -135,7 +135,7 @@ pub struct CnnHyper {
     /// Linear warm-up from 0 over the first epochs (per step); 0 = off.
     pub warmup_epochs: u64,
     // --- architecture
-    /// Number of conv blocks (conv + activation + pool).
+    /// Number of conv blocks (conv + activation + pool); 0 makes an MLP.
     pub conv_layers: usize,
     /// Filters of the first conv layer.
     pub nf: usize,
@@ -149,6 +149,10 @@ pub struct CnnHyper {
     /// Hidden dense layers between the conv blocks and the output.
     pub dense_layers: usize,
     pub dense_units: usize,
+    /// The hidden dense layers' widths, one per layer (seed 004's MLP:
+    /// `[128, 64]`); when non-empty it replaces `dense_layers` x
+    /// `dense_units`.
+    pub dense_widths: Vec<usize>,
     /// Dropout rate on the input of every dense layer (the seed's 0.5).
     pub dropout: f64,
     /// Dropout rate after every conv block.
@@ -207,6 +211,7 @@ impl Default for CnnHyper {
             pool_size: 2,
             dense_layers: 1,
             dense_units: 256,
+            dense_widths: Vec::new(),
             dropout: 0.5,
             conv_dropout: 0.0,
             batchnorm: false,
@@ -325,6 +330,16 @@ impl CnnHyper {
         Ok(out)
     }
 
+    /// The hidden dense layers' widths: `dense_widths` when given, else
+    /// `dense_layers` layers of `dense_units`.
+    pub fn hidden_widths(&self) -> Vec<usize> {
+        if self.dense_widths.is_empty() {
+            vec![self.dense_units; self.dense_layers]
+        } else {
+            self.dense_widths.clone()
+        }
+    }
+
     /// Range checks; the message names the hyperparameter.
     pub fn validate(&self) -> Result<(), HyperError> {
         let bad = |name: &str, m: String| Err(HyperError::new(name, m));
@@ -370,13 +385,14 @@ impl CnnHyper {
                 "lr_step_epochs must be a positive integer, got 0".into(),
             );
         }
-        if !(self.lr_gamma.is_finite() && self.lr_gamma > 0.0 && self.lr_gamma <= 1.0) {
+        // Above 1 a `step` schedule grows the LR: seed 002's bug, kept
+        // expressible so its instruments can be shown.
+        if !(self.lr_gamma.is_finite() && self.lr_gamma > 0.0 && self.lr_gamma <= 10.0) {
             return bad(
                 "lr_gamma",
-                format!("lr_gamma must be in (0, 1], got {}", self.lr_gamma),
+                format!("lr_gamma must be in (0, 10], got {}", self.lr_gamma),
             );
         }
-        at_least_1("conv_layers", self.conv_layers)?;
         at_least_1("nf", self.nf)?;
         positive_f("nf_mult", self.nf_mult)?;
         at_least_1("kernel_size", self.kernel_size)?;
@@ -391,6 +407,15 @@ impl CnnHyper {
         }
         at_least_1("pool_size", self.pool_size)?;
         at_least_1("dense_units", self.dense_units)?;
+        if self.dense_widths.contains(&0) {
+            return bad(
+                "dense_widths",
+                format!(
+                    "every dense width must be a positive integer, got {:?}",
+                    self.dense_widths
+                ),
+            );
+        }
         unit("dropout", self.dropout)?;
         unit("conv_dropout", self.conv_dropout)?;
         if !(self.aug_rotate.is_finite() && (0.0..=180.0).contains(&self.aug_rotate)) {

@@ -8,6 +8,7 @@
 //!
 //! Maps are `BTreeMap` so every file is written in a stable order.
 
+pub mod arch;
 pub mod cnn;
 pub mod error;
 pub mod exec;

@@ -224,7 +224,7 @@ impl<'a> FingerprintConfig<'a> {
             folds: h.folds,
             seed: cfg.seed,
             time_limit_s: None,
-            nf: cfg.arch.filters[0],
+            nf: cfg.arch.filters.first().copied().unwrap_or(0),
         }
     }
 }

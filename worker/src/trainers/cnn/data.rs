@@ -20,7 +20,7 @@ use rand_chacha::ChaCha8Rng;
 pub const DEFAULT_DATA_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 /// Image side length the model expects.
-pub const SIDE: usize = 28;
+pub use hps_common::arch::SIDE;
 const PIXELS: usize = SIDE * SIDE;
 const IMAGES_MAGIC: u32 = 0x0000_0803;
 const LABELS_MAGIC: u32 = 0x0000_0801;

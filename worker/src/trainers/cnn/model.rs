@@ -22,211 +22,27 @@
 use std::sync::Arc;
 
 use candle_core::{Device, Result, Tensor, Var};
-use hps_common::cnn::{Activation, CnnHyper, Init, Padding, Pool};
+pub use hps_common::arch::{Arch, ArchError, CLASSES};
+use hps_common::cnn::{Activation, Init, Padding, Pool};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::cpu_ops::{conv2d_cbhw, conv_bias_relu_pool_cbhw};
 use super::data::SIDE;
 
-pub const CLASSES: usize = 10;
 /// Running-average momentum of batch norm's statistics.
 const BN_MOMENTUM: f64 = 0.1;
 const BN_EPS: f64 = 1e-5;
 
-/// The resolved architecture.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Arch {
-    /// Filters of each conv layer.
-    pub filters: Vec<usize>,
-    pub kernel: usize,
-    pub padding: Padding,
-    pub pool: Pool,
-    pub pool_size: usize,
-    /// Widths of the hidden dense layers.
-    pub dense: Vec<usize>,
-    pub dropout: f64,
-    pub conv_dropout: f64,
-    pub batchnorm: bool,
-    pub activation: Activation,
-    pub init: Init,
-    /// Spatial side of the feature maps after each conv block.
-    pub sides: Vec<usize>,
-}
-
-/// Why a set of hyperparameters builds no network.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ArchError {
-    #[error("conv layer {layer} would have {filters} filters (nf {nf} x nf_mult {nf_mult}^{i}); at most 4096", i = .layer - 1)]
-    TooManyFilters {
-        /// 1-based.
-        layer: usize,
-        filters: f64,
-        nf: usize,
-        nf_mult: f64,
-    },
-    #[error(
-        "conv layer {layer} gets a {side}x{side} map, smaller than kernel_size {kernel}; \
-             use fewer conv_layers, a smaller kernel_size or pool_size, or padding `same`"
-    )]
-    SmallerThanKernel {
-        layer: usize,
-        side: usize,
-        kernel: usize,
-    },
-    #[error("the pool after conv layer {layer} gets a {side}x{side} map, smaller than pool_size {pool}; \
-             use fewer conv_layers or a smaller pool_size")]
-    SmallerThanPool {
-        layer: usize,
-        side: usize,
-        pool: usize,
-    },
-}
-
-impl Arch {
-    /// The architecture of a resolved set of hyperparameters, or why it
-    /// cannot be built (the feature maps would shrink below one pixel).
-    pub fn from_hyper(h: &CnnHyper) -> std::result::Result<Arch, ArchError> {
-        let k = h.kernel_size;
-        let p = h.pool_size;
-        let mut filters = Vec::new();
-        let mut sides = Vec::new();
-        let mut side = SIDE;
-        for i in 0..h.conv_layers {
-            let f = (h.nf as f64 * h.nf_mult.powi(i as i32)).round().max(1.0);
-            if f > 4096.0 {
-                return Err(ArchError::TooManyFilters {
-                    layer: i + 1,
-                    filters: f,
-                    nf: h.nf,
-                    nf_mult: h.nf_mult,
-                });
-            }
-            filters.push(f as usize);
-            if h.padding == Padding::Valid {
-                if side < k {
-                    let (layer, kernel) = (i + 1, k);
-                    return Err(ArchError::SmallerThanKernel {
-                        layer,
-                        side,
-                        kernel,
-                    });
-                }
-                side = side + 1 - k;
-            }
-            if h.pool != Pool::None {
-                if side < p {
-                    let (layer, pool) = (i + 1, p);
-                    return Err(ArchError::SmallerThanPool { layer, side, pool });
-                }
-                side /= p;
-            }
-            sides.push(side);
-        }
-        Ok(Arch {
-            filters,
-            kernel: k,
-            padding: h.padding,
-            pool: h.pool,
-            pool_size: p,
-            dense: vec![h.dense_units; h.dense_layers],
-            dropout: h.dropout,
-            conv_dropout: h.conv_dropout,
-            batchnorm: h.batchnorm,
-            activation: h.activation,
-            init: h.init,
-            sides,
-        })
-    }
-
-    /// The seed's network with `nf` filters per conv layer.
-    pub fn seed(nf: usize) -> Arch {
-        let h = CnnHyper {
-            nf,
-            ..CnnHyper::default()
-        };
-        Arch::from_hyper(&h).expect("the seed's architecture fits 28x28 inputs")
-    }
-
-    /// Features entering the first dense layer.
-    pub fn flat(&self) -> usize {
-        let s = *self.sides.last().unwrap_or(&SIDE);
-        self.filters.last().copied().unwrap_or(1) * s * s
-    }
-
-    /// Whether a conv block can use the fused CPU kernel (bias + ReLU +
-    /// 2x2 max-pool in one pass, with its own backward).
-    fn fused_block(&self, conv_side: usize) -> bool {
-        self.activation == Activation::Relu
-            && self.pool == Pool::Max
-            && self.pool_size == 2
-            && !self.batchnorm
-            && self.padding == Padding::Valid
-            && conv_side.is_multiple_of(2)
-    }
-
-    /// Shapes of the trainable tensors, in order: per conv layer kernel
-    /// `(out, in, k, k)`, bias `(out,)`, and with batch norm gamma, beta;
-    /// per hidden dense layer weight `(in, out)`, bias, (gamma, beta); the
-    /// output layer's weight and bias.
-    pub fn var_shapes(&self) -> Vec<Vec<usize>> {
-        let mut v = Vec::new();
-        let mut c_in = 1;
-        for &f in &self.filters {
-            v.push(vec![f, c_in, self.kernel, self.kernel]);
-            v.push(vec![f]);
-            if self.batchnorm {
-                v.push(vec![f]);
-                v.push(vec![f]);
-            }
-            c_in = f;
-        }
-        let mut d_in = self.flat();
-        for &d in &self.dense {
-            v.push(vec![d_in, d]);
-            v.push(vec![d]);
-            if self.batchnorm {
-                v.push(vec![d]);
-                v.push(vec![d]);
-            }
-            d_in = d;
-        }
-        v.push(vec![d_in, CLASSES]);
-        v.push(vec![CLASSES]);
-        v
-    }
-
-    /// Shapes of the batch-norm running statistics (mean, var per
-    /// normalised layer), in order; empty without batch norm.
-    pub fn stat_shapes(&self) -> Vec<Vec<usize>> {
-        if !self.batchnorm {
-            return Vec::new();
-        }
-        self.filters
-            .iter()
-            .chain(&self.dense)
-            .flat_map(|&n| [vec![n], vec![n]])
-            .collect()
-    }
-
-    /// Size (f32 elements) of the largest im2col buffer per example.
-    pub fn cols_per_example(&self) -> usize {
-        let mut side = SIDE;
-        let mut c_in = 1;
-        let mut most = 1;
-        for (i, &f) in self.filters.iter().enumerate() {
-            let pad_side = if self.padding == Padding::Same {
-                side + self.kernel - 1
-            } else {
-                side
-            };
-            let out = pad_side + 1 - self.kernel;
-            most = most.max(c_in * self.kernel * self.kernel * out * out);
-            side = self.sides[i];
-            c_in = f;
-        }
-        most
-    }
+/// Whether a conv block of `arch` can use the fused CPU kernel (bias +
+/// ReLU + 2x2 max-pool in one pass, with its own backward).
+fn fused_block(arch: &Arch, conv_side: usize) -> bool {
+    arch.activation == Activation::Relu
+        && arch.pool == Pool::Max
+        && arch.pool_size == 2
+        && !arch.batchnorm
+        && arch.padding == Padding::Valid
+        && conv_side.is_multiple_of(2)
 }
 
 /// Glorot-uniform bound `sqrt(6 / (fan_in + fan_out))` (Lasagne's
@@ -592,7 +408,7 @@ fn forward(
         wi += 2;
         let (h, _) = (x.dim(2)?, x.dim(3)?);
         let conv_side = h + 2 * pad + 1 - arch.kernel;
-        if cpu_kernels && arch.fused_block(conv_side) {
+        if cpu_kernels && fused_block(arch, conv_side) {
             x = conv_bias_relu_pool_cbhw(&x, kernel, bias)?;
         } else {
             let conv = if cpu_kernels {
@@ -674,6 +490,7 @@ pub fn max_pool2x2(x: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use hps_common::cnn::CnnHyper;
     use rand::SeedableRng;
 
     fn values(v: &Var) -> Vec<f32> {

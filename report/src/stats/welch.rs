@@ -129,13 +129,19 @@ pub(crate) mod tests {
 
     #[test]
     fn both_stds_zero() {
-        let (a, b) = (Summary::from_parts(0.2, 0.0, 3), Summary::from_parts(0.1, 0.0, 4));
+        let (a, b) = (
+            Summary::from_parts(0.2, 0.0, 3),
+            Summary::from_parts(0.1, 0.0, 4),
+        );
         let w = welch(&a, &b).unwrap();
         assert_eq!((w.t, w.p, w.df), (f64::INFINITY, 0.0, 5.0));
         close(w.ci95.0, 0.1, 1e-15);
         close(w.ci95.1, 0.1, 1e-15);
         let same = welch(&a, &a).unwrap();
-        assert_eq!((same.t, same.p, same.diff, same.ci95), (0.0, 1.0, 0.0, (0.0, 0.0)));
+        assert_eq!(
+            (same.t, same.p, same.diff, same.ci95),
+            (0.0, 1.0, 0.0, (0.0, 0.0))
+        );
         // One std 0: df is the other side's n − 1.
         let w = welch(&Summary::from_parts(0.2, 0.05, 4), &b).unwrap();
         close(w.df, 3.0, 1e-12);

@@ -229,3 +229,52 @@ pub(crate) fn comparison(studies: &[StudyData], names: &[String]) -> Option<Mark
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::page::tests::lr_study;
+    use crate::stats::Verdict;
+
+    /// One 5-fold trial per value: the folds' mean, std and count are the
+    /// observations (the worker writes `folds` and `<metric>_std`).
+    #[test]
+    fn single_k_fold_trials_use_their_folds() {
+        let mut d = lr_study("folds", 5, 1, &[(0.1, 0.30), (0.01, 0.20), (0.001, 0.29)]);
+        for r in &mut d.results {
+            r.metrics.insert("folds".into(), 5.0);
+            r.metrics.insert("val_error_std".into(), 0.01);
+        }
+        let m = measure(&d).unwrap();
+        assert_eq!(m.baseline.stats.unwrap().n, 5);
+        let verdicts: Vec<_> = m
+            .others
+            .iter()
+            .map(|c| c.effect.and_then(|e| e.verdict))
+            .collect();
+        assert_eq!(
+            verdicts,
+            [Some(Verdict::Supported), Some(Verdict::Inconclusive)]
+        );
+        // The settings table counts the folds too.
+        let rows = super::super::tables::setting_rows(&d);
+        assert!(rows.iter().all(|r| r.over == "folds" && r.stats.n == 5));
+    }
+
+    /// With repeats of k-fold trials, each trial's mean is one observation.
+    #[test]
+    fn repeated_k_fold_trials_count_each_trial_once() {
+        let runs = [(0.1, 0.30), (0.1, 0.32), (0.01, 0.20), (0.01, 0.22)];
+        let mut d = lr_study("rep", 5, 2, &runs);
+        for r in &mut d.results {
+            r.metrics.insert("folds".into(), 5.0);
+            r.metrics.insert("val_error_std".into(), 0.01);
+        }
+        let m = measure(&d).unwrap();
+        assert_eq!(m.baseline.stats.unwrap().n, 2);
+        assert_eq!(m.others[0].stats.unwrap().n, 2);
+        // No run of 0.001 yet.
+        assert!(m.others[1].stats.is_none());
+        assert_eq!(verdict_text(&m.others[1], true), "no complete run yet");
+    }
+}

@@ -547,7 +547,12 @@ mod tests {
 
     /// A cnn study over `lr` in memory: `runs` are (lr, objective) of
     /// complete trials; trials of one lr share a setting.
-    fn lr_study(name: &str, epochs: u32, repeats: u32, runs: &[(f64, f64)]) -> StudyData {
+    pub(super) fn lr_study(
+        name: &str,
+        epochs: u32,
+        repeats: u32,
+        runs: &[(f64, f64)],
+    ) -> StudyData {
         let study: hps_common::Study = serde_json::from_value(serde_json::json!({
             "format_version": 1, "name": name,
             "space": {"lr": {"type": "categorical", "choices": [0.1, 0.01, 0.001]}},

@@ -113,8 +113,11 @@ pub fn significance(p: f64) -> String {
 /// trial, its folds): n, mean, std and the 95 % confidence interval of the
 /// mean, and its comparison with the best setting.
 pub struct SettingRow<'a> {
+    /// The setting's number (repeats share it).
     pub config: u64,
+    /// Its first complete trial, for the parameter values.
     pub first: &'a TrialResult,
+    /// Over the repeats, the folds, or the single run (n = 1).
     pub stats: Summary,
     /// "repeats", "folds" or "single run".
     pub over: &'static str,
@@ -198,6 +201,8 @@ fn interval(ci: Option<(f64, f64)>) -> String {
     ci.map_or("-".into(), |(lo, hi)| format!("{} – {}", num(lo), num(hi)))
 }
 
+/// The settings table: each setting's statistics and its comparison with
+/// the best, captioned with the budget.
 pub fn settings(d: &StudyData) -> Markup {
     let rows = setting_rows(d);
     let best = rows.iter().position(|r| r.stats.n >= 2);

@@ -182,8 +182,8 @@ pub struct Figure {
     pub y: Axis,
     pub series: Vec<Series>,
     pub colorbar: Option<ColorBar>,
-    /// Shown under the title, e.g. "showing the best 200 and 300 random of
-    /// 10,000 trials".
+    /// Shown under the title, one line per `\n`, e.g. "showing the best
+    /// 200 and 300 random of 10,000 trials\nbudget: 20 epochs × …".
     pub note: Option<String>,
     /// Size in px.
     pub width: u32,
@@ -218,6 +218,7 @@ pub struct Parallel {
     pub axes: Vec<ParallelAxis>,
     pub lines: Vec<ParallelLine>,
     pub colorbar: Option<ColorBar>,
+    /// Shown under the title, one line per `\n`.
     pub note: Option<String>,
     pub width: u32,
     pub height: u32,

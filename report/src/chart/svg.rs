@@ -108,7 +108,21 @@ pub(crate) fn open(out: &mut String, id: &str, series: usize, points: usize, w: 
     );
 }
 
-/// Writes the title and the note under it; returns the y below them.
+/// The lines of a figure's note: one per `\n`, empty ones left out.
+fn note_lines(note: Option<&str>) -> impl Iterator<Item = &str> {
+    note.unwrap_or("").lines().filter(|l| !l.trim().is_empty())
+}
+
+/// The y below a figure's title and note (the top of what follows).
+pub(crate) fn heading_height(note: Option<&str>) -> f64 {
+    match note_lines(note).count() {
+        0 => 30.0,
+        n => 32.0 + 14.0 * n as f64,
+    }
+}
+
+/// Writes the title and the note under it (one line per `\n`); returns
+/// the y below them.
 pub(crate) fn heading(out: &mut String, w: u32, title: &str, note: Option<&str>) -> f64 {
     let cx = f64::from(w) / 2.0;
     let max = (f64::from(w) / (14.0 * CHAR_W)) as usize;
@@ -119,20 +133,17 @@ pub(crate) fn heading(out: &mut String, w: u32, title: &str, note: Option<&str>)
         "text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\"",
         &truncate(title, max),
     );
-    match note {
-        Some(n) if !n.is_empty() => {
-            let max = (f64::from(w) / (11.0 * CHAR_W)) as usize;
-            text(
-                out,
-                cx,
-                36.0,
-                "text-anchor=\"middle\" fill=\"#666\"",
-                &truncate(n, max),
-            );
-            46.0
-        }
-        _ => 30.0,
+    let max = (f64::from(w) / (11.0 * CHAR_W)) as usize;
+    for (i, line) in note_lines(note).enumerate() {
+        text(
+            out,
+            cx,
+            36.0 + 14.0 * i as f64,
+            "text-anchor=\"middle\" fill=\"#666\"",
+            &truncate(line, max),
+        );
     }
+    heading_height(note)
 }
 
 /// The grey "no data yet" in the middle of a plot area.

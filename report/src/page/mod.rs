@@ -2,10 +2,12 @@
 //! studies with their comparison first, in one HTML file that needs no
 //! network (inline SVG, style and script; the system's sans-serif font).
 
+pub(crate) mod budget;
 mod curves;
 mod history;
+pub(crate) mod hypothesis;
 mod params;
-mod tables;
+pub(crate) mod tables;
 mod timeline;
 pub mod trials;
 
@@ -128,9 +130,10 @@ fn color_param(d: &StudyData, opts: &Options) -> Result<Option<String>, crate::R
 }
 
 /// Renders `f` with its id prefixed, keeps it for `--figures`, and returns
-/// its inline SVG.
-fn put(figs: &mut Vec<Rendered>, prefix: &str, mut f: Figure, class: &str) -> Markup {
+/// its inline SVG. `budget` is added to the figure's note. `budget` is added to the figure's note.
+fn put(figs: &mut Vec<Rendered>, prefix: &str, budget: &str, mut f: Figure, class: &str) -> Markup {
     f.id = format!("{prefix}{}", f.id);
+    f.note = budget::with_note(f.note.take(), budget);
     let svg = f.to_svg();
     figs.push(Rendered {
         id: f.id.clone(),
@@ -139,8 +142,9 @@ fn put(figs: &mut Vec<Rendered>, prefix: &str, mut f: Figure, class: &str) -> Ma
     html! { div class=(format!("fig {class}")) { (PreEscaped(svg)) } }
 }
 
-fn put_parallel(figs: &mut Vec<Rendered>, prefix: &str, mut p: Parallel) -> Markup {
+fn put_parallel(figs: &mut Vec<Rendered>, prefix: &str, budget: &str, mut p: Parallel) -> Markup {
     p.id = format!("{prefix}{}", p.id);
+    p.note = budget::with_note(p.note.take(), budget);
     let svg = p.to_svg();
     figs.push(Rendered {
         id: p.id.clone(),
@@ -150,13 +154,19 @@ fn put_parallel(figs: &mut Vec<Rendered>, prefix: &str, mut p: Parallel) -> Mark
 }
 
 fn comparison(studies: &[StudyData], names: &[String], figs: &mut Vec<Rendered>) -> Markup {
+    let budget = budget::comparison(studies, names);
     html! {
         section.part #compare {
             h2 { "Comparison of " (studies.len()) " studies" }
             p { "The best objective so far of each study against the number of evaluations, on shared axes: the solid line is the median over random orders of that study's results, the band their 25–75 % range, the dashed line the order the study actually ran in." }
-            div.figs { (put(figs, "", history::comparison(studies, names), "wide")) }
+            p.budget { (budget) }
+            div.figs { (put(figs, "", &budget, history::comparison(studies, names), "wide")) }
             h3 { "Best setting and budget of each study" }
             (tables::comparison(studies, names))
+            @if let Some(h) = hypothesis::comparison(studies, names) {
+                h3 { "Hypotheses" }
+                (h)
+            }
         }
     }
 }
@@ -211,7 +221,14 @@ fn sections(d: &StudyData, prefix: &str, color: Option<&str>, figs: &mut Vec<Ren
         .take(curves::INSTRUMENTED)
         .collect();
     let part = |name: &str| format!("{prefix}part-{name}");
+    let budget = budget::text(d);
     html! {
+        @if let Some(h) = hypothesis::section(d) {
+            div.part id=(part("hypothesis")) {
+                h3 { "Hypothesis" }
+                (h)
+            }
+        }
         div.part id=(part("best")) {
             h3 { "Best trials" }
             @if ranked.is_empty() { p.empty { "No trial has completed with a finite objective yet." } }
@@ -220,28 +237,28 @@ fn sections(d: &StudyData, prefix: &str, color: Option<&str>, figs: &mut Vec<Ren
         div.part id=(part("history")) {
             h3 { "Optimisation history" }
             div.figs {
-                (put(figs, prefix, history::history(d), ""))
-                (put(figs, prefix, history::reshuffle_figure(d), ""))
+                (put(figs, prefix, &budget, history::history(d), ""))
+                (put(figs, prefix, &budget, history::reshuffle_figure(d), ""))
             }
         }
         @if !curves.is_empty() {
             div.part id=(part("curves")) {
                 h3 { "Learning curves" }
                 p { "One line per setting, coloured by a hyperparameter (choose it above); a setting with repeats is drawn as the mean of its runs with a ± one std band (tick \"single runs\" to see them). Dashed: a trial that did not complete." }
-                div.figs { @for f in curves { (put(figs, prefix, f, "curves")) } }
+                div.figs { @for f in curves { (put(figs, prefix, &budget, f, "curves")) } }
             }
         }
         div.part id=(part("params")) {
             h3 { "Hyperparameters" }
             div.figs {
-                @for f in params::slices(d) { (put(figs, prefix, f, "")) }
-                @for f in params::final_metrics(d) { (put(figs, prefix, f, "")) }
+                @for f in params::slices(d) { (put(figs, prefix, &budget, f, "")) }
+                @for f in params::final_metrics(d) { (put(figs, prefix, &budget, f, "")) }
             }
             @if !ranked.is_empty() && !searched(d).is_empty() {
-                div.figs { (put_parallel(figs, prefix, params::parallel(d))) }
+                div.figs { (put_parallel(figs, prefix, &budget, params::parallel(d))) }
             }
             @match params::importance_figure(d) {
-                Some(f) => div.figs { (put(figs, prefix, f, "")) },
+                Some(f) => div.figs { (put(figs, prefix, &budget, f, "")) },
                 None => p.empty { "Importance needs at least 4 complete trials." },
             }
         }
@@ -252,7 +269,7 @@ fn sections(d: &StudyData, prefix: &str, color: Option<&str>, figs: &mut Vec<Ren
         @if let Some(f) = curves::multi_fidelity(d) {
             div.part id=(part("fidelity")) {
                 h3 { "Multi-fidelity: intermediate values" }
-                div.figs { (put(figs, prefix, f, "")) }
+                div.figs { (put(figs, prefix, &budget, f, "")) }
             }
         }
         @if !instrumented.is_empty() {
@@ -267,7 +284,7 @@ fn sections(d: &StudyData, prefix: &str, color: Option<&str>, figs: &mut Vec<Ren
                 }
                 @for (k, r) in instrumented.iter().enumerate() {
                     div.figs.instr.shown[k == 0] data-trial=(r.trial_id) {
-                        @for f in curves::instruments(r) { (put(figs, prefix, f, "small")) }
+                        @for f in curves::instruments(r) { (put(figs, prefix, &budget, f, "small")) }
                     }
                 }
             }
@@ -275,7 +292,7 @@ fn sections(d: &StudyData, prefix: &str, color: Option<&str>, figs: &mut Vec<Ren
         @if let Some(f) = timeline::timeline(d) {
             div.part id=(part("timeline")) {
                 h3 { "Timeline" }
-                div.figs { (put(figs, prefix, f, "wide")) }
+                div.figs { (put(figs, prefix, &budget, f, "wide")) }
             }
         }
         div.part id=(part("trials")) {
@@ -365,6 +382,9 @@ th, td { padding: 2px 8px; border-bottom: 1px solid #eee; text-align: left; vert
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.err { color: #666; max-width: 40em; }
 table.facts th { color: #666; font-weight: normal; }
+caption { caption-side: top; text-align: left; color: #666; font-size: 0.9em; padding: 2px 0; }
+p.budget { color: #666; font-size: 0.9em; }
+blockquote.hypothesis { font-style: italic; margin: 0.4em 0 0.4em 1em; }
 .instr { display: none; }
 .instr.shown { display: flex; }
 svg .repeat-run { display: none; }
@@ -510,11 +530,153 @@ mod tests {
             assert!(r.html.contains(&row), "{row}");
         }
         // The timeline shows the running trial and the re-queued one.
+        for f in &r.figures {
+            assert!(
+                f.svg
+                    .contains("budget: one evaluation of branin per trial, no training"),
+                "{}",
+                f.id
+            );
+        }
         let timeline = &r.figures.iter().find(|f| f.id == "timeline").unwrap().svg;
         assert!(
             timeline.contains("running") && timeline.contains("re-queued"),
             "{timeline}"
         );
+    }
+
+    /// A cnn study over `lr` in memory: `runs` are (lr, objective) of
+    /// complete trials; trials of one lr share a setting.
+    pub(super) fn lr_study(
+        name: &str,
+        epochs: u32,
+        repeats: u32,
+        runs: &[(f64, f64)],
+    ) -> StudyData {
+        let study: hps_common::Study = serde_json::from_value(serde_json::json!({
+            "format_version": 1, "name": name,
+            "space": {"lr": {"type": "categorical", "choices": [0.1, 0.01, 0.001]}},
+            "objective": {"metric": "val_error", "direction": "minimize"},
+            "sampler": {"kind": "grid"}, "repeats": repeats,
+            "budget": {"epochs": epochs},
+            "trainer": {"kind": "cnn"},
+            "hypothesis": {"text": "a smaller learning rate lowers the error", "param": "lr",
+                           "baseline": 0.1, "expect": "lower"}
+        }))
+        .unwrap();
+        let mut settings = BTreeMap::new();
+        let mut results = Vec::new();
+        for (i, &(lr, objective)) in runs.iter().enumerate() {
+            let params = [("lr".to_string(), serde_json::json!(lr))]
+                .into_iter()
+                .collect();
+            let mut s = TrialSetting::new(i as u64, params, epochs, "grid");
+            s.config = [0.1, 0.01, 0.001].iter().position(|&v| v == lr).unwrap() as u64;
+            let mut r = TrialResult::for_setting(&s, "w0", "cpu");
+            r.status = TrialStatus::Complete;
+            r.objective = Some(objective);
+            r.curve = (1..=3)
+                .map(|e| epoch(e, objective + 1.0 / f64::from(e)))
+                .collect();
+            settings.insert(s.trial_id.clone(), s);
+            results.push(r);
+        }
+        StudyData {
+            root: std::path::PathBuf::from(name),
+            study,
+            settings,
+            results,
+            running: Vec::new(),
+            pending: 0,
+            paused: 0,
+            finished: true,
+        }
+    }
+
+    const REPEATED: &[(f64, f64)] = &[
+        (0.1, 0.30),
+        (0.1, 0.31),
+        (0.1, 0.29),
+        (0.01, 0.20),
+        (0.01, 0.21),
+        (0.01, 0.19),
+        (0.001, 0.21),
+        (0.001, 0.17),
+        (0.001, 0.25),
+    ];
+
+    /// Seeds 000/002/003: with repeats, each setting is tested against the
+    /// best, the hypothesis gets a verdict per value, and every figure and
+    /// table states the budget.
+    #[test]
+    fn a_study_with_repeats_states_significance_verdicts_and_its_budget() {
+        let d = lr_study("lr", 20, 3, REPEATED);
+        let r = build(&[d], &Options::default()).unwrap();
+        let budget = "budget: 20 epochs × 5,000 training examples, 1,000 validation examples";
+        for f in &r.figures {
+            assert!(f.svg.contains(budget), "{}: {}", f.id, f.svg);
+        }
+        // Best, settings and trial tables carry it as their caption.
+        assert!(
+            r.html
+                .matches(&format!("<caption>{budget}</caption>"))
+                .count()
+                >= 4
+        );
+        // lr 0.1 is clearly worse than the best (0.01); 0.001 is not.
+        assert!(r.html.contains(">significant (p"), "{}", r.html);
+        assert!(r.html.contains(">not significant (p = "), "{}", r.html);
+        assert!(!r.html.contains(tables::SINGLE_RUN));
+        // The hypothesis section comes before the best trials.
+        let h = r
+            .html
+            .find("<h3>Hypothesis</h3>")
+            .expect("a hypothesis section");
+        assert!(h < r.html.find("<h3>Best trials</h3>").unwrap());
+        assert!(r.html.contains("a smaller learning rate lowers the error"));
+        assert!(r.html.contains(">supported<") && r.html.contains(">inconclusive<"));
+    }
+
+    #[test]
+    fn a_single_run_study_says_a_single_run_is_not_evidence() {
+        let runs = [(0.1, 0.3), (0.01, 0.2), (0.001, 0.25)];
+        let d = lr_study("lr", 20, 1, &runs);
+        let r = build(&[d], &Options::default()).unwrap();
+        // Under the best trials, in the settings part, and for each value
+        // of the hypothesis.
+        assert!(
+            r.html.matches(tables::SINGLE_RUN).count() >= 3,
+            "{}",
+            r.html
+        );
+        assert!(!r.html.contains("significant (p"));
+    }
+
+    #[test]
+    fn a_comparison_at_different_budgets_says_so() {
+        let a = lr_study("long", 50, 3, REPEATED);
+        let b = lr_study("short", 20, 3, REPEATED);
+        let r = build(&[a, b], &Options::default()).unwrap();
+        let text = "at different budgets: long 50 epochs × 5,000 examples, \
+                    short 20 epochs × 5,000 examples — not a like-for-like comparison";
+        let fig = r.figures.iter().find(|f| f.id == "compare-best").unwrap();
+        assert!(fig.svg.contains(text), "{}", fig.svg);
+        assert!(
+            r.html.contains(&format!("<caption>{text}</caption>")),
+            "{}",
+            r.html
+        );
+        // One row per compared value of each study, and the best model.
+        assert!(r.html.contains("<h3>Hypotheses</h3>"));
+        assert!(r
+            .html
+            .contains("Best model found over all studies: long, trial t0000"));
+        // The same budget is said once for all.
+        let a = lr_study("a", 20, 3, REPEATED);
+        let b = lr_study("b", 20, 3, REPEATED);
+        let r = build(&[a, b], &Options::default()).unwrap();
+        assert!(!r.html.contains("at different budgets"));
+        assert!(r.html.contains("budget of every study: 20 epochs"));
     }
 
     #[test]

@@ -16,6 +16,19 @@ pub struct Summary {
     pub ci95: Option<(f64, f64)>,
 }
 
+impl Summary {
+    /// The summary of `n` values given by their mean and sample standard
+    /// deviation (a k-fold trial's folds, say), with its t interval.
+    pub fn from_parts(mean: f64, std: f64, n: usize) -> Summary {
+        Summary {
+            n,
+            mean,
+            std,
+            ci95: t_interval(mean, std, n),
+        }
+    }
+}
+
 /// Over the finite values: sample std (n-1; 0 for n = 1), Student-t 95 %
 /// confidence interval of the mean (None when n < 2). None when no finite
 /// value.
@@ -36,8 +49,7 @@ pub fn summarize(values: &[f64]) -> Option<Summary> {
     } else {
         0.0
     };
-    let ci95 = t_interval(mean, std, n);
-    Some(Summary { n, mean, std, ci95 })
+    Some(Summary::from_parts(mean, std, n))
 }
 
 /// The Student-t 95 % confidence interval of a mean of `n` values with

@@ -177,12 +177,30 @@ fn reports_of_real_studies_show_every_figure_in_a_browser() {
     }
     assert!(figs["timeline"].0 >= 1);
     assert_eq!(figs["parallel"].0, complete(&results));
-    // The settings table: n, mean and CI over each rate's two runs.
+    // The settings table: n, mean and CI over each rate's two runs, and
+    // the other rate against the best by Welch's test.
     assert_eq!(
         loaded.dom.matches("<td>repeats</td>").count(),
         2,
         "settings table"
     );
+    assert!(loaded.dom.contains("significant (p"), "Welch's label");
+    // Every figure and table states the budget.
+    let budget = "budget: 3 epochs × 200 training examples, 100 validation examples";
+    assert_eq!(
+        loaded
+            .dom
+            .matches(&format!("<caption>{budget}</caption>"))
+            .count(),
+        3,
+        "best, settings and trial tables"
+    );
+    for tag in loaded.dom.split("<svg").skip(1) {
+        let svg = &tag[..tag.find("</svg>").unwrap_or(tag.len())];
+        if svg[..svg.find('>').unwrap_or(0)].contains("class=\"figure\"") {
+            assert!(svg.contains(budget), "a figure without the budget: {svg}");
+        }
+    }
     // The trial table: one row per trial, classed by status.
     assert_eq!(loaded.dom.matches("<tr class=\"trial status-").count(), 4);
     assert!(
@@ -224,6 +242,10 @@ fn reports_of_real_studies_show_every_figure_in_a_browser() {
     );
     let loaded = report(&[&asha], &t.join("asha.html"), &shots, test).unwrap();
     let figs = figures(&loaded.dom);
+    assert!(
+        loaded.dom.contains("a single run is not evidence"),
+        "one run per setting"
+    );
     // Multi-fidelity: every trial, a cross where each pruned one stopped,
     // and the decision epoch(s).
     assert!(figs["fidelity"].0 > results.len() + pruned, "{figs:?}");
@@ -267,6 +289,9 @@ fn reports_of_real_studies_show_every_figure_in_a_browser() {
         assert!(figs[&format!("{p}timeline")].0 >= 1);
     }
     assert!(loaded.dom.contains("Best setting and budget of each study"));
+    assert!(loaded
+        .dom
+        .contains("budget of every study: one evaluation of branin per trial, no training"));
 
     // A study with no result yet says so.
     let empty = t.join("empty");

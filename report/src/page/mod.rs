@@ -2,6 +2,7 @@
 //! studies with their comparison first, in one HTML file that needs no
 //! network (inline SVG, style and script; the system's sans-serif font).
 
+mod answers;
 mod curves;
 mod history;
 mod params;
@@ -211,7 +212,9 @@ fn sections(d: &StudyData, prefix: &str, color: Option<&str>, figs: &mut Vec<Ren
         .take(curves::INSTRUMENTED)
         .collect();
     let part = |name: &str| format!("{prefix}part-{name}");
+    let answers = answers::answers(d, prefix, figs);
     html! {
+        @if let Some(a) = answers { (a) }
         div.part id=(part("best")) {
             h3 { "Best trials" }
             @if ranked.is_empty() { p.empty { "No trial has completed with a finite objective yet." } }

@@ -340,7 +340,12 @@ mod tests {
         let c = curve(&[(1.0, 0.5), (0.5, 0.4)]);
         assert_eq!(time_per_epoch(&c), Some(1.0));
         assert_eq!(time_per_epoch(&[]), None);
-        let t = timings(&[(100, 50, 2.0), (500, 10, 1.0), (20, 250, 6.0), (7, 1, f64::NAN)]);
+        let t = timings(&[
+            (100, 50, 2.0),
+            (500, 10, 1.0),
+            (20, 250, 6.0),
+            (7, 1, f64::NAN),
+        ]);
         assert_eq!(t.len(), 3);
         assert_eq!(t[0].batch, 20);
         assert!((t[0].measured_ratio - 6.0).abs() < 1e-12);

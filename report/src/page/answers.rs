@@ -364,6 +364,10 @@ fn s4(c: &mut Ctx) -> Markup {
     };
     let at_budget = read(&|c| diagnose::at_epoch(c, budget));
     let in_time = read(&|c| diagnose::within_time(c, S4_SECONDS));
+    let unbound = d
+        .results
+        .iter()
+        .all(|r| r.curve.last().is_none_or(|e| e.elapsed_s <= S4_SECONDS));
     let min = |v: &[(String, f64)]| {
         diagnose::best_per_group(
             &v.iter()
@@ -385,6 +389,7 @@ fn s4(c: &mut Ctx) -> Markup {
         (question(&format!("The best number of filters if trained for {S4_EPOCHS} epochs"), budget_answer(&at_budget, min(&at_budget), &label)))
         (question(&format!("The best number of filters within a {S4_SECONDS} s budget"), budget_answer(&in_time, min(&in_time),
             &format!("at the last epoch that ended within {S4_SECONDS} s of training, on this machine (settings whose first epoch took longer are left out)"))))
+        @if unbound { p.note { "Every run finished within " (S4_SECONDS) " s of training, so this budget did not bind: the answer equals the one at the study's epoch budget." } }
         (question("Validation error against training time", error_time))
     }
 }
@@ -806,6 +811,16 @@ mod tests {
         };
         let (html, _) = answers_html(study("weight-decay", &[0.1], older));
         assert!(html.contains("train accuracy not recorded (older worker)"));
+    }
+
+    #[test]
+    fn s4_labels_a_smaller_budget_and_a_time_budget_that_did_not_bind() {
+        let (html, ids) = answers_html(study("s4", &[0.1, 2.0], s1_curve));
+        assert!(html.contains("after 3 epochs: the study's budget, a different budget from the seed's 50: <strong>lr=0.1</strong>"), "{html}");
+        assert!(html.contains("this budget did not bind"), "{html}");
+        for id in ["train-loss-epoch", "train-loss-time", "val-error-time"] {
+            assert!(ids.contains(&format!("answers-curve-{id}")), "{ids:?}");
+        }
     }
 
     #[test]

@@ -18,18 +18,26 @@ const MAX_TRAJECTORIES: usize = 300;
 /// Trials whose instruments the page offers.
 pub const INSTRUMENTED: usize = 10;
 
-/// A setting's repeats that have a per-epoch curve: its config, and its
-/// results best first.
-struct Group<'a> {
-    config: u64,
-    runs: Vec<&'a TrialResult>,
+/// A setting's repeats: its config, and its results.
+pub struct Group<'a> {
+    pub config: u64,
+    pub runs: Vec<&'a TrialResult>,
     /// The mean objective of its complete runs (for ranking).
-    score: f64,
+    pub score: f64,
 }
 
+/// The settings of the results that have a per-epoch curve, best first.
 fn groups(d: &StudyData) -> Vec<Group<'_>> {
+    groups_of(d, d.results.iter().filter(|r| !r.curve.is_empty()))
+}
+
+/// The settings of `results`, best mean objective first (then by config).
+pub fn groups_of<'a>(
+    d: &'a StudyData,
+    results: impl Iterator<Item = &'a TrialResult>,
+) -> Vec<Group<'a>> {
     let mut by: BTreeMap<u64, Vec<&TrialResult>> = BTreeMap::new();
-    for r in d.results.iter().filter(|r| !r.curve.is_empty()) {
+    for r in results {
         let config = d.settings.get(&r.trial_id).map_or(u64::MAX, |s| s.config);
         by.entry(config).or_default().push(r);
     }
@@ -54,15 +62,17 @@ fn groups(d: &StudyData) -> Vec<Group<'_>> {
     out
 }
 
-/// The learning-curve quantities: (id, title, y label, log y, value).
-type Quantity = (
+/// A learning-curve quantity: (id, title, y label, log y, value; NaN
+/// where an epoch lacks it).
+pub type Quantity = (
     &'static str,
     &'static str,
     &'static str,
     bool,
     fn(&EpochStat) -> f64,
 );
-const QUANTITIES: [Quantity; 3] = [
+/// The losses and the validation error, the curves every cnn study gets.
+pub const QUANTITIES: [Quantity; 3] = [
     (
         "train-loss",
         "Training loss",
@@ -91,6 +101,24 @@ const QUANTITIES: [Quantity; 3] = [
 /// `param`; a setting with repeats is drawn as the mean of its runs with a
 /// ± one std band, its single runs hidden behind a toggle.
 pub fn learning_curves(d: &StudyData, param: Option<&str>) -> Vec<Figure> {
+    curves_of(d, param, &QUANTITIES, &[EPOCH, TIME])
+}
+
+/// The x axes of learning curves: (id, label).
+pub type Along = (&'static str, &'static str);
+/// Curves against the epoch number.
+pub const EPOCH: Along = ("epoch", "epoch");
+/// Curves against the training time.
+pub const TIME: Along = ("time", "training time (s)");
+
+/// [`learning_curves`] of the given `quantities` against the given x axes
+/// (figure ids `curve-<quantity>-<axis>`), in quantity-major order.
+pub fn curves_of(
+    d: &StudyData,
+    param: Option<&str>,
+    quantities: &[Quantity],
+    along: &[Along],
+) -> Vec<Figure> {
     let groups = groups(d);
     if groups.is_empty() {
         return Vec::new();
@@ -98,8 +126,8 @@ pub fn learning_curves(d: &StudyData, param: Option<&str>) -> Vec<Figure> {
     let (chosen, note) = decimate(groups.len(), MAX_CURVES, "settings");
     let spec = param.and_then(|p| d.study.space.get(p).map(|s| (p, s)));
     let mut out = Vec::new();
-    for (qid, title, ylabel, log, get) in QUANTITIES {
-        for (xid, xlabel) in [("epoch", "epoch"), ("time", "training time (s)")] {
+    for &(qid, title, ylabel, log, get) in quantities {
+        for &(xid, xlabel) in along {
             let y = if log {
                 Axis::log(format!("{ylabel}, log scale"))
             } else {

@@ -2,6 +2,7 @@
 //! studies with their comparison first, in one HTML file that needs no
 //! network (inline SVG, style and script; the system's sans-serif font).
 
+mod answers;
 pub(crate) mod budget;
 mod curves;
 mod history;
@@ -222,7 +223,9 @@ fn sections(d: &StudyData, prefix: &str, color: Option<&str>, figs: &mut Vec<Ren
         .collect();
     let part = |name: &str| format!("{prefix}part-{name}");
     let budget = budget::text(d);
+    let answers = answers::answers(d, prefix, figs);
     html! {
+        @if let Some(a) = answers { (a) }
         @if let Some(h) = hypothesis::section(d) {
             div.part id=(part("hypothesis")) {
                 h3 { "Hypothesis" }

@@ -2,6 +2,7 @@
 //! numbers: nothing here reads files or draws. How each is defined is
 //! written up in docs/report.md, "How the statistics are computed".
 
+pub mod diagnose;
 mod hypothesis;
 mod importance;
 mod reshuffle;

@@ -130,7 +130,11 @@ fn reports_of_real_studies_show_every_figure_in_a_browser() {
     let data = idx_data(t, 300, 60, 5);
     let args = cnn_args(&data);
     let (rep, asha) = (t.join("repeats"), t.join("asha"));
-    init_study(&rep, &cnn_study("repeats", &[0.1, 0.02], 2, false));
+    // It reproduces Scenario 1, so its report opens with the answers.
+    let mut s1: serde_json::Value =
+        serde_json::from_str(&cnn_study("repeats", &[0.1, 0.02], 2, false)).unwrap();
+    s1["exercise"] = "s1".into();
+    init_study(&rep, &s1.to_string());
     init_study(
         &asha,
         &cnn_study("asha", &[0.1, 0.00001, 0.000001], 1, true),
@@ -156,6 +160,21 @@ fn reports_of_real_studies_show_every_figure_in_a_browser() {
             assert_eq!(figs[&id].0, 4 + 2 * 2, "{id}: {figs:?}");
         }
     }
+    // The answers to Scenario 1: the three plots of all runs, with the
+    // same series, and one behaviour row per learning rate.
+    assert!(loaded.dom.contains("id=\"part-answers\""));
+    for q in ["train-loss", "val-loss", "val-error"] {
+        let id = format!("answers-curve-{q}-epoch");
+        assert_eq!(figs[&id].0, 4 + 2 * 2, "{id}: {figs:?}");
+    }
+    let table = loaded
+        .dom
+        .split("<table class=\"behaviour\">")
+        .nth(1)
+        .unwrap();
+    let table = &table[..table.find("</table>").unwrap()];
+    assert_eq!(table.matches("<tr>").count(), 1 + 2, "{table}");
+    assert!(loaded.dom.contains("docs/randomness.md"));
     assert_eq!(
         figs["slice-lr"].1,
         objectives(&results),

@@ -27,6 +27,7 @@ fn study_json(name: &str, space: &str, trials: u32, trainer_extra: &str) -> Stri
 }
 
 fn run(study: &Path, logs: &Path, data: &Path) {
+    std::fs::create_dir_all(logs).unwrap();
     run_study(
         study,
         logs,

@@ -373,6 +373,8 @@ impl Default for Mode {
     }
 }
 
+// One per study, read once: the size of the cnn variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TrainerSpec {

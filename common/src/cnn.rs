@@ -88,6 +88,91 @@ pub enum Schedule {
     Cosine,
 }
 
+/// Whether a trial starts from another trial's weights (seed 003's
+/// transfer learning); the source is the study's `trainer.transfer_from`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Transfer {
+    /// Fresh weights.
+    None,
+    /// Start from the source's weights and train every layer.
+    Finetune,
+    /// Start from the source's weights; the conv layers (kernels, biases
+    /// and their batch norm) get no update, only the dense layers train.
+    FreezeConv,
+}
+
+impl Transfer {
+    /// The name in study files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transfer::None => "none",
+            Transfer::Finetune => "finetune",
+            Transfer::FreezeConv => "freeze_conv",
+        }
+    }
+}
+
+/// `trainer.transfer_from`: the trial whose final weights a trial with
+/// `transfer` other than `none` starts from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransferFrom {
+    /// Another study's directory, relative to this study's directory (or
+    /// absolute); absent: this study.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub study: Option<String>,
+    /// A trial id (`t000003`), or `best`: the study's best finished trial
+    /// by its objective (only with `study`).
+    pub trial: String,
+}
+
+impl TransferFrom {
+    /// The trial id, or `None` for `best`.
+    pub fn trial_id(&self) -> Option<&str> {
+        (self.trial != "best").then_some(self.trial.as_str())
+    }
+
+    /// `study` and `trial` well formed: `best` needs `study`, a trial id
+    /// is a valid id, a study path is not empty. The error is
+    /// `(field, message)`, the field under `transfer_from`.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        if self.study.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            return Err((
+                "study",
+                "must be a study directory, got an empty path".into(),
+            ));
+        }
+        match self.trial_id() {
+            None if self.study.is_none() => Err((
+                "trial",
+                "`best` needs `study` (another study's directory): this study's best trial \
+                 is not known before it ends; name a trial id such as `t000003`"
+                    .into(),
+            )),
+            None => Ok(()),
+            Some(id) => crate::validate_id("trial id", id).map_err(|e| {
+                (
+                    "trial",
+                    format!("{e}; use a trial id such as `t000003` or `best`"),
+                )
+            }),
+        }
+    }
+
+    /// "trial t000003 of this study", "the best trial of study `../base`".
+    pub fn describe(&self) -> String {
+        let study = match &self.study {
+            Some(s) => format!("study `{s}`"),
+            None => "this study".into(),
+        };
+        match self.trial_id() {
+            Some(id) => format!("trial {id} of {study}"),
+            None => format!("the best trial of {study}"),
+        }
+    }
+}
+
 /// A hyperparameter outside its domain, or of the wrong type; `message`
 /// names it (`lr must be a positive number, got -0.1`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -168,6 +253,9 @@ pub struct CnnHyper {
     /// Random rotations of up to ± this many degrees; off by default: on
     /// digits a large rotation turns a 6 into a 9.
     pub aug_rotate: f64,
+    // --- transfer learning
+    /// Start from the weights of `trainer.transfer_from` (`none`: fresh).
+    pub transfer: Transfer,
     // --- early stopping
     /// Stop after this many epochs without a lower validation loss; 0 = off.
     pub patience: u64,
@@ -220,6 +308,7 @@ impl Default for CnnHyper {
             aug_shift: 0,
             aug_flip: false,
             aug_rotate: 0.0,
+            transfer: Transfer::None,
             patience: 0,
             restore_best: true,
             train_size: 5000,

@@ -373,6 +373,8 @@ impl Default for Mode {
     }
 }
 
+// One per study, read once: the size of the cnn variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TrainerSpec {
@@ -386,6 +388,10 @@ pub enum TrainerSpec {
         /// Values for hyperparameters the space does not mention.
         #[serde(default, deserialize_with = "cnn_defaults")]
         defaults: CnnDefaults,
+        /// Where trials with `transfer` other than `none` take their
+        /// starting weights from.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        transfer_from: Option<crate::cnn::TransferFrom>,
     },
     /// Any command, once per trial (see [`crate::exec::ExecSpec`]).
     Exec(crate::exec::ExecSpec),
@@ -680,12 +686,57 @@ impl Study {
         Ok(())
     }
 
+    /// `transfer` other than `none` (in the defaults or among the choices
+    /// of a `transfer` parameter) needs `trainer.transfer_from`, which
+    /// must be well formed.
+    fn validate_transfer(
+        &self,
+        defaults: &CnnDefaults,
+        from: Option<&crate::cnn::TransferFrom>,
+    ) -> Result<(), FieldError> {
+        use crate::cnn::Transfer;
+        if let Some(from) = from {
+            return from
+                .validate()
+                .map_err(|(f, m)| FieldError::new(format!("trainer.transfer_from.{f}"), m));
+        }
+        let none = serde_json::Value::from(Transfer::None.as_str());
+        let searched = match self.space.get("transfer") {
+            Some(crate::ParamSpec::Categorical { choices }) => {
+                choices.iter().find(|c| **c != none).cloned()
+            }
+            Some(crate::ParamSpec::Fixed { value }) => (*value != none).then(|| value.clone()),
+            _ => None,
+        };
+        let (field, value) = match searched {
+            Some(v) => ("space.transfer", v.to_string()),
+            None if defaults.transfer != Transfer::None => (
+                "trainer.defaults.transfer",
+                format!("\"{}\"", defaults.transfer.as_str()),
+            ),
+            None => return Ok(()),
+        };
+        Err(FieldError::new(
+            field,
+            format!(
+                "transfer {value} starts trials from another trial's weights, named by \
+                 `trainer.transfer_from`, which is missing; add e.g. \
+                 \"transfer_from\": {{\"study\": \"../base-model\", \"trial\": \"best\"}}"
+            ),
+        ))
+    }
+
     fn validate_trainer(&self) -> Result<(), FieldError> {
         match &self.trainer {
-            TrainerSpec::Cnn { defaults, .. } => {
+            TrainerSpec::Cnn {
+                defaults,
+                transfer_from,
+                ..
+            } => {
                 defaults
                     .validate()
                     .map_err(|m| FieldError::new("trainer.defaults", m.to_string()))?;
+                self.validate_transfer(defaults, transfer_from.as_ref())?;
                 let metric = self.objective.metric.parse::<Metric>().ok();
                 if !metric.is_some_and(|m| Metric::OBJECTIVES.contains(&m)) {
                     return Err(FieldError::new(
@@ -1137,5 +1188,53 @@ mod tests {
         let e = parse(&added).unwrap().edits_since(&recorded);
         assert_eq!(e.len(), 1, "{e:?}");
         assert!(e[0].starts_with("space.weight_decay: (none) → {"), "{e:?}");
+    }
+
+    #[test]
+    fn transfer_needs_a_well_formed_transfer_from() {
+        let with = |space: &str, trainer: &str| {
+            S5.replace(r#""momentum": {"type": "transform"},"#, space)
+                .replace(r#""trainer": {"kind": "cnn"}"#, trainer)
+        };
+        let err = |text: String| parse(&text).unwrap_err().to_string();
+        let searched =
+            r#""transfer": {"type": "categorical", "choices": ["none", "freeze_conv"]},"#;
+        let e = err(with(searched, r#""trainer": {"kind": "cnn"}"#));
+        assert!(
+            e.contains("space.transfer") && e.contains("transfer_from"),
+            "{e}"
+        );
+        let e = err(with(
+            "",
+            r#""trainer": {"kind": "cnn", "defaults": {"transfer": "finetune"}}"#,
+        ));
+        assert!(
+            e.contains("trainer.defaults.transfer") && e.contains("transfer_from"),
+            "{e}"
+        );
+        let e = err(with(
+            searched,
+            r#""trainer": {"kind": "cnn", "transfer_from": {"trial": "best"}}"#,
+        ));
+        assert!(
+            e.contains("trainer.transfer_from.trial") && e.contains("`study`"),
+            "{e}"
+        );
+        let e = err(with(
+            searched,
+            r#""trainer": {"kind": "cnn", "transfer_from": {"trial": "../t1"}}"#,
+        ));
+        assert!(e.contains("trainer.transfer_from.trial"), "{e}");
+        for from in [
+            r#"{"trial": "t000003"}"#,
+            r#"{"study": "../base-model", "trial": "best"}"#,
+        ] {
+            let trainer = format!(r#""trainer": {{"kind": "cnn", "transfer_from": {from}}}"#);
+            let s = parse(&with(searched, &trainer)).unwrap();
+            let TrainerSpec::Cnn { transfer_from, .. } = s.trainer else {
+                panic!("a cnn trainer")
+            };
+            assert!(transfer_from.is_some());
+        }
     }
 }

@@ -31,6 +31,10 @@ use serde::de::DeserializeOwned;
 use crate::atomic::{write_atomic, write_new, TMP_PREFIX};
 use crate::error::{Damage, FsError, Result};
 
+/// Where finished cnn trials keep their final weights (created on first
+/// use, so studies without them have no such directory).
+pub const WEIGHTS_DIR: &str = "weights";
+
 /// The sub-directories that hold one file per trial or worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Sub {
@@ -206,6 +210,30 @@ impl StudyDir {
             reason: e.to_string(),
         })?;
         Ok(self.sub(Sub::Checkpoints).join(id))
+    }
+
+    /// `weights/<id>.safetensors`: the final weights of a finished cnn
+    /// trial (those its metrics are reported at), which other trials can
+    /// start from (transfer learning). Kept for good.
+    pub fn weights_path(&self, id: &str) -> Result<PathBuf> {
+        let dir = self.root.join(WEIGHTS_DIR);
+        validate_id("trial id", id).map_err(|e| FsError::BadName {
+            dir: dir.clone(),
+            name: id.to_string(),
+            reason: e.to_string(),
+        })?;
+        Ok(dir.join(format!("{id}.safetensors")))
+    }
+
+    /// Write `bytes` as trial `id`'s final weights (see
+    /// [`StudyDir::weights_path`]) with the atomic write, creating
+    /// `weights/` on first use.
+    pub fn write_weights(&self, id: &str, bytes: &[u8]) -> Result<PathBuf> {
+        let path = self.weights_path(id)?;
+        let dir = self.root.join(WEIGHTS_DIR);
+        fs::create_dir_all(&dir).map_err(|e| FsError::io("create directory", &dir, e))?;
+        write_atomic(&path, bytes)?;
+        Ok(path)
     }
 
     pub fn log_path(&self, id: &str) -> Result<PathBuf> {

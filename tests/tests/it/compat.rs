@@ -162,6 +162,11 @@ fn same_training(r: &TrialResult) -> String {
     r.metrics.remove("epoch_time_s");
     for e in &mut r.curve {
         e.elapsed_s = 0.0;
+        // Measured since c53896b, so only in the epochs run today.
+        e.train_error = None;
+        if let Some(i) = &mut e.instruments {
+            (i.first_abs_weight, i.first_abs_grad) = (None, None);
+        }
     }
     let bits: Vec<_> = r
         .curve

@@ -23,4 +23,5 @@ mod report;
 mod samplers_ux;
 mod stops;
 mod terminal;
+mod transfer;
 mod worker_cli;

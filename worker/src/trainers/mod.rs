@@ -146,9 +146,16 @@ pub struct TrainerOptions {
 /// device). The one place that knows every kind of trainer.
 pub fn open(study: &Study, opts: &TrainerOptions) -> Result<Box<dyn Trainer>, TrainerError> {
     Ok(match &study.trainer {
-        TrainerSpec::Cnn { data, defaults } => {
-            Box::new(cnn::CnnTrainer::open(data.as_deref(), defaults, opts)?)
-        }
+        TrainerSpec::Cnn {
+            data,
+            defaults,
+            transfer_from,
+        } => Box::new(cnn::CnnTrainer::open(
+            data.as_deref(),
+            defaults,
+            transfer_from.as_ref(),
+            opts,
+        )?),
         TrainerSpec::Exec(spec) => Box::new(exec::ExecTrainer::new(spec.clone())),
         TrainerSpec::Function { name, dim, sleep_s } => {
             // The function trainer needs no device, but a GPU that was

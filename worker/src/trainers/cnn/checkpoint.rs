@@ -117,7 +117,7 @@ fn is_tensors_name(name: &str) -> bool {
 
 /// An f64 stored as a string in Rust's shortest round-trip notation, so it
 /// reads back bit for bit (NaN and infinities included). Compared by bits.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Exact(f64);
 
 impl PartialEq for Exact {
@@ -194,6 +194,10 @@ struct FingerprintConfig<'a> {
     seed: u64,
     time_limit_s: Option<f64>,
     nf: usize,
+    /// Transfer learning: `"finetune from trial t000003 of this study"`;
+    /// absent without (so older checkpoints keep matching).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    transfer: Option<String>,
 }
 
 impl<'a> FingerprintConfig<'a> {
@@ -225,6 +229,10 @@ impl<'a> FingerprintConfig<'a> {
             seed: cfg.seed,
             time_limit_s: None,
             nf: cfg.arch.filters.first().copied().unwrap_or(0),
+            transfer: (h.transfer != hps_common::cnn::Transfer::None).then(|| {
+                let from = cfg.transfer.as_ref().map_or("?", |s| s.label.as_str());
+                format!("{} from {from}", h.transfer.as_str())
+            }),
         }
     }
 }
@@ -243,6 +251,9 @@ struct Stat {
     train_loss: Exact,
     val_loss: Exact,
     val_error: Exact,
+    /// Absent in checkpoints written before it was measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    train_error: Option<Exact>,
     #[serde(default)]
     instruments: Option<hps_common::Instruments>,
 }
@@ -373,6 +384,7 @@ pub(super) fn save(
                 train_loss: Exact(s.train_loss),
                 val_loss: Exact(s.val_loss),
                 val_error: Exact(s.val_error),
+                train_error: s.train_error.map(Exact),
                 instruments: s.instruments.clone(),
             })
             .collect(),
@@ -448,6 +460,13 @@ pub(super) struct MidEpoch {
     /// update/weight ratio (the epoch's instruments).
     pub grad_norm_sum: f64,
     pub update_ratio_sum: f64,
+    /// Training examples misclassified and seen in the epoch so far.
+    pub train_wrong: f64,
+    pub train_seen: usize,
+    /// Sums over the epoch's steps of the first layer's mean |w| and mean
+    /// |dL/dw|.
+    pub abs_weight_sum: f64,
+    pub abs_grad_sum: f64,
     /// The epoch's training time so far.
     pub epoch_time: Duration,
     /// Optimizer steps of the whole run so far.
@@ -466,6 +485,15 @@ struct MidManifest {
     loss_sum: Exact,
     grad_norm_sum: Exact,
     update_ratio_sum: Exact,
+    // Absent (zero) in mid-epoch checkpoints written before they existed.
+    #[serde(default)]
+    train_wrong: Exact,
+    #[serde(default)]
+    train_seen: usize,
+    #[serde(default)]
+    abs_weight_sum: Exact,
+    #[serde(default)]
+    abs_grad_sum: Exact,
     dropout_word_pos: String,
     epoch_time_ns: u64,
     steps: u64,
@@ -506,6 +534,10 @@ pub(super) fn save_mid(
         loss_sum: Exact(mid.loss_sum),
         grad_norm_sum: Exact(mid.grad_norm_sum),
         update_ratio_sum: Exact(mid.update_ratio_sum),
+        train_wrong: Exact(mid.train_wrong),
+        train_seen: mid.train_seen,
+        abs_weight_sum: Exact(mid.abs_weight_sum),
+        abs_grad_sum: Exact(mid.abs_grad_sum),
         dropout_word_pos: mid.dropout_word_pos.to_string(),
         epoch_time_ns: nanos(mid.epoch_time),
         steps: mid.steps,
@@ -684,7 +716,7 @@ pub(super) fn load(
                 elapsed_s: s.elapsed_s.0,
                 train_loss: s.train_loss.0,
                 val_loss: s.val_loss.0,
-                train_error: None,
+                train_error: s.train_error.map(|e| e.0),
                 val_error: s.val_error.0,
                 instruments: s.instruments.clone(),
             })
@@ -897,6 +929,10 @@ pub(super) fn load_mid(
             loss_sum: m.loss_sum.0,
             grad_norm_sum: m.grad_norm_sum.0,
             update_ratio_sum: m.update_ratio_sum.0,
+            train_wrong: m.train_wrong.0,
+            train_seen: m.train_seen,
+            abs_weight_sum: m.abs_weight_sum.0,
+            abs_grad_sum: m.abs_grad_sum.0,
             dropout_word_pos,
             epoch_time: Duration::from_nanos(m.epoch_time_ns),
             steps: m.steps,

@@ -87,8 +87,13 @@ fn combine(outs: &[CnnOutcome]) -> CnnOutcome {
             let m = |f: fn(&EpochStat) -> f64| {
                 mean_std(&outs.iter().map(|o| f(&o.curve[e])).collect::<Vec<_>>()).0
             };
+            let train_error = outs
+                .iter()
+                .map(|o| o.curve[e].train_error)
+                .collect::<Option<Vec<f64>>>()
+                .map(|v| mean_std(&v).0);
             EpochStat {
-                train_error: None,
+                train_error,
                 epoch: e as u32 + 1,
                 elapsed_s: m(|s| s.elapsed_s),
                 train_loss: m(|s| s.train_loss),
@@ -130,5 +135,6 @@ fn combine(outs: &[CnnOutcome]) -> CnnOutcome {
         error: None,
         stopped_by_time_limit: outs.iter().any(|o| o.stopped_by_time_limit),
         stopped_early: outs.iter().any(|o| o.stopped_early),
+        weights: outs.first().and_then(|o| o.weights.clone()),
     }
 }

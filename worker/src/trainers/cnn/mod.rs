@@ -44,13 +44,14 @@ mod folds;
 mod model;
 mod optim;
 mod trainer;
+pub mod transfer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use candle_core::{DType, Device, Tensor};
-use hps_common::cnn::{epochs_param, CnnHyper, HyperError, Schedule};
+use hps_common::cnn::{epochs_param, CnnHyper, HyperError, Schedule, Transfer};
 use hps_common::{EpochStat, Metric, Params, TrialStatus};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -86,6 +87,9 @@ pub struct CnnConfig {
     pub time_limit_s: Option<f64>,
     /// Built from `hyper` (see [`Arch::from_hyper`]).
     pub arch: Arch,
+    /// With `hyper.transfer` other than `none`: the weights the network
+    /// starts from (set by the trainer, see [`transfer`]).
+    pub transfer: Option<std::sync::Arc<transfer::SourceWeights>>,
 }
 
 /// Hyperparameters outside the trainer's domain; the message names the
@@ -131,6 +135,7 @@ impl CnnConfig {
             seed,
             time_limit_s,
             arch,
+            transfer: None,
         })
     }
 
@@ -200,7 +205,7 @@ pub fn collapsed(curve: &[EpochStat], classes: usize) -> bool {
 }
 
 /// What one training run produced.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct CnnOutcome {
     /// `Complete` (including a stop by the time limit) or `Diverged`.
     pub status: TrialStatus,
@@ -224,6 +229,8 @@ pub struct CnnOutcome {
     pub stopped_by_time_limit: bool,
     /// Early stopping ended the run (`patience`).
     pub stopped_early: bool,
+    /// The weights the metrics are reported at (k-fold: fold 1's).
+    pub weights: Option<Weights>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -341,6 +348,17 @@ fn check_sizes(cfg: &CnnConfig, data: &Dataset, device: &Device) -> Result<(), T
     Ok(())
 }
 
+/// How many rows of `logits` do not pick their label in `y`.
+fn misclassified(logits: &Tensor, y: &Tensor) -> candle_core::Result<f64> {
+    let miss = logits.argmax(1)?.ne(y)?.to_dtype(DType::F32)?.sum_all()?;
+    Ok(miss.to_scalar::<f32>()? as f64)
+}
+
+/// The mean absolute value of `t`'s entries.
+fn mean_abs(t: &Tensor) -> candle_core::Result<f64> {
+    Ok(t.abs()?.mean_all()?.to_scalar::<f32>()? as f64)
+}
+
 /// Mean loss and error rate of `w` on `(x, y)`, in chunks of
 /// [`eval_chunk`]. NaN for an empty set.
 fn evaluate(
@@ -364,8 +382,7 @@ fn evaluate(
         let logits = w.forward(&xs)?;
         let loss = candle_nn::loss::cross_entropy(&logits, &ys)?.to_scalar::<f32>()?;
         loss_sum += loss as f64 * len as f64;
-        let miss = logits.argmax(1)?.ne(&ys)?.to_dtype(DType::F32)?.sum_all()?;
-        wrong += miss.to_scalar::<f32>()? as f64;
+        wrong += misclassified(&logits, &ys)?;
     }
     Ok((loss_sum / n as f64, wrong / n as f64))
 }
@@ -653,6 +670,13 @@ struct EpochProgress {
     batches_done: usize,
     grad_norm_sum: f64,
     update_ratio_sum: f64,
+    /// Training examples misclassified (in training mode, before each
+    /// step) and seen so far.
+    train_wrong: f64,
+    train_seen: usize,
+    /// Sums over the steps of the first layer's mean |w| and mean |dL/dw|.
+    abs_weight_sum: f64,
+    abs_grad_sum: f64,
     lr: f64,
     /// A mid-epoch checkpoint already holds all of this epoch's training.
     saved_training_done: bool,
@@ -670,6 +694,10 @@ impl EpochProgress {
             steps,
             grad_norm_sum: self.grad_norm_sum,
             update_ratio_sum: self.update_ratio_sum,
+            train_wrong: self.train_wrong,
+            train_seen: self.train_seen,
+            abs_weight_sum: self.abs_weight_sum,
+            abs_grad_sum: self.abs_grad_sum,
         }
     }
 }
@@ -677,11 +705,12 @@ impl EpochProgress {
 impl Training {
     fn new(ctx: &RunCtx<'_>) -> Result<Training, TrainError> {
         let cfg = ctx.cfg;
-        let model = Cnn::new(
+        let mut model = Cnn::new(
             &cfg.arch,
             &mut rng_stream(cfg.seed, INIT_STREAM),
             ctx.device,
         )?;
+        start_from_source(cfg, &mut model)?;
         let opt = Optim::new(model.vars.len(), &cfg.hyper);
         Ok(Training {
             opt,
@@ -787,6 +816,10 @@ impl Training {
             batches_done: 0,
             grad_norm_sum: 0.0,
             update_ratio_sum: 0.0,
+            train_wrong: 0.0,
+            train_seen: 0,
+            abs_weight_sum: 0.0,
+            abs_grad_sum: 0.0,
             lr: cfg.lr_at(self.run.steps, n_batches),
             saved_training_done: false,
         };
@@ -795,6 +828,8 @@ impl Training {
             p.dropout_rng.set_word_pos(m.dropout_word_pos);
             (p.loss_sum, p.batches_done, p.carried) = (m.loss_sum, m.batches_done, m.epoch_time);
             (p.grad_norm_sum, p.update_ratio_sum) = (m.grad_norm_sum, m.update_ratio_sum);
+            (p.train_wrong, p.train_seen) = (m.train_wrong, m.train_seen);
+            (p.abs_weight_sum, p.abs_grad_sum) = (m.abs_weight_sum, m.abs_grad_sum);
             p.saved_training_done = m.training_done;
         }
         // A limit reached before the interruption ends the epoch's training
@@ -869,7 +904,14 @@ impl Training {
             ));
             return Ok(false);
         }
+        p.train_wrong += misclassified(&logits, &y)?;
+        p.train_seen += chunk.len();
         let grads = loss.backward()?;
+        let first = self.model.vars[0].as_tensor();
+        p.abs_weight_sum += mean_abs(first)?;
+        if let Some(g) = grads.get(first) {
+            p.abs_grad_sum += mean_abs(g)?;
+        }
         let st = self.opt.step(&self.model.vars, &grads)?;
         p.grad_norm_sum += st.grad_norm;
         p.update_ratio_sum += st.update_ratio;
@@ -934,16 +976,18 @@ impl Training {
             .map(|t| t.sqr()?.sum_all()?.to_scalar::<f32>().map(|v| v as f64))
             .sum::<candle_core::Result<f64>>()?
             .sqrt();
+        let first_frozen = self.model.frozen_vars() > 0;
         let stat = EpochStat {
-            train_error: None,
+            train_error: (p.train_seen > 0).then(|| p.train_wrong / p.train_seen as f64),
             epoch,
             elapsed_s: run.train_time.as_secs_f64(),
             train_loss: p.loss_sum / p.batches_done as f64,
             val_loss,
             val_error,
             instruments: Some(hps_common::Instruments {
-                first_abs_weight: None,
-                first_abs_grad: None,
+                first_abs_weight: Some(p.abs_weight_sum / steps_done),
+                // A frozen first layer gets no gradient.
+                first_abs_grad: (!first_frozen).then(|| p.abs_grad_sum / steps_done),
                 lr: p.lr,
                 grad_norm: p.grad_norm_sum / steps_done,
                 weight_norm,
@@ -1035,6 +1079,26 @@ pub fn checkpoint_epochs(checkpoint_dir: &Path, cfg: &CnnConfig, data: &Dataset)
             mid.ok().flatten().map(|_| 0)
         }
     }
+}
+
+/// Transfer learning: copy the source's weights into the fresh `model`
+/// and, with `freeze_conv`, freeze its conv blocks. A source that does not
+/// fit makes the trial invalid.
+fn start_from_source(cfg: &CnnConfig, model: &mut Cnn) -> Result<(), TrainError> {
+    if cfg.hyper.transfer == Transfer::None {
+        return Ok(());
+    }
+    let Some(src) = &cfg.transfer else {
+        return Err(TrainError::InvalidCombination(format!(
+            "transfer `{}` needs the source's weights (`trainer.transfer_from`)",
+            cfg.hyper.transfer.as_str()
+        )));
+    };
+    src.apply(model).map_err(TrainError::InvalidCombination)?;
+    if cfg.hyper.transfer == Transfer::FreezeConv {
+        model.freeze_conv();
+    }
+    Ok(())
 }
 
 /// State accumulated over a run.
@@ -1131,6 +1195,7 @@ impl Run {
             error: self.error,
             stopped_by_time_limit: self.stopped_by_time_limit,
             stopped_early: self.stopped_early,
+            weights: reported.map(|(_, w)| w),
         })
     }
 }

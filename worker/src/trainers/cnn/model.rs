@@ -92,6 +92,10 @@ pub struct Cnn {
     pub arch: Arc<Arch>,
     /// Batch-norm running statistics (see [`Arch::stat_shapes`]).
     stats: std::cell::RefCell<Vec<Tensor>>,
+    /// The leading vars that get no gradient (transfer's `freeze_conv`).
+    frozen: usize,
+    /// The leading running statistics that training leaves alone.
+    frozen_stats: usize,
 }
 
 impl Cnn {
@@ -124,7 +128,33 @@ impl Cnn {
             vars,
             arch: Arc::new(arch.clone()),
             stats: std::cell::RefCell::new(stats),
+            frozen: 0,
+            frozen_stats: 0,
         })
+    }
+
+    /// Freeze the conv blocks: their kernels, biases and batch norm
+    /// (parameters and running statistics) stay as they are; the forward
+    /// pass gives them no gradient, so the optimiser neither updates nor
+    /// decays them.
+    pub fn freeze_conv(&mut self) {
+        let per_layer = if self.arch.batchnorm { 4 } else { 2 };
+        self.frozen = self.arch.filters.len() * per_layer;
+        self.frozen_stats = if self.arch.batchnorm {
+            2 * self.arch.filters.len()
+        } else {
+            0
+        };
+    }
+
+    /// How many leading vars are frozen (0 unless [`Cnn::freeze_conv`]).
+    pub fn frozen_vars(&self) -> usize {
+        self.frozen
+    }
+
+    /// Replace running statistic `i` (transfer learning).
+    pub fn set_stat(&self, i: usize, t: Tensor) {
+        self.stats.borrow_mut()[i] = t;
     }
 
     /// Overwrite the weights (and batch-norm statistics) with `w`.
@@ -140,13 +170,23 @@ impl Cnn {
     /// running averages are updated), inverted dropout with masks drawn
     /// from `rng`.
     pub fn forward_train(&self, x: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
-        let w: Vec<&Tensor> = self.vars.iter().map(|v| v.as_tensor()).collect();
+        let detached: Vec<Tensor> = self.vars[..self.frozen]
+            .iter()
+            .map(|v| v.as_detached_tensor())
+            .collect();
+        let w: Vec<&Tensor> = detached
+            .iter()
+            .chain(self.vars[self.frozen..].iter().map(|v| v.as_tensor()))
+            .collect();
         let mut stats = self.stats.borrow_mut();
+        let kept: Vec<Tensor> = stats[..self.frozen_stats].to_vec();
         let mut mode = Mode::Train {
             rng,
             stats: &mut stats,
         };
-        forward(&self.arch, &w, x, &mut mode, x.device().is_cpu(), None)
+        let logits = forward(&self.arch, &w, x, &mut mode, x.device().is_cpu(), None);
+        stats[..self.frozen_stats].clone_from_slice(&kept);
+        logits
     }
 
     /// Detached copies of the current weights and statistics, for
@@ -189,6 +229,16 @@ pub struct Weights {
     tensors: Vec<Tensor>,
     stats: Vec<Tensor>,
     arch: Arc<Arch>,
+}
+
+impl std::fmt::Debug for Weights {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Weights")
+            .field("tensors", &self.tensors.len())
+            .field("stats", &self.stats.len())
+            .field("arch", &self.arch)
+            .finish()
+    }
 }
 
 impl Weights {

@@ -1443,3 +1443,91 @@ fn a_run_ending_at_chance_level_is_collapsed_and_a_learning_one_is_not() {
     assert!(!collapsed(&[stat(1, 0.4, 0.15)], 10));
     assert!(!collapsed(&[], 10));
 }
+
+/// Seed 004's MLP (784 → 128 → 64 → 10, no conv, Adam; lr 1e-3 for speed)
+/// on the small synthetic set.
+fn mlp(epochs: u32) -> CnnConfig {
+    hp(
+        json!({"conv_layers": 0, "dense_widths": [128, 64], "dropout": 0.0,
+               "optimizer": "adam", "lr": 0.001, "batch_size": 32}),
+        epochs,
+    )
+}
+
+#[test]
+fn the_seed_004_mlp_learns_and_resumes_from_its_checkpoint() {
+    let d = data();
+    let c = mlp(4);
+    assert!(c.arch.filters.is_empty());
+    assert_eq!(c.arch.dense, vec![128, 64]);
+    let out = run(&c, &d).unwrap();
+    assert_eq!(out.status, TrialStatus::Complete);
+    let loss: Vec<f64> = out.curve.iter().map(|s| s.train_loss).collect();
+    assert!(loss[3] < 0.7 * loss[0], "{loss:?}");
+    let names: Vec<String> = last_instruments(&out)
+        .activations
+        .iter()
+        .map(|a| a.layer.clone())
+        .collect();
+    assert_eq!(names, ["dense1", "dense2"]);
+    // Interrupted after epoch 2 and resumed: the same run.
+    let dir = tempfile::tempdir().unwrap();
+    let (r, _) = run_ck(&c, &d, dir.path(), Some(2));
+    interrupted(r);
+    let (resumed, seen) = run_ck(&c, &d, dir.path(), None);
+    let resumed = resumed.unwrap();
+    assert_eq!(seen, vec![3, 4]);
+    assert_eq!(comparable(&resumed), comparable(&out));
+    let train_errors =
+        |o: &CnnOutcome| -> Vec<Option<f64>> { o.curve.iter().map(|s| s.train_error).collect() };
+    assert_eq!(train_errors(&resumed), train_errors(&out));
+}
+
+#[test]
+fn train_error_and_the_first_layer_are_measured_every_epoch() {
+    let d = data();
+    for c in [hp(json!({"dropout": 0.0}), 4), mlp(4)] {
+        let out = run(&c, &d).unwrap();
+        let errs: Vec<f64> = out.curve.iter().map(|s| s.train_error.unwrap()).collect();
+        assert!(errs.iter().all(|e| (0.0..=1.0).contains(e)), "{errs:?}");
+        assert!(
+            errs[3] < errs[0],
+            "train error falls on learnable data: {errs:?}"
+        );
+        for s in &out.curve {
+            let i = s.instruments.as_ref().unwrap();
+            let (w, g) = (i.first_abs_weight.unwrap(), i.first_abs_grad.unwrap());
+            assert!(
+                w > 0.0 && w.is_finite() && g > 0.0 && g.is_finite(),
+                "{i:?}"
+            );
+        }
+    }
+    // The MLP's first layer is its 784 x 128 weight, Glorot-initialised:
+    // mean |w| is half the bound at the start.
+    let out = run(&mlp(1), &d).unwrap();
+    let w = last_instruments(&out).first_abs_weight.unwrap();
+    let half_bound = model::glorot_bound(784, 128) / 2.0;
+    assert!((w / half_bound - 1.0).abs() < 0.1, "{w} vs {half_bound}");
+    // k-fold averages the folds' train errors.
+    let out = run(&hp(json!({"folds": 2}), 2), &d).unwrap();
+    assert!(out.curve.iter().all(|s| s.train_error.is_some()));
+}
+
+#[test]
+fn a_step_schedule_with_gamma_above_one_grows_the_lr() {
+    let d = data();
+    let c = hp(
+        json!({"lr_schedule": "step", "lr_step_epochs": 1, "lr_gamma": 2.0, "lr": 0.001}),
+        3,
+    );
+    assert_eq!(c.lr_at(0, 16), 0.001);
+    assert_eq!(c.lr_at(16, 16), 0.002);
+    let out = run(&c, &d).unwrap();
+    let lrs: Vec<f64> = out
+        .curve
+        .iter()
+        .map(|s| s.instruments.as_ref().unwrap().lr)
+        .collect();
+    assert_eq!(lrs, vec![0.001, 0.002, 0.004]);
+}

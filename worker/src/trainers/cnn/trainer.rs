@@ -8,8 +8,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use candle_core::Device;
+use std::sync::Arc;
+
+use hps_common::cnn::{Transfer, TransferFrom};
 use hps_common::{CnnDefaults, EpochStat, TrialStatus};
-use tracing::{error, info};
+use hps_shared_fs::StudyDir;
+use tracing::{error, info, warn};
+
+use super::transfer::{self, SourceWeights};
 
 use super::{
     checkpoint_epochs, train_controlled, CnnConfig, CnnOutcome, Dataset, EpochControl, TrainError,
@@ -23,6 +29,8 @@ pub struct CnnTrainer {
     data: Dataset,
     device: Device,
     defaults: CnnDefaults,
+    /// The study's `trainer.transfer_from`.
+    transfer_from: Option<TransferFrom>,
 }
 
 impl CnnTrainer {
@@ -31,6 +39,7 @@ impl CnnTrainer {
     pub fn open(
         data: Option<&str>,
         defaults: &CnnDefaults,
+        transfer_from: Option<&TransferFrom>,
         opts: &TrainerOptions,
     ) -> Result<CnnTrainer, TrainerError> {
         let device = opts.device.open()?;
@@ -46,14 +55,28 @@ impl CnnTrainer {
             data,
             device,
             defaults: defaults.clone(),
+            transfer_from: transfer_from.cloned(),
         })
+    }
+}
+
+impl CnnTrainer {
+    /// The weights named by `transfer_from`, or why they cannot be had.
+    fn source(&self, dir: &StudyDir) -> Result<SourceWeights, String> {
+        let Some(from) = &self.transfer_from else {
+            return Err(
+                "transfer needs `trainer.transfer_from` in the study file, which is missing".into(),
+            );
+        };
+        let (path, label) = transfer::resolve(dir, from)?;
+        SourceWeights::read(&path, label)
     }
 }
 
 impl Trainer for CnnTrainer {
     fn run(&self, trial: &mut TrialContext<'_>) -> Result<Outcome, TrainerError> {
         let s = trial.setting;
-        let cfg = match CnnConfig::from_params(
+        let mut cfg = match CnnConfig::from_params(
             &s.params,
             &self.defaults,
             s.epochs,
@@ -63,6 +86,16 @@ impl Trainer for CnnTrainer {
             Ok(cfg) => cfg,
             Err(e) => return Ok(Outcome::Finished(Finished::invalid(e.to_string()))),
         };
+        if cfg.hyper.transfer != Transfer::None {
+            match self.source(trial.dir) {
+                Ok(src) => {
+                    info!("starting from the weights of {}", src.label);
+                    let _ = writeln!(trial.log, "# starting from the weights of {}", src.label);
+                    cfg.transfer = Some(Arc::new(src));
+                }
+                Err(why) => return Ok(Outcome::Finished(Finished::invalid(why))),
+            }
+        }
         let _ = writeln!(trial.log, "# epoch elapsed_s train_loss val_loss val_error");
         let ckpt = trial.checkpoint_dir()?;
         let until = trial.until_epoch();
@@ -89,7 +122,17 @@ impl Trainer for CnnTrainer {
             should_stop,
         );
         Ok(match trained {
-            Ok(out) => Outcome::Finished(finished(out, stop_reason)),
+            Ok(out) => {
+                if let (Some(w), TrialStatus::Complete) = (&out.weights, out.status) {
+                    // Kept before the result is published, so a source
+                    // with a result has its weights.
+                    match transfer::keep(trial.dir, &s.trial_id, w) {
+                        Ok(path) => info!("weights kept in `{}`", path.display()),
+                        Err(e) => warn!("cannot keep the trial's weights: {e}"),
+                    }
+                }
+                Outcome::Finished(finished(out, stop_reason))
+            }
             Err(TrainError::Paused(epoch)) => Outcome::Paused { epoch },
             // Preempted: the last epoch's checkpoint stays for whoever runs it next.
             Err(TrainError::Interrupted) => Outcome::Interrupted,

@@ -2,6 +2,7 @@
 //! them through the shared directory, collects results, and reports.
 
 pub mod error;
+pub mod estimate;
 pub mod liveness;
 pub mod presets;
 pub mod pruners;

@@ -32,13 +32,23 @@ struct LogArgs {
 enum Cmd {
     /// Create a study directory from a study file or a preset.
     Init {
-        dir: PathBuf,
+        #[arg(required_unless_present = "list_presets")]
+        dir: Option<PathBuf>,
         /// The study file (see docs/study-file.md).
-        #[arg(long, conflicts_with = "preset", required_unless_present = "preset")]
+        #[arg(
+            long,
+            conflicts_with = "preset",
+            required_unless_present_any = ["preset", "list_presets"]
+        )]
         study: Option<PathBuf>,
-        /// A built-in study (the files in examples/).
-        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(presets::PRESETS))]
+        /// A built-in study (the files in examples/; --list-presets
+        /// describes them).
+        #[arg(long, value_parser = clap::builder::PossibleValuesParser::new(presets::names()))]
         preset: Option<String>,
+        /// List the presets with a one-line description and an estimated
+        /// CPU time each, and create nothing.
+        #[arg(long, conflicts_with_all = ["dir", "study", "preset"])]
+        list_presets: bool,
     },
     /// Propose settings, collect results, stop when the budget is spent.
     /// Running it again on the same directory continues the search.
@@ -156,7 +166,18 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 
 fn dispatch(cmd: Cmd, progress: Option<run::Progress>) -> Result<()> {
     match cmd {
-        Cmd::Init { dir, study, preset } => {
+        Cmd::Init {
+            list_presets: true, ..
+        } => {
+            print!("{}", presets::list());
+            Ok(())
+        }
+        Cmd::Init {
+            dir, study, preset, ..
+        } => {
+            let Some(dir) = dir else {
+                bail!("give the study directory to create, or --list-presets");
+            };
             let (text, source) = match (study, preset) {
                 (Some(path), _) => (
                     std::fs::read_to_string(&path).with_context(|| {
@@ -165,10 +186,10 @@ fn dispatch(cmd: Cmd, progress: Option<run::Progress>) -> Result<()> {
                     path,
                 ),
                 (None, Some(name)) => match presets::preset(&name) {
-                    Some(t) => (t.to_string(), PathBuf::from(format!("preset:{name}"))),
+                    Some(p) => (p.text.to_string(), PathBuf::from(format!("preset:{name}"))),
                     None => bail!(
-                        "unknown preset `{name}`; presets are {}",
-                        presets::PRESETS.join(", ")
+                        "unknown preset `{name}`; presets are {} (hps-master init --list-presets)",
+                        presets::names().collect::<Vec<_>>().join(", ")
                     ),
                 },
                 (None, None) => bail!("give --study FILE or --preset NAME"),

@@ -462,6 +462,11 @@ pub fn cnn_args(data: &Path) -> [&str; 4] {
     ["--data", arg(data), "--threads", "1"]
 }
 
+/// The stems of the study files in `examples/`, each a preset's name.
+pub fn example_presets() -> Vec<String> {
+    json_stems(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples"))
+}
+
 /// Copy the directory tree `src` to `dst` (files and folders only).
 pub fn copy_dir(src: &Path, dst: &Path) {
     std::fs::create_dir_all(dst).unwrap();

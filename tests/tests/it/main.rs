@@ -18,6 +18,7 @@ mod idle;
 mod links;
 mod master_cli;
 mod masters;
+mod presets;
 mod pruning;
 mod report;
 mod samplers_ux;

@@ -320,8 +320,7 @@ fn init_reports_typos_as_typos_at_their_line_and_says_how_a_grid_expands() {
 #[test]
 fn init_help_lists_every_preset() {
     let help = stdout_ok(hps_master(&["init", "--help"]));
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let names = hps_tests::json_stems(&examples);
+    let names = hps_tests::example_presets();
     assert!(names.contains(&"asha".to_string()), "{names:?}");
     for name in &names {
         assert!(help.contains(name.as_str()), "{name} missing from:\n{help}");

@@ -325,7 +325,9 @@ fn check_sizes(cfg: &CnnConfig, data: &Dataset, device: &Device) -> Result<(), T
     let bad = |m: String| Err(TrainError::InvalidCombination(m));
     let h = &cfg.hyper;
     let n = data.train_len();
-    if h.train_size.saturating_add(h.val_size) > n {
+    // k-fold validates inside `train_size`; `val_size` is not used.
+    let val_size = if h.folds > 1 { 0 } else { h.val_size };
+    if h.train_size.saturating_add(val_size) > n {
         return bad(format!(
             "train_size ({}) + val_size ({}) exceeds the {n} examples of the training file",
             h.train_size, h.val_size
@@ -930,7 +932,9 @@ impl Training {
         epoch_time: Duration,
         snap: &Weights,
     ) -> Result<(f64, f64), TrainError> {
-        if ctx.cfg.hyper.val_size == 0 {
+        // The split's own validation set: a k-fold split validates on its
+        // fold whatever `val_size` says.
+        if ctx.split.val_y.dims()[0] == 0 {
             return Ok((f64::NAN, f64::NAN));
         }
         let (val_x, val_y) = (&ctx.split.val_x, &ctx.split.val_y);
@@ -997,7 +1001,7 @@ impl Training {
         };
         run.curve.push(stat.clone());
         run.last = Some(snap.clone());
-        let val_size = cfg.hyper.val_size;
+        let val_size = ctx.split.val_y.dims()[0];
         if val_size > 0 && !val_loss.is_finite() {
             run.error = Some(format!(
                 "validation loss became {val_loss} after epoch {epoch}"

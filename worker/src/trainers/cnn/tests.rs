@@ -1389,6 +1389,12 @@ fn k_fold_reports_mean_and_spread_across_folds() {
     // The mean is the mean of the folds' best-epoch errors, each in [0, 1].
     let v = out.metrics["val_error"];
     assert!((0.0..=1.0).contains(&v));
+    // Each fold validates on its own part: `val_size` plays no role, even
+    // at 0 (it used to skip validation and fail the trial).
+    let c = hp(json!({"folds": 2, "train_size": 192, "val_size": 0}), 1);
+    let out = run(&c, &d).unwrap();
+    assert_eq!(out.status, TrialStatus::Complete, "{:?}", out.error);
+    assert!((0.0..=1.0).contains(&out.metrics["val_error"]));
     let e = CnnConfig::from_params(
         &params(json!({"folds": 500, "train_size": 100})),
         &CnnDefaults::default(),

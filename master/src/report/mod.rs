@@ -759,6 +759,7 @@ mod tests {
         assert_eq!(num_short(0.123456789), "0.123457");
         assert_eq!(num_short(1.0), "1");
         assert_eq!(num_short(10f64.powf(-1.25)), "0.0562341");
-        assert_eq!(num_short(1.5e-7), "1.50000e-7");
+        assert_eq!(num_short(1.5e-7), "1.5e-7");
+        assert_eq!(num_short(0.001), "0.001");
     }
 }

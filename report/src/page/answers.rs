@@ -763,7 +763,7 @@ mod tests {
         );
         assert!(
             html.contains(
-                "lr=1.000e-3</td><td class=\"num\">2</td><td>plateau (loss barely moves) ×2"
+                "lr=0.001</td><td class=\"num\">2</td><td>plateau (loss barely moves) ×2"
             ),
             "{html}"
         );

@@ -35,7 +35,7 @@ pub fn num(v: f64) -> String {
 }
 
 /// `x` with `digits` significant digits and no trailing zeros; in
-/// scientific notation outside `[10^-(digits-2), 10^digits)`. The one
+/// scientific notation outside `[10^-4, 10^digits)`. The one
 /// number format of hps's tables, on the page and on the terminal.
 pub fn significant(x: f64, digits: i32) -> String {
     if !x.is_finite() {
@@ -45,7 +45,9 @@ pub fn significant(x: f64, digits: i32) -> String {
         return "0".into();
     }
     let mag = x.abs().log10().floor() as i32;
-    if (2 - digits..digits).contains(&mag) {
+    // Learning rates and weight decays (0.001, 0.0001) read best as
+    // decimals; scientific notation only below 1e-4 or above the digits.
+    if (-4..digits).contains(&mag) {
         let decimals = (digits - 1 - mag).max(0) as usize;
         let s = format!("{x:.decimals$}");
         if s.contains('.') {
@@ -55,7 +57,13 @@ pub fn significant(x: f64, digits: i32) -> String {
         }
     } else {
         let decimals = (digits - 1).max(0) as usize;
-        format!("{x:.decimals$e}")
+        let s = format!("{x:.decimals$e}");
+        match s.split_once('e') {
+            Some((m, e)) if m.contains('.') => {
+                format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.'))
+            }
+            _ => s,
+        }
     }
 }
 
@@ -241,7 +249,9 @@ mod tests {
     fn numbers_are_short() {
         assert_eq!(num(0.23146), "0.2315");
         assert_eq!(num(12.0), "12");
-        assert_eq!(num(1.5e-5), "1.500e-5");
+        assert_eq!(num(1.5e-5), "1.5e-5");
+        assert_eq!(num(0.001), "0.001");
+        assert_eq!(num(1e-4), "0.0001");
         assert_eq!(num(f64::NAN), "-");
     }
 

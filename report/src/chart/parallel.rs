@@ -20,7 +20,7 @@ impl Parallel {
     /// missing (see the module doc for the counting rules).
     pub fn to_svg(&self) -> String {
         let (w, h) = (f64::from(self.width), f64::from(self.height));
-        let top = svg::heading_height(self.note.as_deref()) + 30.0;
+        let top = svg::heading_height(self.width, self.note.as_deref()) + 30.0;
         let bottom = (h - 20.0).max(top + 20.0);
         let target = ((bottom - top) / 50.0).max(2.0) as usize;
         let axes: Vec<(Map, Ticks)> = (0..self.axes.len())

@@ -150,7 +150,7 @@ impl Figure {
     /// Margins from the labels that must fit around the plot.
     fn layout(&self, xt: &Ticks, yt: &Ticks) -> Layout {
         let (w, h) = (f64::from(self.width), f64::from(self.height));
-        let top = svg::heading_height(self.note.as_deref()) + 14.0;
+        let top = svg::heading_height(self.width, self.note.as_deref()) + 14.0;
         let y_label_w = yt
             .major
             .iter()

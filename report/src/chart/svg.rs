@@ -108,22 +108,60 @@ pub(crate) fn open(out: &mut String, id: &str, series: usize, points: usize, w: 
     );
 }
 
-/// The lines of a figure's note: one per `\n`, empty ones left out.
-fn note_lines(note: Option<&str>) -> impl Iterator<Item = &str> {
-    note.unwrap_or("").lines().filter(|l| !l.trim().is_empty())
+/// At most this many lines of a figure's note are drawn.
+const NOTE_LINES: usize = 4;
+
+/// The most characters of a note line in a figure `w` px wide.
+fn note_chars(w: u32) -> usize {
+    (f64::from(w) / (11.0 * CHAR_W)) as usize
+}
+
+/// The lines of a figure's note: one per `\n`, each wrapped at spaces to
+/// the figure's width, empty ones left out, at most [`NOTE_LINES`].
+fn note_lines(w: u32, note: Option<&str>) -> Vec<String> {
+    let max = note_chars(w).max(10);
+    let mut out: Vec<String> = Vec::new();
+    for line in note.unwrap_or("").lines() {
+        let mut cur = String::new();
+        for word in line.split_whitespace() {
+            if !cur.is_empty() && cur.chars().count() + 1 + word.chars().count() > max {
+                out.push(std::mem::take(&mut cur));
+            }
+            if !cur.is_empty() {
+                cur.push(' ');
+            }
+            cur.push_str(word);
+        }
+        if !cur.is_empty() {
+            out.push(cur);
+        }
+    }
+    if out.len() > NOTE_LINES {
+        out.truncate(NOTE_LINES);
+        if let Some(last) = out.last_mut() {
+            last.push('…');
+        }
+    }
+    out.into_iter()
+        .map(|l| truncate(&l, max).into_owned())
+        .collect()
 }
 
 /// The y below a figure's title and note (the top of what follows).
-pub(crate) fn heading_height(note: Option<&str>) -> f64 {
-    match note_lines(note).count() {
+pub(crate) fn heading_height(w: u32, note: Option<&str>) -> f64 {
+    match note_lines(w, note).len() {
         0 => 30.0,
         n => 32.0 + 14.0 * n as f64,
     }
 }
 
-/// Writes the title and the note under it (one line per `\n`); returns
-/// the y below them.
+/// Writes the title and the note under it (one line per `\n`, wrapped to
+/// the width), and the whole note as the figure's `<desc>`; returns the y
+/// below them.
 pub(crate) fn heading(out: &mut String, w: u32, title: &str, note: Option<&str>) -> f64 {
+    if let Some(n) = note.filter(|n| !n.trim().is_empty()) {
+        let _ = write!(out, "<desc>{}</desc>", esc(n));
+    }
     let cx = f64::from(w) / 2.0;
     let max = (f64::from(w) / (14.0 * CHAR_W)) as usize;
     text(
@@ -133,17 +171,16 @@ pub(crate) fn heading(out: &mut String, w: u32, title: &str, note: Option<&str>)
         "text-anchor=\"middle\" font-size=\"14\" font-weight=\"bold\"",
         &truncate(title, max),
     );
-    let max = (f64::from(w) / (11.0 * CHAR_W)) as usize;
-    for (i, line) in note_lines(note).enumerate() {
+    for (i, line) in note_lines(w, note).iter().enumerate() {
         text(
             out,
             cx,
             36.0 + 14.0 * i as f64,
             "text-anchor=\"middle\" fill=\"#666\"",
-            &truncate(line, max),
+            line,
         );
     }
-    heading_height(note)
+    heading_height(w, note)
 }
 
 /// The grey "no data yet" in the middle of a plot area.
@@ -235,6 +272,24 @@ mod tests {
         assert_eq!(esc("a<b>&\"c'"), "a&lt;b&gt;&amp;&quot;c&apos;");
         assert_eq!(esc("plain"), "plain");
         assert_eq!(esc("bell\u{7}"), "bell\u{fffd}");
+    }
+
+    #[test]
+    fn notes_wrap_to_the_width_and_keep_every_word() {
+        let note = "showing 150 of 400 settings\nbudget: 3 epochs × 200 training examples, 100 validation examples";
+        let lines = note_lines(420, Some(note));
+        assert!(lines.len() >= 3, "{lines:?}");
+        assert!(lines.iter().all(|l| l.chars().count() <= note_chars(420)));
+        assert_eq!(lines.join(" "), note.replace('\n', " "));
+        assert_eq!(
+            heading_height(420, Some(note)),
+            32.0 + 14.0 * lines.len() as f64
+        );
+        assert_eq!(note_lines(900, Some(note)).len(), 2);
+        assert!(note_lines(900, Some("")).is_empty());
+        let mut out = String::new();
+        heading(&mut out, 420, "t", Some("a < b"));
+        assert!(out.contains("<desc>a &lt; b</desc>"), "{out}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ use hps_tests::{
 use serde_json::{json, Value};
 
 /// Presets run at once (each a master and two one-thread workers).
-const PARALLEL: usize = 3;
+const PARALLEL: usize = 1;
 
 /// The names `init --list-presets` prints, in its order.
 fn listed_presets() -> Vec<String> {

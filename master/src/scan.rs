@@ -36,6 +36,19 @@ impl Scan {
         })
     }
 
+    /// The queues a trial in flight is in — `pending/`, `running/`,
+    /// `paused/` — without listing `results/`: the master's loop, which
+    /// looks for the results of the trials it has in flight by name
+    /// instead, so that a step costs what is in flight, not what is done.
+    pub fn queues(dir: &StudyDir) -> Result<Scan, FsError> {
+        Ok(Scan {
+            pending: dir.list(Sub::Pending)?.into_iter().collect(),
+            running: dir.list_running()?,
+            paused: dir.list(Sub::Paused)?.into_iter().collect(),
+            results: Vec::new(),
+        })
+    }
+
     /// The first claim of trial `id` (a trial has at most one, except for a
     /// moment during a re-queue race).
     pub fn claim(&self, id: &str) -> Option<&Claim> {

@@ -8,7 +8,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, ModifyKind};
 use notify::{EventKind, RecursiveMode, Watcher};
@@ -67,7 +68,10 @@ impl WatchMode {
 
 /// The least time between two wake-ups by events: events that come in a
 /// burst (a batch of results, a rename and its directory update) are
-/// gathered into one rescan.
+/// gathered into one rescan. The first event after a quiet spell wakes the
+/// loop at once: the gap is kept from the previous wake-up, so a hand-over
+/// between master and worker costs no fixed delay, while a steady stream
+/// of events costs at most one rescan per gap.
 pub const MIN_RESCAN_GAP: Duration = Duration::from_millis(10);
 
 /// The first gap of the quick polls that follow [`Waker::busy`]; each next
@@ -86,6 +90,8 @@ pub struct Waker {
     /// Polling (no native events): the next wait's gap, in nanoseconds.
     /// [`Waker::busy`] shortens it, each wait doubles it back up.
     next_gap_ns: Option<AtomicU64>,
+    /// When [`Waker::wait`] last returned.
+    last_wake: Mutex<Option<Instant>>,
     // Kept alive for as long as the Waker; dropping it stops the events.
     _watcher: Option<Box<dyn Watcher + Send>>,
     description: String,
@@ -122,6 +128,7 @@ impl Waker {
             tx,
             interval,
             next_gap_ns,
+            last_wake: Mutex::new(None),
             _watcher: watcher,
             description,
         }
@@ -161,14 +168,21 @@ impl Waker {
 
     /// Block until a hint arrives or the rescan (or poll) interval passes.
     /// Extra queued hints are drained: the caller rescans anyway.
-    /// Wake-ups come at most every [`MIN_RESCAN_GAP`], so a burst of
-    /// events costs one rescan, not one per event.
+    /// Wake-ups by events come at most every [`MIN_RESCAN_GAP`], so a burst
+    /// of events costs one rescan, not one per event.
     pub fn wait(&self) {
+        let mut last = self.last_wake.lock().unwrap_or_else(|e| e.into_inner());
         match self.rx.recv_timeout(self.next_timeout()) {
-            Ok(()) => std::thread::sleep(MIN_RESCAN_GAP),
+            Ok(()) => {
+                let since = last.map_or(MIN_RESCAN_GAP, |t| t.elapsed());
+                if since < MIN_RESCAN_GAP {
+                    std::thread::sleep(MIN_RESCAN_GAP - since);
+                }
+            }
             Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
         }
         while self.rx.try_recv().is_ok() {}
+        *last = Some(Instant::now());
     }
 }
 

@@ -213,12 +213,21 @@ struct Master {
     sampler: Box<dyn Sampler>,
     planned: u64,
     cfg: RunConfig,
-    /// Every recorded setting, by trial id.
+    /// The recorded settings of the trials without a result, by trial id.
+    /// A setting is dropped once its result is accepted, so that memory
+    /// and the work of a step follow the trials in flight, not the study.
     settings: BTreeMap<String, TrialSetting>,
     /// Parameters of each config, and how they were proposed, so repeats
     /// share them.
+    /// Only configs with repeats still to propose are kept.
     configs: HashMap<u64, Proposal>,
-    results: BTreeMap<String, TrialResult>,
+    /// The status of each trial with a result. The results themselves are
+    /// not kept (every curve of a 100,000-trial study would be).
+    results: HashMap<String, TrialStatus>,
+    /// Totals over the accepted results, kept as they come in.
+    tally: Tally,
+    /// When `results/` is next listed whole (see [`FullListing`]).
+    listing: FullListing,
     observations: Vec<Observation>,
     next_index: u64,
     /// Trials seen nowhere (not pending, running or done), and since when
@@ -281,7 +290,9 @@ impl Master {
             cfg,
             settings: BTreeMap::new(),
             configs: HashMap::new(),
-            results: BTreeMap::new(),
+            results: HashMap::new(),
+            tally: Tally::default(),
+            listing: FullListing::default(),
             observations: Vec::new(),
             next_index: 0,
             suspected_orphans: BTreeMap::new(),
@@ -374,11 +385,25 @@ impl Master {
     }
 
     /// One scan: collect results, recover lost trials, propose new ones.
+    /// Its cost follows the trials in flight: the queues hold only those,
+    /// and their results are looked up by name; `results/` is listed whole
+    /// only now and then ([`FullListing`]).
     fn step(&mut self) -> Result<(), MasterError> {
-        let scan = Scan::take(&self.dir)?;
+        let scan = Scan::queues(&self.dir)?;
         self.pending_count = scan.pending.len();
         self.running_count = scan.running.len();
-        self.collect_results(&scan);
+        let candidates: Vec<String> = match self.listing.due(self.clock.now()) {
+            true => {
+                let started = Instant::now();
+                let all = self.dir.list(Sub::Results)?;
+                self.listing.done(self.clock.now(), started.elapsed());
+                all.into_iter()
+                    .filter(|id| !self.results.contains_key(id))
+                    .collect()
+            }
+            false => self.settings.keys().cloned().collect(),
+        };
+        self.collect_results(&candidates, &scan);
         // Results that were in before this run started do not count.
         self.streak.start_counting();
         self.drop_finished_copies(&scan)?;
@@ -411,7 +436,7 @@ impl Master {
         let direction = self.study.objective.direction;
         let complete = r.status == TrialStatus::Complete;
         let curve = Curve::from_points(&self.result_points(&r), direction, complete);
-        if let Some(s) = self.settings.get(&r.trial_id) {
+        if let Some(s) = self.settings.remove(&r.trial_id) {
             // TPE ranks a pruned trial by its value at its furthest step.
             let last_intermediate = curve
                 .values
@@ -419,7 +444,7 @@ impl Master {
                 .map(|(&step, &loss)| Intermediate { step, loss });
             self.observations.push(Observation {
                 config: s.config,
-                params: s.params.clone(),
+                params: s.params,
                 status: r.status,
                 loss: r.objective.map(|v| direction.sort_key(v)),
                 last_intermediate,
@@ -434,7 +459,8 @@ impl Master {
         }
         self.decided.remove(&r.trial_id);
         self.streak.observe(&r);
-        self.results.insert(r.trial_id.clone(), r);
+        self.tally.add(&r, direction);
+        self.results.insert(r.trial_id, r.status);
     }
 
     fn live_workers(&self) -> usize {
@@ -442,6 +468,9 @@ impl Master {
     }
 
     fn propose(&mut self) -> Result<(), MasterError> {
+        // A config whose repeats are all proposed is not needed again.
+        let proposed_configs = self.next_index / self.study.repeats as u64;
+        self.configs.retain(|&c, _| c >= proposed_configs);
         let remaining = self.planned.saturating_sub(self.next_index);
         if remaining == 0 {
             return Ok(());
@@ -504,8 +533,8 @@ impl Master {
             finished_at_unix: unix_now(),
         })?;
         match self.best() {
-            Some((r, v)) => {
-                info!(trials = self.results.len(), best = %r.trial_id, "study finished; best {} = {v:.6}", self.study.objective.metric)
+            Some((id, v)) => {
+                info!(trials = self.results.len(), best = %id, "study finished; best {} = {v:.6}", self.study.objective.metric)
             }
             None => info!(
                 trials = self.results.len(),
@@ -516,21 +545,14 @@ impl Master {
     }
 
     /// The completed trial with the best objective, and its value.
-    fn best(&self) -> Option<(&TrialResult, f64)> {
-        self.results
-            .values()
-            .filter(|r| r.status == TrialStatus::Complete)
-            .filter_map(|r| r.objective.map(|v| (r, v)))
-            .fold(None::<(&TrialResult, f64)>, |acc, (r, v)| match acc {
-                Some((_, b)) if !self.study.objective.direction.better(v, b) => acc,
-                _ => Some((r, v)),
-            })
+    fn best(&self) -> Option<(&str, f64)> {
+        self.tally.best.as_ref().map(|(id, v)| (id.as_str(), *v))
     }
 
     /// What the progress line shows now.
     fn snapshot(&self) -> progress::Snapshot {
         let n = self.results.len();
-        let wall: f64 = self.results.values().map(|r| r.wall_time_s).sum();
+        let wall = self.tally.wall_s;
         progress::Snapshot {
             planned: self.planned,
             done: n as u64,
@@ -538,7 +560,7 @@ impl Master {
             live_workers: self.live_workers(),
             mean_wall_s: (n > 0).then(|| wall / n as f64),
             metric: self.study.objective.metric.clone(),
-            best: self.best().map(|(r, v)| (r.trial_id.clone(), v)),
+            best: self.best().map(|(id, v)| (id.to_string(), v)),
         }
     }
 
@@ -549,6 +571,57 @@ impl Master {
             results: self.results.len() as u64,
             finished,
         }
+    }
+}
+
+/// Totals over the accepted results, updated as each comes in, so that
+/// the progress line and the final log line never walk every result.
+#[derive(Debug, Default)]
+struct Tally {
+    /// Sum of the results' wall times.
+    wall_s: f64,
+    /// The best completed trial and its objective.
+    best: Option<(String, f64)>,
+}
+
+impl Tally {
+    fn add(&mut self, r: &TrialResult, direction: hps_common::Direction) {
+        self.wall_s += r.wall_time_s;
+        if r.status != TrialStatus::Complete {
+            return;
+        }
+        if let Some(v) = r.objective {
+            match &self.best {
+                Some((_, b)) if !direction.better(v, *b) => {}
+                _ => self.best = Some((r.trial_id.clone(), v)),
+            }
+        }
+    }
+}
+
+/// The safety net under looking results up by name: `results/` is listed
+/// whole at the first step and then now and then, to find a result the
+/// master has no setting for in flight (a foreign file, a trial recorded by
+/// a master it lost a race to). The gap between listings is
+/// [`FullListing::MIN_GAP`], or [`FullListing::COST_FACTOR`] times what the
+/// last listing took, whichever is longer: on a 100,000-entry directory of
+/// a parallel filesystem, where a listing costs seconds, listings stay a
+/// small share of the master's time.
+#[derive(Debug, Default)]
+struct FullListing {
+    next: Option<Instant>,
+}
+
+impl FullListing {
+    const MIN_GAP: Duration = Duration::from_secs(30);
+    const COST_FACTOR: u32 = 50;
+
+    fn due(&self, now: Instant) -> bool {
+        self.next.is_none_or(|t| now >= t)
+    }
+
+    fn done(&mut self, now: Instant, took: Duration) {
+        self.next = Some(now + Self::MIN_GAP.max(took * Self::COST_FACTOR));
     }
 }
 

@@ -163,8 +163,8 @@ impl Master {
     /// Read the results not seen yet. A result that names another trial or
     /// cannot be parsed is quarantined (the trial is then re-run); other
     /// read errors may be transient and are retried next scan.
-    pub(super) fn collect_results(&mut self, scan: &Scan) {
-        for id in &scan.results {
+    pub(super) fn collect_results(&mut self, ids: &[String], scan: &Scan) {
+        for id in ids {
             if self.results.contains_key(id) {
                 continue;
             }
@@ -237,7 +237,7 @@ impl Master {
             .settings
             .keys()
             .filter(|id| {
-                let result = self.results.get(*id).map(|r| r.status);
+                let result = self.results.get(*id).copied();
                 scan.state(id, result) == hps_common::TrialState::Proposed
             })
             .cloned()

@@ -1,6 +1,9 @@
 //! `DIR/report.html` kept up to date by the master: written when the study
 //! finishes or the master stops, and refreshed at most once a minute while
-//! results come in (the open page reloads itself as often). A report that
+//! results come in (the open page reloads itself as often). Writing it reads
+//! every result, so on a large study the gap grows with what the last write
+//! took ([`COST_FACTOR`] times it): the report never takes more than a small
+//! share of the master's time, however many trials there are. A report that
 //! cannot be written is warned about; it never stops the search.
 
 use std::path::PathBuf;
@@ -11,8 +14,14 @@ use tracing::{info, warn};
 /// The file name of the study's report inside its directory.
 pub const REPORT_FILE: &str = "report.html";
 
+/// The gap after a write is at least this many times what the write took.
+pub const COST_FACTOR: u32 = 20;
+
 pub struct Refresher {
     dir: PathBuf,
+    /// The least gap between two writes.
+    base: Duration,
+    /// The gap after the last write: `base`, or longer after a slow write.
     every: Duration,
     last: Option<Instant>,
     /// Results at the last write: nothing new, nothing to redraw.
@@ -24,6 +33,7 @@ impl Refresher {
     pub fn new(dir: PathBuf) -> Refresher {
         Refresher {
             dir,
+            base: Duration::from_secs(u64::from(hps_report::page::REFRESH_S)),
             every: Duration::from_secs(u64::from(hps_report::page::REFRESH_S)),
             last: None,
             results: 0,
@@ -48,6 +58,7 @@ impl Refresher {
     fn write(&mut self, results: u64, last: bool) {
         let out = self.dir.join(REPORT_FILE);
         let dirs = [self.dir.clone()];
+        let started = Instant::now();
         match hps_report::write(&dirs, &out, &hps_report::Options::default(), None) {
             Ok(w) if last => info!(report = %w.html.display(), "report written"),
             Ok(_) => {}
@@ -58,6 +69,7 @@ impl Refresher {
             Err(_) => {}
         }
         self.last = Some(Instant::now());
+        self.every = self.base.max(started.elapsed() * COST_FACTOR);
         self.results = results;
     }
 }

@@ -313,6 +313,32 @@ pub struct ProgressPoint {
     pub value: f64,
 }
 
+/// One line of `cache/results.jsonl`: what the master needs of an accepted
+/// result to resume without reading it again. The file is derived and
+/// never the source of truth (see `docs/protocol.md`): a line counts only
+/// while `results/<id>.json` exists, and a line that does not parse, or of
+/// another `v`, is skipped (its result is read from `results/` instead).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultDigest {
+    /// The line's format; [`ResultDigest::VERSION`].
+    pub v: u32,
+    pub trial_id: String,
+    pub index: u64,
+    pub config: u64,
+    pub status: TrialStatus,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<f64>,
+    pub params: Params,
+    pub wall_time_s: f64,
+    /// The objective metric per epoch or report, as pruners and TPE use it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub points: Vec<ProgressPoint>,
+}
+
+impl ResultDigest {
+    pub const VERSION: u32 = 1;
+}
+
 /// `progress/<id>.json`: a running trial's intermediate values, rewritten
 /// by its worker after every epoch (cnn) or report (exec).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

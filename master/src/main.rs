@@ -233,6 +233,8 @@ fn dispatch(cmd: Cmd, progress: Option<run::Progress>) -> Result<()> {
             cfg.accept_study_change = accept_study_change;
             cfg.max_consecutive_failures = max_consecutive_failures;
             cfg.progress = progress;
+            // The report is written by this same binary in a child process.
+            cfg.report_exe = std::env::current_exe().ok();
             if max_attempts == 0 {
                 bail!("--max-attempts must be at least 1");
             }

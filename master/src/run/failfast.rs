@@ -55,6 +55,11 @@ impl FailureStreak {
         }
     }
 
+    /// Whether the results found at start have been read.
+    pub fn counting(&self) -> bool {
+        self.counting
+    }
+
     /// Count from now on (called after the first scan).
     pub fn start_counting(&mut self) {
         self.counting = true;

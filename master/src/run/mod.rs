@@ -5,6 +5,7 @@
 //! `running/` and `results/`, so running it again after a crash continues
 //! the search where it stopped.
 
+mod cache;
 mod failfast;
 mod lease;
 mod progress;
@@ -22,7 +23,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hps_common::files::unix_now;
-use hps_common::{Finished, Mode, Study, TrialResult, TrialSetting, TrialStatus, FORMAT_VERSION};
+use hps_common::ids::trial_index;
+use hps_common::{
+    Finished, Mode, ResultDigest, Study, TrialResult, TrialSetting, TrialStatus, FORMAT_VERSION,
+};
 use hps_shared_fs::{detect_remote_fs, StudyDir, StudyRecord, Sub, Waker, WatchMode};
 use tracing::{debug, info, info_span, warn};
 
@@ -63,6 +67,9 @@ pub struct RunConfig {
     pub max_consecutive_failures: u32,
     /// The live progress line, when stderr is a terminal (see [`progress`]).
     pub progress: Option<Progress>,
+    /// The `hps-master` binary, to write `DIR/report.html` in a child
+    /// process (see [`refresh`]); `None` writes it in this process.
+    pub report_exe: Option<PathBuf>,
 }
 
 impl RunConfig {
@@ -78,6 +85,7 @@ impl RunConfig {
             accept_study_change: false,
             max_consecutive_failures: 3,
             progress: None,
+            report_exe: None,
         }
     }
 }
@@ -124,7 +132,7 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
     );
     info!(dir = %dir.root().display(), study = %study.name, sampler = study.sampler.name(), planned, watch = waker.description(), "master started");
 
-    let mut report = refresh::Refresher::new(dir.root().to_path_buf());
+    let mut report = refresh::Refresher::new(dir.root().to_path_buf(), cfg.report_exe.clone());
     let clock = Arc::new(SystemClock);
     let mut m = Master::new(
         dir,
@@ -228,6 +236,8 @@ struct Master {
     tally: Tally,
     /// When `results/` is next listed whole (see [`FullListing`]).
     listing: FullListing,
+    /// `cache/results.jsonl`, read at start and appended to.
+    cache: cache::ResultsCache,
     observations: Vec<Observation>,
     next_index: u64,
     /// Trials seen nowhere (not pending, running or done), and since when
@@ -282,6 +292,7 @@ impl Master {
             (Some(p), Mode::Sync { batch }) => halving::brackets(p, *batch, study.budget.epochs),
             _ => Vec::new(),
         };
+        let cache = cache::ResultsCache::new(&dir);
         let mut m = Master {
             dir,
             study,
@@ -293,6 +304,7 @@ impl Master {
             results: HashMap::new(),
             tally: Tally::default(),
             listing: FullListing::default(),
+            cache,
             observations: Vec::new(),
             next_index: 0,
             suspected_orphans: BTreeMap::new(),
@@ -309,7 +321,25 @@ impl Master {
             lease,
             streak,
         };
-        m.load_settings()?;
+        // The cached digests of results still in results/: their settings
+        // and results are not read again.
+        let listed: BTreeSet<String> = m.dir.list(Sub::Results)?.into_iter().collect();
+        let mut cached: Vec<ResultDigest> = m
+            .cache
+            .load()
+            .into_values()
+            .filter(|d| listed.contains(&d.trial_id))
+            .collect();
+        cached.sort_by_key(|d| d.index);
+        let done: HashMap<String, u64> = cached
+            .iter()
+            .map(|d| (d.trial_id.clone(), d.index))
+            .collect();
+        m.load_settings(&done)?;
+        let from_cache = cached.len();
+        for d in cached {
+            m.take(d, true);
+        }
         for id in m.dir.list(Sub::Decisions)? {
             if let Ok(Some(d)) = m.dir.read_decision(&id) {
                 m.decided.insert(id, d.step);
@@ -326,8 +356,10 @@ impl Master {
         }
         info!(
             proposed = m.next_index,
-            "recovered {} recorded settings",
-            m.settings.len()
+            from_cache,
+            "recovered {} recorded settings ({} with a result)",
+            m.settings.len() + from_cache,
+            from_cache
         );
         Ok(m)
     }
@@ -421,46 +453,86 @@ impl Master {
     fn accept(&mut self, r: TrialResult) {
         let span = info_span!("trial", trial_id = %r.trial_id);
         let _g = span.enter();
-        match r.objective {
-            Some(v) => info!(
+        // The results found at start are one line in the log, not one each.
+        let found_at_start = !self.streak.counting();
+        match (r.objective, found_at_start) {
+            (Some(v), false) => info!(
                 status = r.status.as_str(),
                 worker = %r.worker,
                 "{} {} = {v:.6}",
                 r.trial_id,
                 self.study.objective.metric
             ),
-            None => {
+            (None, false) => {
                 info!(status = r.status.as_str(), worker = %r.worker, error = r.error.as_deref().unwrap_or(""), "{} ended without an objective", r.trial_id)
             }
-        }
-        let direction = self.study.objective.direction;
-        let complete = r.status == TrialStatus::Complete;
-        let curve = Curve::from_points(&self.result_points(&r), direction, complete);
-        if let Some(s) = self.settings.remove(&r.trial_id) {
-            // TPE ranks a pruned trial by its value at its furthest step.
-            let last_intermediate = curve
-                .values
-                .last_key_value()
-                .map(|(&step, &loss)| Intermediate { step, loss });
-            self.observations.push(Observation {
-                config: s.config,
-                params: s.params,
-                status: r.status,
-                loss: r.objective.map(|v| direction.sort_key(v)),
-                last_intermediate,
-            });
+            (_, true) => debug!(
+                status = r.status.as_str(),
+                objective = r.objective,
+                "found at start"
+            ),
         }
         // Pruners compare running trials with finished ones' curves.
         if self.study.pruner.is_some() {
             if let Err(e) = self.dir.clear_trial_state(&r.trial_id) {
                 debug!("{e}");
             }
-            self.finished_curves.insert(r.trial_id.clone(), curve);
         }
-        self.decided.remove(&r.trial_id);
         self.streak.observe(&r);
-        self.tally.add(&r, direction);
-        self.results.insert(r.trial_id, r.status);
+        let points = self.result_points(&r);
+        let setting = self.settings.remove(&r.trial_id);
+        let learn = setting.is_some();
+        let (index, config, params) = match setting {
+            Some(s) => (s.index, s.config, s.params),
+            // A result for no setting in flight (a foreign file): counted,
+            // not learned from.
+            None => (trial_index(&r.trial_id).unwrap_or(0), 0, r.params),
+        };
+        let d = ResultDigest {
+            v: ResultDigest::VERSION,
+            trial_id: r.trial_id,
+            index,
+            config,
+            status: r.status,
+            objective: r.objective,
+            params,
+            wall_time_s: r.wall_time_s,
+            points,
+        };
+        if learn {
+            self.cache.append(&d);
+        }
+        self.take(d, learn);
+    }
+
+    /// Count a result in: for the sampler (`learn`), the pruners, the
+    /// totals. From a result file ([`Master::accept`]) or from the results
+    /// cache at start.
+    fn take(&mut self, d: ResultDigest, learn: bool) {
+        let direction = self.study.objective.direction;
+        let complete = d.status == TrialStatus::Complete;
+        let curve = Curve::from_points(&d.points, direction, complete);
+        if learn {
+            // TPE ranks a pruned trial by its value at its furthest step.
+            let last_intermediate = curve
+                .values
+                .last_key_value()
+                .map(|(&step, &loss)| Intermediate { step, loss });
+            self.observations.push(Observation {
+                config: d.config,
+                params: d.params,
+                status: d.status,
+                loss: d.objective.map(|v| direction.sort_key(v)),
+                last_intermediate,
+            });
+        }
+        if self.study.pruner.is_some() {
+            self.finished_curves.insert(d.trial_id.clone(), curve);
+        }
+        self.decided.remove(&d.trial_id);
+        self.tally
+            .add(&d.trial_id, d.status, d.objective, d.wall_time_s, direction);
+        self.results.insert(d.trial_id, d.status);
     }
 
     fn live_workers(&self) -> usize {
@@ -585,15 +657,22 @@ struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, r: &TrialResult, direction: hps_common::Direction) {
-        self.wall_s += r.wall_time_s;
-        if r.status != TrialStatus::Complete {
+    fn add(
+        &mut self,
+        id: &str,
+        status: TrialStatus,
+        objective: Option<f64>,
+        wall_s: f64,
+        direction: hps_common::Direction,
+    ) {
+        self.wall_s += wall_s;
+        if status != TrialStatus::Complete {
             return;
         }
-        if let Some(v) = r.objective {
+        if let Some(v) = objective {
             match &self.best {
                 Some((_, b)) if !direction.better(v, *b) => {}
-                _ => self.best = Some((r.trial_id.clone(), v)),
+                _ => self.best = Some((id.to_string(), v)),
             }
         }
     }

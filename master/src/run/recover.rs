@@ -18,9 +18,18 @@ use crate::scan::Scan;
 impl Master {
     /// Read every recorded proposal. A corrupt record is quarantined and
     /// re-created from the sampler, which is deterministic per setting.
-    pub(super) fn load_settings(&mut self) -> Result<(), MasterError> {
+    /// Read `settings/`, except the settings of the trials in `done` (id →
+    /// index: results read from the results cache).
+    pub(super) fn load_settings(
+        &mut self,
+        done: &std::collections::HashMap<String, u64>,
+    ) -> Result<(), MasterError> {
         let ids = self.dir.list(Sub::Settings)?;
         for id in ids {
+            if let Some(&index) = done.get(&id) {
+                self.next_index = self.next_index.max(index + 1);
+                continue;
+            }
             let Some(path) = self.named(Sub::Settings, &id) else {
                 continue;
             };
@@ -51,7 +60,7 @@ impl Master {
         // budget was lowered, and those records all exist.
         for index in 0..self.next_index.min(self.planned) {
             let id = trial_id(index);
-            if !self.settings.contains_key(&id) {
+            if !self.settings.contains_key(&id) && !done.contains_key(&id) {
                 self.still_ours()?;
                 let s = self.record(index)?;
                 self.settings.insert(id, s);

@@ -208,3 +208,88 @@ fn a_pruned_result_reaches_the_sampler_with_its_last_intermediate_value() {
         Some(samplers::Intermediate { step: 3, loss: 2.5 })
     );
 }
+
+/// A master resuming from `cache/results.jsonl` learns what one reading
+/// every result and setting learns; a cached trial whose result file is
+/// gone counts as not done; without the cache, every file is read.
+#[test]
+fn a_master_resumed_from_the_results_cache_knows_what_one_reading_every_file_knows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = hps_shared_fs::testing::branin_study_dir(&tmp.path().join("s"), 3);
+    let clock = Arc::new(ManualClock::new());
+    let open = || {
+        let study = dir.read_study().unwrap();
+        let sampler = samplers::build(&study, &dir.study_path()).unwrap();
+        let cfg = RunConfig::new(dir.root().to_path_buf());
+        Master::new(dir.clone(), study, sampler, 3, cfg, clock.clone(), None).unwrap()
+    };
+    for i in 0..3u64 {
+        let mut s = setting();
+        s = TrialSetting {
+            config: i,
+            ..TrialSetting::new(i, s.params.clone(), 1, "random")
+        };
+        s.params
+            .insert("x0".into(), serde_json::Value::from(i as f64));
+        dir.record_setting(&s).unwrap();
+        if i < 2 {
+            let mut r = hps_common::TrialResult::for_setting(&s, "w1", "cpu");
+            r.status = TrialStatus::Complete;
+            r.objective = Some(10.0 - i as f64);
+            r.wall_time_s = 1.5;
+            assert!(dir.submit_result(&r).unwrap());
+        }
+    }
+    let learned = |m: &Master| {
+        let obs: Vec<String> = m.observations.iter().map(|o| format!("{o:?}")).collect();
+        let mut done: Vec<(String, TrialStatus)> =
+            m.results.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        done.sort_by(|a, b| a.0.cmp(&b.0));
+        let in_flight: Vec<String> = m.settings.keys().cloned().collect();
+        (
+            obs,
+            done,
+            in_flight,
+            m.next_index,
+            m.best().map(|(id, v)| (id.to_string(), v)),
+        )
+    };
+    let mut first = open();
+    first.step().unwrap();
+    let from_files = learned(&first);
+    assert_eq!(from_files.1.len(), 2, "both results accepted");
+    assert_eq!(
+        from_files.2,
+        ["t000002"],
+        "only the trial in flight keeps its setting"
+    );
+    let cache = dir.root().join("cache/results.jsonl");
+    let lines = std::fs::read_to_string(&cache).unwrap().lines().count();
+    assert_eq!(lines, 2, "one digest per accepted result");
+
+    let resumed = open();
+    assert_eq!(learned(&resumed), from_files, "from the cache");
+
+    std::fs::remove_file(&cache).unwrap();
+    let mut rebuilt = open();
+    rebuilt.step().unwrap();
+    assert_eq!(learned(&rebuilt), from_files, "from the files again");
+    assert_eq!(
+        std::fs::read_to_string(&cache).unwrap().lines().count(),
+        2,
+        "rebuilt"
+    );
+
+    std::fs::remove_file(dir.root().join("results/t000001.json")).unwrap();
+    let m = open();
+    assert_eq!(
+        m.results.len(),
+        1,
+        "a digest counts only while its result exists"
+    );
+    assert_eq!(
+        m.settings.keys().cloned().collect::<Vec<_>>(),
+        ["t000001", "t000002"],
+        "its setting is read again: the trial is in flight"
+    );
+}

@@ -200,7 +200,7 @@ fn native(dirs: &[PathBuf], tx: SyncSender<()>) -> notify::Result<Box<dyn Watche
     let mut w = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         // Never block inside the callback: a full channel already means
         // "rescan", so a failed try_send loses nothing.
-        if res.is_ok_and(|e| is_a_change(&e.kind)) {
+        if res.is_ok_and(|e| is_a_change(&e.kind) && !only_hidden(&e.paths)) {
             match tx.try_send(()) {
                 Ok(()) | Err(TrySendError::Full(())) | Err(TrySendError::Disconnected(())) => {}
             }
@@ -225,6 +225,19 @@ fn is_a_change(kind: &EventKind) -> bool {
         EventKind::Access(_) | EventKind::Modify(_) | EventKind::Other => false,
         EventKind::Any => true,
     }
+}
+
+/// Whether every path of an event is a hidden name: a temp file being
+/// written (`.tmp.*`) before it is renamed or linked into place, which
+/// makes an event of its own under the real name. Without this each
+/// publish woke every watcher three or four times.
+fn only_hidden(paths: &[PathBuf]) -> bool {
+    !paths.is_empty()
+        && paths.iter().all(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with('.'))
+        })
 }
 
 fn nanos(d: Duration) -> u64 {
@@ -261,6 +274,18 @@ mod tests {
             t.elapsed() < Duration::from_secs(20),
             "the event should have woken the waiter"
         );
+    }
+
+    #[test]
+    fn events_on_temp_files_alone_do_not_wake() {
+        let p = |s: &str| PathBuf::from(s);
+        assert!(only_hidden(&[p("/d/pending/.tmp.t000001.json.1.2.3")]));
+        assert!(!only_hidden(&[
+            p("/d/pending/.tmp.t1.json.1"),
+            p("/d/pending/t1.json")
+        ]));
+        assert!(!only_hidden(&[p("/d/results/t000001.json")]));
+        assert!(!only_hidden(&[]), "an event without paths may be anything");
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -416,7 +415,7 @@ fn open_log(
     cfg: &WorkerConfig,
 ) -> Result<File, RunnerError> {
     let mut log = dir.open_log(&setting.trial_id)?;
-    let _ = writeln!(
+    crate::logln!(
         log,
         "# trial {} attempt {} worker {} device {} seed {} params {}",
         setting.trial_id,
@@ -535,16 +534,16 @@ fn publish(
     log: &mut File,
 ) -> Result<(), RunnerError> {
     if let Some(e) = &result.error {
-        let _ = writeln!(log, "# {}: {e}", result.status.as_str());
+        crate::logln!(log, "# {}: {e}", result.status.as_str());
     }
     // Logged before the link, so a worker killed between the link and its
     // outcome line still leaves a trace that this run got that far; the
     // result file says whose result was accepted.
-    let _ = writeln!(log, "# publishing the result");
+    crate::logln!(log, "# publishing the result");
     let accepted = dir.submit_result(result)?;
     // One `# result` line per run that published; tools and the chaos test
     // count them to prove no setting ran twice to completion.
-    let _ = writeln!(
+    crate::logln!(
         log,
         "# result {} status {} in {:.1}s objective {}",
         if accepted {
@@ -602,7 +601,7 @@ fn pause(
             epoch,
             "paused at a rung; waiting for the master to promote or prune it"
         );
-        let _ = writeln!(
+        crate::logln!(
             log,
             "# paused after epoch {epoch} (until_epoch {:?})",
             setting.until_epoch

@@ -120,10 +120,12 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
         info!(swept, "removed temp files left by crashed writers");
     }
     let (cfg, mode) = watch_mode(&dir, cfg);
+    // Not `pending/`: the master is its only writer but for claims, which
+    // show in `running/` too; watching it woke the master on its own
+    // publishing, a step per proposal for nothing.
     let waker = Waker::new(
         &[
             dir.sub(Sub::Results),
-            dir.sub(Sub::Pending),
             dir.sub(Sub::Running),
             dir.sub(Sub::Progress),
             dir.sub(Sub::Paused),
@@ -244,6 +246,8 @@ struct Master {
     /// (on this process's clock).
     suspected_orphans: BTreeMap<String, Instant>,
     liveness: Liveness,
+    /// When `heartbeats/` was last read.
+    beats_read: Option<Instant>,
     /// Workers already warned about a too-short --worker-grace.
     warned_grace: BTreeSet<String>,
     clock: Arc<dyn Clock>,
@@ -309,6 +313,7 @@ impl Master {
             next_index: 0,
             suspected_orphans: BTreeMap::new(),
             liveness: Liveness::new(worker_grace),
+            beats_read: None,
             warned_grace: BTreeSet::new(),
             clock,
             pending_count: 0,

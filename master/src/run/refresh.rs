@@ -92,7 +92,7 @@ impl Refresher {
         }
         let out = self.dir.join(REPORT_FILE);
         match hps_report::write(
-            &[self.dir.clone()],
+            std::slice::from_ref(&self.dir),
             &out,
             &hps_report::Options::default(),
             None,

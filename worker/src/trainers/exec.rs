@@ -13,7 +13,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -397,7 +397,7 @@ fn pump_stderr(
     std::thread::spawn(move || {
         for line in BufReader::new(err).lines().map_while(Result::ok) {
             if let Some(l) = log.as_mut() {
-                let _ = writeln!(l, "{line}");
+                crate::logln!(l, "{line}");
             }
             let mut t = tail.lock().unwrap();
             if t.len() == STDERR_TAIL {

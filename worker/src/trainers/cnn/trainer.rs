@@ -3,7 +3,6 @@
 //! every epoch, and acts on successive halving's pauses and the pruner's
 //! verdicts.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -90,18 +89,18 @@ impl Trainer for CnnTrainer {
             match self.source(trial.dir) {
                 Ok(src) => {
                     info!("starting from the weights of {}", src.label);
-                    let _ = writeln!(trial.log, "# starting from the weights of {}", src.label);
+                    crate::logln!(trial.log, "# starting from the weights of {}", src.label);
                     cfg.transfer = Some(Arc::new(src));
                 }
                 Err(why) => return Ok(Outcome::Finished(Finished::invalid(why))),
             }
         }
-        let _ = writeln!(trial.log, "# epoch elapsed_s train_loss val_loss val_error");
+        crate::logln!(trial.log, "# epoch elapsed_s train_loss val_loss val_error");
         let ckpt = trial.checkpoint_dir()?;
         let until = trial.until_epoch();
         if let Some(done) = checkpoint_epochs(&ckpt, &cfg, &self.data) {
             info!(epochs_done = done, "resuming from checkpoint");
-            let _ = writeln!(
+            crate::logln!(
                 trial.log,
                 "# resuming from the checkpoint after epoch {done}"
             );
@@ -162,10 +161,14 @@ fn epoch_done(
     until: Option<u32>,
     stop_reason: &mut Option<String>,
 ) -> EpochControl {
-    let _ = writeln!(
+    crate::logln!(
         trial.log,
         "{} {:.3} {:.6} {:.6} {:.6}",
-        s.epoch, s.elapsed_s, s.train_loss, s.val_loss, s.val_error
+        s.epoch,
+        s.elapsed_s,
+        s.train_loss,
+        s.val_loss,
+        s.val_error
     );
     info!(
         epoch = s.epoch,

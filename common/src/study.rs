@@ -21,6 +21,8 @@ pub struct Study {
     /// Parameter name → how it is searched.
     pub space: BTreeMap<String, ParamSpec>,
     pub objective: Objective,
+    /// `auto` when the study file has none.
+    #[serde(default)]
     pub sampler: SamplerSpec,
     /// Trials per setting, each with its own training seed
     /// (`seed`, `seed + 1`, …). Scenario 1's "3 runs per LR" is `"repeats": 3`.
@@ -247,6 +249,26 @@ pub enum SamplerSpec {
         #[serde(default = "ten")]
         startup: u32,
     },
+    /// The default: the GP on mostly numeric spaces while fewer than 250
+    /// trials have finished, TPE after that and on mostly categorical
+    /// spaces (the master's `samplers/auto.rs` gives the evidence).
+    Auto {
+        #[serde(default)]
+        seed: u64,
+        /// Settings drawn from the quasi-random sequence before the model starts.
+        #[serde(default = "ten")]
+        startup: u32,
+    },
+}
+
+impl Default for SamplerSpec {
+    /// A study file without `sampler`.
+    fn default() -> Self {
+        SamplerSpec::Auto {
+            seed: 0,
+            startup: 10,
+        }
+    }
 }
 
 /// `trainer.defaults`, with the offending hyperparameter named in errors
@@ -316,6 +338,7 @@ impl SamplerSpec {
             SamplerSpec::Tpe { .. } => "tpe",
             SamplerSpec::Cmaes { .. } => "cmaes",
             SamplerSpec::Gp { .. } => "gp",
+            SamplerSpec::Auto { .. } => "auto",
         }
     }
 }

@@ -342,6 +342,7 @@ fn sampler_text(s: &SamplerSpec) -> String {
         SamplerSpec::Tpe { seed, .. } => format!("tpe (seed {seed})"),
         SamplerSpec::Cmaes { seed, .. } => format!("cmaes (seed {seed})"),
         SamplerSpec::Gp { seed, .. } => format!("gp (seed {seed})"),
+        SamplerSpec::Auto { seed, .. } => format!("auto (seed {seed})"),
     }
 }
 

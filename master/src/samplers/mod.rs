@@ -26,6 +26,7 @@ use std::path::Path;
 
 use hps_common::{Params, SamplerSpec, Source, Study, TrialStatus};
 
+mod auto;
 mod cmaes;
 mod gp;
 mod grid;
@@ -34,6 +35,7 @@ mod random;
 mod tpe;
 mod unit;
 
+pub use auto::AutoSampler;
 pub use cmaes::CmaesSampler;
 pub use gp::GpSampler;
 pub use grid::GridSampler;
@@ -171,6 +173,7 @@ pub fn build(study: &Study, file: &Path) -> Result<Box<dyn Sampler>, SamplerErro
             ipop,
         } => Box::new(CmaesSampler::new(study, *seed, *sigma0, *popsize, *ipop)),
         SamplerSpec::Gp { seed, startup } => Box::new(GpSampler::new(study, *seed, *startup)),
+        SamplerSpec::Auto { seed, startup } => Box::new(AutoSampler::new(study, *seed, *startup)),
     })
 }
 
@@ -184,7 +187,7 @@ mod tests {
     use serde_json::Value;
     use std::collections::BTreeSet;
 
-    fn study(space: &str, sampler: &str) -> Study {
+    pub(super) fn study(space: &str, sampler: &str) -> Study {
         study_with(space, sampler, r#""budget":{"trials":18}"#)
     }
 
@@ -250,6 +253,10 @@ mod tests {
             (
                 SPACE.to_string(),
                 format!(r#"{{"kind":"gp","seed":{seed},"startup":4}}"#),
+            ),
+            (
+                SPACE.to_string(),
+                format!(r#"{{"kind":"auto","seed":{seed},"startup":4}}"#),
             ),
         ]
     }

@@ -75,3 +75,38 @@ fn gp_async_study_on_three_workers_runs_each_trial_once_without_duplicates() {
         .fold(f64::INFINITY, f64::min);
     assert!(best < 1.0, "best branin value {best}");
 }
+
+/// A study file without `sampler` gets `auto`, which takes the GP on a
+/// numeric space and says so in the master's log; its settings name it.
+#[test]
+fn a_study_without_a_sampler_runs_with_auto_which_logs_its_choice() {
+    let (tmp, study) = temp_study(
+        r#"{"format_version": 1, "name": "auto-default",
+            "space": {"x0": {"type": "float", "low": -5, "high": 10},
+                      "x1": {"type": "float", "low": 0, "high": 15}},
+            "objective": {"metric": "value", "direction": "minimize"},
+            "budget": {"trials": 14},
+            "mode": {"kind": "async", "queue": 2},
+            "trainer": {"kind": "function", "name": "branin"}}"#,
+    );
+    let none: &[&str] = &[];
+    let log = run_study(
+        &study,
+        tmp.path(),
+        "0.2",
+        &[("w0", none), ("w1", none)],
+        Duration::from_secs(600),
+    );
+    assert!(log.contains("study finished"), "{log}");
+    assert!(
+        log.contains("auto sampler: gp: a numeric space (2 numeric, 0 categorical parameters)"),
+        "{log}"
+    );
+    let recorded = std::fs::read_to_string(study.join("study.recorded.json")).unwrap();
+    assert!(recorded.contains(r#""kind": "auto""#), "{recorded}");
+    let results = read_results(&study);
+    assert_eq!(results.len(), 14);
+    let setting = std::fs::read_to_string(study.join("settings/t000013.json")).unwrap();
+    assert!(setting.contains(r#""sampler": "auto""#), "{setting}");
+    assert!(setting.contains(r#""source": "model""#), "{setting}");
+}

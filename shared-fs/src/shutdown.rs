@@ -127,10 +127,14 @@ pub fn set_on_signal(flag: Arc<AtomicBool>, on_first: &'static str) {
                 match seen.meaning(sig, Instant::now()) {
                     Meaning::Stop => {
                         flag.store(true, Ordering::SeqCst);
-                        tracing::info!("{} received; {on_first} (again to exit at once)", sig.name());
+                        if sig == Signal::Usr2 {
+                            tracing::info!("{} received; {on_first} (SIGTERM twice exits at once)", sig.name());
+                        } else {
+                            tracing::info!("{} received; {on_first} (again to exit at once)", sig.name());
+                        }
                     }
                     Meaning::SameStop => tracing::info!(
-                        "{} received just after the first signal; taken as the same request",
+                        "{} received after the first signal; taken as the same request",
                         sig.name()
                     ),
                     Meaning::Force => {

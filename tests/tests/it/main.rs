@@ -22,6 +22,7 @@ mod presets;
 mod pruning;
 mod report;
 mod samplers_ux;
+mod slurm;
 mod stops;
 mod terminal;
 mod transfer;

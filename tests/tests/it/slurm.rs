@@ -51,10 +51,13 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
+/// The node's name as slurmd finds it: the short host name.
 fn short_hostname() -> String {
-    let out = Command::new("hostname").output().expect("hostname");
-    let name = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    name.split('.').next().unwrap_or("localhost").to_string()
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    match name.trim().split('.').next() {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => "localhost".into(),
+    }
 }
 
 fn pid_in(file: &Path) -> Option<i32> {
@@ -206,7 +209,7 @@ impl Slurm {
         wait_until(Duration::from_secs(20), "munged's socket", || {
             socket.exists()
         });
-        slurm.daemon(&mut slurm.cmd("slurmctld").arg("-i"));
+        slurm.daemon(slurm.cmd("slurmctld").arg("-i"));
         slurm.daemon(&mut slurm.cmd("slurmd"));
         let up = (0..600).any(|_| {
             let out = slurm.run("sinfo", &["-h", "-o", "%t"]);
@@ -609,6 +612,19 @@ fn a_study_survives_requeues_preemption_and_the_time_limit_on_a_real_slurm() {
     });
     wait(60, "an empty queue", &mut || slurm.queue().is_empty());
     eprintln!("slurm: {} study finished, squeue empty", at());
+
+    // cancel.sh finds the study's jobs in DIR/slurm/jobs (all ended by now).
+    let cancel = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/slurm/cancel.sh");
+    let out = slurm.cmd("bash").arg(&cancel).arg(&study).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success()
+            && [&master, &master2, &array]
+                .iter()
+                .all(|id| text.contains(id.as_str())),
+        "cancel.sh: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let logs = job_logs(&study);
     for (file, text) in &logs {

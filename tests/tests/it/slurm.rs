@@ -320,9 +320,15 @@ impl Drop for Slurm {
             // SAFETY: as above.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
-        // Anything still running from this cluster's spool or study (a
-        // batch script or worker of a job whose slurmd died first).
-        let mark = self.root.display().to_string();
+        // Anything still running from this test's temp directory: the
+        // cluster's spool or the study (a batch script or worker of a job
+        // whose slurmd died first).
+        let mark = self
+            .root
+            .parent()
+            .unwrap_or(&self.root)
+            .display()
+            .to_string();
         for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
                 continue;

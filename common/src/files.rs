@@ -522,6 +522,21 @@ pub struct Heartbeat {
     pub interval_s: f64,
     /// Informational only.
     pub written_at_unix: f64,
+    /// The Slurm job this worker runs in, when it runs under Slurm
+    /// (absent in heartbeats written before it existed, and outside Slurm).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slurm: Option<SlurmJob>,
+}
+
+/// Where a worker runs under Slurm, from the environment Slurm gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlurmJob {
+    /// `<array job>_<task>` for an array task, else the job id: what
+    /// `squeue -j`, `scontrol requeue` and `scancel` take.
+    pub job: String,
+    /// The node it runs on (`SLURMD_NODENAME`).
+    pub node: String,
 }
 
 impl Versioned for Heartbeat {
@@ -722,6 +737,37 @@ mod tests {
 "#;
         let hb: Heartbeat = crate::parse_versioned(Path::new("hb.json"), text).unwrap();
         assert_eq!(hb.state, WorkerState::Training);
+        assert_eq!(hb.slurm, None);
+        assert_eq!(String::from_utf8(crate::to_pretty_json(&hb)).unwrap(), text);
+    }
+
+    /// A worker under Slurm records its job and node; they read back.
+    #[test]
+    fn heartbeat_records_the_slurm_job() {
+        let text = r#"{
+  "format_version": 1,
+  "worker": "slurm-12_0",
+  "host": "gpu1",
+  "pid": 7,
+  "device": "cuda:0",
+  "seq": 3,
+  "state": "idle",
+  "interval_s": 2.0,
+  "written_at_unix": 1.5,
+  "slurm": {
+    "job": "12_0",
+    "node": "gpu1"
+  }
+}
+"#;
+        let hb: Heartbeat = crate::parse_versioned(Path::new("hb.json"), text).unwrap();
+        assert_eq!(
+            hb.slurm,
+            Some(SlurmJob {
+                job: "12_0".into(),
+                node: "gpu1".into()
+            })
+        );
         assert_eq!(String::from_utf8(crate::to_pretty_json(&hb)).unwrap(), text);
     }
 

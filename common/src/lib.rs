@@ -26,8 +26,8 @@ pub mod suggest;
 pub use error::{error_chain, FieldError, SchemaError};
 pub use files::{
     Action, Decision, EpochStat, Finished, Heartbeat, Instruments, LayerStat, MasterLease, Params,
-    Progress, ProgressPoint, ResultDigest, Source, Spent, TrialResult, TrialSetting, TrialStatus,
-    WorkerState,
+    Progress, ProgressPoint, ResultDigest, SlurmJob, Source, Spent, TrialResult, TrialSetting,
+    TrialStatus, WorkerState,
 };
 pub use ids::{validate_id, IdError};
 pub use metric::{Metric, UnknownMetric};

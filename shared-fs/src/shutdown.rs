@@ -2,6 +2,12 @@
 //! and what Ctrl-C sends. The first signal sets a flag that the master and
 //! worker loops poll; a second one exits at once with status 130.
 //!
+//! SIGUSR2 is Slurm's warning before a time limit (`--signal=B:USR2@120`,
+//! passed on by `deploy/slurm/`'s batch scripts) or a preemption: stop
+//! cleanly, like the first SIGTERM. It never forces: the batch script and
+//! Slurm may both deliver it, and a SIGTERM after it (the job ending) is
+//! still the first SIGTERM; only a second SIGTERM/SIGINT exits at once.
+//!
 //! A SIGINT and a SIGTERM within [`SAME_REQUEST`] of each other are one
 //! request, not two: a launcher that passes the terminal's Ctrl-C on as
 //! SIGTERM to children that got the SIGINT too (they share the terminal's
@@ -20,6 +26,7 @@ pub const SAME_REQUEST: Duration = Duration::from_secs(2);
 pub enum Signal {
     Int,
     Term,
+    Usr2,
 }
 
 impl Signal {
@@ -27,6 +34,7 @@ impl Signal {
         match self {
             Signal::Int => "SIGINT",
             Signal::Term => "SIGTERM",
+            Signal::Usr2 => "SIGUSR2",
         }
     }
 }
@@ -45,12 +53,29 @@ pub enum Meaning {
 /// The signals received so far.
 #[derive(Debug, Default)]
 pub struct Signals {
+    /// The first SIGINT or SIGTERM.
     first: Option<(Signal, Instant)>,
     merged: bool,
+    usr2: bool,
 }
 
 impl Signals {
     pub fn meaning(&mut self, sig: Signal, now: Instant) -> Meaning {
+        if sig == Signal::Usr2 {
+            let again = self.usr2 || self.first.is_some();
+            self.usr2 = true;
+            return if again {
+                Meaning::SameStop
+            } else {
+                Meaning::Stop
+            };
+        }
+        if self.usr2 && self.first.is_none() {
+            // Already stopping on SIGUSR2: this one asks for the same.
+            self.first = Some((sig, now));
+            self.merged = true;
+            return Meaning::SameStop;
+        }
         match self.first {
             None => {
                 self.first = Some((sig, now));
@@ -84,7 +109,11 @@ pub fn set_on_signal(flag: Arc<AtomicBool>, on_first: &'static str) {
         };
         rt.block_on(async move {
             use tokio::signal::unix::{signal, SignalKind};
-            let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+            let (Ok(mut term), Ok(mut int), Ok(mut usr2)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::user_defined2()),
+            ) else {
                 tracing::warn!("cannot install signal handlers; SIGTERM will kill this process without cleanup");
                 return;
             };
@@ -93,14 +122,19 @@ pub fn set_on_signal(flag: Arc<AtomicBool>, on_first: &'static str) {
                 let sig = tokio::select! {
                     _ = term.recv() => Signal::Term,
                     _ = int.recv() => Signal::Int,
+                    _ = usr2.recv() => Signal::Usr2,
                 };
                 match seen.meaning(sig, Instant::now()) {
                     Meaning::Stop => {
                         flag.store(true, Ordering::SeqCst);
-                        tracing::info!("{} received; {on_first} (again to exit at once)", sig.name());
+                        if sig == Signal::Usr2 {
+                            tracing::info!("{} received; {on_first} (SIGTERM twice exits at once)", sig.name());
+                        } else {
+                            tracing::info!("{} received; {on_first} (again to exit at once)", sig.name());
+                        }
                     }
                     Meaning::SameStop => tracing::info!(
-                        "{} received just after the first signal; taken as the same request",
+                        "{} received after the first signal; taken as the same request",
                         sig.name()
                     ),
                     Meaning::Force => {
@@ -131,6 +165,27 @@ mod tests {
         assert_eq!(s.meaning(Signal::Term, t), Meaning::Stop);
         assert_eq!(s.meaning(Signal::Int, soon), Meaning::SameStop);
         assert_eq!(s.meaning(Signal::Term, soon), Meaning::Force);
+    }
+
+    /// Slurm's warning (and the batch script passing it on) never forces;
+    /// the SIGTERM that ends the job after it is not a second request.
+    #[test]
+    fn sigusr2_stops_and_never_forces() {
+        let t = Instant::now();
+        let mut s = Signals::default();
+        assert_eq!(s.meaning(Signal::Usr2, t), Meaning::Stop);
+        assert_eq!(s.meaning(Signal::Usr2, t), Meaning::SameStop);
+        let late = t + 10 * SAME_REQUEST;
+        assert_eq!(s.meaning(Signal::Term, late), Meaning::SameStop);
+        assert_eq!(s.meaning(Signal::Usr2, late), Meaning::SameStop);
+        // A second SIGTERM still exits at once.
+        assert_eq!(s.meaning(Signal::Term, late), Meaning::Force);
+
+        // Preemption: Slurm's SIGTERM first, the script's SIGUSR2 after it.
+        let mut s = Signals::default();
+        assert_eq!(s.meaning(Signal::Term, t), Meaning::Stop);
+        assert_eq!(s.meaning(Signal::Usr2, late), Meaning::SameStop);
+        assert_eq!(s.meaning(Signal::Int, t), Meaning::SameStop);
     }
 
     #[test]

@@ -13,13 +13,31 @@
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use hps_common::{Heartbeat, WorkerState};
+use hps_common::{Heartbeat, SlurmJob, WorkerState};
 use hps_shared_fs::dir::is_not_found;
 use hps_shared_fs::host::{hostname, pid_alive};
 use hps_shared_fs::{watch_beats, StudyDir, Watched};
 use tracing::{info, warn};
 
 use crate::runner::{first_beat, stop_beat, RunnerError, WorkerConfig};
+
+/// The Slurm job this process runs in, from the variables Slurm sets in a
+/// job's environment; `None` outside Slurm.
+pub fn slurm_job_from_env() -> Option<SlurmJob> {
+    slurm_job(|name| std::env::var(name).ok().filter(|v| !v.is_empty()))
+}
+
+/// [`slurm_job_from_env`] over any variable lookup. An array task is named
+/// `<array job>_<task>`, the id that stays the same across its requeues
+/// (its `SLURM_JOB_ID` is its own, and Slurm documents no promise for it).
+fn slurm_job(var: impl Fn(&str) -> Option<String>) -> Option<SlurmJob> {
+    let job = match (var("SLURM_ARRAY_JOB_ID"), var("SLURM_ARRAY_TASK_ID")) {
+        (Some(array), Some(task)) => format!("{array}_{task}"),
+        _ => var("SLURM_JOB_ID")?,
+    };
+    let node = var("SLURMD_NODENAME").unwrap_or_else(hostname);
+    Some(SlurmJob { job, node })
+}
 
 /// Claim rounds before giving up on an id that keeps being taken by
 /// workers starting at the same moment.
@@ -175,6 +193,7 @@ mod tests {
             epoch: None,
             interval_s: 0.05,
             written_at_unix: 0.0,
+            slurm: None,
         }
     }
 
@@ -205,6 +224,28 @@ mod tests {
         for id in &ids {
             hps_common::validate_id("worker id", id).unwrap();
         }
+    }
+
+    #[test]
+    fn the_slurm_job_names_an_array_task_by_its_array_id() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(slurm_job(env(&[])), None);
+        let task = slurm_job(env(&[
+            ("SLURM_JOB_ID", "15"),
+            ("SLURM_ARRAY_JOB_ID", "12"),
+            ("SLURM_ARRAY_TASK_ID", "1"),
+            ("SLURMD_NODENAME", "gpu2"),
+        ]))
+        .unwrap();
+        assert_eq!((task.job.as_str(), task.node.as_str()), ("12_1", "gpu2"));
+        let plain = slurm_job(env(&[("SLURM_JOB_ID", "15"), ("SLURMD_NODENAME", "n")])).unwrap();
+        assert_eq!(plain.job, "15");
     }
 
     #[test]

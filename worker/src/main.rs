@@ -93,6 +93,7 @@ fn real_main(cli: Cli) -> Result<()> {
     cfg.rescan = cli.rescan.duration();
     cfg.heartbeat_interval = cli.heartbeat.duration();
     cfg.decision_wait = cli.decision_wait.duration();
+    cfg.slurm = hps_worker::identity::slurm_job_from_env();
     let shutdown = Arc::new(AtomicBool::new(false));
     hps_shared_fs::shutdown::set_on_signal(shutdown.clone(), "handing the current trial back");
     let summary = runner::run(&cfg, shutdown)?;

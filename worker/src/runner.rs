@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use hps_common::files::unix_now;
 use hps_common::{
-    Heartbeat, IdError, Spent, Study, TrialResult, TrialSetting, TrialStatus, WorkerState,
-    FORMAT_VERSION,
+    Heartbeat, IdError, SlurmJob, Spent, Study, TrialResult, TrialSetting, TrialStatus,
+    WorkerState, FORMAT_VERSION,
 };
 use hps_shared_fs::dir::is_not_found;
 use hps_shared_fs::host::hostname;
@@ -46,6 +46,8 @@ pub struct WorkerConfig {
     /// How long a pruning decision may be due before the worker trains on
     /// (cnn) and says that decisions stopped coming.
     pub decision_wait: Duration,
+    /// The Slurm job this worker runs in (recorded in its heartbeat).
+    pub slurm: Option<SlurmJob>,
 }
 
 impl WorkerConfig {
@@ -61,6 +63,7 @@ impl WorkerConfig {
             once: false,
             slots: 1,
             decision_wait: crate::progress::DECISION_WAIT,
+            slurm: None,
         }
     }
 }
@@ -201,6 +204,11 @@ fn run_slot(slot: &Slot<'_>, shutdown: Arc<AtomicBool>) -> Result<WorkerSummary,
     }
     let waker = Waker::new(&[dir.sub(Sub::Pending), dir.root().to_path_buf()], mode);
     info!(worker = %cfg.id, device = %cfg.device, study = %slot.study.name, watch = waker.description(), "worker started");
+    if let Some(job) = &cfg.slurm {
+        // Which GPU Slurm gave this job: the device index counts from it.
+        let gpus = std::env::var("CUDA_VISIBLE_DEVICES").unwrap_or_else(|_| "unset".into());
+        info!(slurm_job = %job.job, node = %job.node, cuda_visible_devices = %gpus, "running under Slurm");
+    }
 
     let status = Arc::new(Mutex::new(Status::default()));
     let hb = spawn_heartbeat(dir.clone(), cfg.clone(), status.clone());
@@ -702,6 +710,7 @@ fn heartbeat(cfg: &WorkerConfig, st: &Status, seq: u64, state: WorkerState) -> H
         epoch: st.epoch,
         interval_s: cfg.heartbeat_interval.as_secs_f64(),
         written_at_unix: unix_now(),
+        slurm: cfg.slurm.clone(),
     }
 }
 

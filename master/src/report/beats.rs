@@ -128,6 +128,7 @@ mod tests {
             interval_s,
             // Deliberately absurd: the worker's wall clock is never used.
             written_at_unix: -1e12,
+            slurm: None,
         }
     }
 

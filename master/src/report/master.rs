@@ -46,6 +46,7 @@ pub(super) fn as_beat(l: &MasterLease) -> Heartbeat {
         epoch: None,
         interval_s: l.interval_s,
         written_at_unix: l.written_at_unix,
+        slurm: None,
     }
 }
 

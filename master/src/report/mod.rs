@@ -174,9 +174,13 @@ fn write_workers(
          against this host's)",
         beats.len(),
     )?;
-    let mut t = Table::new(&[
-        ("worker", false),
-        ("host", false),
+    // The Slurm job holding each trial, when any worker runs under Slurm.
+    let slurm = beats.iter().any(|hb| hb.slurm.is_some());
+    let mut columns = vec![("worker", false), ("host", false)];
+    if slurm {
+        columns.push(("slurm job", false));
+    }
+    columns.extend([
         ("device", false),
         ("state", false),
         ("trial", false),
@@ -184,11 +188,23 @@ fn write_workers(
         ("last beat", true),
         ("", false),
     ]);
+    let mut t = Table::new(&columns);
     let now = unix_now();
     for (hb, verdict) in beats.iter().zip(verdicts) {
-        t.row(vec![
-            hb.worker.clone(),
-            hb.host.clone(),
+        let mut row = vec![hb.worker.clone(), hb.host.clone()];
+        if slurm {
+            row.push(hb.slurm.as_ref().map_or_else(
+                || "-".into(),
+                |j| {
+                    if j.node == hb.host {
+                        j.job.clone()
+                    } else {
+                        format!("{} on {}", j.job, j.node)
+                    }
+                },
+            ));
+        }
+        row.extend([
             hb.device.clone(),
             hb.state.to_string(),
             hb.trial.clone().unwrap_or_else(|| "-".into()),
@@ -199,6 +215,7 @@ fn write_workers(
             format!("~{:.0}s ago", now - hb.written_at_unix),
             verdict.as_str().to_string(),
         ]);
+        t.row(row);
     }
     t.write(out, "  ")?;
     Ok(())
@@ -466,6 +483,7 @@ mod tests {
             epoch: (state == "training").then_some(4),
             interval_s: 2.0,
             written_at_unix: unix_now() - age_s,
+            slurm: None,
         }
     }
 
@@ -608,6 +626,38 @@ mod tests {
             text(|o| status_watching(&dir, o, &clock, &mut |d| clock.advance(d)))
                 .contains("finished   yes")
         );
+    }
+
+    /// Under Slurm, the workers table says which job holds which trial.
+    #[test]
+    fn status_shows_the_slurm_job_of_each_worker() {
+        let (_tmp, dir) = populated("minimize", [3.0, 1.0, 2.0]);
+        let mut hb = heartbeat("w0", "training", 1.0);
+        hb.slurm = Some(hps_common::SlurmJob {
+            job: "12_0".into(),
+            node: "node1".into(),
+        });
+        dir.write_heartbeat(&hb).unwrap();
+        let clock = crate::liveness::ManualClock::new();
+        let out = text(|o| {
+            status_watching(&dir, o, &clock, &mut |d| {
+                clock.advance(d);
+                hb.seq += 1;
+                dir.write_heartbeat(&hb).unwrap();
+            })
+        });
+        let header = out.lines().find(|l| l.contains("slurm job")).unwrap();
+        assert!(header.contains("host   slurm job  device"), "{out}");
+        let w0 = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("w0"))
+            .unwrap();
+        assert!(w0.contains(" 12_0 ") && w0.contains("t000003"), "{out}");
+        let w2 = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("w2"))
+            .unwrap();
+        assert!(w2.contains(" - "), "{out}");
     }
 
     #[test]

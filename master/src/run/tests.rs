@@ -47,6 +47,7 @@ fn beat(seq: u64) -> Heartbeat {
         epoch: None,
         interval_s: 2.0,
         written_at_unix: 0.0,
+        slurm: None,
     }
 }
 

@@ -23,6 +23,7 @@ mod pruning;
 mod report;
 mod samplers_ux;
 mod scale;
+mod slurm;
 mod stops;
 mod terminal;
 mod transfer;

@@ -177,6 +177,46 @@ def run_optuna(python, out, trials, workers):
                 status_s=load_s, restart_s=float("nan"))
 
 
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        rest = f.read().rsplit(")", 1)[1].split()
+    return (int(rest[11]) + int(rest[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cost(bin_dir, out, window):
+    """CPU share of a master while 8 workers train (trials of 600 s) and of
+    a ninth worker with nothing to claim, over `window` seconds."""
+    d = os.path.join(out, "idle")
+    shutil.rmtree(d, ignore_errors=True)
+    spec = dict(study_json(8, 8), name="idle")
+    spec["trainer"] = {"kind": "function", "name": FUNCTION, "sleep_s": 600}
+    path = os.path.join(out, "study-idle.json")
+    with open(path, "w") as f:
+        json.dump(spec, f)
+    master = os.path.join(bin_dir, "hps-master")
+    worker = os.path.join(bin_dir, "hps-worker")
+    subprocess.run([master, "init", d, "--study", path], check=True, stdout=subprocess.DEVNULL)
+    log = open(os.path.join(out, "idle.log"), "w")
+    procs = [subprocess.Popen([master, "run", d], stdout=log, stderr=log)]
+    procs += [subprocess.Popen([worker, d, "--id", f"w{i}"], stdout=log, stderr=log) for i in range(9)]
+    try:
+        deadline = time.time() + 60
+        while len(os.listdir(os.path.join(d, "running"))) < 8:
+            if time.time() > deadline:
+                sys.exit("idle: the 8 trials did not all start")
+            time.sleep(0.2)
+        time.sleep(3)  # the ninth worker has looked and found nothing
+        idle = procs[-1]
+        m0, w0, t0 = cpu_seconds(procs[0].pid), cpu_seconds(idle.pid), time.time()
+        time.sleep(window)
+        t = time.time() - t0
+        return (cpu_seconds(procs[0].pid) - m0) / t, (cpu_seconds(idle.pid) - w0) / t
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--hps-bin", required=True)
@@ -185,6 +225,8 @@ def main():
     ap.add_argument("--workers", default="2,4,8")
     ap.add_argument("--out", default="target/bench-protocol")
     ap.add_argument("--no-optuna", action="store_true")
+    ap.add_argument("--idle-window", type=float, default=60,
+                    help="seconds to measure idle CPU over (0: skip)")
     a = ap.parse_args()
     rows = []
     print(f"{'system':7} {'workers':>7} {'trials':>7} {'wall s':>7} {'first 10% /s':>12} "
@@ -210,6 +252,10 @@ def main():
             print(f"{w} workers: hps/optuna overall trials/s = {hr:.1f}/{orr:.1f} = {hr / orr:.2f}")
     with open(os.path.join(a.out, "rows.json"), "w") as f:
         json.dump(rows, f, indent=1)
+    if a.idle_window > 0:
+        m, w = idle_cost(a.hps_bin, a.out, a.idle_window)
+        print(f"idle, over {a.idle_window:.0f} s: the master while 8 workers train: {100 * m:.2f} % of a core; "
+              f"a worker with nothing to claim: {100 * w:.2f} % of a core", flush=True)
 
 
 if __name__ == "__main__":

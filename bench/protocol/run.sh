@@ -9,6 +9,8 @@
 #
 # Builds the release binaries; installs Optuna from PyPI into
 # bench/protocol/.venv on first use. Rows also go to target/bench-protocol/rows.json.
+# Then prints each sampler's proposal cost at 100, 1,000 and 10,000 finished
+# trials (bench/samplers' `cost` mode; the GP is skipped above GP_MAX=2000).
 set -euo pipefail
 here="$(cd "$(dirname "$0")/../.." && pwd)"
 trials=${TRIALS:-20000}
@@ -20,6 +22,12 @@ if [[ ! -x "$venv/bin/python" ]]; then python3 -m venv "$venv"; fi
 if ! "$venv/bin/python" -c "import optuna" 2>/dev/null; then
   "$venv/bin/pip" install --quiet "${OPTUNA:-optuna==5.0.0}"
 fi
-exec "$venv/bin/python" "$here/bench/protocol/bench.py" --hps-bin "$here/target/release" \
+"$venv/bin/python" "$here/bench/protocol/bench.py" --hps-bin "$here/target/release" \
   --python "$venv/bin/python" --trials "$trials" --workers "$workers" \
   --out "$here/target/bench-protocol"
+# Samplers at scale: one proposal's wall time with N finished trials in the
+# history (hartmann6), in process (bench/samplers' binary).
+echo
+echo "sampler proposal cost (s) with N finished trials:"
+(cd "$here/bench/samplers" && cargo build --release --quiet --manifest-path Cargo.toml --target-dir target \
+  && ./target/release/bench-samplers cost 100,1000,10000)

@@ -6,13 +6,15 @@ import math
 import sys
 
 FUNCTIONS = ["branin", "hartmann6", "styblinski_tang4", "rosenbrock4"]
-HPS = ["hps_random", "hps_quasi_random", "hps_tpe", "hps_cmaes"]
+HPS = ["hps_random", "hps_quasi_random", "hps_tpe", "hps_cmaes", "hps_gp", "hps_auto"]
 OPTUNA = ["optuna_random", "optuna_tpe", "optuna_tpe_indep", "optuna_cmaes"]
 HEAD = {
     "hps_random": "random",
     "hps_quasi_random": "qrs",
     "hps_tpe": "tpe",
     "hps_cmaes": "cmaes",
+    "hps_gp": "gp",
+    "hps_auto": "auto",
     "optuna_random": "random",
     "optuna_tpe": "tpe(mv)",
     "optuna_tpe_indep": "tpe(ind)",

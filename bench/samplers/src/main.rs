@@ -4,6 +4,11 @@
 //!
 //! Usage: bench-samplers [TRIALS] [SEEDS]; `ONLY=tpe,branin` restricts the
 //! run to the samplers and functions named.
+//!
+//! `bench-samplers cost N[,N…]`: the wall time of one proposal (the median
+//! of 3) by TPE, CMA-ES, the GP and auto with N finished trials of
+//! hartmann6 in the history, one line per (sampler, N):
+//! `cost sampler N seconds`. The GP is skipped above `GP_MAX` (2000).
 
 use hps_common::functions::Function;
 use hps_common::{Study, TrialStatus};
@@ -16,7 +21,7 @@ const FUNCTIONS: [(Function, usize, &str); 4] = [
     (Function::Rosenbrock, 4, "rosenbrock4"),
 ];
 
-const SAMPLERS: [&str; 4] = ["random", "quasi_random", "tpe", "cmaes"];
+const SAMPLERS: [&str; 6] = ["random", "quasi_random", "tpe", "cmaes", "gp", "auto"];
 
 fn study(f: Function, dim: usize, kind: &str, seed: u64, trials: u64) -> Study {
     let space: Vec<String> = f
@@ -37,8 +42,46 @@ fn study(f: Function, dim: usize, kind: &str, seed: u64, trials: u64) -> Study {
     hps_common::parse_versioned(std::path::Path::new("bench.json"), &text).expect("valid study")
 }
 
+/// `cost sampler N seconds` per sampler and history size.
+fn cost(sizes: &str) {
+    let (f, dim) = (Function::Hartmann6, 6);
+    for kind in ["tpe", "cmaes", "gp", "auto"] {
+        for n in sizes.split(',').map(|s| s.parse::<u64>().expect("N")) {
+            // The GP's posterior over N results is an N x N Cholesky: at
+            // 10,000 that is minutes, which is why auto leaves it at 250.
+            let gp_max: u64 = std::env::var("GP_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+            if kind == "gp" && n > gp_max {
+                println!("cost {kind} {n} skipped(GP_MAX={gp_max})");
+                continue;
+            }
+            let st = study(f, dim, kind, 0, n + 10);
+            let mut random = build(&study(f, dim, "random", 1, n + 10), std::path::Path::new("r.json")).expect("random");
+            let history: Vec<Observation> = (0..n)
+                .map(|c| {
+                    let p = random.propose(c, &[], &[]).params;
+                    let x: Vec<f64> = (0..dim).map(|i| p[&format!("x{i}")].as_f64().expect("float")).collect();
+                    Observation { config: c, params: p, status: TrialStatus::Complete, loss: Some(f.evaluate(&x)), last_intermediate: None }
+                })
+                .collect();
+            let mut sampler = build(&st, std::path::Path::new("bench-study.json")).expect("sampler");
+            let mut times: Vec<f64> = (0..3)
+                .map(|k| {
+                    let t = std::time::Instant::now();
+                    sampler.propose(n + k, &history, &[]);
+                    t.elapsed().as_secs_f64()
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            println!("cost {kind} {n} {:.4}", times[1]);
+        }
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("cost") {
+        return cost(args.get(2).map_or("100,1000,10000", String::as_str));
+    }
     let trials: u64 = args.get(1).map_or(100, |a| a.parse().expect("TRIALS"));
     let seeds: u64 = args.get(2).map_or(10, |a| a.parse().expect("SEEDS"));
     let only: Vec<String> = std::env::var("ONLY").map(|v| v.split(',').map(String::from).collect()).unwrap_or_default();

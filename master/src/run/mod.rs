@@ -270,7 +270,12 @@ struct Master {
     lease: Option<LeaseCheck>,
     /// Failed trials in a row, to stop early on a wrong setup.
     streak: FailureStreak,
+    /// A slow proposal has been warned about.
+    warned_slow: bool,
 }
+
+/// A proposal that takes this long is said in the log, once.
+const SLOW_PROPOSAL: Duration = Duration::from_secs(1);
 
 impl Master {
     fn new(
@@ -325,6 +330,7 @@ impl Master {
             warned: RefCell::new(BTreeSet::new()),
             lease,
             streak,
+            warned_slow: false,
         };
         // The cached digests of results still in results/: their settings
         // and results are not read again.
@@ -384,7 +390,18 @@ impl Master {
                     .filter(|s| !self.results.contains_key(&s.trial_id) && seen.insert(s.config))
                     .map(|s| s.params.clone())
                     .collect();
+                let started = Instant::now();
                 let p = self.sampler.propose(config, &self.observations, &pending);
+                let took = started.elapsed();
+                if took >= SLOW_PROPOSAL && !self.warned_slow {
+                    self.warned_slow = true;
+                    warn!(
+                        sampler = self.study.sampler.name(),
+                        finished = self.observations.len(),
+                        "a proposal took {:.1} s; the sampler's cost grows with the finished trials and will slow the study from here (`auto` leaves the GP for TPE at 250 trials; `tpe` stays in milliseconds at 10,000)",
+                        took.as_secs_f64()
+                    );
+                }
                 self.configs.insert(config, p.clone());
                 p
             }

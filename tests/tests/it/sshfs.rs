@@ -447,9 +447,9 @@ fn a_worker_on_another_host_over_sshfs_completes_the_study() {
     );
     assert_eq!(hps_shared_fs::detect_remote_fs(&study), None);
 
-    // Without hard links (`-o disable_hardlink`: link(2) fails with ENOSYS)
-    // a worker refuses at once and says why, instead of publishing by
-    // rename, which could overwrite a result.
+    // Without hard links (`-o disable_hardlink`: link(2) fails with EPERM,
+    // and sshfs rejects RENAME_NOREPLACE) a worker refuses at once and says
+    // why, instead of creating by plain rename, which could overwrite.
     let worker = bin("hps-worker");
     let nolink = tmp.path().join("mnt-nolink");
     let (ip, args) = remote.command_with(

@@ -111,9 +111,19 @@ def run_hps(bin_dir, out, trials, workers):
     t = time.time()
     subprocess.run([master, "status", d], check=True, stdout=subprocess.DEVNULL)
     status_s = time.time() - t
-    t = time.time()
-    subprocess.run([master, "run", d], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    restart_s = time.time() - t
+    # Ready: the restarted master has rebuilt its state ("recovered …" in
+    # its log); it then finds the study finished and writes the report.
+    os.remove(os.path.join(d, "finished.json"))
+    rlog = os.path.join(out, f"hps-{workers}-restart.log")
+    with open(rlog, "w") as f:
+        t = time.time()
+        p = subprocess.Popen([master, "run", d], stdout=f, stderr=f, env=dict(env, RUST_LOG="info"))
+        while "recovered " not in open(rlog).read():
+            if p.poll() is not None or time.time() - t > 300:
+                sys.exit(f"the restarted master did not recover; see {rlog}")
+            time.sleep(0.02)
+        restart_s = time.time() - t
+        p.wait()
     cpu = ru.ru_utime + ru.ru_stime
     return dict(system="hps", workers=workers, trials=trials, wall=wall,
                 first=rate(times, 0.0, 0.1), last=rate(times, 0.9, 1.0),

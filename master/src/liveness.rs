@@ -4,7 +4,10 @@
 //! every write. The master never compares the timestamp inside the file (or
 //! the file's mtime) with its own clock — hosts' clocks differ. It notes
 //! *when it saw the number change*, on its clock, and presumes the worker
-//! dead once the number has not changed for the grace period.
+//! dead once the number has not changed for the grace period. A worker
+//! restarted under the same id starts its number again, and may write the
+//! very number its dead predecessor wrote last; the writer's host and pid
+//! in the beat tell the two apart ([`BeatId`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -65,8 +68,17 @@ pub enum Verdict {
     Stopped,
 }
 
+/// What tells one heartbeat write from another: its `seq`, and the host
+/// and pid of the process that wrote it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeatId {
+    pub host: String,
+    pub pid: u32,
+    pub seq: u64,
+}
+
 struct Seen {
-    seq: u64,
+    beat: BeatId,
     changed: Instant,
     stopped: bool,
 }
@@ -99,12 +111,13 @@ impl Liveness {
     }
 
     /// Record a heartbeat read at `now`. A changed `seq` (in either
-    /// direction: a restarted worker starts again from 0) renews the lease.
-    pub fn observe(&mut self, worker: &str, seq: u64, stopped: bool, now: Instant) {
+    /// direction: a restarted worker starts again from 0), or the same
+    /// `seq` from another process, renews the lease.
+    pub fn observe(&mut self, worker: &str, beat: BeatId, stopped: bool, now: Instant) {
         match self.seen.get_mut(worker) {
             Some(s) => {
-                if s.seq != seq {
-                    s.seq = seq;
+                if s.beat != beat {
+                    s.beat = beat;
                     s.changed = now;
                 }
                 s.stopped = stopped;
@@ -115,7 +128,7 @@ impl Liveness {
                 self.seen.insert(
                     worker.to_string(),
                     Seen {
-                        seq,
+                        beat,
                         changed: now,
                         stopped,
                     },
@@ -150,13 +163,53 @@ mod tests {
 
     const GRACE: Duration = Duration::from_secs(30);
 
+    /// Beat `seq` of one worker process.
+    fn beat(seq: u64) -> BeatId {
+        BeatId {
+            host: "h".into(),
+            pid: 100,
+            seq,
+        }
+    }
+
+    /// Regression (found by the sshfs test): a worker killed a moment after
+    /// it started and restarted under the same id writes the same first
+    /// `seq` again. The restart is a change: its claims are not re-queued.
+    #[test]
+    fn a_restarted_worker_that_repeats_the_last_seq_is_alive() {
+        let clock = ManualClock::new();
+        let mut l = Liveness::new(GRACE);
+        l.observe("w0", beat(0), false, clock.now());
+        clock.advance(GRACE + Duration::from_secs(5));
+        assert_eq!(l.verdict("w0", clock.now()), Verdict::Dead);
+        let restarted = BeatId {
+            pid: 101,
+            ..beat(0)
+        };
+        l.observe("w0", restarted.clone(), false, clock.now());
+        assert_eq!(l.verdict("w0", clock.now()), Verdict::Alive);
+        clock.advance(GRACE + Duration::from_secs(1));
+        l.observe("w0", restarted, false, clock.now());
+        assert_eq!(
+            l.verdict("w0", clock.now()),
+            Verdict::Dead,
+            "then it must beat"
+        );
+        let other_host = BeatId {
+            host: "h2".into(),
+            ..beat(0)
+        };
+        l.observe("w0", other_host, false, clock.now());
+        assert_eq!(l.verdict("w0", clock.now()), Verdict::Alive);
+    }
+
     #[test]
     fn a_slow_but_beating_worker_is_never_dead() {
         let clock = ManualClock::new();
         let mut l = Liveness::new(GRACE);
         // A trial that takes an hour, heartbeats every 2 s.
         for seq in 0..1800 {
-            l.observe("w0", seq, false, clock.now());
+            l.observe("w0", beat(seq), false, clock.now());
             clock.advance(Duration::from_secs(2));
             assert_eq!(
                 l.verdict("w0", clock.now()),
@@ -170,9 +223,9 @@ mod tests {
     fn a_silent_worker_dies_after_the_grace_period_and_not_before() {
         let clock = ManualClock::new();
         let mut l = Liveness::new(GRACE);
-        l.observe("w0", 7, false, clock.now());
+        l.observe("w0", beat(7), false, clock.now());
         clock.advance(GRACE);
-        l.observe("w0", 7, false, clock.now());
+        l.observe("w0", beat(7), false, clock.now());
         assert_eq!(l.verdict("w0", clock.now()), Verdict::Alive);
         clock.advance(Duration::from_secs(1));
         assert_eq!(l.verdict("w0", clock.now()), Verdict::Dead);
@@ -185,7 +238,7 @@ mod tests {
         let clock = ManualClock::new();
         let mut l = Liveness::new(GRACE);
         clock.advance(Duration::from_secs(3600));
-        l.observe("w0", 1, false, clock.now());
+        l.observe("w0", beat(1), false, clock.now());
         assert_eq!(l.verdict("w0", clock.now()), Verdict::Alive);
     }
 
@@ -193,10 +246,10 @@ mod tests {
     fn a_restarted_worker_renews_its_lease_even_though_seq_went_down() {
         let clock = ManualClock::new();
         let mut l = Liveness::new(GRACE);
-        l.observe("w0", 500, false, clock.now());
+        l.observe("w0", beat(500), false, clock.now());
         clock.advance(GRACE + Duration::from_secs(5));
         assert_eq!(l.verdict("w0", clock.now()), Verdict::Dead);
-        l.observe("w0", 0, false, clock.now());
+        l.observe("w0", beat(0), false, clock.now());
         assert_eq!(l.verdict("w0", clock.now()), Verdict::Alive);
     }
 
@@ -230,10 +283,10 @@ mod tests {
     fn stopped_is_final_until_it_beats_again() {
         let clock = ManualClock::new();
         let mut l = Liveness::new(GRACE);
-        l.observe("w0", 3, true, clock.now());
+        l.observe("w0", beat(3), true, clock.now());
         assert_eq!(l.verdict("w0", clock.now()), Verdict::Stopped);
         assert_eq!(l.live_count(clock.now()), 0);
-        l.observe("w0", 0, false, clock.now());
+        l.observe("w0", beat(0), false, clock.now());
         assert_eq!(l.verdict("w0", clock.now()), Verdict::Alive);
         assert_eq!(l.live_count(clock.now()), 1);
     }

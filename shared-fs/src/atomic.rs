@@ -123,8 +123,12 @@ fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
 /// Returns `Ok(false)` (and writes nothing) when it already exists.
 ///
 /// Uses `link(2)`, which fails with `EEXIST` atomically, also on NFS. On a
-/// filesystem without hard links it falls back to check-then-rename, which
-/// is only safe with a single writer per name.
+/// filesystem without hard links (`EPERM`, `ENOTSUP`, `EXDEV`, `ENOSYS`)
+/// it uses the other atomic no-clobber primitive, `renameat2` with
+/// `RENAME_NOREPLACE`; where that is missing too (sshfs mounted with
+/// `disable_hardlink`, some SMB mounts) it refuses with
+/// [`FsError::NoHardLinks`]: a plain rename would let a second writer
+/// overwrite the first, and break "the first result wins".
 pub fn write_new(path: &Path, bytes: &[u8]) -> Result<bool> {
     let tmp = write_temp(path, bytes)?;
     let outcome = match fs::hard_link(&tmp, path) {
@@ -133,15 +137,14 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<bool> {
         Err(e)
             if matches!(
                 e.raw_os_error(),
-                Some(libc::EPERM) | Some(libc::ENOTSUP) | Some(libc::EXDEV)
+                Some(libc::EPERM) | Some(libc::ENOTSUP) | Some(libc::EXDEV) | Some(libc::ENOSYS)
             ) =>
         {
-            if path.exists() {
+            // sshfs reports a lost link race (the server's EEXIST) as EPERM.
+            if fs::symlink_metadata(path).is_ok() {
                 Ok(false)
             } else {
-                fs::rename(&tmp, path)
-                    .map(|_| true)
-                    .map_err(|e| FsError::io("rename into place", path, e))
+                rename_noreplace(&tmp, path)
             }
         }
         Err(e) => Err(FsError::io("link into place", path, e)),
@@ -152,6 +155,58 @@ pub fn write_new(path: &Path, bytes: &[u8]) -> Result<bool> {
         sync_dir(parent_dir(path))?;
     }
     Ok(created)
+}
+
+/// `rename(tmp, path)` unless `path` exists, atomically: `Ok(false)` when
+/// it exists; [`FsError::NoHardLinks`] where the filesystem cannot do it.
+pub(crate) fn rename_noreplace(tmp: &Path, path: &Path) -> Result<bool> {
+    match renameat2_noreplace(tmp, path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINVAL) | Some(libc::ENOSYS) | Some(libc::ENOTSUP)
+            ) =>
+        {
+            Err(FsError::NoHardLinks {
+                path: path.to_path_buf(),
+            })
+        }
+        Err(e) => Err(FsError::io("rename into place", path, e)),
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn renameat2_noreplace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+    };
+    let (from, to) = (c(from)?, c(to)?);
+    // SAFETY: two valid NUL-terminated paths; renameat2 reads nothing else.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            from.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn renameat2_noreplace(_from: &Path, _to: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::from_raw_os_error(libc::ENOSYS))
 }
 
 #[cfg(test)]
@@ -208,6 +263,38 @@ mod tests {
         assert!(!write_new(&p, b"second").unwrap());
         assert_eq!(fs::read(&p).unwrap(), b"first");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// A filesystem without hard links: the message names the file, link(2)
+    /// and what to change on sshfs.
+    #[test]
+    fn no_hard_links_is_a_clear_error() {
+        let msg = FsError::NoHardLinks {
+            path: "/s/results/t1.json".into(),
+        }
+        .to_string();
+        for part in [
+            "/s/results/t1.json",
+            "link(2)",
+            "disable_hardlink",
+            "protocol.md",
+        ] {
+            assert!(msg.contains(part), "{part}: {msg}");
+        }
+    }
+
+    /// The fallback where link(2) is missing: exclusive, like link.
+    #[test]
+    fn rename_noreplace_never_clobbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("r.json");
+        let (a, b) = (dir.path().join(".a"), dir.path().join(".b"));
+        fs::write(&a, "first").unwrap();
+        fs::write(&b, "second").unwrap();
+        assert!(rename_noreplace(&a, &p).unwrap());
+        assert!(!rename_noreplace(&b, &p).unwrap());
+        assert_eq!(fs::read(&p).unwrap(), b"first");
+        assert!(b.exists(), "the loser's temp file is left to its caller");
     }
 
     #[test]

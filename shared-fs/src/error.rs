@@ -14,6 +14,16 @@ pub enum FsError {
     },
     #[error("no space left on the device while writing `{}`; nothing was written. Free some space and run the same command again", path.display())]
     NoSpace { path: PathBuf },
+    #[error(
+        "the filesystem of `{}` supports neither hard links (link(2)) nor an exclusive \
+         rename (renameat2 RENAME_NOREPLACE). hps creates results, settings, worker ids and the \
+         master lease with one of them, so that of two writers exactly one wins; a plain rename \
+         would let the second overwrite the first. On sshfs, mount without \
+         `-o disable_hardlink`, from an OpenSSH server (it offers hardlink@openssh.com); see \
+         docs/protocol.md §6.2",
+        path.display()
+    )]
+    NoHardLinks { path: PathBuf },
     #[error(transparent)]
     Schema(#[from] SchemaError),
     #[error("`{}` is not an hps study directory (no study.json); create one with `hps-master init {} --study FILE`", path.display(), path.display())]

@@ -11,7 +11,7 @@ use tracing::{debug, warn};
 use super::written::lost_result;
 use super::Master;
 use crate::error::MasterError;
-use crate::liveness::Verdict;
+use crate::liveness::{BeatId, Verdict};
 
 /// The least time between two readings of `heartbeats/`.
 const BEATS_GAP: Duration = Duration::from_secs(1);
@@ -52,8 +52,13 @@ impl Master {
             match self.dir.read_heartbeat(&w) {
                 Ok(hb) if hb.worker == w => {
                     self.warn_short_grace(&hb);
-                    self.liveness
-                        .observe(&w, hb.seq, hb.state == WorkerState::Stopped, now)
+                    let stopped = hb.state == WorkerState::Stopped;
+                    let beat = BeatId {
+                        host: hb.host,
+                        pid: hb.pid,
+                        seq: hb.seq,
+                    };
+                    self.liveness.observe(&w, beat, stopped, now)
                 }
                 Ok(hb) => {
                     warn!(

@@ -142,6 +142,16 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
     }
 }
 
+/// The program `name` on PATH, or in `/usr/sbin` or `/sbin` (daemons that
+/// a non-login PATH may lack): the real-component tests skip without it.
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain(["/usr/sbin".into(), "/sbin".into()])
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
 /// Names (without `.json`) of the files in `dir`, sorted, dot-files skipped.
 pub fn json_stems(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)

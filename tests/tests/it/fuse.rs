@@ -14,15 +14,9 @@ use std::time::Duration;
 
 use hps_common::TrialStatus;
 use hps_tests::{
-    init_study, json_stems, read_results, runs_per_trial, spawn_master, spawn_worker, Cluster,
+    find_in_path, init_study, json_stems, read_results, runs_per_trial, spawn_master, spawn_worker,
+    Cluster,
 };
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
 
 /// Unmounts on drop, so a failing test never leaves a mount behind.
 struct Mount {

@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use hps_tests::{arg, bin, init_study, json_stems, read_results, trial_log, wait_until};
+use hps_tests::{
+    arg, bin, find_in_path, init_study, json_stems, read_results, trial_log, wait_until,
+};
 
 const TRIALS: usize = 48;
 const STUDY: &str = r#"{"format_version":1,"name":"slurm",
@@ -34,14 +36,6 @@ const STUDY: &str = r#"{"format_version":1,"name":"slurm",
 struct Slurm {
     root: PathBuf,
     conf: PathBuf,
-}
-
-fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
 }
 
 fn free_port() -> u16 {
@@ -84,7 +78,7 @@ impl Slurm {
             ("sbatch", "slurm-client"),
             ("runuser", "util-linux"),
         ] {
-            if which(bin).is_none() {
+            if find_in_path(bin).is_none() {
                 return Err(format!(
                     "`{bin}` is not installed (Debian package `{pkg}`; .ci/run installs it)"
                 ));
@@ -230,7 +224,7 @@ impl Slurm {
 
     /// A Slurm command (daemon or client) on this cluster's configuration.
     fn cmd(&self, prog: &str) -> Command {
-        let path = which(prog).unwrap_or_else(|| PathBuf::from(prog));
+        let path = find_in_path(prog).unwrap_or_else(|| PathBuf::from(prog));
         let mut c = Command::new(path);
         c.env("SLURM_CONF", &self.conf);
         c

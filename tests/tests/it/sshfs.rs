@@ -27,8 +27,8 @@ use std::time::Duration;
 
 use hps_common::TrialStatus;
 use hps_tests::{
-    arg, bin, init_study, json_stems, read_results, runs_per_trial, spawn_master, spawn_worker,
-    tail_lines, wait_until, Proc,
+    arg, bin, find_in_path, init_study, json_stems, read_results, runs_per_trial, spawn_master,
+    spawn_worker, tail_lines, wait_until, Proc,
 };
 
 /// The sshfs options hps recommends (docs/protocol.md §6.3): no directory
@@ -36,14 +36,6 @@ use hps_tests::{
 /// next poll rather than up to 20 s later. Hard links must stay enabled
 /// (never `disable_hardlink`): results are published with `link(2)`.
 const SSHFS_OPTS: &str = "dir_cache=no";
-
-fn find_in_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin".into(), "/sbin".into()])
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-}
 
 /// Run a command to completion; `Err` carries its stderr.
 fn sh(cmd: &str, args: &[&str]) -> Result<(), String> {

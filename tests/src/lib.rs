@@ -142,6 +142,17 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
     }
 }
 
+/// Held for their whole run by the tests that load every core (`scale`,
+/// `chaos`) and by those whose timing a loaded machine breaks (a Ctrl-C
+/// that must land mid-trial, a live progress line, Slurm's time limits,
+/// heartbeat graces over sshfs), so that the two kinds never overlap. All
+/// end-to-end tests are one test binary, so a process-wide lock does it;
+/// a failing holder does not poison it for the rest.
+pub fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The program `name` on PATH, or in `/usr/sbin` or `/sbin` (daemons that
 /// a non-login PATH may lack): the real-component tests skip without it.
 pub fn find_in_path(name: &str) -> Option<PathBuf> {

@@ -458,6 +458,12 @@ impl Master {
             false => self.settings.keys().cloned().collect(),
         };
         self.collect_results(&candidates, &scan);
+        // A claim whose result is in is not running: its worker is removing it.
+        self.running_count = scan
+            .running
+            .iter()
+            .filter(|c| !self.results.contains_key(&c.trial_id))
+            .count();
         // Results that were in before this run started do not count.
         self.streak.start_counting();
         self.drop_finished_copies(&scan)?;

@@ -294,3 +294,29 @@ fn a_master_resumed_from_the_results_cache_knows_what_one_reading_every_file_kno
         "its setting is read again: the trial is in flight"
     );
 }
+
+/// Heartbeats are read at most once a second, but a claim is never taken
+/// away on an older view: a worker whose last beat said `stopped` and that
+/// started again under its id claims a trial between two regular readings.
+#[test]
+fn a_worker_back_under_its_id_keeps_its_claim_between_heartbeat_readings() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = study_dir(tmp.path());
+    dir.record_setting(&setting()).unwrap();
+    dir.publish(&setting()).unwrap();
+    let stopped = Heartbeat {
+        state: hps_common::WorkerState::Stopped,
+        ..beat(u64::MAX)
+    };
+    dir.write_heartbeat(&stopped).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let mut m = master(&dir, &clock);
+    m.step().unwrap();
+    // Back, with a new pid, within the second.
+    dir.write_heartbeat(&Heartbeat { pid: 2, ..beat(0) })
+        .unwrap();
+    dir.claim("t000000", "w1").unwrap().unwrap();
+    m.step().unwrap();
+    assert_eq!(dir.list_running().unwrap().len(), 1, "the claim stays");
+    assert!(dir.list(Sub::Pending).unwrap().is_empty());
+}

@@ -23,15 +23,30 @@ impl Master {
         let now = self.clock.now();
         // Liveness is judged over tens of seconds: reading every heartbeat
         // at every step (hundreds a second with short trials) buys nothing.
+        let mut read = false;
         if self
             .beats_read
             .is_none_or(|t| now.duration_since(t) >= BEATS_GAP)
         {
             self.read_heartbeats(now)?;
             self.beats_read = Some(now);
+            read = true;
         }
         for c in running {
             self.liveness.saw_claim(&c.worker, now);
+        }
+        // But a claim is never taken away on a view older than this step:
+        // a worker that stopped and started again under its id (its last
+        // beat said `stopped`) claims before the next regular reading.
+        let doubtful = |m: &Self| {
+            running.iter().any(|c| {
+                !m.results.contains_key(&c.trial_id)
+                    && m.liveness.verdict(&c.worker, now) != Verdict::Alive
+            })
+        };
+        if !read && doubtful(self) {
+            self.read_heartbeats(now)?;
+            self.beats_read = Some(now);
         }
         for c in running {
             if self.results.contains_key(&c.trial_id) {

@@ -528,6 +528,8 @@ fn sleep_for(trials: u64, workers: usize, kills: u64) -> f64 {
 /// The acceptance run: 300 trials, 4 workers, 30 SIGKILLs.
 #[test]
 fn chaos_kills_workers_and_master() {
+    // Alone among the heavy and the timing-sensitive tests.
+    let _exclusive = hps_tests::exclusive();
     let trials = env_u64("HPS_CHAOS_TRIALS", 300);
     let workers = env_u64("HPS_CHAOS_WORKERS", 4) as usize;
     let kills = env_u64("HPS_CHAOS_KILLS", 30);
@@ -549,6 +551,8 @@ fn chaos_kills_workers_and_master() {
 #[test]
 #[ignore = "long: run with -- --ignored --nocapture"]
 fn chaos_full() {
+    // Alone among the heavy and the timing-sensitive tests.
+    let _exclusive = hps_tests::exclusive();
     chaos(Config {
         trials: 1000,
         workers: 8,

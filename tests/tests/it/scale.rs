@@ -131,6 +131,8 @@ fn tail_lines_of(text: &str, n: usize) -> String {
 
 #[test]
 fn five_thousand_zero_cost_trials_end_exactly_once_with_a_bounded_master() {
+    // Alone among the heavy and the timing-sensitive tests.
+    let _exclusive = hps_tests::exclusive();
     if !Path::new("/proc/self/status").exists() {
         println!("SKIPPED: no /proc to read the master's memory from");
         return;
@@ -142,5 +144,7 @@ fn five_thousand_zero_cost_trials_end_exactly_once_with_a_bounded_master() {
 #[test]
 #[ignore = "100,000 trials take about 10 minutes; run with --ignored"]
 fn a_hundred_thousand_zero_cost_trials_on_8_workers_end_exactly_once_with_a_bounded_master() {
+    // Alone among the heavy and the timing-sensitive tests.
+    let _exclusive = hps_tests::exclusive();
     zero_cost_study(100_000, 8, 256.0, Duration::from_secs(3600));
 }

@@ -411,6 +411,8 @@ fn submit(slurm: &Slurm, study: &Path, args: &[&str]) -> String {
 
 #[test]
 fn a_study_survives_requeues_preemption_and_the_time_limit_on_a_real_slurm() {
+    // Alone among the heavy and the timing-sensitive tests.
+    let _exclusive = hps_tests::exclusive();
     let tmp = tempfile::tempdir().unwrap();
     let slurm = match Slurm::start(&tmp.path().join("slurm")) {
         Ok(s) => s,

@@ -381,6 +381,8 @@ fn story(tmp: &Path, study: &Path, id: &str) -> String {
 
 #[test]
 fn a_worker_on_another_host_over_sshfs_completes_the_study() {
+    // Alone among the heavy and the timing-sensitive tests.
+    let _exclusive = hps_tests::exclusive();
     if let Some(reason) = unavailable() {
         eprintln!("SKIPPED: {reason}");
         return;

@@ -132,6 +132,8 @@ fn read_pending(study: &Path, id: &str) -> TrialSetting {
 
 #[test]
 fn one_ctrl_c_on_local_sh_hands_trials_back_with_their_attempt_and_releases_the_lease() {
+    // Alone among the heavy and the timing-sensitive tests.
+    let _exclusive = hps_tests::exclusive();
     let tmp = tempfile::tempdir().unwrap();
     let file = exec_study(tmp.path(), 4, 20, false);
     let s = tmp.path().join("study");

@@ -59,6 +59,8 @@ fn quoted(p: &Path) -> String {
 
 #[test]
 fn run_on_a_terminal_shows_one_live_progress_line() {
+    // Alone among the heavy and the timing-sensitive tests.
+    let _exclusive = hps_tests::exclusive();
     if !tmux_or_skip("terminal::run_on_a_terminal_shows_one_live_progress_line") {
         return;
     }

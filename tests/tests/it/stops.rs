@@ -59,7 +59,8 @@ impl Launcher {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local.sh");
         let bins = bin("hps-master").parent().unwrap().to_path_buf();
         let log = std::fs::File::create(out).unwrap();
-        let child = Command::new("bash")
+        let mut child = Command::new("bash");
+        child
             .arg(&script)
             .args([arg(study), "--workers", "2", "--cpu", "--study", arg(file)])
             .env("HPS_BIN_DIR", &bins)
@@ -67,9 +68,19 @@ impl Launcher {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            .process_group(0)
-            .spawn()
-            .expect("start deploy/local.sh");
+            .process_group(0);
+        // A shell started with SIGINT ignored cannot trap it (POSIX), and
+        // a test run from a background job inherits it ignored: the Ctrl-C
+        // this test sends would then be lost. Start local.sh as a terminal
+        // would, with the default disposition.
+        // SAFETY: signal(2) is async-signal-safe, as pre_exec requires.
+        unsafe {
+            child.pre_exec(|| {
+                libc::signal(libc::SIGINT, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        let child = child.spawn().expect("start deploy/local.sh");
         Launcher {
             child,
             out: out.to_path_buf(),

@@ -24,15 +24,10 @@ pub struct Scan {
 impl Scan {
     /// List the queues, in the order trials move through them.
     pub fn take(dir: &StudyDir) -> Result<Scan, FsError> {
-        let pending = dir.list(Sub::Pending)?.into_iter().collect();
-        let running = dir.list_running()?;
-        let paused = dir.list(Sub::Paused)?.into_iter().collect();
-        let results = dir.list(Sub::Results)?;
+        let queues = Scan::queues(dir)?;
         Ok(Scan {
-            pending,
-            running,
-            paused,
-            results,
+            results: dir.list(Sub::Results)?,
+            ..queues
         })
     }
 

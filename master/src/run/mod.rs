@@ -334,7 +334,11 @@ impl Master {
         };
         // The cached digests of results still in results/: their settings
         // and results are not read again.
+        // This listing is also the first step's: `results/` is listed once
+        // at start, not twice (on a parallel filesystem each costs seconds).
+        let started = Instant::now();
         let listed: BTreeSet<String> = m.dir.list(Sub::Results)?.into_iter().collect();
+        m.listing.done(m.clock.now(), started.elapsed());
         let mut cached: Vec<ResultDigest> = m
             .cache
             .load()
@@ -351,6 +355,7 @@ impl Master {
         for d in cached {
             m.take(d, true);
         }
+        m.listing.at_start = Some(listed.into_iter().collect());
         for id in m.dir.list(Sub::Decisions)? {
             if let Ok(Some(d)) = m.dir.read_decision(&id) {
                 m.decided.insert(id, d.step);
@@ -446,16 +451,27 @@ impl Master {
         let scan = Scan::queues(&self.dir)?;
         self.pending_count = scan.pending.len();
         self.running_count = scan.running.len();
-        let candidates: Vec<String> = match self.listing.due(self.clock.now()) {
-            true => {
+        let listed = match self.listing.at_start.take() {
+            Some(ids) => Some(ids),
+            None if self.listing.due(self.clock.now()) => {
                 let started = Instant::now();
                 let all = self.dir.list(Sub::Results)?;
                 self.listing.done(self.clock.now(), started.elapsed());
-                all.into_iter()
-                    .filter(|id| !self.results.contains_key(id))
-                    .collect()
+                Some(all)
             }
-            false => self.settings.keys().cloned().collect(),
+            None => None,
+        };
+        // The trials in flight are always looked up by name, after the
+        // queues were listed (§4.3's order), also when a listing (possibly
+        // older, the one taken at start) adds results of other trials.
+        let in_flight = self.settings.keys().cloned();
+        let candidates: Vec<String> = match listed {
+            Some(all) => all
+                .into_iter()
+                .filter(|id| !self.results.contains_key(id) && !self.settings.contains_key(id))
+                .chain(in_flight)
+                .collect(),
+            None => in_flight.collect(),
         };
         self.collect_results(&candidates, &scan);
         // A claim whose result is in is not running: its worker is removing it.
@@ -707,7 +723,8 @@ impl Tally {
 }
 
 /// The safety net under looking results up by name: `results/` is listed
-/// whole at the first step and then now and then, to find a result the
+/// whole at start (for the results cache and the first step) and then now
+/// and then, to find a result the
 /// master has no setting for in flight (a foreign file, a trial recorded by
 /// a master it lost a race to). The gap between listings is
 /// [`FullListing::MIN_GAP`], or [`FullListing::COST_FACTOR`] times what the
@@ -717,6 +734,8 @@ impl Tally {
 #[derive(Debug, Default)]
 struct FullListing {
     next: Option<Instant>,
+    /// The listing taken at start, for the first step.
+    at_start: Option<Vec<String>>,
 }
 
 impl FullListing {

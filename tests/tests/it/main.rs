@@ -13,6 +13,7 @@ mod failfast;
 mod faults;
 mod fuse;
 mod gp;
+mod gpu_check;
 mod hostile;
 mod idle;
 mod k8s;

@@ -12,14 +12,20 @@ file, validation examples from its end, test examples from the start of the
 test file (0 = all). Read from the gzip IDX files; nothing is downloaded.
 
 Timed: the training batches of each epoch (the shuffle included), as the
-hps example does; loading and evaluation are not. Prints one JSON line with
-the fields of worker/examples/train_epoch.rs.
+hps example does; loading and evaluation are not. The loop is the plain one
+a PyTorch user writes for data held in memory (a permutation per epoch,
+batches by indexing, CrossEntropyLoss, zero_grad/backward/step), with the
+loss summed on the device rather than read back every step. Prints one JSON line with the fields of
+worker/examples/train_epoch.rs, plus `steady_epoch_time_s` (the mean over
+the epochs after the first, which carries the warm-up) and the minor page
+faults of each epoch (see bench/train/run.sh on GLIBC_TUNABLES).
 """
 
 import argparse
 import gzip
 import json
 import os
+import resource
 import struct
 import time
 
@@ -77,6 +83,17 @@ def build_cnn(nf):
     return model
 
 
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def minor_faults():
+    """Page faults so far: glibc's malloc hands PyTorch's large activation
+    buffers back to the kernel and faults them in again every step."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+
 @torch.no_grad()
 def evaluate(model, x, y, chunk=1000):
     """Mean loss and accuracy without dropout; NaN for an empty set."""
@@ -107,8 +124,24 @@ def main():
     p.add_argument("--device", default="cpu", help="cpu or cuda:N")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data", default=DATA_DIR)
+    p.add_argument("--configs", help="a JSON list of settings (nf, batch_size, lr, momentum "
+                   "override the flags), trained one after the other in this process, one "
+                   "JSON line each: several trials share one start-up, as hps's --slots do")
     a = p.parse_args()
+    if a.configs:
+        with open(a.configs) as f:
+            configs = json.load(f)
+        for cfg in configs:
+            b = argparse.Namespace(**vars(a))
+            for k in ("nf", "batch_size", "lr", "momentum"):
+                if k in cfg:
+                    setattr(b, k, type(getattr(a, k))(cfg[k]))
+            run(b)
+    else:
+        run(a)
 
+
+def run(a):
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     device = torch.device(a.device)
@@ -129,33 +162,40 @@ def main():
 
     model = build_cnn(a.nf).to(device)
     opt = torch.optim.SGD(model.parameters(), lr=a.lr, momentum=a.momentum)
+    loss_fn = nn.CrossEntropyLoss()
+    # The plain loop for a dataset held in memory (on the device): a fresh
+    # permutation every epoch, batches taken by indexing, last partial batch
+    # included, as hps. (A DataLoader over a TensorDataset would fetch and
+    # stack 128 single examples per batch: the same speed on the CPU here,
+    # within noise, and 128 tiny copies per step on a GPU.)
     n, bs = a.train_size, a.batch_size
-    epoch_times, train_loss, val_acc, steps = [], float("nan"), float("nan"), 0
+    epoch_times, faults, train_loss, val_acc, steps = [], [], float("nan"), float("nan"), 0
     for _ in range(a.epochs):
         model.train()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        perm = torch.randperm(n).to(device)
-        loss_sum, batches = 0.0, 0
+        sync(device)
+        t0, f0 = time.perf_counter(), minor_faults()
+        # Summed on the device: no host synchronisation per step.
+        loss_sum, batches = torch.zeros((), device=device), 0
+        perm = torch.randperm(n, device=device)
         for s in range(0, n, bs):
             idx = perm[s : s + bs]
-            loss = F.cross_entropy(model(x.index_select(0, idx)), y.index_select(0, idx))
-            opt.zero_grad(set_to_none=True)
+            xb, yb = x[idx], y[idx]
+            opt.zero_grad()
+            loss = loss_fn(model(xb), yb)
             loss.backward()
             opt.step()
-            # Per batch, as hps (which checks every batch loss for NaN).
-            loss_sum += loss.item()
+            loss_sum += loss.detach()
             batches += 1
             steps += 1
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        train_loss = loss_sum.item() / batches
+        sync(device)
         epoch_times.append(time.perf_counter() - t0)
-        train_loss = loss_sum / batches
+        faults.append(minor_faults() - f0)
         val_acc = evaluate(model, val_x, val_y)[1]
     test_acc = evaluate(model, test_x, test_y)[1]
 
     total = sum(epoch_times)
+    steady = epoch_times[1:] or epoch_times
     nan_none = lambda v: None if v != v else v
     print(
         json.dumps(
@@ -165,7 +205,7 @@ def main():
                 "device": a.device,
                 "threads": torch.get_num_threads(),
                 "nf": a.nf,
-                "batch_size": bs,
+                "batch_size": a.batch_size,
                 "lr": a.lr,
                 "momentum": a.momentum,
                 "seed": a.seed,
@@ -175,7 +215,10 @@ def main():
                 "test_size": test_n,
                 "epoch_times_s": epoch_times,
                 "epoch_time_s": total / len(epoch_times),
-                "samples_per_s": n * len(epoch_times) / total,
+                "steady_epoch_time_s": sum(steady) / len(steady),
+                "samples_per_s": n * len(steady) / sum(steady),
+                "minor_faults_per_epoch": faults,
+                "malloc": os.environ.get("GLIBC_TUNABLES") or "glibc defaults",
                 "train_loss": nan_none(train_loss),
                 "val_accuracy": nan_none(val_acc),
                 "test_accuracy": test_acc,

@@ -9,6 +9,8 @@
 //!
 //! Timed: the training batches of each epoch (shuffle included), as the
 //! trainer's `epoch_time_s` does; loading the data and evaluating are not.
+//! `steady_epoch_time_s` and `samples_per_s` leave out the first epoch,
+//! which carries the warm-up, when there is more than one.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -110,6 +112,13 @@ fn run(args: &Args, threads: usize) -> Result<()> {
     let metric = |k: &str| m.get(k).copied();
     let total: f64 = epoch_times.iter().sum();
     let mean = total / epoch_times.len().max(1) as f64;
+    // The first epoch carries the warm-up; with one epoch it is all there is.
+    let steady = if epoch_times.len() > 1 {
+        &epoch_times[1..]
+    } else {
+        &epoch_times[..]
+    };
+    let steady_total: f64 = steady.iter().sum();
     let test_n = if cfg.hyper.test_size == 0 {
         data.test_len()
     } else {
@@ -131,7 +140,8 @@ fn run(args: &Args, threads: usize) -> Result<()> {
         "test_size": test_n,
         "epoch_times_s": epoch_times,
         "epoch_time_s": mean,
-        "samples_per_s": (cfg.hyper.train_size * epoch_times.len()) as f64 / total,
+        "steady_epoch_time_s": steady_total / steady.len().max(1) as f64,
+        "samples_per_s": (cfg.hyper.train_size * steady.len()) as f64 / steady_total,
         "train_loss": metric("last_train_loss"),
         "val_accuracy": metric("last_val_error").map(|e| 1.0 - e),
         "test_accuracy": metric("last_test_error").map(|e| 1.0 - e),

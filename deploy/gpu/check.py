@@ -502,9 +502,14 @@ def phase_device_errors(c):
                          "--data", c.generated_data(21000, 1000), "--once"], f"pinning-gpu{i}.log",
                         env={"CUDA_VISIBLE_DEVICES": vis})
             ws.append((vis, w))
-        time.sleep(3)
-        _, apps = c.run(["nvidia-smi", "--query-compute-apps=pid,gpu_uuid,used_memory",
-                         "--format=csv,noheader"], timeout=30, check=False)
+        # Until worker 0 shows in nvidia-smi's process list (or ends).
+        apps, end = "", time.monotonic() + 60
+        while time.monotonic() < end:
+            _, apps = c.run(["nvidia-smi", "--query-compute-apps=pid,gpu_uuid,used_memory",
+                             "--format=csv,noheader"], timeout=30, check=False)
+            if str(ws[0][1].pid) in apps or ws[0][1].poll() is not None:
+                break
+            time.sleep(0.5)
         for vis, w in ws:
             try:
                 w.wait(c.a.phase_s)

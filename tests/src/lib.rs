@@ -43,16 +43,24 @@ pub struct Proc {
 impl Proc {
     /// Start `bin` with `args`; stdout and stderr go to `log`.
     pub fn spawn(name: &str, bin: &Path, args: &[&str], log: &Path) -> Proc {
+        Proc::spawn_cmd(
+            name,
+            Command::new(bin).args(args).env("RUST_LOG", "info"),
+            log,
+        )
+    }
+
+    /// Start `cmd` (a script, or a binary with its own environment);
+    /// stdout and stderr go to `log`.
+    pub fn spawn_cmd(name: &str, cmd: &mut Command, log: &Path) -> Proc {
         let out = std::fs::File::create(log).expect("create log");
         let err = out.try_clone().expect("clone log");
-        let child = Command::new(bin)
-            .args(args)
-            .env("RUST_LOG", "info")
+        let child = cmd
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err)
             .spawn()
-            .unwrap_or_else(|e| panic!("failed to start {}: {e}", bin.display()));
+            .unwrap_or_else(|e| panic!("failed to start {:?}: {e}", cmd.get_program()));
         Proc {
             name: name.to_string(),
             child: Some(child),

@@ -4,12 +4,11 @@
 //! not needed: without it the PyTorch rows are skipped and the report says
 //! so.
 
-use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use hps_tests::{arg, bin, idx_data, python3_or_skip, wait_until};
+use hps_tests::{arg, bin, idx_data, python3_or_skip, Proc};
 use serde_json::Value;
 
 #[test]
@@ -24,45 +23,35 @@ fn the_dry_run_checks_everything_but_the_gpu_and_reports_it() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/gpu-check.sh");
     // Debug binaries train ~20x slower than release: smaller sizes still,
     // and up to 10 minutes on a loaded machine.
-    let mut child = Command::new(&script)
-        .args(["--dry-run", "--out", arg(&out)])
-        .args([
-            "--correct-train",
-            "128",
-            "--val-size",
-            "100",
-            "--speed-train",
-            "256",
-        ])
-        .args(["--slots-train", "64", "--slots-trials", "3"])
-        .env("HPS_BIN_DIR", &bins)
-        .env("FASHION_MNIST", &data)
-        .env("PYTHON", "python3")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut status = None;
-    wait_until(Duration::from_secs(600), "gpu-check.sh --dry-run", || {
-        status = child.try_wait().unwrap();
-        status.is_some()
-    });
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let log = std::fs::read_to_string(out.join("gpu-check.log")).unwrap_or_default();
+    let mut check = Proc::spawn_cmd(
+        "gpu-check.sh --dry-run",
+        Command::new(&script)
+            .args(["--dry-run", "--out", arg(&out)])
+            .args([
+                "--correct-train",
+                "128",
+                "--val-size",
+                "100",
+                "--speed-train",
+                "256",
+            ])
+            .args(["--slots-train", "64", "--slots-trials", "3"])
+            .env("HPS_BIN_DIR", &bins)
+            .env("FASHION_MNIST", &data)
+            .env("PYTHON", "python3"),
+        &tmp.path().join("gpu-check.out"),
+    );
+    let status = check.wait(Duration::from_secs(600));
     assert!(
-        status.unwrap().success(),
-        "gpu-check.sh --dry-run failed: {err}\n{log}"
+        status.success(),
+        "gpu-check.sh --dry-run failed:\n{}",
+        check.log_text()
     );
     let report: Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("gpu-check.json")).unwrap())
             .unwrap();
     assert_eq!(report["dry_run"], true);
+    let log = check.log_text();
     let phases = &report["phases"];
     for p in ["env", "correctness", "resume", "speed", "slots"] {
         assert_eq!(phases[p]["status"], "ok", "{p}: {}\n{log}", phases[p]);

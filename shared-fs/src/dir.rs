@@ -184,6 +184,22 @@ impl StudyDir {
         Ok(dir)
     }
 
+    /// A handle on the study directory at `root` whatever its layout and
+    /// however far a migration got, for `hps-master migrate` alone: it
+    /// reaches the master lease and the heartbeats (flat in every layout),
+    /// never a per-trial file.
+    pub fn open_for_migration(root: &Path) -> Result<StudyDir> {
+        if !root.join(STUDY_FILE).is_file() {
+            return Err(FsError::NotAStudy {
+                path: root.to_path_buf(),
+            });
+        }
+        Ok(StudyDir {
+            root: root.to_path_buf(),
+            layout: Layout::Flat,
+        })
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

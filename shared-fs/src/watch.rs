@@ -93,8 +93,11 @@ pub struct Waker {
     /// When [`Waker::wait`] last returned.
     last_wake: Mutex<Option<Instant>>,
     // Kept alive for as long as the Waker; dropping it stops the events.
-    _watcher: Option<Box<dyn Watcher + Send>>,
+    // With the directories it watches, for [`Waker::watch`].
+    watcher: Mutex<Option<(Box<dyn Watcher + Send>, Vec<PathBuf>)>>,
     description: String,
+    /// How many directories [`Waker::new`] was given.
+    first: usize,
 }
 
 impl Waker {
@@ -124,12 +127,13 @@ impl Waker {
         };
         let next_gap_ns = watcher.is_none().then(|| AtomicU64::new(nanos(interval)));
         Waker {
+            first: dirs.len(),
             rx,
             tx,
             interval,
             next_gap_ns,
             last_wake: Mutex::new(None),
-            _watcher: watcher,
+            watcher: Mutex::new(watcher.map(|w| (w, dirs.to_vec()))),
             description,
         }
     }
@@ -144,6 +148,32 @@ impl Waker {
             gap.store(nanos(QUICK_POLL.min(self.interval)), Ordering::Relaxed);
         }
     }
+
+    /// Watch `dir` too (non-recursively), from now on: a shard of a
+    /// sharded folder, where the files the loop waits for are created. A
+    /// directory already watched is not watched twice, and at most
+    /// [`Waker::MAX_EXTRA`] are added (the oldest is dropped first). A
+    /// failure is left to the rescan, which finds the files anyway. No
+    /// effect when polling.
+    pub fn watch(&self, dir: &Path) {
+        let mut guard = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((w, dirs)) = guard.as_mut() else {
+            return;
+        };
+        if dirs.iter().any(|d| d == dir) {
+            return;
+        }
+        if w.watch(dir, RecursiveMode::NonRecursive).is_ok() {
+            dirs.push(dir.to_path_buf());
+        }
+        if dirs.len() > self.first + Self::MAX_EXTRA {
+            let old = dirs.remove(self.first);
+            let _ = w.unwatch(&old);
+        }
+    }
+
+    /// At most this many directories are added by [`Waker::watch`].
+    pub const MAX_EXTRA: usize = 16;
 
     /// How long the next wait may last at most.
     fn next_timeout(&self) -> Duration {

@@ -322,6 +322,31 @@ pub(super) fn load_settings(dir: &StudyDir) -> Result<Vec<TrialSetting>> {
     load_all(dir, Sub::Settings, |id| dir.read_setting(id))
 }
 
+/// The workers that may be running on `dir`: those whose heartbeat
+/// changed while watched as `status` watches them (`live`), or stood still
+/// for less than their beat allows (`quiet`). Stopped and stale ones are
+/// not counted.
+pub(crate) fn running_workers(dir: &StudyDir) -> Result<Vec<String>> {
+    let beats = load_heartbeats(dir)?;
+    let Some(window) = beats::window(&beats, beats::MAX_WINDOW) else {
+        return Ok(Vec::new());
+    };
+    let mut reread = || load_heartbeats(dir).unwrap_or_default();
+    let verdicts = beats::watch(
+        &beats,
+        window,
+        &SystemClock,
+        &mut std::thread::sleep,
+        &mut reread,
+    );
+    Ok(beats
+        .iter()
+        .zip(verdicts)
+        .filter(|(_, v)| matches!(v, BeatVerdict::Live | BeatVerdict::Quiet))
+        .map(|(hb, v)| format!("{} {}", hb.worker, v.as_str()))
+        .collect())
+}
+
 fn load_heartbeats(dir: &StudyDir) -> Result<Vec<Heartbeat>> {
     let mut out = load_all(dir, Sub::Heartbeats, |w| dir.read_heartbeat(w))?;
     out.sort_by(|a, b| a.worker.cmp(&b.worker));
@@ -514,7 +539,7 @@ mod tests {
             }
         }
         std::fs::write(
-            dir.sub(Sub::Results).join("t000009.json"),
+            dir.result_path("t000009").unwrap(),
             b"{\"format_version\": 1, \"trial",
         )
         .unwrap();

@@ -82,6 +82,9 @@ pub const MIN_RESCAN_GAP: Duration = Duration::from_millis(10);
 /// an idle process still scans only once per interval.
 pub const QUICK_POLL: Duration = Duration::from_millis(100);
 
+/// A native watcher and the directories it watches.
+type Watching = (Box<dyn Watcher + Send>, Vec<PathBuf>);
+
 /// Blocks a scan loop until something may have changed.
 pub struct Waker {
     rx: Receiver<()>,
@@ -94,7 +97,7 @@ pub struct Waker {
     last_wake: Mutex<Option<Instant>>,
     // Kept alive for as long as the Waker; dropping it stops the events.
     // With the directories it watches, for [`Waker::watch`].
-    watcher: Mutex<Option<(Box<dyn Watcher + Send>, Vec<PathBuf>)>>,
+    watcher: Mutex<Option<Watching>>,
     description: String,
     /// How many directories [`Waker::new`] was given.
     first: usize,

@@ -5,7 +5,7 @@
 //! `running/` and `results/`, so running it again after a crash continues
 //! the search where it stopped.
 
-mod cache;
+pub(crate) mod cache;
 mod failfast;
 pub(crate) mod lease;
 mod progress;

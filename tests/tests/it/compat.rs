@@ -237,8 +237,7 @@ fn a_migrated_c53896b_study_reads_the_same_and_finishes() {
     );
     let best = run(&["best", name, "-n", "5"]);
     assert_eq!(
-        String::from_utf8_lossy(&best.stdout).into_owned()
-            + &String::from_utf8_lossy(&best.stderr),
+        String::from_utf8_lossy(&best.stdout).into_owned() + &String::from_utf8_lossy(&best.stderr),
         expected(&format!("{name}.best")),
     );
     for format in ["csv", "jsonl"] {

@@ -232,16 +232,16 @@ pub fn best(dir: &StudyDir, n: usize, out: &mut dyn Write) -> Result<()> {
     let outcomes = load_outcomes(dir)?;
     // The best `n` that can be read, in rank order (an unreadable file is
     // skipped with a warning, and the next trial takes its place).
-    let mut ranked: Vec<TrialResult> = Vec::new();
-    for chunk in ranked_outcomes(&study, &outcomes).chunks(n.max(1)) {
-        if ranked.len() >= n {
+    let mut shown: Vec<TrialResult> = Vec::new();
+    for chunk in ranked(&study, &outcomes).chunks(n.max(1)) {
+        if shown.len() >= n {
             break;
         }
         let ids: Vec<String> = chunk.iter().map(|o| o.trial_id.clone()).collect();
         let read = hps_report::load::load_some(dir, Sub::Results, &ids, |id| dir.read_result(id));
-        ranked.extend(read.into_iter().take(n - ranked.len()));
+        shown.extend(read.into_iter().take(n - shown.len()));
     }
-    if ranked.is_empty() {
+    if shown.is_empty() {
         writeln!(
             out,
             "no results yet: no complete trial with a `{}` objective in `{}`",
@@ -256,9 +256,9 @@ pub fn best(dir: &StudyDir, n: usize, out: &mut dyn Write) -> Result<()> {
         (&study.objective.metric, true),
     ];
     // The held-out error next to the objective, when the trainer reports
-    // it and it is not the objective itself.
+    // it (for a trial shown) and it is not the objective itself.
     let test_col = (study.objective.metric != Metric::TestError.as_str()
-        && ranked
+        && shown
             .iter()
             .any(|r| r.metrics.contains_key(Metric::TestError.as_str())))
     .then_some(Metric::TestError.as_str());
@@ -273,7 +273,7 @@ pub fn best(dir: &StudyDir, n: usize, out: &mut dyn Write) -> Result<()> {
         ("worker", false),
     ]);
     let mut t = Table::new(&cols);
-    for (i, r) in ranked.iter().enumerate() {
+    for (i, r) in shown.iter().enumerate() {
         let mut row = vec![
             (i + 1).to_string(),
             r.trial_id.clone(),
@@ -426,56 +426,19 @@ fn load_heartbeats(dir: &StudyDir) -> Result<Vec<Heartbeat>> {
 
 // ----- ranking and formatting ---------------------------------------------
 
-/// What ranking needs of a result, full or cached.
-trait Ranked {
-    fn id(&self) -> &str;
-    fn status(&self) -> TrialStatus;
-    fn objective(&self) -> Option<f64>;
-}
-
-impl Ranked for TrialResult {
-    fn id(&self) -> &str {
-        &self.trial_id
-    }
-    fn status(&self) -> TrialStatus {
-        self.status
-    }
-    fn objective(&self) -> Option<f64> {
-        self.objective
-    }
-}
-
-impl Ranked for Outcome {
-    fn id(&self) -> &str {
-        &self.trial_id
-    }
-    fn status(&self) -> TrialStatus {
-        self.status
-    }
-    fn objective(&self) -> Option<f64> {
-        self.objective
-    }
-}
-
-fn ranked_outcomes<'a>(study: &Study, results: &'a [Outcome]) -> Vec<&'a Outcome> {
-    ranked(study, results)
-}
-
 /// Complete trials with an objective, best first; ties broken by trial id.
-fn ranked<'a, T: Ranked>(study: &Study, results: &'a [T]) -> Vec<&'a T> {
-    let mut v: Vec<&T> = results
+fn ranked<'a>(study: &Study, results: &'a [Outcome]) -> Vec<&'a Outcome> {
+    let mut v: Vec<&Outcome> = results
         .iter()
-        .filter(|r| {
-            r.status() == TrialStatus::Complete && r.objective().is_some_and(f64::is_finite)
-        })
+        .filter(|r| r.status == TrialStatus::Complete && r.objective.is_some_and(f64::is_finite))
         .collect();
     let dir = study.objective.direction;
     v.sort_by(|a, b| {
         let (x, y) = (
-            a.objective().unwrap_or_default(),
-            b.objective().unwrap_or_default(),
+            a.objective.unwrap_or_default(),
+            b.objective.unwrap_or_default(),
         );
-        dir.cmp(x, y).then_with(|| a.id().cmp(b.id()))
+        dir.cmp(x, y).then_with(|| a.trial_id.cmp(&b.trial_id))
     });
     v
 }

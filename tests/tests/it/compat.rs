@@ -253,6 +253,23 @@ fn a_migrated_c53896b_study_reads_the_same_and_finishes() {
     run_one_worker(&study, tmp.path(), Duration::from_secs(120));
     assert!(dir_names(&study.join("quarantine")).is_empty());
     assert_eq!(dir_names(&study.join("results")), ["t000"]);
+    // status and best read the results cache the master wrote (for the
+    // trials it accepted) and the other results from their files:
+    // deleting the cache changes nothing they print.
+    let cache = study.join("cache/results.jsonl");
+    let lines = std::fs::read_to_string(&cache).unwrap().lines().count();
+    assert_eq!(lines, 4, "the four trials this master accepted");
+    let printed = || {
+        let status = stdout_ok(run(&["status", name]));
+        (
+            status_without_workers(&status),
+            stdout_ok(run(&["best", name, "-n", "3"])),
+        )
+    };
+    let with_cache = printed();
+    std::fs::remove_file(&cache).unwrap();
+    assert_eq!(printed(), with_cache);
+    assert!(with_cache.0.contains("done 10 (complete 10)"), "{}", with_cache.0);
     let export = stdout_ok(hps_master(&["export", arg(&study), "--format", "jsonl"]));
     assert_eq!(
         comparable_export(&export),

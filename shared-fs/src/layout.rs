@@ -409,6 +409,12 @@ mod tests {
             again.check_study(&study, false).unwrap(),
             crate::StudyRecord::Same
         );
+        // Recording the study again (an accepted edit) keeps the format.
+        again.record_study(&study).unwrap();
+        assert_eq!(
+            StudyDir::open(tmp.path()).unwrap().layout(),
+            Layout::Sharded
+        );
         // What a release before format 2 does with the record: refuse it.
         let record = tmp.path().join(RECORDED_STUDY_FILE);
         let text = fs::read_to_string(&record).unwrap();

@@ -310,6 +310,37 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_watched_later_wakes_too_and_old_extras_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = dir.path().join("t000");
+        std::fs::create_dir(&shard).unwrap();
+        let w = Waker::new(
+            &[dir.path().to_path_buf()],
+            WatchMode::Native(Duration::from_secs(30)),
+        );
+        w.watch(&shard);
+        w.watch(&shard);
+        let p = shard.join("x");
+        let t = Instant::now();
+        let writer = std::thread::spawn(move || std::fs::write(p, b"x").unwrap());
+        w.wait();
+        writer.join().unwrap();
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "an event in the shard should have woken the waiter"
+        );
+        for i in 0..Waker::MAX_EXTRA + 3 {
+            let d = dir.path().join(format!("d{i}"));
+            std::fs::create_dir(&d).unwrap();
+            w.watch(&d);
+        }
+        let watched = w.watcher.lock().unwrap().as_ref().unwrap().1.clone();
+        assert_eq!(watched.len(), 1 + Waker::MAX_EXTRA, "{watched:?}");
+        assert_eq!(watched[0], dir.path(), "the first directories stay");
+        assert!(!watched.contains(&shard), "the oldest extra went first");
+    }
+
+    #[test]
     fn events_on_temp_files_alone_do_not_wake() {
         let p = |s: &str| PathBuf::from(s);
         assert!(only_hidden(&[p("/d/pending/.tmp.t000001.json.1.2.3")]));

@@ -38,7 +38,7 @@ JSON
 mpid=$!
 "$bin/hps-worker" "$tmp/s" --id bench --threads "$threads" --data "$data" 2>"$tmp/worker.log"
 wait "$mpid"
-python3 - "$tmp/s/results/t000000.json" "$threads" <<'PY'
+python3 - "$tmp/s/results/t000/t000000.json" "$threads" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))
 m = r["metrics"]

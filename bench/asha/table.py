@@ -11,7 +11,8 @@ runs = {}
 for kind in ("random", "asha"):
     start = float(open(os.path.join(out, kind + ".start")).read())
     rows = []
-    for f in glob.glob(os.path.join(out, kind, "results", "*.json")):
+    # results/t012/t012345.json (directory format 2) or results/t012345.json (1)
+    for f in glob.glob(os.path.join(out, kind, "results", "**", "*.json"), recursive=True):
         r = json.load(open(f))
         v = r.get("metrics", {}).get("val_error")
         if v is not None:

@@ -72,9 +72,11 @@ time_left() {
   echo $(( ((10#$d * 24 + 10#$h) * 60 + 10#$m) * 60 + 10#$s ))
 }
 
-# Results published by this worker (or its slots `<id>-s<k>`).
+# Results published by this worker (or its slots `<id>-s<k>`): results/ and
+# its shards (results/t012/t012345.json in a directory of format 2), without
+# a glob that 100,000 results would make longer than ARG_MAX.
 results_by_me() {
-  grep -lE "\"worker\": \"$id(-s[0-9]+)?\"" "$dir"/results/*.json 2>/dev/null | wc -l
+  grep -rlE --include='t*.json' "\"worker\": \"$id(-s[0-9]+)?\"" "$dir/results" 2>/dev/null | wc -l
 }
 
 child="" usr2=0 timeout=0 ending=0

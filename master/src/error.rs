@@ -82,6 +82,12 @@ pub enum MasterError {
         /// The tail of the first one's error, indented.
         first_error: String,
     },
+    #[error(
+        "workers are running on `{}` ({workers}): their heartbeats changed while watched. \
+         Stop them (their trials go back to pending/) and run `hps-master migrate {}` again",
+        dir.display(), dir.display()
+    )]
+    WorkersRunning { dir: PathBuf, workers: String },
     /// Writing a report to its output (standard output or a file) failed.
     #[error("failed to write the report")]
     Output(#[from] std::io::Error),

@@ -4,6 +4,7 @@
 pub mod error;
 pub mod estimate;
 pub mod liveness;
+pub mod migrate;
 pub mod presets;
 pub mod pruners;
 pub mod report;

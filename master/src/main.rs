@@ -81,6 +81,11 @@ enum Cmd {
         #[arg(long)]
         accept_study_change: bool,
     },
+    /// Convert a study directory of an older release (flat per-trial
+    /// folders, directory format 1) to the sharded layout (format 2).
+    /// Stop the master and the workers first; safe to run again after an
+    /// interruption.
+    Migrate { dir: PathBuf },
     /// Counts of pending, running, done and failed trials; live workers; the best so far.
     Status { dir: PathBuf },
     /// A table of the best trials with their hyperparameters.
@@ -213,6 +218,10 @@ fn dispatch(cmd: Cmd, progress: Option<run::Progress>) -> Result<()> {
             {
                 eprintln!("warning: {w}");
             }
+            Ok(())
+        }
+        Cmd::Migrate { dir } => {
+            hps_master::migrate::migrate(&dir, &mut std::io::stdout())?;
             Ok(())
         }
         Cmd::Run {

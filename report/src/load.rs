@@ -131,10 +131,21 @@ pub fn load_all<T: Send>(
     sub: Sub,
     read: impl Fn(&str) -> Result<T, FsError> + Sync,
 ) -> Result<Vec<T>, FsError> {
+    let names = dir.list(sub)?;
+    Ok(load_some(dir, sub, &names, read))
+}
+
+/// The readable files of `sub` among `names`, in their order; unreadable
+/// ones are skipped with a warning as in [`load_all`].
+pub fn load_some<T: Send>(
+    dir: &StudyDir,
+    sub: Sub,
+    names: &[String],
+    read: impl Fn(&str) -> Result<T, FsError> + Sync,
+) -> Vec<T> {
     use rayon::prelude::*;
     // Parsing dominates for big studies (10,000 results with curves): read
     // the files on every core, keeping the listing's order.
-    let names = dir.list(sub)?;
     let read = |name: &String| match read(name) {
         Ok(v) => Some(v),
         Err(e) => {
@@ -149,5 +160,5 @@ pub fn load_all<T: Send>(
             None
         }
     };
-    Ok(names.par_iter().filter_map(read).collect())
+    names.par_iter().filter_map(read).collect()
 }

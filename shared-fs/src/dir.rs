@@ -5,18 +5,23 @@
 //! DIR/study.recorded.json         the study as at init, to notice other edits
 //! DIR/master.json                 the running master's lease
 //! DIR/finished.json               written once the budget is spent
-//! DIR/settings/<id>.json          every proposal, recorded before it is published
+//! DIR/settings/<s>/<id>.json      every proposal, recorded before it is published
 //! DIR/pending/<id>.json           the queue: settings waiting for a worker
 //! DIR/running/<id>@<worker>.json  a claimed setting (claimed by rename)
-//! DIR/results/<id>.json           one result per trial (published by link)
+//! DIR/results/<s>/<id>.json       one result per trial (published by link)
 //! DIR/heartbeats/<worker>.json    worker liveness
-//! DIR/logs/<id>.log               per-trial log: the seed's stat lines
+//! DIR/logs/<s>/<id>.log           per-trial log: the seed's stat lines
+//! DIR/weights/<s>/<id>.safetensors  final weights of finished cnn trials
 //! DIR/quarantine/                 corrupt files moved out of the way
 //! DIR/checkpoints/<id>/           per-epoch trainer state of unfinished trials
 //! DIR/progress/<id>.json          a running trial's intermediate values (pruners)
 //! DIR/decisions/<id>.json         the master's continue/stop verdict on a trial
 //! DIR/paused/<id>.json            a trial parked at a successive-halving rung
 //! ```
+//!
+//! `<s>/` is the trial's shard ([`shard_of`]: `t012345` → `t012/`) in a
+//! directory of format 2; a directory of format 1 has no shards
+//! (`results/<id>.json`). See [`crate::layout`].
 
 use std::fs;
 use std::io;
@@ -30,6 +35,7 @@ use serde::de::DeserializeOwned;
 
 use crate::atomic::{write_atomic, write_new, TMP_PREFIX};
 use crate::error::{Damage, FsError, Result};
+use crate::layout::{self, make_dir, shard_of, Layout};
 
 /// Where finished cnn trials keep their final weights (created on first
 /// use, so studies without them have no such directory).
@@ -81,6 +87,13 @@ impl Sub {
             Sub::Paused => "paused",
         }
     }
+
+    /// Whether the folder holds one file per trial ever run, and is
+    /// therefore sharded in a directory of the sharded layout (the others
+    /// hold the trials in flight, or one file per worker).
+    pub fn is_sharded(self) -> bool {
+        matches!(self, Sub::Settings | Sub::Results | Sub::Logs)
+    }
 }
 
 pub const STUDY_FILE: &str = "study.json";
@@ -112,15 +125,24 @@ pub struct TakenClaim {
 #[derive(Debug, Clone)]
 pub struct StudyDir {
     root: PathBuf,
+    layout: Layout,
 }
 
 impl StudyDir {
-    /// Create a new study directory holding `study`. Refuses to touch a
-    /// directory that already holds a study.
+    /// Create a new study directory holding `study`, with the sharded
+    /// layout (directory format 2). Refuses to touch a directory that
+    /// already holds a study.
     pub fn init(root: &Path, study: &Study) -> Result<StudyDir> {
+        Self::init_with_layout(root, study, Layout::Sharded)
+    }
+
+    /// [`StudyDir::init`] with the layout given: [`Layout::Flat`] makes a
+    /// directory as releases before format 2 did (for tests of them).
+    pub fn init_with_layout(root: &Path, study: &Study, layout: Layout) -> Result<StudyDir> {
         fs::create_dir_all(root).map_err(|e| FsError::io("create directory", root, e))?;
         let dir = StudyDir {
             root: root.to_path_buf(),
+            layout,
         };
         for sub in Sub::ALL {
             let p = dir.sub(sub);
@@ -133,22 +155,26 @@ impl StudyDir {
             });
         }
         // A crash before this line leaves an unrecorded study, which its
-        // first run records.
+        // first run records (as a directory of the flat layout: nothing
+        // else was written yet).
         dir.record_study(study)?;
         Ok(dir)
     }
 
     /// Open an existing study directory, creating any missing
-    /// sub-directories (older layouts, or a user who tidied up).
+    /// sub-directories (older layouts, or a user who tidied up). Its
+    /// layout is the one it records ([`layout::detect`]); a directory in
+    /// the middle of a migration is refused.
     pub fn open(root: &Path) -> Result<StudyDir> {
-        let dir = StudyDir {
-            root: root.to_path_buf(),
-        };
-        if !dir.root.join(STUDY_FILE).is_file() {
+        if !root.join(STUDY_FILE).is_file() {
             return Err(FsError::NotAStudy {
                 path: root.to_path_buf(),
             });
         }
+        let dir = StudyDir {
+            root: root.to_path_buf(),
+            layout: layout::detect(root)?,
+        };
         for sub in Sub::ALL {
             let p = dir.sub(sub);
             if !p.is_dir() {
@@ -158,8 +184,69 @@ impl StudyDir {
         Ok(dir)
     }
 
+    /// A handle on the study directory at `root` whatever its layout and
+    /// however far a migration got, for `hps-master migrate` alone: it
+    /// reaches the master lease and the heartbeats (flat in every layout),
+    /// never a per-trial file.
+    pub fn open_for_migration(root: &Path) -> Result<StudyDir> {
+        if !root.join(STUDY_FILE).is_file() {
+            return Err(FsError::NotAStudy {
+                path: root.to_path_buf(),
+            });
+        }
+        Ok(StudyDir {
+            root: root.to_path_buf(),
+            layout: Layout::Flat,
+        })
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// How this directory lays out its per-trial folders.
+    pub fn layout(&self) -> Layout {
+        self.layout
+    }
+
+    /// The folder that holds trial `id`'s file in `folder` (a path under
+    /// the root): its shard in the sharded layout, `folder` itself in the
+    /// flat one.
+    fn trial_folder(&self, folder: PathBuf, sharded: bool, id: &str) -> PathBuf {
+        match self.layout {
+            Layout::Sharded if sharded => folder.join(shard_of(id)),
+            _ => folder,
+        }
+    }
+
+    /// The shard of `sub` that holds trial `id`'s file, or `None` where the
+    /// folder is not sharded (another layout, or a flat `sub`).
+    pub fn shard_dir(&self, sub: Sub, id: &str) -> Option<PathBuf> {
+        (self.layout == Layout::Sharded && sub.is_sharded())
+            .then(|| self.sub(sub).join(shard_of(id)))
+    }
+
+    /// Create the shard of `sub` for trial `id` where missing (nothing for
+    /// a folder without shards). Writers call it before creating a file
+    /// there; the master also for the trials it publishes, so that it can
+    /// watch their results' shard before the first result arrives.
+    pub fn make_shard(&self, sub: Sub, id: &str) -> Result<Option<PathBuf>> {
+        match self.shard_dir(sub, id) {
+            Some(d) => {
+                make_dir(&d)?;
+                Ok(Some(d))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Create the parent of `path` where missing, in the sharded layout
+    /// (a flat folder exists from `open`).
+    fn ready(&self, path: &Path) -> Result<()> {
+        match (self.layout, path.parent()) {
+            (Layout::Sharded, Some(p)) if p != self.root => make_dir(p),
+            _ => Ok(()),
+        }
     }
 
     pub fn sub(&self, sub: Sub) -> PathBuf {
@@ -177,7 +264,8 @@ impl StudyDir {
     /// `sub/<name>.json`, without checking the name: for messages and for
     /// moving a badly named file out of the way.
     pub fn json_path(&self, sub: Sub, name: &str) -> PathBuf {
-        self.sub(sub).join(format!("{name}.json"))
+        self.trial_folder(self.sub(sub), sub.is_sharded(), name)
+            .join(format!("{name}.json"))
     }
 
     fn file(&self, sub: Sub, id: &str) -> Result<PathBuf> {
@@ -186,7 +274,7 @@ impl StudyDir {
             name: id.to_string(),
             reason: e.to_string(),
         })?;
-        Ok(self.sub(sub).join(format!("{id}.json")))
+        Ok(self.json_path(sub, id))
     }
 
     pub fn setting_path(&self, id: &str) -> Result<PathBuf> {
@@ -212,7 +300,8 @@ impl StudyDir {
         Ok(self.sub(Sub::Checkpoints).join(id))
     }
 
-    /// `weights/<id>.safetensors`: the final weights of a finished cnn
+    /// `weights/<shard>/<id>.safetensors` (`weights/<id>.safetensors` in
+    /// the flat layout): the final weights of a finished cnn
     /// trial (those its metrics are reported at), which other trials can
     /// start from (transfer learning). Kept for good.
     pub fn weights_path(&self, id: &str) -> Result<PathBuf> {
@@ -222,7 +311,9 @@ impl StudyDir {
             name: id.to_string(),
             reason: e.to_string(),
         })?;
-        Ok(dir.join(format!("{id}.safetensors")))
+        Ok(self
+            .trial_folder(dir, true, id)
+            .join(format!("{id}.safetensors")))
     }
 
     /// Write `bytes` as trial `id`'s final weights (see
@@ -232,6 +323,7 @@ impl StudyDir {
         let path = self.weights_path(id)?;
         let dir = self.root.join(WEIGHTS_DIR);
         fs::create_dir_all(&dir).map_err(|e| FsError::io("create directory", &dir, e))?;
+        self.ready(&path)?;
         write_atomic(&path, bytes)?;
         Ok(path)
     }
@@ -242,7 +334,16 @@ impl StudyDir {
             name: id.to_string(),
             reason: e.to_string(),
         })?;
-        Ok(self.sub(Sub::Logs).join(format!("{id}.log")))
+        Ok(self
+            .trial_folder(self.sub(Sub::Logs), true, id)
+            .join(format!("{id}.log")))
+    }
+
+    /// [`StudyDir::log_path`], its shard created where missing.
+    pub(crate) fn log_path_ready(&self, id: &str) -> Result<PathBuf> {
+        let path = self.log_path(id)?;
+        self.ready(&path)?;
+        Ok(path)
     }
 
     // ----- master side ---------------------------------------------------
@@ -254,7 +355,9 @@ impl StudyDir {
     /// so a master that crashes in between finds the proposal on restart
     /// and publishes exactly that setting instead of sampling a new one.
     pub fn record_setting(&self, s: &TrialSetting) -> Result<bool> {
-        write_new(&self.setting_path(&s.trial_id)?, &to_pretty_json(s))
+        let path = self.setting_path(&s.trial_id)?;
+        self.ready(&path)?;
+        write_new(&path, &to_pretty_json(s))
     }
 
     /// Rewrite an existing record, for fields the master changes after
@@ -313,8 +416,27 @@ impl StudyDir {
     // ----- scanning ------------------------------------------------------
 
     /// The names (without `.json`) of the files in `sub`, sorted.
-    /// Temp files and other dot-files are skipped.
+    /// Temp files and other dot-files are skipped. A sharded folder is
+    /// listed shard by shard; a file in a shard that is not its own (put
+    /// there by hand) is not listed, as hps would look for it elsewhere.
     pub fn list(&self, sub: Sub) -> Result<Vec<String>> {
+        if self.layout == Layout::Sharded && sub.is_sharded() {
+            let mut out = Vec::new();
+            for shard in self.shards(sub)? {
+                let names = list_json(&self.sub(sub).join(&shard))?;
+                out.extend(names.into_iter().filter(|id| shard_of(id) == shard));
+            }
+            out.sort();
+            return Ok(out);
+        }
+        list_json(&self.sub(sub))
+    }
+
+    /// The shards of a sharded folder, sorted (none in the flat layout).
+    pub fn shards(&self, sub: Sub) -> Result<Vec<String>> {
+        if self.layout != Layout::Sharded || !sub.is_sharded() {
+            return Ok(Vec::new());
+        }
         let dir = self.sub(sub);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
@@ -326,11 +448,8 @@ impl StudyDir {
             let entry = entry.map_err(|e| FsError::io("list", &dir, e))?;
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
-            if name.starts_with('.') {
-                continue;
-            }
-            if let Some(stem) = name.strip_suffix(".json") {
-                out.push(stem.to_string());
+            if layout::is_shard_name(name) && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                out.push(name.to_string());
             }
         }
         out.sort();
@@ -386,7 +505,9 @@ impl StudyDir {
     /// Publish a result. The first result for a trial wins; later ones are
     /// not written and `Ok(false)` is returned.
     pub fn submit_result(&self, r: &TrialResult) -> Result<bool> {
-        write_new(&self.result_path(&r.trial_id)?, &to_pretty_json(r))
+        let path = self.result_path(&r.trial_id)?;
+        self.ready(&path)?;
+        write_new(&path, &to_pretty_json(r))
     }
 
     pub fn read_result(&self, id: &str) -> Result<TrialResult> {
@@ -571,10 +692,16 @@ impl StudyDir {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
+        // `results`, or `results-t012` for a file in a shard.
         let parent = path
             .parent()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
+            .map(|p| match p.strip_prefix(&self.root) {
+                Ok(rel) if rel.components().count() == 2 => rel.to_string_lossy().replace('/', "-"),
+                _ => p
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+            })
             .unwrap_or_default();
         // Unique per process and call: a rename must never replace an
         // earlier quarantined file.
@@ -594,6 +721,19 @@ impl StudyDir {
         let mut removed = 0;
         let mut dirs: Vec<PathBuf> = Sub::ALL.iter().map(|s| self.sub(*s)).collect();
         dirs.push(self.root.clone());
+        // Every shard too: a writer crashes in the shard of its trial.
+        let weights = self.root.join(WEIGHTS_DIR);
+        if self.layout == Layout::Sharded {
+            for sub in Sub::ALL {
+                for shard in self.shards(sub).unwrap_or_default() {
+                    dirs.push(self.sub(sub).join(shard));
+                }
+            }
+            if let Ok(entries) = fs::read_dir(&weights) {
+                dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+            }
+        }
+        dirs.push(weights);
         for dir in dirs {
             let Ok(entries) = fs::read_dir(&dir) else {
                 continue;
@@ -617,6 +757,30 @@ impl StudyDir {
         }
         removed
     }
+}
+
+/// The names (without `.json`) of the files in `dir`, sorted; temp files
+/// and other dot-files are skipped.
+fn list_json(dir: &Path) -> Result<Vec<String>> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(FsError::io("list", dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| FsError::io("list", dir, e))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with('.') {
+            continue;
+        }
+        if let Some(stem) = name.strip_suffix(".json") {
+            out.push(stem.to_string());
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 /// Take `path` away from whoever else might take it: `rename` it to a

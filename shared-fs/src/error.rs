@@ -28,6 +28,20 @@ pub enum FsError {
     Schema(#[from] SchemaError),
     #[error("`{}` is not an hps study directory (no study.json); create one with `hps-master init {} --study FILE`", path.display(), path.display())]
     NotAStudy { path: PathBuf },
+    #[error(
+        "a migration of `{}` to the sharded layout (directory format 2) did not finish \
+         (the file `migrating` is there); run `hps-master migrate {}` again to finish it",
+        dir.display(), dir.display()
+    )]
+    MigrationUnfinished { dir: PathBuf },
+    #[error(
+        "`{}` holds sharded per-trial folders (settings/t000/, results/t000/) but its \
+         study.recorded.json says directory format 1 (flat): an older hps replaced the record, \
+         or a migration stopped before it wrote it. Run `hps-master migrate {}` with this hps \
+         to move every file into its shard and record format 2",
+        dir.display(), dir.display()
+    )]
+    MixedLayout { dir: PathBuf },
     #[error("`{}` already holds a study; use `hps-master run {}` to continue it, or choose another directory", path.display(), path.display())]
     AlreadyInitialized { path: PathBuf },
     #[error(

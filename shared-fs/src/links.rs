@@ -50,7 +50,7 @@ impl StudyDir {
     /// there is moved to `quarantine/` (one warning names it) and a new log
     /// is started, so no line is ever written outside the study.
     pub fn open_log(&self, id: &str) -> Result<File> {
-        let path = self.log_path(id)?;
+        let path = self.log_path_ready(id)?;
         for _ in 0..ATTEMPTS {
             if let Some(damage) = foreign(&path, Want::File)? {
                 self.move_aside(&path, &damage, "log")?;
@@ -222,8 +222,11 @@ mod tests {
     use std::io::Write;
     use std::os::unix::fs::symlink;
 
+    /// With the shard of the logs planted below in place.
     fn study_dir(root: &Path) -> StudyDir {
-        crate::testing::branin_study_dir(root, 5)
+        let dir = crate::testing::branin_study_dir(root, 5);
+        dir.make_shard(crate::Sub::Logs, "t000001").unwrap();
+        dir
     }
 
     fn quarantined(dir: &StudyDir) -> Vec<PathBuf> {

@@ -6,10 +6,10 @@
 
 use std::path::PathBuf;
 
-use hps_common::{to_pretty_json, Study};
+use hps_common::Study;
 
 use crate::atomic::write_atomic;
-use crate::dir::{read_optional, StudyDir};
+use crate::dir::StudyDir;
 use crate::error::{FsError, Result};
 
 pub const RECORDED_STUDY_FILE: &str = "study.recorded.json";
@@ -33,7 +33,10 @@ impl StudyDir {
 
     /// Record `study` as the one `study.json` is compared with from now on.
     pub fn record_study(&self, study: &Study) -> Result<()> {
-        write_atomic(&self.recorded_study_path(), &to_pretty_json(study))
+        write_atomic(
+            &self.recorded_study_path(),
+            &crate::layout::record_text(study, self.layout()),
+        )
     }
 
     /// Compare `study` (as read from `study.json`) with the recorded one.
@@ -43,7 +46,7 @@ impl StudyDir {
     /// too, unless `accept`.
     pub fn check_study(&self, study: &Study, accept: bool) -> Result<StudyRecord> {
         let path = self.recorded_study_path();
-        let recorded = match read_optional::<Study>(&path) {
+        let recorded = match crate::layout::read_record(&path) {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(StudyRecord::Unrecorded),
             Err(e) if accept => return Ok(StudyRecord::Accepted(vec![format!("({e})")])),

@@ -82,6 +82,9 @@ pub const MIN_RESCAN_GAP: Duration = Duration::from_millis(10);
 /// an idle process still scans only once per interval.
 pub const QUICK_POLL: Duration = Duration::from_millis(100);
 
+/// A native watcher and the directories it watches.
+type Watching = (Box<dyn Watcher + Send>, Vec<PathBuf>);
+
 /// Blocks a scan loop until something may have changed.
 pub struct Waker {
     rx: Receiver<()>,
@@ -93,8 +96,11 @@ pub struct Waker {
     /// When [`Waker::wait`] last returned.
     last_wake: Mutex<Option<Instant>>,
     // Kept alive for as long as the Waker; dropping it stops the events.
-    _watcher: Option<Box<dyn Watcher + Send>>,
+    // With the directories it watches, for [`Waker::watch`].
+    watcher: Mutex<Option<Watching>>,
     description: String,
+    /// How many directories [`Waker::new`] was given.
+    first: usize,
 }
 
 impl Waker {
@@ -124,12 +130,13 @@ impl Waker {
         };
         let next_gap_ns = watcher.is_none().then(|| AtomicU64::new(nanos(interval)));
         Waker {
+            first: dirs.len(),
             rx,
             tx,
             interval,
             next_gap_ns,
             last_wake: Mutex::new(None),
-            _watcher: watcher,
+            watcher: Mutex::new(watcher.map(|w| (w, dirs.to_vec()))),
             description,
         }
     }
@@ -144,6 +151,32 @@ impl Waker {
             gap.store(nanos(QUICK_POLL.min(self.interval)), Ordering::Relaxed);
         }
     }
+
+    /// Watch `dir` too (non-recursively), from now on: a shard of a
+    /// sharded folder, where the files the loop waits for are created. A
+    /// directory already watched is not watched twice, and at most
+    /// [`Waker::MAX_EXTRA`] are added (the oldest is dropped first). A
+    /// failure is left to the rescan, which finds the files anyway. No
+    /// effect when polling.
+    pub fn watch(&self, dir: &Path) {
+        let mut guard = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((w, dirs)) = guard.as_mut() else {
+            return;
+        };
+        if dirs.iter().any(|d| d == dir) {
+            return;
+        }
+        if w.watch(dir, RecursiveMode::NonRecursive).is_ok() {
+            dirs.push(dir.to_path_buf());
+        }
+        if dirs.len() > self.first + Self::MAX_EXTRA {
+            let old = dirs.remove(self.first);
+            let _ = w.unwatch(&old);
+        }
+    }
+
+    /// At most this many directories are added by [`Waker::watch`].
+    pub const MAX_EXTRA: usize = 16;
 
     /// How long the next wait may last at most.
     fn next_timeout(&self) -> Duration {
@@ -274,6 +307,37 @@ mod tests {
             t.elapsed() < Duration::from_secs(20),
             "the event should have woken the waiter"
         );
+    }
+
+    #[test]
+    fn a_directory_watched_later_wakes_too_and_old_extras_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let shard = dir.path().join("t000");
+        std::fs::create_dir(&shard).unwrap();
+        let w = Waker::new(
+            &[dir.path().to_path_buf()],
+            WatchMode::Native(Duration::from_secs(30)),
+        );
+        w.watch(&shard);
+        w.watch(&shard);
+        let p = shard.join("x");
+        let t = Instant::now();
+        let writer = std::thread::spawn(move || std::fs::write(p, b"x").unwrap());
+        w.wait();
+        writer.join().unwrap();
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "an event in the shard should have woken the waiter"
+        );
+        for i in 0..Waker::MAX_EXTRA + 3 {
+            let d = dir.path().join(format!("d{i}"));
+            std::fs::create_dir(&d).unwrap();
+            w.watch(&d);
+        }
+        let watched = w.watcher.lock().unwrap().as_ref().unwrap().1.clone();
+        assert_eq!(watched.len(), 1 + Waker::MAX_EXTRA, "{watched:?}");
+        assert_eq!(watched[0], dir.path(), "the first directories stay");
+        assert!(!watched.contains(&shard), "the oldest extra went first");
     }
 
     #[test]

@@ -171,6 +171,59 @@ pub fn find_in_path(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
+/// The file of trial `id` in the per-trial folder `folder` of `study`
+/// (`settings`, `results`, `logs` or `weights`), where the study's layout
+/// puts it: `results/t000/t000003.json` in a directory of format 2,
+/// `results/t000003.json` in one of format 1. The one helper the tests
+/// build per-trial paths with.
+pub fn trial_file(study: &Path, folder: &str, id: &str) -> PathBuf {
+    let ext = match folder {
+        "logs" => "log",
+        "weights" => "safetensors",
+        _ => "json",
+    };
+    let base = study.join(folder);
+    let base = match hps_shared_fs::layout::detect(study) {
+        Ok(hps_shared_fs::Layout::Sharded) => base.join(hps_shared_fs::shard_of(id)),
+        _ => base,
+    };
+    base.join(format!("{id}.{ext}"))
+}
+
+/// The ids of the trials with a file in the per-trial folder `folder` of
+/// `study` (see [`trial_file`]), sorted, in either layout: the files of
+/// the folder and of its shards. Temp files and other dot-files are
+/// skipped.
+pub fn trial_ids(study: &Path, folder: &str) -> Vec<String> {
+    let ext = match folder {
+        "logs" => ".log",
+        "weights" => ".safetensors",
+        _ => ".json",
+    };
+    let mut v = Vec::new();
+    let mut dirs = vec![study.join(folder)];
+    while let Some(dir) = dirs.pop() {
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                if dir == study.join(folder) {
+                    dirs.push(e.path());
+                }
+            } else if let Some(id) = name.strip_suffix(ext) {
+                v.push(id.to_string());
+            }
+        }
+    }
+    v.sort();
+    v
+}
+
 /// Names (without `.json`) of the files in `dir`, sorted, dot-files skipped.
 pub fn json_stems(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -190,10 +243,9 @@ pub fn json_stems(dir: &Path) -> Vec<String> {
 /// workers write to `logs/<id>.log` at every claim.
 pub fn runs_per_trial(study: &Path) -> std::collections::BTreeMap<String, usize> {
     let mut out = std::collections::BTreeMap::new();
-    for e in std::fs::read_dir(study.join("logs")).unwrap().flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if let Some(id) = name.strip_suffix(".log") {
-            let text = std::fs::read_to_string(e.path()).unwrap();
+    for id in trial_ids(study, "logs") {
+        {
+            let text = std::fs::read_to_string(trial_file(study, "logs", &id)).unwrap();
             out.insert(
                 id.to_string(),
                 text.lines().filter(|l| l.starts_with("# trial ")).count(),
@@ -269,8 +321,7 @@ pub struct TrialLog {
 
 /// Parse `logs/<id>.log` of `study` (a missing log gives the default).
 pub fn trial_log(study: &Path, id: &str) -> TrialLog {
-    let text =
-        std::fs::read_to_string(study.join("logs").join(format!("{id}.log"))).unwrap_or_default();
+    let text = std::fs::read_to_string(trial_file(study, "logs", id)).unwrap_or_default();
     let mut out = TrialLog::default();
     let mut current: Option<(u32, String)> = None;
     for line in text.lines() {
@@ -404,14 +455,14 @@ pub fn idx_data(dir: &Path, train: usize, test: usize, seed: u64) -> PathBuf {
 
 /// Read and parse `results/<id>.json`; panics with the parse error.
 pub fn read_result(study: &Path, id: &str) -> hps_common::TrialResult {
-    let p = study.join("results").join(format!("{id}.json"));
+    let p = trial_file(study, "results", id);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     hps_common::parse_versioned(&p, &text).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Every result of `study`, by trial id.
 pub fn read_results(study: &Path) -> Vec<hps_common::TrialResult> {
-    json_stems(&study.join("results"))
+    trial_ids(study, "results")
         .iter()
         .map(|id| read_result(study, id))
         .collect()

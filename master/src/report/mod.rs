@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use hps_common::files::unix_now;
 use hps_common::{
-    Heartbeat, Metric, Mode, SamplerSpec, Study, TrialResult, TrialSetting, TrialStatus,
+    Heartbeat, Metric, Mode, ResultDigest, SamplerSpec, Study, TrialResult, TrialSetting,
+    TrialStatus,
 };
 use hps_shared_fs::{FsError, StudyDir, Sub};
 use serde_json::Value;
@@ -28,6 +29,7 @@ pub use export::export;
 
 use crate::error::MasterError;
 use crate::liveness::{Clock, SystemClock};
+use crate::run::cache::ResultsCache;
 use crate::scan::Scan;
 use table::Table;
 
@@ -57,7 +59,7 @@ pub fn status_watching(
     sleep: &mut dyn FnMut(Duration),
 ) -> Result<()> {
     let study = load_study(dir)?;
-    let results = load_results(dir)?;
+    let results = load_outcomes(dir)?;
     write_study(dir, &study, &results, out)?;
     let beats = load_heartbeats(dir)?;
     let lease = master::read(dir);
@@ -77,7 +79,7 @@ pub fn status_watching(
 fn write_study(
     dir: &StudyDir,
     study: &Study,
-    results: &[TrialResult],
+    results: &[Outcome],
     out: &mut dyn Write,
 ) -> Result<()> {
     let proposed = list(dir, Sub::Settings)?.len();
@@ -130,7 +132,7 @@ fn write_study(
     write_best_line(study, results, out)
 }
 
-fn write_best_line(study: &Study, results: &[TrialResult], out: &mut dyn Write) -> Result<()> {
+fn write_best_line(study: &Study, results: &[Outcome], out: &mut dyn Write) -> Result<()> {
     match ranked(study, results).first() {
         Some(best) => {
             let params: Vec<String> = best
@@ -222,11 +224,24 @@ fn write_workers(
 }
 
 /// `hps-master best DIR -n N`: the `n` best complete trials.
+///
+/// Ranked through the results cache ([`load_outcomes`]); only the result
+/// files of the trials shown are read.
 pub fn best(dir: &StudyDir, n: usize, out: &mut dyn Write) -> Result<()> {
     let study = load_study(dir)?;
-    let results = load_results(dir)?;
-    let ranked = ranked(&study, &results);
-    if ranked.is_empty() {
+    let outcomes = load_outcomes(dir)?;
+    // The best `n` that can be read, in rank order (an unreadable file is
+    // skipped with a warning, and the next trial takes its place).
+    let mut shown: Vec<TrialResult> = Vec::new();
+    for chunk in ranked(&study, &outcomes).chunks(n.max(1)) {
+        if shown.len() >= n {
+            break;
+        }
+        let ids: Vec<String> = chunk.iter().map(|o| o.trial_id.clone()).collect();
+        let read = hps_report::load::load_some(dir, Sub::Results, &ids, |id| dir.read_result(id));
+        shown.extend(read.into_iter().take(n - shown.len()));
+    }
+    if shown.is_empty() {
         writeln!(
             out,
             "no results yet: no complete trial with a `{}` objective in `{}`",
@@ -241,9 +256,9 @@ pub fn best(dir: &StudyDir, n: usize, out: &mut dyn Write) -> Result<()> {
         (&study.objective.metric, true),
     ];
     // The held-out error next to the objective, when the trainer reports
-    // it and it is not the objective itself.
+    // it (for a trial shown) and it is not the objective itself.
     let test_col = (study.objective.metric != Metric::TestError.as_str()
-        && ranked
+        && shown
             .iter()
             .any(|r| r.metrics.contains_key(Metric::TestError.as_str())))
     .then_some(Metric::TestError.as_str());
@@ -258,7 +273,7 @@ pub fn best(dir: &StudyDir, n: usize, out: &mut dyn Write) -> Result<()> {
         ("worker", false),
     ]);
     let mut t = Table::new(&cols);
-    for (i, r) in ranked.iter().take(n).enumerate() {
+    for (i, r) in shown.iter().enumerate() {
         let mut row = vec![
             (i + 1).to_string(),
             r.trial_id.clone(),
@@ -318,8 +333,89 @@ pub(super) fn load_results(dir: &StudyDir) -> Result<Vec<TrialResult>> {
     load_all(dir, Sub::Results, |id| dir.read_result(id))
 }
 
+/// What `status` needs of one result.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Outcome {
+    trial_id: String,
+    status: TrialStatus,
+    objective: Option<f64>,
+    params: hps_common::Params,
+}
+
+impl From<ResultDigest> for Outcome {
+    fn from(d: ResultDigest) -> Self {
+        Outcome {
+            trial_id: d.trial_id,
+            status: d.status,
+            objective: d.objective,
+            params: d.params,
+        }
+    }
+}
+
+impl From<TrialResult> for Outcome {
+    fn from(r: TrialResult) -> Self {
+        Outcome {
+            trial_id: r.trial_id,
+            status: r.status,
+            objective: r.objective,
+            params: r.params,
+        }
+    }
+}
+
+/// The outcome of every result in `results/`, read through the results
+/// cache (`cache/results.jsonl`, the master's digest of each result it
+/// accepted): a cached digest stands for a result that is listed, and only
+/// the listed results the cache lacks are read. The listing is the truth,
+/// the cache only saves reading files: a digest of a result no longer
+/// there counts for nothing, and without the cache every result is read.
+/// (A result is written once and never changed, only moved to
+/// quarantine/; a trial re-run after that shows its earlier digest until
+/// the master accepts the new result and appends its line.)
+pub(super) fn load_outcomes(dir: &StudyDir) -> Result<Vec<Outcome>> {
+    let listed = dir.list(Sub::Results)?;
+    let mut cached = ResultsCache::new(dir).load();
+    let mut out = Vec::with_capacity(listed.len());
+    let mut unread = Vec::new();
+    for id in listed {
+        match cached.remove(&id) {
+            Some(d) => out.push(Outcome::from(d)),
+            None => unread.push(id),
+        }
+    }
+    let read = hps_report::load::load_some(dir, Sub::Results, &unread, |id| dir.read_result(id));
+    out.extend(read.into_iter().map(Outcome::from));
+    Ok(out)
+}
+
 pub(super) fn load_settings(dir: &StudyDir) -> Result<Vec<TrialSetting>> {
     load_all(dir, Sub::Settings, |id| dir.read_setting(id))
+}
+
+/// The workers that may be running on `dir`: those whose heartbeat
+/// changed while watched as `status` watches them (`live`), or stood still
+/// for less than their beat allows (`quiet`). Stopped and stale ones are
+/// not counted.
+pub(crate) fn running_workers(dir: &StudyDir) -> Result<Vec<String>> {
+    let beats = load_heartbeats(dir)?;
+    let Some(window) = beats::window(&beats, beats::MAX_WINDOW) else {
+        return Ok(Vec::new());
+    };
+    let mut reread = || load_heartbeats(dir).unwrap_or_default();
+    let verdicts = beats::watch(
+        &beats,
+        window,
+        &SystemClock,
+        &mut std::thread::sleep,
+        &mut reread,
+    );
+    Ok(beats
+        .iter()
+        .zip(verdicts)
+        .filter(|(_, v)| matches!(v, BeatVerdict::Live | BeatVerdict::Quiet))
+        .map(|(hb, v)| format!("{} {}", hb.worker, v.as_str()))
+        .collect())
 }
 
 fn load_heartbeats(dir: &StudyDir) -> Result<Vec<Heartbeat>> {
@@ -331,8 +427,8 @@ fn load_heartbeats(dir: &StudyDir) -> Result<Vec<Heartbeat>> {
 // ----- ranking and formatting ---------------------------------------------
 
 /// Complete trials with an objective, best first; ties broken by trial id.
-fn ranked<'a>(study: &Study, results: &'a [TrialResult]) -> Vec<&'a TrialResult> {
-    let mut v: Vec<&TrialResult> = results
+fn ranked<'a>(study: &Study, results: &'a [Outcome]) -> Vec<&'a Outcome> {
+    let mut v: Vec<&Outcome> = results
         .iter()
         .filter(|r| r.status == TrialStatus::Complete && r.objective.is_some_and(f64::is_finite))
         .collect();
@@ -514,7 +610,7 @@ mod tests {
             }
         }
         std::fs::write(
-            dir.sub(Sub::Results).join("t000009.json"),
+            dir.result_path("t000009").unwrap(),
             b"{\"format_version\": 1, \"trial",
         )
         .unwrap();
@@ -629,6 +725,49 @@ mod tests {
     }
 
     /// Under Slurm, the workers table says which job holds which trial.
+    #[test]
+    fn status_reads_listed_results_through_the_cache_and_the_rest_from_files() {
+        let (_tmp, dir) = populated("minimize", [3.0, 1.0, 2.0]);
+        let from_files = load_outcomes(&dir).unwrap();
+        assert_eq!(from_files.len(), 4, "{from_files:?}");
+        // A digest for a listed result stands for it (the file is not
+        // read: its objective here differs on purpose); one for a result
+        // not listed counts for nothing.
+        let digest = |id: &str, objective| ResultDigest {
+            v: ResultDigest::VERSION,
+            trial_id: id.into(),
+            index: 0,
+            config: 0,
+            status: TrialStatus::Complete,
+            objective: Some(objective),
+            params: Default::default(),
+            wall_time_s: 0.0,
+            points: vec![],
+        };
+        let mut cache = ResultsCache::new(&dir);
+        cache.append(&digest("t000001", 0.25));
+        cache.append(&digest("t000008", 0.0));
+        drop(cache);
+        let mut got = load_outcomes(&dir).unwrap();
+        got.sort_by(|a, b| a.trial_id.cmp(&b.trial_id));
+        let mut want = from_files.clone();
+        want.sort_by(|a, b| a.trial_id.cmp(&b.trial_id));
+        want[1] = Outcome::from(digest("t000001", 0.25));
+        assert_eq!(got, want);
+        let mut text = Vec::new();
+        write_best_line(&dir.read_study().unwrap(), &got, &mut text).unwrap();
+        assert!(String::from_utf8(text)
+            .unwrap()
+            .starts_with("best       t000001  value 0.25"));
+        // Without the cache, the files again.
+        std::fs::remove_dir_all(dir.root().join("cache")).unwrap();
+        let mut again = load_outcomes(&dir).unwrap();
+        again.sort_by(|a, b| a.trial_id.cmp(&b.trial_id));
+        let mut files = from_files;
+        files.sort_by(|a, b| a.trial_id.cmp(&b.trial_id));
+        assert_eq!(again, files);
+    }
+
     #[test]
     fn status_shows_the_slurm_job_of_each_worker() {
         let (_tmp, dir) = populated("minimize", [3.0, 1.0, 2.0]);

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use crate::error::MasterError;
 
-pub(super) struct Lease {
+pub(crate) struct Lease {
     check: LeaseCheck,
     beat: Option<Periodic>,
 }
@@ -60,7 +60,7 @@ enum Stale {
 }
 
 impl Lease {
-    pub(super) fn acquire(
+    pub(crate) fn acquire(
         dir: &StudyDir,
         interval: Duration,
         shutdown: &AtomicBool,
@@ -96,7 +96,7 @@ impl Lease {
 
     /// An error once another master has taken the lease over (re-reads
     /// `master.json`).
-    pub(super) fn check(&self) -> Result<(), MasterError> {
+    pub(crate) fn check(&self) -> Result<(), MasterError> {
         self.check.verify()
     }
 
@@ -106,7 +106,7 @@ impl Lease {
     }
 
     /// Stop renewing, and remove `master.json` unless it is someone else's.
-    pub(super) fn release(mut self) {
+    pub(crate) fn release(mut self) {
         if let Some(beat) = self.beat.take() {
             beat.stop();
         }

@@ -5,9 +5,9 @@
 //! `running/` and `results/`, so running it again after a crash continues
 //! the search where it stopped.
 
-mod cache;
+pub(crate) mod cache;
 mod failfast;
-mod lease;
+pub(crate) mod lease;
 mod progress;
 mod prune;
 mod recover;
@@ -145,10 +145,12 @@ pub fn run(cfg: &RunConfig, shutdown: Arc<AtomicBool>) -> Result<RunSummary, Mas
         clock,
         Some(lease.checker()),
     )?;
+    let mut watched = BTreeSet::new();
     let summary = (|| loop {
         lease.check()?;
         let before = m.summary(false);
         m.step()?;
+        m.watch_result_shards(&waker, &mut watched);
         if let Some(p) = &m.cfg.progress {
             p.update(&m.snapshot());
         }
@@ -577,6 +579,28 @@ impl Master {
         self.tally
             .add(&d.trial_id, d.status, d.objective, d.wall_time_s, direction);
         self.results.insert(d.trial_id, d.status);
+    }
+
+    /// In the sharded layout, results are created in the shard of their
+    /// trial, which a watch on `results/` does not see: watch the shards
+    /// of the trials in flight (created first, so that the watch can be
+    /// set before the first result). `watched` holds those already done.
+    fn watch_result_shards(&self, waker: &Waker, watched: &mut BTreeSet<PathBuf>) {
+        for id in self.settings.keys() {
+            let Some(shard) = self.dir.shard_dir(Sub::Results, id) else {
+                return; // the flat layout
+            };
+            if watched.contains(&shard) {
+                continue;
+            }
+            match self.dir.make_shard(Sub::Results, id) {
+                Ok(_) => {
+                    waker.watch(&shard);
+                    watched.insert(shard);
+                }
+                Err(e) => self.warn_once(e.to_string()),
+            }
+        }
     }
 
     fn live_workers(&self) -> usize {

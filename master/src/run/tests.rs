@@ -281,7 +281,7 @@ fn a_master_resumed_from_the_results_cache_knows_what_one_reading_every_file_kno
         "rebuilt"
     );
 
-    std::fs::remove_file(dir.root().join("results/t000001.json")).unwrap();
+    std::fs::remove_file(dir.result_path("t000001").unwrap()).unwrap();
     let m = open();
     assert_eq!(
         m.results.len(),

@@ -21,6 +21,7 @@ use hps_common::{TrialResult, TrialStatus};
 use hps_tests::{
     dir_names, json_stems, spawn_master, spawn_worker, tail_lines, temp_study, trial_log, Proc,
 };
+use hps_tests::{trial_file, trial_ids};
 
 /// SplitMix64: small, seedable, and the same on every platform and version.
 struct Rng(u64);
@@ -105,7 +106,10 @@ impl Chaos {
     fn report(&self) -> String {
         let mut s = format!("study directory: {}\n", self.study.display());
         for sub in ["pending", "running", "results"] {
-            let names = dir_names(&self.study.join(sub));
+            let names = match sub {
+                "results" => trial_ids(&self.study, sub),
+                _ => dir_names(&self.study.join(sub)),
+            };
             let shown: Vec<&String> = names.iter().take(40).collect();
             s += &format!("{sub}/ ({} entries): {shown:?}\n", names.len());
         }
@@ -190,8 +194,8 @@ fn evidence(logs: &[PathBuf], trials: &[(String, Vec<String>)]) -> String {
 }
 
 fn check(study: &Path, planned: u64) -> Verdict {
-    let settings = json_stems(&study.join("settings"));
-    let results: BTreeSet<String> = json_stems(&study.join("results")).into_iter().collect();
+    let settings = trial_ids(study, "settings");
+    let results: BTreeSet<String> = trial_ids(study, "results").into_iter().collect();
     let mut v = Verdict {
         trials: settings.len(),
         ..Default::default()
@@ -214,7 +218,7 @@ fn check(study: &Path, planned: u64) -> Verdict {
             v.lost.push(id.clone());
             continue;
         }
-        let p = study.join("results").join(format!("{id}.json"));
+        let p = trial_file(study, "results", id);
         let r: TrialResult = match std::fs::read_to_string(&p)
             .map_err(|e| e.to_string())
             .and_then(|t| hps_common::parse_versioned(&p, &t).map_err(|e| e.to_string()))

@@ -12,6 +12,7 @@ use hps_tests::{
     arg, bin, cnn_args, copy_dir, dir_names, hps_master, idx_data, json_stems, read_result,
     run_cmd, run_one_worker, run_study, stdout_ok,
 };
+use hps_tests::{trial_file, trial_ids};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/c53896b")
@@ -137,13 +138,13 @@ fn a_paused_c53896b_cnn_study_resumes_from_its_checkpoints() {
     );
     assert!(dir_names(&study.join("quarantine")).is_empty());
     let done = fixtures().join("sh-cnn-done");
-    let ids = json_stems(&done.join("results"));
-    assert_eq!(json_stems(&study.join("results")), ids);
+    let ids = trial_ids(&done, "results");
+    assert_eq!(trial_ids(&study, "results"), ids);
     for id in &ids {
         let (now, then) = (read_result(&study, id), read_result(&done, id));
         assert_eq!(same_training(&now), same_training(&then), "{id}");
     }
-    let log = std::fs::read_to_string(study.join("logs/t000000.log")).unwrap();
+    let log = std::fs::read_to_string(trial_file(&study, "logs", "t000000")).unwrap();
     assert!(log.contains("# resuming from the checkpoint"), "{log}");
     let export = stdout_ok(hps_master(&["export", arg(&study), "--format", "jsonl"]));
     assert_eq!(
@@ -180,4 +181,106 @@ fn same_training(r: &TrialResult) -> String {
         })
         .collect();
     format!("{}\n{bits:?}", serde_json::to_string(&r).unwrap())
+}
+
+/// `hps-master migrate` converts a c53896b directory (flat per-trial
+/// folders, directory format 1) to the sharded layout (format 2):
+/// `status`, `best` and `export` print what they printed before, every old
+/// result is kept byte for byte in its shard, a second migrate finds
+/// nothing to do, and the interrupted study then finishes as it would
+/// have. A migration that did not finish (its `migrating` file left
+/// behind) makes every other command refuse, naming `migrate`.
+#[test]
+fn a_migrated_c53896b_study_reads_the_same_and_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let name = "function";
+    let study = copy_study(tmp.path(), name);
+    let old = fixtures().join(name).join("results");
+    let run = |args: &[&str]| master_in(tmp.path(), args);
+
+    // An interrupted migration: refused until migrate is run again.
+    std::fs::write(study.join("migrating"), "").unwrap();
+    let out = run(&["status", name]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("did not finish") && err.contains("hps-master migrate"),
+        "{err}"
+    );
+    let said = stdout_ok(run(&["migrate", name]));
+    assert!(said.contains("now has the sharded layout"), "{said}");
+    assert!(!study.join("migrating").exists());
+    let record = std::fs::read_to_string(study.join("study.recorded.json")).unwrap();
+    assert!(record.contains("\"format_version\": 2"), "{record}");
+    for id in json_stems(&old) {
+        assert_eq!(
+            trial_file(&study, "results", &id),
+            study.join("results/t000").join(format!("{id}.json"))
+        );
+        assert_eq!(
+            std::fs::read(trial_file(&study, "results", &id)).unwrap(),
+            std::fs::read(old.join(format!("{id}.json"))).unwrap(),
+            "{id}: a result was rewritten"
+        );
+        assert!(trial_file(&study, "logs", &id).is_file(), "{id}: its log");
+    }
+    // Nothing flat is left in the per-trial folders.
+    for sub in ["settings", "results", "logs"] {
+        assert_eq!(dir_names(&study.join(sub)), ["t000"], "{sub}/");
+    }
+
+    let status = stdout_ok(run(&["status", name]));
+    assert_eq!(
+        status_without_workers(&status),
+        expected(&format!("{name}.status")),
+        "status\n{status}"
+    );
+    let best = run(&["best", name, "-n", "5"]);
+    assert_eq!(
+        String::from_utf8_lossy(&best.stdout).into_owned() + &String::from_utf8_lossy(&best.stderr),
+        expected(&format!("{name}.best")),
+    );
+    for format in ["csv", "jsonl"] {
+        assert_eq!(
+            stdout_ok(run(&["export", name, "--format", format])),
+            expected(&format!("{name}.{format}")),
+            "export --format {format}"
+        );
+    }
+    let again = stdout_ok(run(&["migrate", name]));
+    assert!(again.contains("already has the sharded layout"), "{again}");
+
+    run_one_worker(&study, tmp.path(), Duration::from_secs(120));
+    assert!(dir_names(&study.join("quarantine")).is_empty());
+    assert_eq!(dir_names(&study.join("results")), ["t000"]);
+    // status and best read the results cache the master wrote (a line per
+    // result it accepted, those found at start included) and only the
+    // results it lacks from their files: a partial cache, or none, changes
+    // nothing they print.
+    let cache = study.join("cache/results.jsonl");
+    let text = std::fs::read_to_string(&cache).unwrap();
+    assert_eq!(text.lines().count(), 10, "{text}");
+    let printed = || {
+        let status = stdout_ok(run(&["status", name]));
+        (
+            status_without_workers(&status),
+            stdout_ok(run(&["best", name, "-n", "3"])),
+        )
+    };
+    let with_cache = printed();
+    let half: String = text.lines().take(5).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&cache, half).unwrap();
+    assert_eq!(printed(), with_cache, "half the results from the cache");
+    std::fs::remove_file(&cache).unwrap();
+    assert_eq!(printed(), with_cache, "every result from its file");
+    assert!(
+        with_cache.0.contains("done 10 (complete 10)"),
+        "{}",
+        with_cache.0
+    );
+    let export = stdout_ok(hps_master(&["export", arg(&study), "--format", "jsonl"]));
+    assert_eq!(
+        comparable_export(&export),
+        comparable_export(&expected("function-finished.jsonl"))
+    );
 }

@@ -11,6 +11,7 @@ use hps_tests::{
     runs_per_trial, spawn_master, spawn_worker, stdout_ok, temp_study, wait_until, worker_ids,
     Cluster,
 };
+use hps_tests::{trial_file, trial_ids};
 
 /// Scenario 6: one master, two workers, a sync study of cnn trials on small
 /// generated IDX data.
@@ -43,8 +44,8 @@ fn cnn_sync_study_with_two_workers() {
         Duration::from_secs(600),
     );
 
-    let settings = json_stems(&study.join("settings"));
-    let results = json_stems(&study.join("results"));
+    let settings = trial_ids(&study, "settings");
+    let results = trial_ids(&study, "results");
     assert_eq!(settings.len(), 6);
     assert_eq!(settings, results, "every trial id has exactly one result");
     assert!(json_stems(&study.join("pending")).is_empty());
@@ -120,8 +121,8 @@ fn stress_1000_trials_8_workers_async() {
         &workers,
         Duration::from_secs(600),
     );
-    let settings = json_stems(&study.join("settings"));
-    let results = json_stems(&study.join("results"));
+    let settings = trial_ids(&study, "settings");
+    let results = trial_ids(&study, "results");
     assert_eq!(settings.len(), 1000);
     assert_eq!(settings, results, "every trial has a result, none lost");
     let runs = runs_per_trial(&study);
@@ -160,11 +161,11 @@ fn rerunning_the_master_resumes_without_repeats() {
     // First master: interrupt it (SIGTERM) after the first batch is out.
     let mut master = spawn_master(&study, &tmp.path().join("m1.log"), &["--rescan", "0.2"]);
     wait_until(Duration::from_secs(30), "first batch", || {
-        json_stems(&study.join("settings")).len() >= 4
+        trial_ids(&study, "settings").len() >= 4
     });
     master.signal(libc::SIGTERM);
     master.wait_ok(Duration::from_secs(30));
-    let first: Vec<String> = json_stems(&study.join("settings"));
+    let first: Vec<String> = trial_ids(&study, "settings");
     assert_eq!(
         first.len(),
         4,
@@ -172,9 +173,7 @@ fn rerunning_the_master_resumes_without_repeats() {
     );
     let before: Vec<String> = first
         .iter()
-        .map(|id| {
-            std::fs::read_to_string(study.join("settings").join(format!("{id}.json"))).unwrap()
-        })
+        .map(|id| std::fs::read_to_string(trial_file(&study, "settings", id)).unwrap())
         .collect();
 
     // Second master plus a worker finish the study.
@@ -192,12 +191,11 @@ fn rerunning_the_master_resumes_without_repeats() {
         )],
     }
     .finish(Duration::from_secs(120));
-    let all = json_stems(&study.join("settings"));
+    let all = trial_ids(&study, "settings");
     assert_eq!(all.len(), 20, "the full 5x4 grid");
-    assert_eq!(json_stems(&study.join("results")), all);
+    assert_eq!(trial_ids(&study, "results"), all);
     for (id, text) in first.iter().zip(before) {
-        let now =
-            std::fs::read_to_string(study.join("settings").join(format!("{id}.json"))).unwrap();
+        let now = std::fs::read_to_string(trial_file(&study, "settings", id)).unwrap();
         assert_eq!(now, text, "{id}: a recorded proposal was changed on resume");
     }
     let points: BTreeSet<String> = all
@@ -272,7 +270,7 @@ fn one_worker_process_with_three_slots() {
         &[("gpu0", &["--slots", "3"])],
         Duration::from_secs(120),
     );
-    let results = json_stems(&s.join("results"));
+    let results = trial_ids(&s, "results");
     assert_eq!(results.len(), 9);
     let slots: BTreeSet<String> = results
         .iter()

@@ -10,6 +10,7 @@ use hps_tests::{
     read_result, read_results, runs_per_trial, spawn_master, spawn_worker, stderr_err, stdout_ok,
     temp_study, wait_until, Proc,
 };
+use hps_tests::{trial_file, trial_ids};
 
 const BRANIN: &str = r#"{"format_version":1,"name":"faults",
   "space":{"x0":{"type":"float","low":-5,"high":10},"x1":{"type":"float","low":0,"high":15}},
@@ -74,7 +75,7 @@ fn corrupt_files_are_quarantined_and_nothing_is_lost() {
     let evil = text.replace("\"t000000\"", "\"../../evil\"");
     std::fs::write(study.join("pending/t000077.json"), evil).unwrap();
     // ... a result from a future hps for trial t000001 ...
-    let r1 = study.join("results/t000001.json");
+    let r1 = trial_file(&study, "results", "t000001");
     std::fs::write(&r1, r#"{"format_version": 99, "trial_id": "t000001"}"#).unwrap();
     // ... and a corrupt heartbeat.
     std::fs::write(study.join("heartbeats/ghost.json"), "{not json").unwrap();
@@ -92,7 +93,7 @@ fn corrupt_files_are_quarantined_and_nothing_is_lost() {
     );
     assert!(wlog.contains("quarantine"), "{wlog}");
     assert!(
-        mlog.contains("results/t000001.json") && mlog.contains("format_version"),
+        mlog.contains("results/t000/t000001.json") && mlog.contains("format_version"),
         "master names the bad result:\n{mlog}"
     );
     assert!(
@@ -101,13 +102,9 @@ fn corrupt_files_are_quarantined_and_nothing_is_lost() {
     );
     assert!(!tmp.path().join("evil.json").exists() && !tmp.path().join("evil").exists());
 
-    let settings = json_stems(&study.join("settings"));
+    let settings = trial_ids(&study, "settings");
     assert_eq!(settings.len(), 6);
-    assert_eq!(
-        json_stems(&study.join("results")),
-        settings,
-        "no trial lost"
-    );
+    assert_eq!(trial_ids(&study, "results"), settings, "no trial lost");
     for r in read_results(&study) {
         assert_eq!(r.status, TrialStatus::Complete);
     }
@@ -136,7 +133,7 @@ fn out_of_domain_hyperparameters_are_invalid_trials() {
     m.wait_ok(Duration::from_secs(120));
     w.wait_ok(Duration::from_secs(30));
     let mut statuses = Vec::new();
-    for id in json_stems(&study.join("results")) {
+    for id in trial_ids(&study, "results") {
         let r = read_result(&study, &id);
         let lr = r.params["lr"].as_f64().unwrap();
         let bs = r.params["batch_size"].as_i64().unwrap();
@@ -199,7 +196,7 @@ fn a_second_master_refuses_a_live_lease_and_takes_over_a_stale_one() {
         "{}",
         m3.log_text()
     );
-    assert_eq!(json_stems(&study.join("results")).len(), 4);
+    assert_eq!(trial_ids(&study, "results").len(), 4);
 }
 
 /// SIGTERM (Slurm/Kubernetes preemption): the worker hands its trial back
@@ -347,7 +344,7 @@ fn killed_cnn_trial_resumes_from_checkpoint_with_identical_metrics() {
     let b = mk("b");
     let mut m = master(&b, tmp.path(), "mb", &[]);
     let mut w = cnn_worker(&b, "w0", "wb1");
-    let trial_log = b.join("logs/t000000.log");
+    let trial_log = trial_file(&b, "logs", "t000000");
     wait_for_epoch(&trial_log, 2);
     w.signal(libc::SIGKILL);
     w.wait(Duration::from_secs(10));
@@ -379,7 +376,7 @@ fn killed_cnn_trial_resumes_from_checkpoint_with_identical_metrics() {
     let c = mk("c");
     let mut m = master(&c, tmp.path(), "mc", &[]);
     let mut w = cnn_worker(&c, "w0", "wc1");
-    let trial_log = c.join("logs/t000000.log");
+    let trial_log = trial_file(&c, "logs", "t000000");
     wait_for_epoch(&trial_log, 1);
     std::thread::sleep(Duration::from_millis(300)); // into epoch 2
     let t = std::time::Instant::now();
@@ -390,7 +387,7 @@ fn killed_cnn_trial_resumes_from_checkpoint_with_identical_metrics() {
         "took {:?}",
         t.elapsed()
     );
-    let finished_first = c.join("results/t000000.json").exists();
+    let finished_first = trial_file(&c, "results", "t000000").exists();
     if !finished_first {
         assert_eq!(
             json_stems(&c.join("pending")),

@@ -17,6 +17,7 @@ use hps_tests::{
     find_in_path, init_study, json_stems, read_results, runs_per_trial, spawn_master, spawn_worker,
     Cluster,
 };
+use hps_tests::{trial_file, trial_ids};
 
 /// Unmounts on drop, so a failing test never leaves a mount behind.
 struct Mount {
@@ -162,8 +163,8 @@ fn workers_on_a_fuse_view_complete_every_trial() {
     );
 
     // Everything checked through the backing directory, which is the truth.
-    let settings = json_stems(&study.join("settings"));
-    let results = json_stems(&study.join("results"));
+    let settings = trial_ids(&study, "settings");
+    let results = trial_ids(&study, "results");
     assert_eq!(settings.len(), 20, "the whole budget was proposed");
     assert_eq!(settings, results, "every trial has exactly one result");
     assert!(json_stems(&study.join("pending")).is_empty());
@@ -190,7 +191,7 @@ fn workers_on_a_fuse_view_complete_every_trial() {
     // batch's results were in, so the workers saw new pending files appear
     // through the FUSE view five times.
     for id in &results {
-        let p = study.join("settings").join(format!("{id}.json"));
+        let p = trial_file(&study, "settings", id);
         let v: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
         let index = v["index"].as_u64().unwrap();

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use hps_common::TrialStatus;
-use hps_tests::{json_stems, read_results, run_study, runs_per_trial, temp_study};
+use hps_tests::{read_results, run_study, runs_per_trial, temp_study};
+use hps_tests::{trial_file, trial_ids};
 
 /// 30 branin trials, 3 workers, async: every trial runs exactly once, the
 /// pending settings fantasised by the GP keep proposals apart (no two
@@ -32,8 +33,8 @@ fn gp_async_study_on_three_workers_runs_each_trial_once_without_duplicates() {
     );
     assert!(log.contains("study finished"), "{log}");
 
-    let settings = json_stems(&study.join("settings"));
-    let results = json_stems(&study.join("results"));
+    let settings = trial_ids(&study, "settings");
+    let results = trial_ids(&study, "results");
     assert_eq!(results.len(), 30, "{results:?}");
     assert_eq!(settings, results, "every setting has exactly one result");
     let runs = runs_per_trial(&study);
@@ -106,7 +107,7 @@ fn a_study_without_a_sampler_runs_with_auto_which_logs_its_choice() {
     assert!(recorded.contains(r#""kind": "auto""#), "{recorded}");
     let results = read_results(&study);
     assert_eq!(results.len(), 14);
-    let setting = std::fs::read_to_string(study.join("settings/t000013.json")).unwrap();
+    let setting = std::fs::read_to_string(trial_file(&study, "settings", "t000013")).unwrap();
     assert!(setting.contains(r#""sampler": "auto""#), "{setting}");
     assert!(setting.contains(r#""source": "model""#), "{setting}");
 }

@@ -13,6 +13,7 @@ use hps_tests::{
     assert_contains_all, dir_names, json_stems, read_results, runs_per_trial, spawn_master,
     temp_study, wait_until, Cluster,
 };
+use hps_tests::{trial_file, trial_ids};
 
 const BRANIN: &str = r#"{"format_version":1,"name":"hostile",
   "space":{"x0":{"type":"float","low":-5,"high":10},"x1":{"type":"float","low":0,"high":15}},
@@ -47,7 +48,7 @@ fn assert_all_done_once(study: &Path) {
     let results = read_results(study);
     assert_eq!(results.len(), 6, "{results:?}");
     assert!(results.iter().all(|r| r.status == TrialStatus::Complete));
-    assert_eq!(json_stems(&study.join("settings")).len(), 6);
+    assert_eq!(trial_ids(study, "settings").len(), 6);
     let runs = runs_per_trial(study);
     assert!(runs.values().all(|n| *n <= 2), "{runs:?}");
 }
@@ -71,31 +72,31 @@ fn mkfifo(path: &Path) {
 #[test]
 fn unreadable_results_and_settings_are_quarantined_and_the_study_finishes() {
     let (tmp, study) = recorded_study();
-    let results = study.join("results");
+    let result = |id: &str| {
+        let p = trial_file(&study, "results", id);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        p
+    };
     for id in ["t000000", "t000001", "t000002", "t000003"] {
         fs::remove_file(study.join("pending").join(format!("{id}.json"))).unwrap();
     }
-    fs::create_dir(results.join("t000000.json")).unwrap();
-    fs::write(
-        results.join("t000001.json"),
-        b"{\"trial_id\": \"t00000\xff\"}",
-    )
-    .unwrap();
-    let big = fs::File::create(results.join("t000002.json")).unwrap();
+    fs::create_dir(result("t000000")).unwrap();
+    fs::write(result("t000001"), b"{\"trial_id\": \"t00000\xff\"}").unwrap();
+    let big = fs::File::create(result("t000002")).unwrap();
     big.set_len(200 << 20).unwrap();
-    mkfifo(&results.join("t000003.json"));
+    mkfifo(&result("t000003"));
     // And a record the master cannot read: not UTF-8.
-    fs::write(study.join("settings/t000001.json"), b"\xfe\xff").unwrap();
+    fs::write(trial_file(&study, "settings", "t000001"), b"\xfe\xff").unwrap();
 
     let log = finish(&study, tmp.path());
     assert_all_done_once(&study);
     let q = quarantined(&study);
     for name in [
-        "results-t000000.json",
-        "results-t000001.json",
-        "results-t000002.json",
-        "results-t000003.json",
-        "settings-t000001.json",
+        "results-t000-t000000.json",
+        "results-t000-t000001.json",
+        "results-t000-t000002.json",
+        "results-t000-t000003.json",
+        "settings-t000-t000001.json",
     ] {
         assert!(q.iter().any(|n| n.starts_with(name)), "{name} not in {q:?}");
     }
@@ -164,23 +165,27 @@ fn a_damaged_master_json_never_blocks_a_resume() {
 #[test]
 fn an_index_bomb_in_settings_is_quarantined_not_obeyed() {
     let (tmp, study) = recorded_study();
-    let settings = study.join("settings");
-    let text = fs::read_to_string(settings.join("t000001.json")).unwrap();
+    let record = trial_file(&study, "settings", "t000001");
+    let text = fs::read_to_string(&record).unwrap();
     let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
     v["index"] = 50_000_000.into();
-    fs::write(settings.join("t000001.json"), v.to_string()).unwrap();
+    fs::write(&record, v.to_string()).unwrap();
     v["trial_id"] = "t50000000".into();
-    fs::write(settings.join("t50000000.json"), v.to_string()).unwrap();
+    let bomb = trial_file(&study, "settings", "t50000000");
+    fs::create_dir_all(bomb.parent().unwrap()).unwrap();
+    fs::write(bomb, v.to_string()).unwrap();
 
     let log = finish(&study, tmp.path());
     assert_all_done_once(&study);
     let q = quarantined(&study);
     assert!(
-        q.iter().any(|n| n.starts_with("settings-t000001.json")),
+        q.iter()
+            .any(|n| n.starts_with("settings-t000-t000001.json")),
         "{q:?}"
     );
     assert!(
-        q.iter().any(|n| n.starts_with("settings-t50000000.json")),
+        q.iter()
+            .any(|n| n.starts_with("settings-t50000-t50000000.json")),
         "{q:?}"
     );
     assert_contains_all(&log, &["must agree", "beyond the budget of 6 trials"]);

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hps_common::TrialStatus;
+use hps_tests::trial_file;
 use hps_tests::{
     arg, dir_names, hps_master, init_study, json_stems, read_result, read_results, run_one_worker,
     spawn_master, stderr_err, trial_log, wait_until,
@@ -117,10 +118,12 @@ fn worker_never_appends_to_a_symlinked_trial_log() {
     let study = exec_study(tmp.path(), 2, None, &["a"]);
     let outside = tmp.path().join("someone-elses.txt");
     std::fs::write(&outside, "precious\n").unwrap();
-    symlink(&outside, study.join("logs/t000000.log")).unwrap();
+    let log0 = trial_file(&study, "logs", "t000000");
+    std::fs::create_dir_all(log0.parent().unwrap()).unwrap();
+    symlink(&outside, log0).unwrap();
     // A directory where the log belongs used to kill every worker that
     // claimed the trial; it is moved away the same way.
-    std::fs::create_dir(study.join("logs/t000001.log")).unwrap();
+    std::fs::create_dir(trial_file(&study, "logs", "t000001")).unwrap();
 
     run_one_worker(&study, tmp.path(), Duration::from_secs(60));
 
@@ -128,7 +131,7 @@ fn worker_never_appends_to_a_symlinked_trial_log() {
     assert_eq!(quarantined_links(&study), [outside]);
     assert_eq!(dir_names(&study.join("quarantine")).len(), 2);
     for id in ["t000000", "t000001"] {
-        let log = study.join("logs").join(format!("{id}.log"));
+        let log = trial_file(&study, "logs", id);
         assert!(std::fs::symlink_metadata(&log).unwrap().is_file(), "{id}");
         assert_eq!(
             trial_log(&study, id).accepted.len(),
@@ -137,7 +140,7 @@ fn worker_never_appends_to_a_symlinked_trial_log() {
         );
     }
     let wlog = std::fs::read_to_string(tmp.path().join("w0.log")).unwrap();
-    assert!(wlog.contains("logs/t000000.log"), "{wlog}");
+    assert!(wlog.contains("logs/t000/t000000.log"), "{wlog}");
     assert_all_complete(&study, 2);
 }
 
@@ -186,8 +189,10 @@ fn a_workdir_parameter_value_that_escapes_the_study_directory_is_refused() {
     });
     m.signal(libc::SIGTERM);
     m.wait_ok(Duration::from_secs(30));
-    for sub in ["pending", "settings"] {
-        let p = study.join(sub).join("t000000.json");
+    for p in [
+        study.join("pending/t000000.json"),
+        trial_file(&study, "settings", "t000000"),
+    ] {
         let text = std::fs::read_to_string(&p).unwrap();
         assert!(text.contains("\"sub\""), "{text}");
         std::fs::write(&p, text.replace("\"sub\"", "\"../../../../etc\"")).unwrap();

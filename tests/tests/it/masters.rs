@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use hps_common::TrialSetting;
 use hps_tests::{
-    arg, bin, json_stems, read_results, spawn_master, spawn_worker, temp_study, wait_until,
-    worker_ids, Proc,
+    arg, bin, read_results, spawn_master, spawn_worker, temp_study, wait_until, worker_ids, Proc,
 };
+use hps_tests::{trial_file, trial_ids};
 
 const TRIALS: usize = 60;
 
@@ -87,7 +87,7 @@ fn workers(study: &Path, tmp: &Path, n: usize) -> Vec<Proc> {
 }
 
 fn read_setting(study: &Path, id: &str) -> TrialSetting {
-    let p = study.join("settings").join(format!("{id}.json"));
+    let p = trial_file(study, "settings", id);
     let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     hps_common::parse_versioned(&p, &text).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -114,9 +114,9 @@ fn mismatches(study: &Path) -> Vec<String> {
 /// Every planned trial has exactly one result and that result's params
 /// equal its record.
 fn assert_results_match_records(study: &Path, logs: &str) {
-    let results = json_stems(&study.join("results"));
+    let results = trial_ids(study, "results");
     assert_eq!(results.len(), TRIALS, "one result per trial; {logs}");
-    assert_eq!(json_stems(&study.join("settings")), results, "{logs}");
+    assert_eq!(trial_ids(study, "settings"), results, "{logs}");
     let bad = mismatches(study);
     assert!(
         bad.is_empty(),
@@ -203,7 +203,7 @@ fn a_master_frozen_past_its_lease_stops_proposing_when_resumed() {
     // to propose at once.
     let mut ws = workers(&study, tmp.path(), 4);
     let first = master(&study, tmp.path(), "m0", "0.3");
-    let n_results = || json_stems(&study.join("results")).len();
+    let n_results = || trial_ids(&study, "results").len();
     wait_until(Duration::from_secs(60), "a few results", || {
         n_results() >= 5
     });

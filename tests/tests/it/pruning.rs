@@ -10,6 +10,7 @@ use hps_tests::{
     arg, cnn_args, hps_master, idx_data, init_study, json_stems, read_result, read_results,
     run_one_worker, run_study, stdout_ok,
 };
+use hps_tests::{trial_file, trial_ids};
 
 /// Initialise `<tmp>/study` from `study` and run it on `<tmp>/data` with a
 /// master and two 1-thread workers; returns the study and the master's log.
@@ -132,7 +133,7 @@ json.dump({"val_error": x + 1.0 / epochs}, open(os.environ["HPS_RESULT_FILE"], "
         .collect();
     assert!(!pruning.is_empty(), "{worker_log}");
     assert!(pruning.iter().all(|l| !l.contains("WARN")), "{pruning:?}");
-    let log = |id: &str| std::fs::read_to_string(s.join("logs").join(format!("{id}.log"))).unwrap();
+    let log = |id: &str| std::fs::read_to_string(trial_file(&s, "logs", id)).unwrap();
     assert!(
         log("t000001").contains("status pruned in"),
         "{}",
@@ -200,8 +201,7 @@ fn successive_halving_promotes_from_checkpoints() {
         .iter()
         .find(|r| r.status == TrialStatus::Complete)
         .unwrap();
-    let log =
-        std::fs::read_to_string(s.join("logs").join(format!("{}.log", best.trial_id))).unwrap();
+    let log = std::fs::read_to_string(trial_file(&s, "logs", &best.trial_id)).unwrap();
     assert!(log.contains("# paused after epoch 1"), "{log}");
     assert!(log.contains("# paused after epoch 2"), "{log}");
     assert!(
@@ -252,9 +252,9 @@ fn hyperband_runs_its_brackets_as_batches() {
     let (s, master_log) = run_cnn_study(tmp.path(), study);
     let mut by_batch: std::collections::BTreeMap<u64, Vec<(TrialStatus, usize)>> =
         Default::default();
-    for id in json_stems(&s.join("settings")) {
+    for id in trial_ids(&s, "settings") {
         let setting: hps_common::TrialSetting = serde_json::from_str(
-            &std::fs::read_to_string(s.join("settings").join(format!("{id}.json"))).unwrap(),
+            &std::fs::read_to_string(trial_file(&s, "settings", &id)).unwrap(),
         )
         .unwrap();
         let r = read_result(&s, &id);

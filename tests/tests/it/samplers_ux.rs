@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use hps_tests::trial_file;
 use hps_tests::{arg, hps_master, run_one_worker, stdout_ok, temp_study};
 
 /// A TPE study of the function trainer with `sampler` fields and a budget.
@@ -69,7 +70,7 @@ fn settings_record_whether_the_startup_design_or_the_model_proposed_them() {
     run_one_worker(&study, tmp.path(), Duration::from_secs(120));
     let sources: Vec<String> = (0..6)
         .map(|i| {
-            let p = study.join("settings").join(format!("t{i:06}.json"));
+            let p = trial_file(&study, "settings", &format!("t{i:06}"));
             let v: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
             assert_eq!(v["sampler"], "tpe");

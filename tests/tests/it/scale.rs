@@ -11,6 +11,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use hps_tests::trial_ids;
 use hps_tests::*;
 
 fn study_json(trials: u64, workers: usize) -> String {
@@ -54,7 +55,7 @@ fn zero_cost_study(trials: u64, workers: usize, rss_limit_mb: f64, timeout: Dura
             tail_lines(cluster.master.log_path(), 30)
         );
         peak = peak.max(rss_mb(pid));
-        if tenth.is_none() && json_stems(&study.join("results")).len() as u64 >= trials / 10 {
+        if tenth.is_none() && trial_ids(&study, "results").len() as u64 >= trials / 10 {
             tenth = Some((t.elapsed(), peak));
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -64,7 +65,7 @@ fn zero_cost_study(trials: u64, workers: usize, rss_limit_mb: f64, timeout: Dura
     assert!(log.contains("study finished"), "{log}");
 
     // Exactly once: one result per trial, each complete, each run once.
-    let results = json_stems(&study.join("results"));
+    let results = trial_ids(&study, "results");
     let expected: BTreeSet<String> = (0..trials).map(hps_common::ids::trial_id).collect();
     assert_eq!(results.len() as u64, trials);
     assert_eq!(results.iter().cloned().collect::<BTreeSet<_>>(), expected);

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use hps_tests::trial_ids;
 use hps_tests::{
     arg, bin, find_in_path, init_study, json_stems, read_results, trial_log, wait_until,
 };
@@ -572,14 +573,14 @@ fn a_study_survives_requeues_preemption_and_the_time_limit_on_a_real_slurm() {
     wait(30, "the master job to end", &mut || {
         !slurm.queue().iter().any(|(id, _)| id == &master)
     });
-    let done_before = json_stems(&study.join("results")).len();
+    let done_before = trial_ids(&study, "results").len();
     let out = submit(&slurm, &study, &["--master-only", "--master-time", "10"]);
     eprint!("{out}");
     let master2 = jobs(&study, "master").pop().unwrap();
     assert_ne!(master2, master);
     eprintln!("slurm: {} scancel {master} (master) with {done_before} results; resubmitted as job {master2}", at());
     wait(60, "results after the new master", &mut || {
-        json_stems(&study.join("results")).len() >= done_before + 3
+        trial_ids(&study, "results").len() >= done_before + 3
     });
     assert!(
         job_logs(&study)
@@ -640,7 +641,7 @@ fn a_study_survives_requeues_preemption_and_the_time_limit_on_a_real_slurm() {
         }
     }
     let results = read_results(&study);
-    let settings = json_stems(&study.join("settings"));
+    let settings = trial_ids(&study, "settings");
     assert_eq!(settings.len(), TRIALS, "settings: {settings:?}");
     assert_eq!(results.len(), TRIALS);
     let mut handed_back = 0;

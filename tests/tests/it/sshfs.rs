@@ -30,6 +30,7 @@ use hps_tests::{
     arg, bin, find_in_path, init_study, json_stems, read_results, runs_per_trial, spawn_master,
     spawn_worker, tail_lines, wait_until, Proc,
 };
+use hps_tests::{trial_file, trial_ids};
 
 /// The sshfs options hps recommends (docs/protocol.md §6.3): no directory
 /// cache, so a worker sees new `pending/` entries and a taken claim at its
@@ -368,7 +369,7 @@ impl Drop for Remote<'_> {
 fn story(tmp: &Path, study: &Path, id: &str) -> String {
     let mut out = format!(
         "logs/{id}.log:\n{}\n",
-        std::fs::read_to_string(study.join("logs").join(format!("{id}.log"))).unwrap_or_default()
+        std::fs::read_to_string(trial_file(study, "logs", id)).unwrap_or_default()
     );
     for name in ["master", "local", "remote-1", "remote-2"] {
         let text = std::fs::read_to_string(tmp.join(format!("{name}.log"))).unwrap_or_default();
@@ -571,8 +572,8 @@ fn a_worker_on_another_host_over_sshfs_completes_the_study() {
     }
 
     // Checked on the host's directory, which is the truth.
-    let settings = json_stems(&study.join("settings"));
-    let results = json_stems(&study.join("results"));
+    let settings = trial_ids(&study, "settings");
+    let results = trial_ids(&study, "results");
     assert_eq!(settings.len(), TRIALS, "the whole budget was proposed");
     assert_eq!(settings, results, "every trial has exactly one result");
     for sub in ["pending", "running"] {

@@ -6,6 +6,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use hps_common::TrialStatus;
+use hps_tests::trial_file;
 use hps_tests::{
     arg, assert_contains_all, cnn_args, hps_master, idx_data, init_study, read_result,
     read_results, run_study, stderr_err,
@@ -48,9 +49,7 @@ fn a_study_starts_from_the_best_trial_of_another() {
     let results = read_results(&base);
     assert!(results.iter().all(|r| r.status == TrialStatus::Complete));
     for r in &results {
-        let w = base
-            .join("weights")
-            .join(format!("{}.safetensors", r.trial_id));
+        let w = trial_file(&base, "weights", &r.trial_id);
         assert!(w.is_file(), "{} kept its weights", r.trial_id);
     }
     let best = results
@@ -70,8 +69,7 @@ fn a_study_starts_from_the_best_trial_of_another() {
     );
     for r in read_results(&tl) {
         assert_eq!(r.status, TrialStatus::Complete, "{:?}", r.error);
-        let log =
-            std::fs::read_to_string(tl.join("logs").join(format!("{}.log", r.trial_id))).unwrap();
+        let log = std::fs::read_to_string(trial_file(&tl, "logs", &r.trial_id)).unwrap();
         let from_source = r.params["transfer"] != "none";
         assert_eq!(log.contains(&label), from_source, "{}: {log}", r.trial_id);
     }

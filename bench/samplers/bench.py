@@ -350,6 +350,10 @@ def jobs(trials):
 if __name__ == "__main__":
     trials, njobs = int(sys.argv[1]), int(sys.argv[2])
     work = jobs(trials)
+    # RESUME=FILE: skip the runs FILE already has (an interrupted run).
+    if os.environ.get("RESUME") and os.path.exists(os.environ["RESUME"]):
+        done = {tuple(line.split()[:4]) for line in open(os.environ["RESUME"]) if len(line.split()) == 10}
+        work = [j for j in work if (j[0], j[1], j[2], str(j[3])) not in done]
     print(f"{len(work)} runs", file=sys.stderr)
     with Pool(njobs) as pool:
         for line in pool.imap_unordered(run, work):

@@ -331,7 +331,7 @@ def jobs(trials):
     problems = []  # (name, seeds, hps samplers)
     for f in env_list("FUNCS", "branin,hartmann6,styblinski_tang4,rosenbrock4,mixed"):
         problems.append((f, range(seeds), hps))
-    lo, hi = map(int, os.environ.get("BBOB_INSTANCES", "6-7").split("-"))
+    lo, hi = map(int, os.environ.get("BBOB_INSTANCES", "6-6").split("-"))
     for d in env_list("BBOB_DIMS", "5"):
         for fid in env_list("BBOB_FUNCS", ",".join(map(str, range(1, 25)))):
             problems.append((f"bbob_f{int(fid):02d}_d{int(d)}", range(lo, hi + 1), bbob_hps))

@@ -31,13 +31,17 @@
 # same proposals (the original functions' rows show it).
 #
 # Settings (environment): TRIALS (100), SEEDS (10), FUNCS (the original
-# four and mixed), BBOB_DIMS (5), BBOB_INSTANCES (6-7), BBOB_FUNCS (1..24),
+# four and mixed), BBOB_DIMS (5), BBOB_INSTANCES (6-6), BBOB_FUNCS (1..24),
 # MODES (seq,async4,sync4), HPS_SAMPLERS, BBOB_HPS_SAMPLERS,
-# OPTUNA_SAMPLERS, JOBS (1), NICE (10). Optuna's GPSampler is most of the
-# time: about 11 CPU seconds a 100-trial run against hps's GP's 1.4. The
-# defaults take about 75 CPU minutes, i.e. about 75 minutes at JOBS=1 on a
-# core of their own (2 cores shared with other work: more); the full
-# 5-D set (BBOB_INSTANCES=6-15) about 2.5 CPU hours more.
+# OPTUNA_SAMPLERS, JOBS (1), NICE (10); RESUME=1 keeps the runs already in
+# results/bench.txt and adds the missing ones (an interrupted run, or more
+# seeds or instances). Optuna's GPSampler is most of the
+# time: 13-18 CPU seconds a 100-trial run against hps's GP's 1.4-1.8.
+# Measured cost (CPU seconds, all samplers and modes): 450 per original
+# function at 10 seeds, 40 per BBOB 5-D function and instance. The
+# defaults take about 55 CPU minutes, i.e. about 55 minutes at JOBS=1 on a
+# core of their own (on 2 cores shared with other work: much more); each
+# further 5-D instance (BBOB_INSTANCES=6-15: 9 more) adds about 16.
 #
 # Needs cargo and python3 (with venv); installs the pinned Python packages
 # from PyPI into bench/samplers/.venv on first use (torch, for Optuna's
@@ -51,7 +55,7 @@ JOBS=${JOBS:-1}
 NICE=${NICE:-10}
 export SEEDS=${SEEDS:-10}
 export BBOB_DIMS=${BBOB_DIMS-5}
-export BBOB_INSTANCES=${BBOB_INSTANCES:-6-7}
+export BBOB_INSTANCES=${BBOB_INSTANCES:-6-6}
 # One thread per run: JOBS is the number of cores used.
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 PACKAGES=(optuna==5.0.0 cmaes==0.13.1 scipy==1.17.1 torch==2.15.0 coco-experiment==2.8.2)
@@ -78,7 +82,13 @@ fi
 
 echo "== $TRIALS trials; seeds $SEEDS; BBOB dims '${BBOB_DIMS}' instances $BBOB_INSTANCES; $JOBS jobs at nice $NICE ==" >&2
 start=$(date +%s)
-nice -n "$NICE" .venv/bin/python bench.py "$TRIALS" "$JOBS" > results/bench.txt
+if [ "${RESUME:-}" = 1 ]; then
+    export RESUME=results/bench.txt  # keep its runs, add the missing ones
+else
+    unset RESUME
+    : > results/bench.txt
+fi
+nice -n "$NICE" .venv/bin/python bench.py "$TRIALS" "$JOBS" >> results/bench.txt
 echo "== $(( $(date +%s) - start )) s ==" >&2
 
 .venv/bin/python table.py results/bench.txt

@@ -144,7 +144,7 @@ def group(title, problems):
         f"Moonshot: auto at least as good as Optuna's best on {len(seq_moon) - sum(not ok for _, ok in seq_moon)} of {len(seq_moon)} sequential, "
         f"{len(par_moon) - sum(not ok for _, ok in par_moon)} of {len(par_moon)} async"
         + (f" (not on: {', '.join(sorted(set(lost)))})" if lost else "")
-        + f"; auto's time per run is {ratio(1):.2f} of Optuna GPSampler's in CPU seconds, {ratio(5):.2f} in wall seconds.\n"
+        + f"; auto's time per run is {ratio(1):.3f} of Optuna GPSampler's in CPU seconds, {ratio(5):.3f} in wall seconds.\n"
     )
 
 

@@ -1,9 +1,25 @@
-//! Runs hps's samplers on the analytic test functions, sequentially (batch
-//! 1; CMA-ES with its default population, evaluated one by one), and prints
-//! one line per (function, sampler, seed): `function sampler seed regret`.
+//! hps's side of the sampler benchmark. `run.sh` uses `serve` (below),
+//! driven by `bench.py`, which runs Optuna's side through the same loop.
+//!
+//! Without a mode: hps's samplers on the analytic test functions, in
+//! process, sequentially (batch 1; CMA-ES with its default population,
+//! evaluated one by one), one line per (function, sampler, seed):
+//! `function sampler seed regret` (the same regrets `serve` gives).
 //!
 //! Usage: bench-samplers [TRIALS] [SEEDS]; `ONLY=tpe,branin` restricts the
 //! run to the samplers and functions named.
+//!
+//! `bench-samplers serve`: one sampler at a time driven over stdin/stdout
+//! by `bench.py` (the BBOB functions and the mixed space live in Python,
+//! so both sides evaluate the very same code). One command a line, one
+//! answer a line:
+//!
+//! - `study {JSON}`: a new run; the study file as JSON on one line (its
+//!   space, sampler, seed and mode). Answer `ok`.
+//! - `ask`: the next setting; answer `{"config":C,"params":{…}}`. The
+//!   sampler sees every told result as history and every setting asked and
+//!   not yet told as pending, as the master passes them.
+//! - `tell C VALUE`: the objective (minimised) of setting C. Answer `ok`.
 //!
 //! `bench-samplers cost N[,N…]`: the wall time of one proposal (the median
 //! of 3) by TPE, CMA-ES, the GP and auto with N finished trials of
@@ -77,8 +93,72 @@ fn cost(sizes: &str) {
     }
 }
 
+/// The state of one run in `serve` mode.
+struct Run {
+    sampler: Box<dyn hps_master::samplers::Sampler>,
+    history: Vec<Observation>,
+    /// Settings asked and not yet told, by config.
+    pending: std::collections::BTreeMap<u64, hps_common::Params>,
+    next: u64,
+}
+
+fn serve() -> Result<(), String> {
+    use std::io::{BufRead, Write};
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout().lock();
+    let mut run: Option<Run> = None;
+    for line in stdin.lock().lines() {
+        let line = line.map_err(|e| format!("reading stdin: {e}"))?;
+        let (cmd, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+        let answer = match cmd {
+            "study" => {
+                let st: Study = hps_common::parse_versioned(std::path::Path::new("bench.json"), rest)
+                    .map_err(|e| format!("study: {e}"))?;
+                let sampler = build(&st, std::path::Path::new("bench.json")).map_err(|e| format!("sampler: {e}"))?;
+                run = Some(Run { sampler, history: Vec::new(), pending: Default::default(), next: 0 });
+                "ok".to_string()
+            }
+            "ask" => {
+                let r = run.as_mut().ok_or("ask before study")?;
+                let pending: Vec<hps_common::Params> = r.pending.values().cloned().collect();
+                let p = r.sampler.propose(r.next, &r.history, &pending).params;
+                let answer = serde_json::json!({"config": r.next, "params": p}).to_string();
+                r.pending.insert(r.next, p);
+                r.next += 1;
+                answer
+            }
+            "tell" => {
+                let r = run.as_mut().ok_or("tell before study")?;
+                let (c, v) = rest.split_once(' ').ok_or("tell needs CONFIG VALUE")?;
+                let c: u64 = c.parse().map_err(|_| format!("tell: bad config {c:?}"))?;
+                let v: f64 = v.parse().map_err(|_| format!("tell: bad value {v:?}"))?;
+                let params = r.pending.remove(&c).ok_or(format!("tell: setting {c} is not pending"))?;
+                let ok = v.is_finite();
+                r.history.push(Observation {
+                    config: c,
+                    params,
+                    status: if ok { TrialStatus::Complete } else { TrialStatus::Diverged },
+                    loss: ok.then_some(v),
+                    last_intermediate: None,
+                });
+                "ok".to_string()
+            }
+            other => return Err(format!("unknown command {other:?} (study, ask, tell)")),
+        };
+        writeln!(out, "{answer}").and_then(|()| out.flush()).map_err(|e| format!("writing stdout: {e}"))?;
+    }
+    Ok(())
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("serve") {
+        if let Err(e) = serve() {
+            eprintln!("bench-samplers serve: {e}");
+            std::process::exit(2);
+        }
+        return;
+    }
     if args.get(1).map(String::as_str) == Some("cost") {
         return cost(args.get(2).map_or("100,1000,10000", String::as_str));
     }

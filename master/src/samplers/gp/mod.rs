@@ -21,7 +21,10 @@
 //! **Parallel workers.** Pending settings are fantasised with the kriging
 //! believer: they join the data with the posterior mean as their value,
 //! which leaves the mean unchanged and collapses the variance, and so the
-//! expected improvement, around them. Async proposals therefore avoid the
+//! expected improvement, around them; a fantasy believed below the best
+//! loss is the incumbent (otherwise the improvement it promises would
+//! survive the collapse, and the next proposal land beside it, as
+//! `bench/samplers` counted). Async proposals therefore avoid the
 //! running settings, and a sync batch is a sequence of such fantasies (the
 //! master passes the batch's earlier members as pending).
 //!
@@ -234,6 +237,13 @@ impl GpSampler {
         });
         let mut seen = data.x.clone();
         seen.extend(fantasies.iter().cloned());
+        // The believer believes its fantasies: they are data, and one
+        // believed below the best objective is the incumbent log EI
+        // improves on. Against the real best alone, a pending setting
+        // believed better keeps an improvement of (best - belief) with no
+        // variance left, and the next proposal lands next to it: 4
+        // workers evaluating nearly the same point.
+        let mut best = best;
         let model = if fantasies.is_empty() {
             real
         } else {
@@ -242,6 +252,7 @@ impl GpSampler {
             x.extend(fantasies);
             let mut y = data.y.clone();
             y.extend(believed.iter().map(|(m, _)| *m));
+            best = y.iter().copied().fold(best, f64::min);
             Posterior::new(h, x, &DVector::from_vec(y))?
         };
         let cands = acquisition::candidates(

@@ -224,6 +224,52 @@ pub fn trial_ids(study: &Path, folder: &str) -> Vec<String> {
     v
 }
 
+/// Panics unless `study` has the sharded layout (directory format 2) and
+/// keeps it: no trial file directly in `settings/`, `results/` or `logs/`,
+/// every file in its own shard, at most 1,000 files a shard.
+pub fn assert_sharded(study: &Path) {
+    assert_eq!(
+        hps_shared_fs::layout::detect(study).ok(),
+        Some(hps_shared_fs::Layout::Sharded),
+        "{} is not a sharded study directory",
+        study.display()
+    );
+    for folder in ["settings", "results", "logs"] {
+        let Ok(rd) = std::fs::read_dir(study.join(folder)) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            assert!(
+                e.file_type().is_ok_and(|t| t.is_dir()),
+                "{folder}/{name}: a file outside the shards of a sharded study"
+            );
+            let files: Vec<String> = std::fs::read_dir(e.path())
+                .unwrap()
+                .flatten()
+                .map(|f| f.file_name().to_string_lossy().into_owned())
+                .filter(|n| !n.starts_with('.'))
+                .collect();
+            assert!(
+                files.len() <= 1000,
+                "{folder}/{name}/ holds {} files",
+                files.len()
+            );
+            for f in &files {
+                let id = f.split('.').next().unwrap_or_default();
+                assert_eq!(
+                    hps_shared_fs::shard_of(id),
+                    name,
+                    "{folder}/{name}/{f} is not in its shard"
+                );
+            }
+        }
+    }
+}
+
 /// Names (without `.json`) of the files in `dir`, sorted, dot-files skipped.
 pub fn json_stems(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(dir)

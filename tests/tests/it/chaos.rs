@@ -18,10 +18,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use hps_common::{TrialResult, TrialStatus};
+use hps_tests::{assert_sharded, trial_file, trial_ids};
 use hps_tests::{
     dir_names, json_stems, spawn_master, spawn_worker, tail_lines, temp_study, trial_log, Proc,
 };
-use hps_tests::{trial_file, trial_ids};
 
 /// SplitMix64: small, seedable, and the same on every platform and version.
 struct Rng(u64);
@@ -194,6 +194,8 @@ fn evidence(logs: &[PathBuf], trials: &[(String, Vec<String>)]) -> String {
 }
 
 fn check(study: &Path, planned: u64) -> Verdict {
+    // Chaos runs on the layout every new study gets: the sharded one.
+    assert_sharded(study);
     let settings = trial_ids(study, "settings");
     let results: BTreeSet<String> = trial_ids(study, "results").into_iter().collect();
     let mut v = Verdict {

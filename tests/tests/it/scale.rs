@@ -85,6 +85,8 @@ fn zero_cost_study(trials: u64, workers: usize, rss_limit_mb: f64, timeout: Dura
         );
     }
     assert!(json_stems(&study.join("pending")).is_empty());
+    // No folder over about 1,000 entries: every trial file in its shard.
+    assert_sharded(&study);
 
     assert!(
         peak > 0.0 && peak < rss_limit_mb,

@@ -298,14 +298,20 @@ mod tests {
             WatchMode::Native(Duration::from_secs(30)),
         );
         assert!(w.description().starts_with("native"), "{}", w.description());
-        let p = dir.path().join("x");
+        assert_woken_by_write(&w, dir.path().join("x"));
+    }
+
+    /// Write `p` from another thread while `w` waits: the write's event
+    /// must wake it well before its 30 s fallback.
+    fn assert_woken_by_write(w: &Waker, p: std::path::PathBuf) {
         let t = Instant::now();
+        let shown = p.display().to_string();
         let writer = std::thread::spawn(move || std::fs::write(p, b"x").unwrap());
         w.wait();
         writer.join().unwrap();
         assert!(
             t.elapsed() < Duration::from_secs(20),
-            "the event should have woken the waiter"
+            "writing {shown} should have woken the waiter"
         );
     }
 
@@ -320,15 +326,7 @@ mod tests {
         );
         w.watch(&shard);
         w.watch(&shard);
-        let p = shard.join("x");
-        let t = Instant::now();
-        let writer = std::thread::spawn(move || std::fs::write(p, b"x").unwrap());
-        w.wait();
-        writer.join().unwrap();
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "an event in the shard should have woken the waiter"
-        );
+        assert_woken_by_write(&w, shard.join("x"));
         for i in 0..Waker::MAX_EXTRA + 3 {
             let d = dir.path().join(format!("d{i}"));
             std::fs::create_dir(&d).unwrap();

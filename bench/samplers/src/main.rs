@@ -65,21 +65,37 @@ fn cost(sizes: &str) {
         for n in sizes.split(',').map(|s| s.parse::<u64>().expect("N")) {
             // The GP's posterior over N results is an N x N Cholesky: at
             // 10,000 that is minutes, which is why auto leaves it at 250.
-            let gp_max: u64 = std::env::var("GP_MAX").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+            let gp_max: u64 = std::env::var("GP_MAX")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(2000);
             if kind == "gp" && n > gp_max {
                 println!("cost {kind} {n} skipped(GP_MAX={gp_max})");
                 continue;
             }
             let st = study(f, dim, kind, 0, n + 10);
-            let mut random = build(&study(f, dim, "random", 1, n + 10), std::path::Path::new("r.json")).expect("random");
+            let mut random = build(
+                &study(f, dim, "random", 1, n + 10),
+                std::path::Path::new("r.json"),
+            )
+            .expect("random");
             let history: Vec<Observation> = (0..n)
                 .map(|c| {
                     let p = random.propose(c, &[], &[]).params;
-                    let x: Vec<f64> = (0..dim).map(|i| p[&format!("x{i}")].as_f64().expect("float")).collect();
-                    Observation { config: c, params: p, status: TrialStatus::Complete, loss: Some(f.evaluate(&x)), last_intermediate: None }
+                    let x: Vec<f64> = (0..dim)
+                        .map(|i| p[&format!("x{i}")].as_f64().expect("float"))
+                        .collect();
+                    Observation {
+                        config: c,
+                        params: p,
+                        status: TrialStatus::Complete,
+                        loss: Some(f.evaluate(&x)),
+                        last_intermediate: None,
+                    }
                 })
                 .collect();
-            let mut sampler = build(&st, std::path::Path::new("bench-study.json")).expect("sampler");
+            let mut sampler =
+                build(&st, std::path::Path::new("bench-study.json")).expect("sampler");
             let mut times: Vec<f64> = (0..3)
                 .map(|k| {
                     let t = std::time::Instant::now();
@@ -112,10 +128,17 @@ fn serve() -> Result<(), String> {
         let (cmd, rest) = line.split_once(' ').unwrap_or((line.as_str(), ""));
         let answer = match cmd {
             "study" => {
-                let st: Study = hps_common::parse_versioned(std::path::Path::new("bench.json"), rest)
-                    .map_err(|e| format!("study: {e}"))?;
-                let sampler = build(&st, std::path::Path::new("bench.json")).map_err(|e| format!("sampler: {e}"))?;
-                run = Some(Run { sampler, history: Vec::new(), pending: Default::default(), next: 0 });
+                let st: Study =
+                    hps_common::parse_versioned(std::path::Path::new("bench.json"), rest)
+                        .map_err(|e| format!("study: {e}"))?;
+                let sampler = build(&st, std::path::Path::new("bench.json"))
+                    .map_err(|e| format!("sampler: {e}"))?;
+                run = Some(Run {
+                    sampler,
+                    history: Vec::new(),
+                    pending: Default::default(),
+                    next: 0,
+                });
                 "ok".to_string()
             }
             "ask" => {
@@ -132,12 +155,19 @@ fn serve() -> Result<(), String> {
                 let (c, v) = rest.split_once(' ').ok_or("tell needs CONFIG VALUE")?;
                 let c: u64 = c.parse().map_err(|_| format!("tell: bad config {c:?}"))?;
                 let v: f64 = v.parse().map_err(|_| format!("tell: bad value {v:?}"))?;
-                let params = r.pending.remove(&c).ok_or(format!("tell: setting {c} is not pending"))?;
+                let params = r
+                    .pending
+                    .remove(&c)
+                    .ok_or(format!("tell: setting {c} is not pending"))?;
                 let ok = v.is_finite();
                 r.history.push(Observation {
                     config: c,
                     params,
-                    status: if ok { TrialStatus::Complete } else { TrialStatus::Diverged },
+                    status: if ok {
+                        TrialStatus::Complete
+                    } else {
+                        TrialStatus::Diverged
+                    },
                     loss: ok.then_some(v),
                     last_intermediate: None,
                 });
@@ -145,7 +175,9 @@ fn serve() -> Result<(), String> {
             }
             other => return Err(format!("unknown command {other:?} (study, ask, tell)")),
         };
-        writeln!(out, "{answer}").and_then(|()| out.flush()).map_err(|e| format!("writing stdout: {e}"))?;
+        writeln!(out, "{answer}")
+            .and_then(|()| out.flush())
+            .map_err(|e| format!("writing stdout: {e}"))?;
     }
     Ok(())
 }
@@ -164,8 +196,12 @@ fn main() {
     }
     let trials: u64 = args.get(1).map_or(100, |a| a.parse().expect("TRIALS"));
     let seeds: u64 = args.get(2).map_or(10, |a| a.parse().expect("SEEDS"));
-    let only: Vec<String> = std::env::var("ONLY").map(|v| v.split(',').map(String::from).collect()).unwrap_or_default();
-    let wanted = |names: &[&str], x: &str| !names.iter().any(|n| only.iter().any(|o| o == n)) || only.iter().any(|o| o == x);
+    let only: Vec<String> = std::env::var("ONLY")
+        .map(|v| v.split(',').map(String::from).collect())
+        .unwrap_or_default();
+    let wanted = |names: &[&str], x: &str| {
+        !names.iter().any(|n| only.iter().any(|o| o == n)) || only.iter().any(|o| o == x)
+    };
     for (f, dim, fname) in FUNCTIONS {
         if !wanted(&FUNCTIONS.map(|f| f.2), fname) {
             continue;
@@ -174,18 +210,30 @@ fn main() {
             if !wanted(&SAMPLERS, kind) {
                 continue;
             }
-            let seed0: u64 = std::env::var("SEED0").ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+            let seed0: u64 = std::env::var("SEED0")
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
             for seed in seed0..seed0 + seeds {
                 let st = study(f, dim, kind, seed, trials);
-                let mut sampler = build(&st, std::path::Path::new("bench-study.json")).expect("sampler");
+                let mut sampler =
+                    build(&st, std::path::Path::new("bench-study.json")).expect("sampler");
                 let mut history: Vec<Observation> = Vec::new();
                 let mut best = f64::INFINITY;
                 for c in 0..trials {
                     let p = sampler.propose(c, &history, &[]).params;
-                    let x: Vec<f64> = (0..dim).map(|i| p[&format!("x{i}")].as_f64().expect("float")).collect();
+                    let x: Vec<f64> = (0..dim)
+                        .map(|i| p[&format!("x{i}")].as_f64().expect("float"))
+                        .collect();
                     let y = f.evaluate(&x);
                     best = best.min(y);
-                    history.push(Observation { config: c, params: p, status: TrialStatus::Complete, loss: Some(y), last_intermediate: None });
+                    history.push(Observation {
+                        config: c,
+                        params: p,
+                        status: TrialStatus::Complete,
+                        loss: Some(y),
+                        last_intermediate: None,
+                    });
                 }
                 println!("{fname} hps_{kind} {seed} {:e}", best - f.optimum(dim));
             }

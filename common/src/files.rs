@@ -224,13 +224,15 @@ pub struct TrialResult {
     pub status: TrialStatus,
     pub params: Params,
     pub seed: u64,
-    /// The study objective's value, when the trial produced it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The study objective's value, when the trial produced it (never a
+    /// non-finite one: that is left out, as JSON cannot hold it).
+    #[serde(default, skip_serializing_if = "not_finite")]
     pub objective: Option<f64>,
-    /// Final scalar metrics (only finite values). For the cnn trainer these
-    /// are taken at the best epoch (lowest validation loss); the last
-    /// epoch's values carry a `last_` prefix.
-    #[serde(default)]
+    /// Final scalar metrics (only finite values: others are left out when
+    /// written, so every result file written can be read back). For the
+    /// cnn trainer these are taken at the best epoch (lowest validation
+    /// loss); the last epoch's values carry a `last_` prefix.
+    #[serde(default, serialize_with = "finite_entries")]
     pub metrics: BTreeMap<String, f64>,
     /// Per-epoch record.
     #[serde(default)]
@@ -594,6 +596,20 @@ impl Versioned for Spent {
     }
 }
 
+/// `skip_serializing_if` for an optional number JSON cannot hold.
+fn not_finite(v: &Option<f64>) -> bool {
+    !v.is_some_and(f64::is_finite)
+}
+
+/// Serialize the finite entries of a map of numbers (JSON has no NaN or
+/// infinity, and a `null` would not read back as a number).
+fn finite_entries<S: serde::Serializer>(
+    m: &BTreeMap<String, f64>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    s.collect_map(m.iter().filter(|(_, v)| v.is_finite()))
+}
+
 /// Seconds since the Unix epoch, for informational timestamps.
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()
@@ -660,6 +676,26 @@ mod tests {
             reports: Vec::new(),
             finished_at_unix: 0.0,
         }
+    }
+
+    /// Issue 25: a non-finite metric or objective was written as `null`,
+    /// which the reader refused, and the master re-ran the trial forever.
+    /// Whatever a writer puts in, the file it writes reads back.
+    #[test]
+    fn a_result_with_non_finite_numbers_reads_back() {
+        let mut r = result();
+        r.status = TrialStatus::Complete;
+        r.objective = Some(f64::INFINITY);
+        r.metrics.insert("value".into(), f64::INFINITY);
+        r.metrics.insert("regret".into(), f64::NAN);
+        r.metrics.insert("ok".into(), 1.5);
+        let text = String::from_utf8(crate::to_pretty_json(&r)).unwrap();
+        let back: TrialResult = crate::parse_versioned(Path::new("r.json"), &text).unwrap();
+        assert_eq!(back.objective, None);
+        assert_eq!(
+            back.metrics.into_iter().collect::<Vec<_>>(),
+            vec![("ok".to_string(), 1.5)]
+        );
     }
 
     /// Snapshot: the on-disk shape of a result file is part of the protocol.

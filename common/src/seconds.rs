@@ -17,6 +17,23 @@ pub enum SecondsError {
     NotPositive(f64),
     #[error("must be a positive number of seconds, got `{0}`")]
     NotANumber(String),
+    #[error(
+        "must be at least {min} seconds, got {got}: a shorter interval only adds file writes \
+         and directory scans (each heartbeat or lease renewal is a synced write)"
+    )]
+    TooShort { got: f64, min: f64 },
+}
+
+/// A clap value parser for intervals: [`Seconds`] of at least `MS`
+/// milliseconds (`#[arg(value_parser = at_least_ms::<100>)]`), so that
+/// `--heartbeat 1e-9` is refused with its lower bound, not obeyed.
+pub fn at_least_ms<const MS: u64>(s: &str) -> Result<Seconds, SecondsError> {
+    let v: Seconds = s.parse()?;
+    let min = MS as f64 / 1000.0;
+    if v.0 < min {
+        return Err(SecondsError::TooShort { got: v.0, min });
+    }
+    Ok(v)
 }
 
 impl Seconds {
@@ -85,5 +102,17 @@ mod tests {
             "-1".parse::<Seconds>().unwrap_err().to_string(),
             "must be a positive number of seconds, got -1"
         );
+    }
+
+    #[test]
+    fn intervals_have_a_lower_bound() {
+        assert_eq!(at_least_ms::<100>("0.1").unwrap().as_f64(), 0.1);
+        assert_eq!(at_least_ms::<100>("2").unwrap().as_f64(), 2.0);
+        let e = at_least_ms::<100>("1e-9").unwrap_err().to_string();
+        assert!(
+            e.starts_with("must be at least 0.1 seconds, got 0.000000001"),
+            "{e}"
+        );
+        assert!(at_least_ms::<100>("-1").is_err());
     }
 }

@@ -241,6 +241,15 @@ impl ParamSpec {
                 if low == high {
                     return bad("high", one_value(low));
                 }
+                if !(high - low).is_finite() {
+                    return bad(
+                        "high",
+                        format!(
+                            "the range from {low} to {high} is wider than a 64-bit float can hold, \
+                             so its values cannot be computed; narrow it (or use \"log\": true on a positive range)"
+                        ),
+                    );
+                }
                 if *log && *low <= 0.0 {
                     return bad("low", format!("a log-scale range needs low > 0, got {low}"));
                 }
@@ -257,6 +266,16 @@ impl ParamSpec {
             ParamSpec::Int { low, high, log } => {
                 if low > high {
                     return bad("high", format!("high ({high}) must be >= low ({low})"));
+                }
+                if high
+                    .checked_sub(*low)
+                    .and_then(|w| w.checked_add(1))
+                    .is_none()
+                {
+                    return bad(
+                        "high",
+                        format!("the range from {low} to {high} holds more integers than a 64-bit integer can count; narrow it"),
+                    );
                 }
                 if low == high {
                     return bad("high", one_value(low));
@@ -298,6 +317,20 @@ impl ParamSpec {
                     if !b.is_finite() || *b <= 0.0 {
                         return bad("base", format!("must be a positive number, got {b}"));
                     }
+                }
+                // Both ends of the map must be numbers (a value is made from them).
+                let end = |x: f64| {
+                    let t = offset + scale * x;
+                    base.map_or(t, |b| b.powf(t))
+                };
+                if !(end(0.0).is_finite() && end(1.0).is_finite()) {
+                    return bad(
+                        "scale",
+                        format!(
+                            "offset {offset} and scale {scale}{} give values too large for a 64-bit float; make them smaller",
+                            base.map_or(String::new(), |b| format!(" with base {b}"))
+                        ),
+                    );
                 }
                 if *grid == Some(0) {
                     return bad("grid", "must be at least 1".into());

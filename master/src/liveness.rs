@@ -81,6 +81,8 @@ struct Seen {
     beat: BeatId,
     changed: Instant,
     stopped: bool,
+    /// The trial its last beat says it trains.
+    trial: Option<String>,
 }
 
 /// What the master knows about each worker's heartbeat.
@@ -131,10 +133,29 @@ impl Liveness {
                         beat,
                         changed: now,
                         stopped,
+                        trial: None,
                     },
                 );
             }
         }
+    }
+
+    /// The trial `worker`'s last beat said it trains (after [`observe`]).
+    ///
+    /// [`observe`]: Liveness::observe
+    pub fn note_trial(&mut self, worker: &str, trial: Option<String>) {
+        if let Some(s) = self.seen.get_mut(worker) {
+            s.trial = trial;
+        }
+    }
+
+    /// Whether a live worker's heartbeat says it trains `trial`: then the
+    /// trial is in flight even where its claim file cannot be seen (its
+    /// `running/` file removed by hand), and must not be published again.
+    pub fn training(&self, trial: &str, now: Instant) -> bool {
+        self.seen.iter().any(|(w, s)| {
+            s.trial.as_deref() == Some(trial) && self.verdict(w, now) == Verdict::Alive
+        })
     }
 
     pub fn verdict(&self, worker: &str, now: Instant) -> Verdict {

@@ -4,8 +4,9 @@ use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use hps_common::seconds::at_least_ms;
 use hps_common::Seconds;
 use hps_master::{presets, report, run};
 use hps_shared_fs::StudyDir;
@@ -56,19 +57,19 @@ enum Cmd {
         dir: PathBuf,
         /// Never use filesystem events; rescan every SECONDS instead
         /// (the default on NFS/FUSE/Ceph/Lustre, where events are unreliable).
-        #[arg(long, value_name = "SECONDS")]
+        #[arg(long, value_name = "SECONDS", value_parser = at_least_ms::<50>)]
         poll: Option<Seconds>,
         /// Rescan at least every SECONDS even when events work.
-        #[arg(long, value_name = "SECONDS", default_value = "2")]
+        #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = at_least_ms::<50>)]
         rescan: Seconds,
         /// Presume a worker dead after its heartbeat has not changed for SECONDS.
-        #[arg(long, value_name = "SECONDS", default_value = "30")]
+        #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = at_least_ms::<500>)]
         worker_grace: Seconds,
         /// Runs of a trial (on workers that died) before it is marked failed.
         #[arg(long, default_value_t = 3)]
         max_attempts: u32,
         /// Renew the master lease every SECONDS.
-        #[arg(long, value_name = "SECONDS", default_value = "2")]
+        #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = at_least_ms::<100>)]
         lease_interval: Seconds,
         /// Stop proposing and exit with an error after N trials in a row
         /// ended `failed` (a wrong command, path or objective metric);
@@ -184,12 +185,7 @@ fn dispatch(cmd: Cmd, progress: Option<run::Progress>) -> Result<()> {
                 bail!("give the study directory to create, or --list-presets");
             };
             let (text, source) = match (study, preset) {
-                (Some(path), _) => (
-                    std::fs::read_to_string(&path).with_context(|| {
-                        format!("failed to read the study file `{}`", path.display())
-                    })?,
-                    path,
-                ),
+                (Some(path), _) => (hps_shared_fs::dir::read_study_file(&path)?, path),
                 (None, Some(name)) => match presets::preset(&name) {
                     Some(p) => (p.text.to_string(), PathBuf::from(format!("preset:{name}"))),
                     None => bail!(
@@ -216,6 +212,9 @@ fn dispatch(cmd: Cmd, progress: Option<run::Progress>) -> Result<()> {
             if let Some(w) =
                 sampler.and_then(|s| hps_master::samplers::startup_warning(&study, s.as_ref()))
             {
+                eprintln!("warning: {w}");
+            }
+            if let Some(w) = hps_master::overflow_warning(&study) {
                 eprintln!("warning: {w}");
             }
             Ok(())

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use hps_common::{Progress, Study, TrialResult, TrialSetting, TrialStatus};
+use hps_common::{ParamSpec, Progress, Study, TrialResult, TrialSetting, TrialStatus};
 use hps_shared_fs::{FsError, StudyDir, Sub};
 
 use crate::ReportError;
@@ -65,6 +65,8 @@ impl StudyData {
             .flatten()
             .filter(|p| !done.contains(p.trial_id.as_str()))
             .collect();
+        let mut study = study;
+        keep_occurring_choices(&mut study, settings.values().map(|s| &s.params));
         Ok(StudyData {
             root: root.to_path_buf(),
             pending: count(&dir, Sub::Pending)?,
@@ -161,4 +163,49 @@ pub fn load_some<T: Send>(
         }
     };
     names.par_iter().filter_map(read).collect()
+}
+
+/// Above this many choices, the report's figures draw a categorical with
+/// the choices that occur only.
+pub const MAX_DRAWN_CHOICES: usize = 50;
+
+/// A categorical of more than [`MAX_DRAWN_CHOICES`] choices is drawn with
+/// the choices that some trial took, in the space's order: a slice plot or
+/// a parallel-coordinates axis of a million choices would make the page
+/// grow with the space instead of the trials.
+fn keep_occurring_choices<'a>(
+    study: &mut Study,
+    params: impl Iterator<Item = &'a hps_common::Params>,
+) {
+    let big: Vec<String> = study
+        .space
+        .iter()
+        .filter(|(_, s)| matches!(s, ParamSpec::Categorical { choices } if choices.len() > MAX_DRAWN_CHOICES))
+        .map(|(k, _)| k.clone())
+        .collect();
+    if big.is_empty() {
+        return;
+    }
+    let mut seen: BTreeMap<&str, Vec<&serde_json::Value>> = BTreeMap::new();
+    for p in params {
+        for name in &big {
+            if let Some(v) = p.get(name) {
+                seen.entry(name.as_str()).or_default().push(v);
+            }
+        }
+    }
+    let seen: BTreeMap<String, Vec<serde_json::Value>> = seen
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.into_iter().cloned().collect()))
+        .collect();
+    for name in big {
+        if let Some(ParamSpec::Categorical { choices }) = study.space.get_mut(&name) {
+            let taken = seen.get(&name).map(Vec::as_slice).unwrap_or_default();
+            let first = choices[0].clone();
+            choices.retain(|c| taken.contains(c));
+            if choices.is_empty() {
+                choices.push(first); // nothing ran yet: an axis of one
+            }
+        }
+    }
 }

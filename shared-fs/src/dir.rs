@@ -166,11 +166,7 @@ impl StudyDir {
     /// layout is the one it records ([`layout::detect`]); a directory in
     /// the middle of a migration is refused.
     pub fn open(root: &Path) -> Result<StudyDir> {
-        if !root.join(STUDY_FILE).is_file() {
-            return Err(FsError::NotAStudy {
-                path: root.to_path_buf(),
-            });
-        }
+        check_study_file(root)?;
         let dir = StudyDir {
             root: root.to_path_buf(),
             layout: layout::detect(root)?,
@@ -189,11 +185,7 @@ impl StudyDir {
     /// reaches the master lease and the heartbeats (flat in every layout),
     /// never a per-trial file.
     pub fn open_for_migration(root: &Path) -> Result<StudyDir> {
-        if !root.join(STUDY_FILE).is_file() {
-            return Err(FsError::NotAStudy {
-                path: root.to_path_buf(),
-            });
-        }
+        check_study_file(root)?;
         Ok(StudyDir {
             root: root.to_path_buf(),
             layout: Layout::Flat,
@@ -251,6 +243,29 @@ impl StudyDir {
 
     pub fn sub(&self, sub: Sub) -> PathBuf {
         self.root.join(sub.name())
+    }
+
+    /// Run `op`, which writes into the protocol folder `sub`; when it fails
+    /// because the folder itself is gone (`rm -rf pending/` under a running
+    /// study), create the folder again, say so, and run `op` once more. The
+    /// folders are part of the layout: losing one must not stop a master or
+    /// a worker (what was in it is recovered by the protocol's own rules:
+    /// the orphan rule re-publishes lost settings, workers beat again).
+    fn in_sub<T>(&self, sub: Sub, op: impl Fn() -> Result<T>) -> Result<T> {
+        match op() {
+            Err(e) if is_not_found(&e) && !self.sub(sub).is_dir() => {
+                let folder = self.sub(sub);
+                fs::create_dir_all(&folder)
+                    .map_err(|e| FsError::io("create directory", &folder, e))?;
+                tracing::warn!(
+                    folder = %folder.display(),
+                    "the study's `{}/` folder was gone (removed by hand?); created it again",
+                    sub.name()
+                );
+                op()
+            }
+            other => other,
+        }
     }
 
     pub fn study_path(&self) -> PathBuf {
@@ -368,7 +383,8 @@ impl StudyDir {
 
     /// Publish a setting to `pending/` so workers can claim it.
     pub fn publish(&self, s: &TrialSetting) -> Result<()> {
-        write_atomic(&self.pending_path(&s.trial_id)?, &to_pretty_json(s))
+        let path = self.pending_path(&s.trial_id)?;
+        self.in_sub(Sub::Pending, || write_atomic(&path, &to_pretty_json(s)))
     }
 
     pub fn read_setting(&self, id: &str) -> Result<TrialSetting> {
@@ -432,6 +448,24 @@ impl StudyDir {
         list_json(&self.sub(sub))
     }
 
+    /// The names of every entry of the flat folder `sub` that does not
+    /// start with `.`, sorted (for `quarantine/`, whose names are not
+    /// `<id>.json`).
+    pub fn list_names(&self, sub: Sub) -> Result<Vec<String>> {
+        let dir = self.sub(sub);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(FsError::io("list", dir, e)),
+        };
+        let mut out: Vec<String> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
     /// The shards of a sharded folder, sorted (none in the flat layout).
     pub fn shards(&self, sub: Sub) -> Result<Vec<String>> {
         if self.layout != Layout::Sharded || !sub.is_sharded() {
@@ -487,14 +521,19 @@ impl StudyDir {
         let to = self
             .sub(Sub::Running)
             .join(format!("{id}{CLAIM_SEP}{worker}.json"));
-        match fs::rename(&from, &to) {
+        // ENOENT is either the pending file taken by another worker (the
+        // usual race) or `running/` gone, which `in_sub` creates again.
+        let claimed = self.in_sub(Sub::Running, || {
+            fs::rename(&from, &to).map_err(|e| FsError::io("claim", &from, e))
+        });
+        match claimed {
             Ok(()) => Ok(Some(Claim {
                 trial_id: id.to_string(),
                 worker: worker.to_string(),
                 path: to,
             })),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(FsError::io("claim", from, e)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -560,7 +599,8 @@ impl StudyDir {
 
     /// Rewrite `progress/<id>.json` (worker, after each epoch or report).
     pub fn write_progress(&self, p: &Progress) -> Result<()> {
-        write_atomic(&self.file(Sub::Progress, &p.trial_id)?, &to_pretty_json(p))
+        let path = self.file(Sub::Progress, &p.trial_id)?;
+        self.in_sub(Sub::Progress, || write_atomic(&path, &to_pretty_json(p)))
     }
 
     pub fn read_progress(&self, id: &str) -> Result<Option<Progress>> {
@@ -569,7 +609,8 @@ impl StudyDir {
 
     /// Rewrite `decisions/<id>.json` (master, after each decision).
     pub fn write_decision(&self, d: &Decision) -> Result<()> {
-        write_atomic(&self.file(Sub::Decisions, &d.trial_id)?, &to_pretty_json(d))
+        let path = self.file(Sub::Decisions, &d.trial_id)?;
+        self.in_sub(Sub::Decisions, || write_atomic(&path, &to_pretty_json(d)))
     }
 
     pub fn read_decision(&self, id: &str) -> Result<Option<Decision>> {
@@ -595,10 +636,13 @@ impl StudyDir {
     /// the claim was taken from us meanwhile (the master presumed us dead).
     pub fn pause(&self, claim: &Claim) -> Result<bool> {
         let to = self.paused_path(&claim.trial_id)?;
-        match fs::rename(&claim.path, &to) {
+        let paused = self.in_sub(Sub::Paused, || {
+            fs::rename(&claim.path, &to).map_err(|e| FsError::io("pause", &claim.path, e))
+        });
+        match paused {
             Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(FsError::io("pause", &claim.path, e)),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -614,7 +658,9 @@ impl StudyDir {
         let from = self.paused_path(&setting.trial_id)?;
         write_atomic(&from, &to_pretty_json(setting))?;
         let to = self.pending_path(&setting.trial_id)?;
-        fs::rename(&from, &to).map_err(|e| FsError::io("promote", &from, e))
+        self.in_sub(Sub::Pending, || {
+            fs::rename(&from, &to).map_err(|e| FsError::io("promote", &from, e))
+        })
     }
 
     /// Drop a paused file (its trial has a result now).
@@ -624,7 +670,7 @@ impl StudyDir {
 
     pub fn write_heartbeat(&self, hb: &Heartbeat) -> Result<()> {
         let p = self.file(Sub::Heartbeats, &hb.worker)?;
-        write_atomic(&p, &to_pretty_json(hb))
+        self.in_sub(Sub::Heartbeats, || write_atomic(&p, &to_pretty_json(hb)))
     }
 
     pub fn read_heartbeat(&self, worker: &str) -> Result<Heartbeat> {
@@ -638,7 +684,8 @@ impl StudyDir {
     /// Claim a worker id that has no heartbeat: create its first beat with
     /// `link(2)`. Of several workers starting with one id, one gets `true`.
     pub fn create_heartbeat(&self, hb: &Heartbeat) -> Result<bool> {
-        write_new(&self.heartbeat_path(&hb.worker)?, &to_pretty_json(hb))
+        let path = self.heartbeat_path(&hb.worker)?;
+        self.in_sub(Sub::Heartbeats, || write_new(&path, &to_pretty_json(hb)))
     }
 
     /// Claim a worker id whose heartbeat `old` the caller judged stale or
@@ -712,12 +759,20 @@ impl StudyDir {
             std::process::id(),
             hps_common::files::unix_now() as u64
         ));
-        fs::rename(path, &to).map_err(|e| FsError::io("quarantine", path, e))?;
+        self.in_sub(Sub::Quarantine, || {
+            fs::rename(path, &to).map_err(|e| FsError::io("quarantine", path, e))
+        })?;
         Ok(to)
     }
 
     /// Remove temp files older than `age` left behind by crashed writers.
+    /// Their age is measured on the filesystem's clock (the mtime of a
+    /// file created just now), never this host's: a master whose clock is
+    /// ahead must not take another host's fresh temp file for an old one.
     pub fn sweep_temp_files(&self, age: std::time::Duration) -> usize {
+        let Some(now) = self.fs_now() else {
+            return 0;
+        };
         let mut removed = 0;
         let mut dirs: Vec<PathBuf> = Sub::ALL.iter().map(|s| self.sub(*s)).collect();
         dirs.push(self.root.clone());
@@ -748,7 +803,7 @@ impl StudyDir {
                     .metadata()
                     .and_then(|m| m.modified())
                     .ok()
-                    .and_then(|t| t.elapsed().ok())
+                    .and_then(|t| now.duration_since(t).ok())
                     .is_some_and(|el| el >= age);
                 if old && fs::remove_file(e.path()).is_ok() {
                     removed += 1;
@@ -756,6 +811,104 @@ impl StudyDir {
             }
         }
         removed
+    }
+}
+
+/// `root/study.json` is a regular file: [`FsError::NotAStudy`] when there
+/// is nothing of that name, [`FsError::BadStudyFile`] saying what is there
+/// otherwise (a link to `/dev/zero`, a FIFO, a directory), so that neither
+/// a wrong "no study.json" nor a read without end follows.
+pub(crate) fn check_study_file(root: &Path) -> Result<()> {
+    let path = root.join(STUDY_FILE);
+    let meta = match fs::symlink_metadata(&path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Err(FsError::NotAStudy {
+                path: root.to_path_buf(),
+            })
+        }
+        Err(e) => return Err(FsError::io("inspect", &path, e)),
+    };
+    if meta.is_file() {
+        return Ok(());
+    }
+    let what = if meta.file_type().is_symlink() {
+        let to = fs::read_link(&path)
+            .map(|t| format!(" to `{}`", t.display()))
+            .unwrap_or_default();
+        let target = fs::metadata(&path)
+            .map(|m| format!(", which is {}", describe(&m)))
+            .unwrap_or_else(|_| ", which does not exist".to_string());
+        format!("a symbolic link{to}{target} (hps reads study.json only as a regular file of the study directory)")
+    } else {
+        describe(&meta).to_string()
+    };
+    Err(FsError::BadStudyFile {
+        path,
+        what,
+        pipe_ok: false,
+    })
+}
+
+/// What a directory entry is, for messages: "a regular file", "a device" ...
+fn describe(meta: &fs::Metadata) -> &'static str {
+    if meta.is_file() {
+        "a regular file"
+    } else {
+        file_kind(meta)
+    }
+}
+
+/// Read a study file named on the command line (`init --study FILE`):
+/// a regular file or a pipe (`--study <(jq ... base.json)`), at most
+/// [`MAX_FILE_BYTES`]. A directory or a device is refused at once, saying
+/// what it is; a pipe that never ends is refused at the cap.
+pub fn read_study_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+
+    let meta = fs::metadata(path).map_err(|e| FsError::io("read the study file", path, e))?;
+    let t = meta.file_type();
+    if !(t.is_file() || t.is_fifo()) {
+        return Err(FsError::BadStudyFile {
+            path: path.to_path_buf(),
+            what: describe(&meta).to_string(),
+            pipe_ok: true,
+        });
+    }
+    let file = fs::File::open(path).map_err(|e| FsError::io("read the study file", path, e))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| FsError::io("read the study file", path, e))?;
+    let damaged = |damage| FsError::Damaged {
+        path: path.to_path_buf(),
+        damage,
+    };
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(damaged(Damage::TooLarge(bytes.len() as u64)));
+    }
+    String::from_utf8(bytes).map_err(|e| damaged(Damage::NotUtf8(e.utf8_error().valid_up_to())))
+}
+
+impl StudyDir {
+    /// The filesystem's clock: the mtime of a temp file created in the
+    /// study directory now (`None` when none can be created). On a network
+    /// filesystem the server sets it, so it agrees with the mtimes of
+    /// other clients' files whatever this host's clock says.
+    fn fs_now(&self) -> Option<std::time::SystemTime> {
+        let probe = self
+            .root
+            .join(format!("{TMP_PREFIX}clock.{}", std::process::id()));
+        let made = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&probe)
+            .and_then(|f| f.metadata())
+            .and_then(|m| m.modified());
+        let _ = fs::remove_file(&probe);
+        made.ok()
     }
 }
 
@@ -1136,5 +1289,93 @@ mod damage_tests {
             "names keep no .json"
         );
         assert_eq!(fs::read_dir(dir.sub(Sub::Quarantine)).unwrap().count(), 2);
+    }
+
+    /// Issue 25, edge 7: temp files are aged on the filesystem's clock, so
+    /// a fresh one stays whatever this host's clock says, and one whose
+    /// mtime is two hours behind the filesystem's goes.
+    #[test]
+    fn the_temp_sweep_ages_files_on_the_filesystems_clock() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = crate::testing::branin_study_dir(&tmp.path().join("s"), 1);
+        let fresh = dir.sub(Sub::Heartbeats).join(".tmp.w.json.1.2.3");
+        let old = dir.sub(Sub::Pending).join(".tmp.t000000.json.1.2.3");
+        fs::write(&fresh, b"{").unwrap();
+        fs::write(&old, b"{").unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        fs::File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(two_hours_ago)
+            .unwrap();
+        assert_eq!(dir.sweep_temp_files(std::time::Duration::from_secs(600)), 1);
+        assert!(fresh.exists() && !old.exists());
+        let probes = fs::read_dir(dir.root()).unwrap().flatten();
+        assert!(probes
+            .into_iter()
+            .all(|e| !e.file_name().to_string_lossy().contains("clock")));
+    }
+
+    /// Issue 25, edge 4: a protocol folder removed by hand is created again
+    /// by the next write into it.
+    #[test]
+    fn a_removed_protocol_folder_is_created_again_on_write() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = crate::testing::branin_study_dir(&tmp.path().join("s"), 1);
+        for sub in [Sub::Pending, Sub::Running, Sub::Heartbeats, Sub::Quarantine] {
+            fs::remove_dir_all(dir.sub(sub)).unwrap();
+        }
+        dir.publish(&TrialSetting::new(0, Default::default(), 1, "random"))
+            .unwrap();
+        assert!(!dir.sub(Sub::Running).exists());
+        assert!(dir.claim("t000000", "w").unwrap().is_some());
+        let gone = dir.root().join("gone.json");
+        fs::write(&gone, "{").unwrap();
+        dir.quarantine(&gone).unwrap();
+        assert_eq!(fs::read_dir(dir.sub(Sub::Quarantine)).unwrap().count(), 1);
+    }
+
+    /// Issue 25, edge 9: a shard that is a link out of the study is refused
+    /// before anything is written through it.
+    #[test]
+    fn a_shard_that_is_a_link_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = crate::testing::branin_study_dir(&tmp.path().join("s"), 1);
+        let outside = tmp.path().join("outside");
+        fs::create_dir(&outside).unwrap();
+        std::os::unix::fs::symlink(&outside, dir.sub(Sub::Results).join("t000")).unwrap();
+        let mut r = TrialResult::for_setting(
+            &TrialSetting::new(0, Default::default(), 1, "random"),
+            "w",
+            "cpu",
+        );
+        r.status = hps_common::TrialStatus::Complete;
+        let e = dir.submit_result(&r).unwrap_err();
+        assert!(matches!(e, FsError::ForeignFolder { .. }), "{e}");
+        assert!(e.to_string().contains("a symbolic link to"), "{e}");
+        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0);
+    }
+
+    /// Issue 25, edge 5: study.json that is not a regular file is named for
+    /// what it is, never "no study.json".
+    #[test]
+    fn a_study_file_that_is_a_device_link_is_named_for_what_it_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = crate::testing::branin_study_dir(&tmp.path().join("s"), 1);
+        fs::remove_file(dir.study_path()).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.study_path()).unwrap();
+        let e = StudyDir::open(dir.root()).unwrap_err().to_string();
+        assert!(
+            e.contains("a symbolic link to `/dev/zero`, which is a device"),
+            "{e}"
+        );
+        fs::remove_file(dir.study_path()).unwrap();
+        let e = StudyDir::open(dir.root()).unwrap_err();
+        assert!(matches!(e, FsError::NotAStudy { .. }), "{e}");
+        let e = read_study_file(Path::new("/dev/zero"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("is a device, not a study file"), "{e}");
     }
 }

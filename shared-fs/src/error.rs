@@ -71,6 +71,26 @@ pub enum FsError {
     Damaged { path: PathBuf, damage: Damage },
     #[error("`{}` was replaced again by something hps does not write after being moved to quarantine/ {attempts} times; find the job that keeps re-creating it", path.display())]
     KeepsComingBack { path: PathBuf, attempts: usize },
+    #[error(
+        "`{}` is {what}, not a folder hps made: hps creates the study's shard folders itself \
+         and never writes through a link (it could lead out of the study directory). Move it \
+         out of the study (`mv {} SOMEWHERE`), put back the files it held if they belong to \
+         this study, and run the same command again",
+        path.display(), path.display()
+    )]
+    ForeignFolder { path: PathBuf, what: String },
+    #[error(
+        "`{}` is {what}, not a study file{}",
+        path.display(),
+        if *pipe_ok { "; give a regular file, or a pipe such as `<(...)`" }
+        else { "; put the study's JSON there as a regular file (`study.recorded.json` beside it holds the study as recorded at init)" }
+    )]
+    BadStudyFile {
+        path: PathBuf,
+        what: String,
+        /// Whether a pipe would have been accepted (`init --study`).
+        pipe_ok: bool,
+    },
     #[error("invalid file name `{}` in `{}`: {reason}", name, dir.display())]
     BadName {
         dir: PathBuf,

@@ -200,11 +200,7 @@ pub struct Migrated {
 /// and a directory every command refuses until `migrate` is run again,
 /// which picks up where it stopped: every step can be repeated.
 pub fn migrate(root: &Path) -> Result<Migrated> {
-    if !root.join(STUDY_FILE).is_file() {
-        return Err(FsError::NotAStudy {
-            path: root.to_path_buf(),
-        });
-    }
+    crate::dir::check_study_file(root)?;
     let marker = root.join(MIGRATING_FILE);
     let was_sharded = fs::symlink_metadata(&marker).is_err()
         && recorded_format(root) == Ok(Some(SHARDED_FORMAT as u64));
@@ -296,7 +292,26 @@ pub(crate) fn make_dir(dir: &Path) -> Result<()> {
             }
             Ok(())
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // hps creates its shards itself: a link there (`results/t000
+            // -> /elsewhere`) would put results and logs outside the study.
+            let meta = fs::symlink_metadata(dir).map_err(|e| FsError::io("inspect", dir, e))?;
+            if meta.is_dir() {
+                return Ok(());
+            }
+            let what = if meta.file_type().is_symlink() {
+                match fs::read_link(dir) {
+                    Ok(to) => format!("a symbolic link to `{}`", to.display()),
+                    Err(_) => "a symbolic link".to_string(),
+                }
+            } else {
+                crate::dir::file_kind(&meta).to_string()
+            };
+            Err(FsError::ForeignFolder {
+                path: dir.to_path_buf(),
+                what,
+            })
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             // The folder itself is missing (tidied up by hand).
             fs::create_dir_all(dir).map_err(|e| FsError::io("create directory", dir, e))

@@ -627,3 +627,18 @@ pub fn assert_contains_all(text: &str, parts: &[&str]) {
         assert!(text.contains(p), "`{p}` missing from:\n{text}");
     }
 }
+
+/// A study made from `study_json` whose master recorded and published
+/// `pending` settings and then stopped cleanly (`SIGTERM`), with no worker
+/// yet: the start of tests that damage a study in flight.
+pub fn recorded_study(study_json: &str, pending: usize) -> (tempfile::TempDir, PathBuf) {
+    let (tmp, study) = temp_study(study_json);
+    let args = ["--rescan", "0.2", "--lease-interval", "0.3"];
+    let mut m = spawn_master(&study, &tmp.path().join("m0.log"), &args);
+    wait_until(Duration::from_secs(30), "the pending settings", || {
+        json_stems(&study.join("pending")).len() == pending
+    });
+    m.signal(libc::SIGTERM);
+    m.wait_ok(Duration::from_secs(30));
+    (tmp, study)
+}

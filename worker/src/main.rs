@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Parser;
+use hps_common::seconds::at_least_ms;
 use hps_common::Seconds;
 use hps_worker::device::DeviceSpec;
 use hps_worker::runner::{self, WorkerConfig};
@@ -41,13 +42,13 @@ struct Cli {
     once: bool,
     /// Never use filesystem events; rescan every SECONDS
     /// (the default on NFS/FUSE/Ceph/Lustre, where events are unreliable).
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", value_parser = at_least_ms::<50>)]
     poll: Option<Seconds>,
     /// Rescan at least every SECONDS even when events work.
-    #[arg(long, value_name = "SECONDS", default_value = "2")]
+    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = at_least_ms::<50>)]
     rescan: Seconds,
     /// Write the heartbeat every SECONDS.
-    #[arg(long, value_name = "SECONDS", default_value = "2")]
+    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = at_least_ms::<100>)]
     heartbeat: Seconds,
     /// CPU threads for training (default: all cores). With several CPU
     /// workers on one machine, give each cores / workers.
@@ -61,7 +62,7 @@ struct Cli {
     /// How long a pruning decision may be due (the trial reached one of its
     /// decision epochs) before the worker trains on and says in its log
     /// that decisions stopped coming (no master running, or a slow one).
-    #[arg(long, value_name = "SECONDS", default_value = "10")]
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = at_least_ms::<50>)]
     decision_wait: Seconds,
     /// More log output (-v debug, -vv trace). RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]

@@ -231,11 +231,24 @@ fn claim_loop(
 ) -> Result<(), RunnerError> {
     let (cfg, dir) = (slot.cfg, slot.dir);
     let mut lost = BTreeSet::new();
+    let mut queue_gone = false;
     loop {
         if shutdown.load(Ordering::SeqCst) {
             summary.interrupted = true;
             return Ok(());
         }
+        // A worker that finds no `pending/` would otherwise idle in
+        // silence: say so once, and once more when it is back.
+        let pending = dir.sub(Sub::Pending);
+        match (pending.is_dir(), queue_gone) {
+            (false, false) => warn!(
+                folder = %pending.display(),
+                "the study's pending/ folder is gone (removed by hand?); waiting for the master to create it again"
+            ),
+            (true, true) => info!(folder = %pending.display(), "pending/ is back"),
+            _ => {}
+        }
+        queue_gone = !pending.is_dir();
         // Between trials no claim under our name is legitimate: any is
         // from an earlier life of this worker, or a claim whose rename
         // reply NFS lost (we believed we lost the race). Hand them back.
@@ -359,7 +372,11 @@ fn run_claim(
         // The trial cannot go on here (its state cannot be saved): hand it
         // back rather than fail it, and stop.
         Err(e @ TrainerError::Checkpoint { .. }) => {
-            release(dir, claim, &setting)?;
+            // What failed first is the error; handing the trial back on a
+            // full disk may fail too, and must not hide it.
+            if let Err(r) = release(dir, claim, &setting) {
+                warn!("{r}; the trial stays claimed until the master presumes this worker dead and re-queues it");
+            }
             return Err(e.into());
         }
         Err(e) => return Err(e.into()),
@@ -412,7 +429,54 @@ fn read_setting(dir: &StudyDir, claim: &Claim) -> Result<Option<TrialSetting>, R
         dir.drop_claim(claim)?;
         return Ok(None);
     }
-    Ok(Some(setting))
+    as_recorded(dir, claim, setting)
+}
+
+/// The claimed setting as its record in `settings/` says: the record is
+/// the truth of what a trial is, and a queue file is only a copy of it. A
+/// copy whose parameters differ (edited by hand) runs with the record's,
+/// said in the log; a copy with no record at all is no trial of this study
+/// and is moved to `quarantine/`. When the record cannot be read, the copy
+/// runs: the master checks the result against its own record.
+fn as_recorded(
+    dir: &StudyDir,
+    claim: &Claim,
+    mut setting: TrialSetting,
+) -> Result<Option<TrialSetting>, RunnerError> {
+    match dir.read_setting(&setting.trial_id) {
+        Ok(record) => {
+            if record.params != setting.params
+                || record.index != setting.index
+                || record.config != setting.config
+                || record.repeat != setting.repeat
+                || record.seed != setting.seed
+            {
+                warn!(
+                    file = %claim.path.display(),
+                    record = %dir.setting_path(&setting.trial_id)?.display(),
+                    "the queued copy differs from the trial's record (edited by hand?); running the record's parameters and seed"
+                );
+                setting.params = record.params;
+                setting.index = record.index;
+                setting.config = record.config;
+                setting.repeat = record.repeat;
+                setting.seed = record.seed;
+            }
+            Ok(Some(setting))
+        }
+        Err(e) if is_not_found(&e) => {
+            warn!(
+                file = %claim.path.display(),
+                "no record of this trial in settings/: it is not a setting the master proposed; moving it to quarantine/"
+            );
+            dir.quarantine(&claim.path)?;
+            Ok(None)
+        }
+        Err(e) => {
+            warn!("{e}; running the queued copy as it is (the master checks its result against its own record)");
+            Ok(Some(setting))
+        }
+    }
 }
 
 /// Open the trial's log for appending (never through a link: see
@@ -447,9 +511,38 @@ fn fill_result(result: &mut TrialResult, f: Finished, study: &Study, started: In
     result.epochs_completed = f.epochs_completed;
     result.error = f.error;
     result.collapsed = f.collapsed;
+    // JSON has no NaN or infinity: such a metric would be written as
+    // `null`, which no reader of a result takes for a number.
+    let non_finite: Vec<(String, f64)> = result
+        .metrics
+        .iter()
+        .filter(|(_, v)| !v.is_finite())
+        .map(|(k, v)| (k.clone(), *v))
+        .collect();
+    result.metrics.retain(|_, v| v.is_finite());
     from_best_report(result, study);
-    if result.status == TrialStatus::Complete {
-        set_objective(result, &study.objective.metric);
+    let metric = &study.objective.metric;
+    match non_finite.iter().find(|(k, _)| k == metric) {
+        Some((_, v)) if result.status == TrialStatus::Complete => {
+            result.status = TrialStatus::Diverged;
+            result.collapsed = false;
+            result.error = Some(format!(
+                "the objective metric `{metric}` came out as {v}, not a finite number \
+                 (an overflow or a division by zero in the objective); the trial counts as diverged"
+            ));
+        }
+        _ if result.status == TrialStatus::Complete => set_objective(result, metric),
+        _ => {}
+    }
+    if !non_finite.is_empty() && result.status != TrialStatus::Diverged {
+        let listed: Vec<String> = non_finite
+            .iter()
+            .map(|(k, v)| format!("{k} = {v}"))
+            .collect();
+        warn!(
+            "metrics that are not finite numbers were left out of the result: {}",
+            listed.join(", ")
+        );
     }
     result.wall_time_s = started.elapsed().as_secs_f64();
     result.finished_at_unix = unix_now();

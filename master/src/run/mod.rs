@@ -352,7 +352,7 @@ impl Master {
             .iter()
             .map(|d| (d.trial_id.clone(), d.index))
             .collect();
-        m.load_settings(&done)?;
+        m.load_settings(&done, &listed)?;
         let from_cache = cached.len();
         for d in cached {
             m.take(d, true);

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use hps_common::ids::trial_id;
-use hps_common::TrialSetting;
+use hps_common::ids::{trial_id, trial_index};
+use hps_common::{TrialResult, TrialSetting};
 use hps_shared_fs::dir::is_not_found;
 use hps_shared_fs::Sub;
 use tracing::{debug, info, warn};
@@ -23,8 +23,15 @@ impl Master {
     pub(super) fn load_settings(
         &mut self,
         done: &std::collections::HashMap<String, u64>,
+        results: &BTreeSet<String>,
     ) -> Result<(), MasterError> {
         let ids = self.dir.list(Sub::Settings)?;
+        // The next index comes from every name a trial was ever given, not
+        // from the readable records alone: a damaged record of the newest
+        // trial, quarantined below, must not let the next proposal take
+        // its index while the trial is queued or running.
+        let named = self.names_ever_used(&ids, results)?;
+        self.next_index = self.next_index.max(named);
         for id in ids {
             if let Some(&index) = done.get(&id) {
                 self.next_index = self.next_index.max(index + 1);
@@ -62,11 +69,114 @@ impl Master {
             let id = trial_id(index);
             if !self.settings.contains_key(&id) && !done.contains_key(&id) {
                 self.still_ours()?;
-                let s = self.record(index)?;
+                let s = match self.copy_of(&id) {
+                    Some(copy) => self.restore(copy)?,
+                    None => self.record(index)?,
+                };
                 self.settings.insert(id, s);
             }
         }
         Ok(())
+    }
+
+    /// One past the highest trial index below the budget that any file
+    /// names: a record (readable or not), a quarantined record, a queued,
+    /// running or paused copy, a result. Names beyond the budget count
+    /// only through a readable record ([`Master::implausible`] judges it):
+    /// a planted `pending/t50000000.json` must not make the master
+    /// re-create fifty million records.
+    fn names_ever_used(
+        &self,
+        settings: &[String],
+        results: &BTreeSet<String>,
+    ) -> Result<u64, MasterError> {
+        let running: Vec<String> = self
+            .dir
+            .list_running()?
+            .into_iter()
+            .map(|c| c.trial_id)
+            .collect();
+        let quarantined: Vec<String> = self
+            .dir
+            .list_names(Sub::Quarantine)?
+            .iter()
+            .filter_map(|n| quarantined_record(n).map(str::to_string))
+            .collect();
+        let pending = self.dir.list(Sub::Pending)?;
+        let paused = self.dir.list(Sub::Paused)?;
+        let names = settings
+            .iter()
+            .chain(results)
+            .chain(&pending)
+            .chain(&paused)
+            .chain(&running)
+            .chain(&quarantined);
+        Ok(names
+            .filter_map(|id| trial_index(id).filter(|_| trial_id_is_canonical(id)))
+            .filter(|&i| i < self.planned)
+            .map(|i| i + 1)
+            .max()
+            .unwrap_or(0))
+    }
+
+    /// A readable queued, running or paused copy of trial `id`'s setting,
+    /// or its result, to restore a lost record from: the record is what
+    /// the copy was published from, and a result says what ran.
+    fn copy_of(&self, id: &str) -> Option<TrialSetting> {
+        let fits = |s: &TrialSetting| s.trial_id == id && trial_id(s.index) == id;
+        let claims = self.dir.list_running().unwrap_or_default();
+        let queued = self
+            .dir
+            .pending_path(id)
+            .ok()
+            .and_then(|p| hps_shared_fs::dir::read_json::<TrialSetting>(&p).ok())
+            .into_iter()
+            .chain(self.dir.read_paused(id).ok())
+            .chain(
+                claims
+                    .iter()
+                    .filter(|c| c.trial_id == id)
+                    .filter_map(|c| self.dir.read_claim(c).ok()),
+            )
+            .find(fits);
+        if let Some(mut s) = queued {
+            s.attempt = 1;
+            return Some(s);
+        }
+        let r = self.dir.read_result(id).ok().filter(|r| r.trial_id == id)?;
+        let index = trial_index(id)?;
+        let repeats = self.study.repeats.max(1) as u64;
+        Some(TrialSetting {
+            config: index / repeats,
+            repeat: (index % repeats) as u32,
+            seed: r.seed,
+            ..TrialSetting::new(
+                index,
+                r.params,
+                self.study.budget.epochs,
+                self.study.sampler.name(),
+            )
+        })
+    }
+
+    /// Record `copy` as trial's record again (exclusively, as
+    /// [`Master::record`] does: a record another master wrote first wins).
+    fn restore(&mut self, copy: TrialSetting) -> Result<TrialSetting, MasterError> {
+        let id = copy.trial_id.clone();
+        if self.dir.record_setting(&copy)? {
+            warn!(trial = %id, "restored the trial's lost record from its queued copy or result");
+            self.configs
+                .entry(copy.config)
+                .or_insert_with(|| proposal_of(&copy));
+            return Ok(copy);
+        }
+        match self.dir.read_setting(&id) {
+            Ok(theirs) => {
+                self.configs.insert(theirs.config, proposal_of(&theirs));
+                Ok(theirs)
+            }
+            Err(_) => self.record(copy.index),
+        }
     }
 
     /// Make setting `index` and record it in `settings/` exclusively
@@ -181,7 +291,16 @@ impl Master {
                 continue;
             };
             match self.dir.read_result(id) {
-                Ok(r) if &r.trial_id == id => self.accept(r),
+                Ok(r) if &r.trial_id == id && self.ran_as_recorded(&r) => self.accept(r),
+                Ok(r) if &r.trial_id == id => {
+                    warn!(
+                        file = %path.display(),
+                        ran = %serde_json::to_string(&r.params).unwrap_or_default(),
+                        "the result's parameters differ from the trial's record in settings/ (its queued copy was edited?); moving it to quarantine/ and re-running the trial as recorded"
+                    );
+                    self.quarantine(&path);
+                    self.rerun(id, scan);
+                }
                 Ok(r) => {
                     warn!(file = %path.display(), "result file says trial `{}`; moving it to quarantine/", r.trial_id);
                     self.quarantine(&path);
@@ -197,6 +316,16 @@ impl Master {
                 Err(e) => self.warn_once(e.to_string()),
             }
         }
+    }
+
+    /// Whether a result ran the parameters its trial was recorded with:
+    /// the record is the truth, and a result of other parameters (a hand-
+    /// edited queue file) would pair one setting with another's objective.
+    /// A result for no trial in flight is not judged here.
+    fn ran_as_recorded(&self, r: &TrialResult) -> bool {
+        self.settings
+            .get(&r.trial_id)
+            .is_none_or(|s| s.params == r.params)
     }
 
     /// Publish trial `id` again at once when its result was just
@@ -242,16 +371,17 @@ impl Master {
     /// publishing, or a file was lost. Re-publish once the trial has been
     /// seen nowhere for the orphan grace, on this process's clock.
     pub(super) fn publish_orphans(&mut self, scan: &Scan) -> Result<(), MasterError> {
+        let now = self.clock.now();
         let orphans: BTreeSet<String> = self
             .settings
             .keys()
             .filter(|id| {
                 let result = self.results.get(*id).copied();
                 scan.state(id, result) == hps_common::TrialState::Proposed
+                    && !self.liveness.training(id, now)
             })
             .cloned()
             .collect();
-        let now = self.clock.now();
         self.suspected_orphans.retain(|id, _| orphans.contains(id));
         for id in &orphans {
             self.suspected_orphans.entry(id.clone()).or_insert(now);
@@ -275,6 +405,28 @@ impl Master {
         }
         Ok(())
     }
+}
+
+/// Whether `id` is exactly the id of its index (`t000042`, not `t42`),
+/// as the master names its trials.
+fn trial_id_is_canonical(id: &str) -> bool {
+    trial_index(id).is_some_and(|i| trial_id(i) == id)
+}
+
+/// The trial id of a quarantined record (`settings-t000-t000042.json-…`
+/// in the sharded layout, `settings-t000042.json-…` in the flat one).
+fn quarantined_record(name: &str) -> Option<&str> {
+    let rest = name.strip_prefix("settings-")?;
+    let rest = match rest.split_once('-') {
+        Some((shard, tail))
+            if hps_shared_fs::layout::is_shard_name(shard) && tail.starts_with('t') =>
+        {
+            tail
+        }
+        _ => rest,
+    };
+    let (id, _) = rest.split_once(".json-")?;
+    Some(id)
 }
 
 /// A recorded setting's parameters and source, as its config's proposal:

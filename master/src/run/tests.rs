@@ -320,3 +320,62 @@ fn a_worker_back_under_its_id_keeps_its_claim_between_heartbeat_readings() {
     assert_eq!(dir.list_running().unwrap().len(), 1, "the claim stays");
     assert!(dir.list(Sub::Pending).unwrap().is_empty());
 }
+
+/// Issue 25, defect 1: the newest record is damaged while its trial runs.
+/// The next index comes from every name, and the record is restored from
+/// the running copy: nothing is proposed under its index again.
+#[test]
+fn a_damaged_newest_record_is_restored_from_its_running_copy() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = hps_shared_fs::testing::branin_study_dir(&tmp.path().join("s"), 3);
+    let study = dir.read_study().unwrap();
+    let sampler = samplers::build(&study, &dir.study_path()).unwrap();
+    let cfg = RunConfig::new(dir.root().to_path_buf());
+    let clock = Arc::new(ManualClock::new());
+    for i in 0..2 {
+        let s = TrialSetting::new(i, setting().params, 1, "random");
+        dir.record_setting(&s).unwrap();
+        dir.publish(&s).unwrap();
+    }
+    dir.claim("t000001", "w1").unwrap().unwrap();
+    let newest = dir.setting_path("t000001").unwrap();
+    std::fs::write(&newest, "{\"format_version\": 1, \"trial").unwrap();
+    let m = Master::new(dir.clone(), study, sampler, 3, cfg, clock, None).unwrap();
+    assert_eq!(m.next_index, 2, "t000001 is named by its claim");
+    assert_eq!(
+        dir.read_setting("t000001").unwrap().params,
+        setting().params
+    );
+    assert_eq!(
+        dir.list(Sub::Pending).unwrap(),
+        ["t000000"],
+        "nothing re-published"
+    );
+}
+
+/// Issue 25, defect 3: a result whose parameters differ from the record
+/// of its trial is quarantined, not accepted.
+#[test]
+fn a_result_of_other_parameters_than_recorded_is_not_accepted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = study_dir(tmp.path());
+    dir.record_setting(&setting()).unwrap();
+    let clock = Arc::new(ManualClock::new());
+    let mut m = master(&dir, &clock);
+    let mut other = setting();
+    other
+        .params
+        .insert("x0".into(), serde_json::Value::from(9.5));
+    let mut r = hps_common::TrialResult::for_setting(&other, "w", "cpu");
+    r.status = TrialStatus::Complete;
+    r.objective = Some(0.0);
+    assert!(dir.submit_result(&r).unwrap());
+    m.step().unwrap();
+    assert!(m.results.is_empty(), "not accepted");
+    assert!(!dir.has_result("t000000"));
+    assert_eq!(
+        dir.list(Sub::Pending).unwrap(),
+        ["t000000"],
+        "re-run as recorded"
+    );
+}

@@ -73,7 +73,8 @@ impl Master {
                         pid: hb.pid,
                         seq: hb.seq,
                     };
-                    self.liveness.observe(&w, beat, stopped, now)
+                    self.liveness.observe(&w, beat, stopped, now);
+                    self.liveness.note_trial(&w, hb.trial);
                 }
                 Ok(hb) => {
                     warn!(

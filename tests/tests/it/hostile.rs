@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use hps_common::TrialStatus;
 use hps_tests::{
-    assert_contains_all, dir_names, json_stems, read_results, runs_per_trial, spawn_master,
-    temp_study, wait_until, Cluster,
+    assert_contains_all, dir_names, read_results, runs_per_trial, spawn_master, temp_study, Cluster,
 };
 use hps_tests::{trial_file, trial_ids};
 
@@ -27,14 +26,7 @@ const FAST: &[&str] = &["--rescan", "0.2", "--lease-interval", "0.3"];
 /// A study whose master recorded and published four settings
 /// (`t000000`..`t000003`) and then stopped cleanly, with no worker yet.
 fn recorded_study() -> (tempfile::TempDir, PathBuf) {
-    let (tmp, study) = temp_study(BRANIN);
-    let mut m = spawn_master(&study, &tmp.path().join("m0.log"), FAST);
-    wait_until(Duration::from_secs(30), "four pending settings", || {
-        json_stems(&study.join("pending")).len() == 4
-    });
-    m.signal(libc::SIGTERM);
-    m.wait_ok(Duration::from_secs(30));
-    (tmp, study)
+    hps_tests::recorded_study(BRANIN, 4)
 }
 
 /// Run the study to the end with one master and one worker.

@@ -14,6 +14,7 @@ mod faults;
 mod fuse;
 mod gp;
 mod gpu_check;
+mod hardening;
 mod hostile;
 mod idle;
 mod k8s;

@@ -126,7 +126,7 @@ pub enum TrainerError {
     #[error(transparent)]
     Fs(#[from] FsError),
     /// The cnn trainer cannot save its state (disk full?).
-    #[error("trial {trial} handed back to the queue; free space or fix permissions and restart the worker")]
+    #[error("trial {trial} could not save its checkpoint, so this worker stopped and handed the trial back to the queue; free space or fix permissions and restart the worker")]
     Checkpoint {
         trial: String,
         #[source]

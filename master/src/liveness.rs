@@ -68,14 +68,9 @@ pub enum Verdict {
     Stopped,
 }
 
-/// What tells one heartbeat write from another: its `seq`, and the host
-/// and pid of the process that wrote it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BeatId {
-    pub host: String,
-    pub pid: u32,
-    pub seq: u64,
-}
+/// What tells one heartbeat write from another ([`BeatId`], the rule of
+/// shared-fs's `beat` module).
+pub use hps_shared_fs::BeatId;
 
 struct Seen {
     beat: BeatId,

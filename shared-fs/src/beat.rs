@@ -44,6 +44,28 @@ impl Beating for Heartbeat {
     }
 }
 
+/// What tells one write of a beating file from another: its `seq`, and the
+/// host and pid of the process that wrote it. A writer is live while this
+/// changes, judged on the reader's own clock: the one rule behind the
+/// master's worker liveness, `hps-master status` and the lease watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeatId {
+    pub host: String,
+    pub pid: u32,
+    pub seq: u64,
+}
+
+impl BeatId {
+    pub fn of<T: Beating>(b: &T) -> BeatId {
+        let (host, pid) = b.writer();
+        BeatId {
+            host: host.to_string(),
+            pid,
+            seq: b.seq(),
+        }
+    }
+}
+
 /// How watching a beating file ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Watched<T> {
@@ -79,9 +101,7 @@ pub fn watch_beats<T: Beating>(
         }
         std::thread::sleep(Duration::from_millis(50).min(window / 3));
         match reread() {
-            Some(Some(now)) if now.seq() != old.seq() || now.writer() != old.writer() => {
-                return Watched::Beating(now)
-            }
+            Some(Some(now)) if BeatId::of(&now) != BeatId::of(old) => return Watched::Beating(now),
             Some(None) => return Watched::Gone,
             _ => {}
         }

@@ -2,6 +2,11 @@ use std::path::PathBuf;
 
 use hps_common::SchemaError;
 
+/// The largest protocol file hps reads. Settings, results and heartbeats
+/// are kilobytes; a larger file is damage or an attack, and is refused
+/// without being read (see [`Damage::TooLarge`]).
+pub const MAX_FILE_BYTES: u64 = 64 << 20;
+
 /// Errors from the file protocol. Every variant names the path involved.
 #[derive(Debug, thiserror::Error)]
 pub enum FsError {
@@ -108,7 +113,7 @@ pub enum Damage {
     NotAFile(&'static str),
     #[error("it is one of {0} names (hard links) of one file, which may lie outside the study directory; hps never writes into it")]
     HardLink(u64),
-    #[error("it is {0} bytes, over the {cap} MiB cap on protocol files; it was not read", cap = crate::dir::MAX_FILE_BYTES >> 20)]
+    #[error("it is {0} bytes, over the {cap} MiB cap on protocol files; it was not read", cap = MAX_FILE_BYTES >> 20)]
     TooLarge(u64),
     #[error("it is not UTF-8 text (invalid byte after offset {0})")]
     NotUtf8(usize),

@@ -26,9 +26,9 @@ use std::path::{Path, PathBuf};
 use hps_common::{parse_versioned, to_pretty_json, validate_id, Study};
 
 use crate::atomic::write_atomic;
-use crate::dir::{read_text, Sub, STUDY_FILE, WEIGHTS_DIR};
 use crate::error::{FsError, Result};
-use crate::record::RECORDED_STUDY_FILE;
+use crate::names::{Sub, RECORDED_STUDY_FILE, STUDY_FILE, WEIGHTS_DIR};
+use crate::read::{check_study_file, file_kind, is_not_found, read_json, read_text};
 
 /// The directory format of the sharded layout (the `format_version` of its
 /// `study.recorded.json`).
@@ -103,7 +103,7 @@ fn recorded_format(root: &Path) -> std::result::Result<Option<u64>, String> {
             Ok(h) => Ok(h.format_version.and_then(|v| v.as_u64())),
             Err(e) => Err(e.to_string()),
         },
-        Err(e) if crate::dir::is_not_found(&e) => Ok(None),
+        Err(e) if is_not_found(&e) => Ok(None),
         Err(e) => Err(e.to_string()),
     }
 }
@@ -144,7 +144,7 @@ pub fn detect(root: &Path) -> Result<Layout> {
 pub(crate) fn read_record(path: &Path) -> Result<Option<Study>> {
     let text = match read_text(path) {
         Ok(t) => t,
-        Err(e) if crate::dir::is_not_found(&e) => return Ok(None),
+        Err(e) if is_not_found(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
     let text = match serde_json::from_str::<serde_json::Value>(&text) {
@@ -200,7 +200,7 @@ pub struct Migrated {
 /// and a directory every command refuses until `migrate` is run again,
 /// which picks up where it stopped: every step can be repeated.
 pub fn migrate(root: &Path) -> Result<Migrated> {
-    crate::dir::check_study_file(root)?;
+    check_study_file(root)?;
     let marker = root.join(MIGRATING_FILE);
     let was_sharded = fs::symlink_metadata(&marker).is_err()
         && recorded_format(root) == Ok(Some(SHARDED_FORMAT as u64));
@@ -208,7 +208,7 @@ pub fn migrate(root: &Path) -> Result<Migrated> {
     let record = root.join(RECORDED_STUDY_FILE);
     let study = match read_record(&record) {
         Ok(Some(s)) => s,
-        Ok(None) => crate::dir::read_json::<Study>(&root.join(STUDY_FILE))?,
+        Ok(None) => read_json::<Study>(&root.join(STUDY_FILE))?,
         Err(e) => {
             return Err(FsError::UnreadableRecord {
                 path: record,
@@ -305,7 +305,7 @@ pub(crate) fn make_dir(dir: &Path) -> Result<()> {
                     Err(_) => "a symbolic link".to_string(),
                 }
             } else {
-                crate::dir::file_kind(&meta).to_string()
+                file_kind(&meta).to_string()
             };
             Err(FsError::ForeignFolder {
                 path: dir.to_path_buf(),

@@ -19,6 +19,8 @@ pub mod host;
 pub mod layout;
 pub mod links;
 pub mod logging;
+pub mod names;
+pub mod read;
 pub mod record;
 pub mod shutdown;
 #[cfg(any(test, feature = "test-support"))]
@@ -26,7 +28,7 @@ pub mod testing;
 pub mod watch;
 
 pub use atomic::{write_atomic, write_atomic_with, write_new};
-pub use beat::{watch_beats, Beating, Periodic, Watched};
+pub use beat::{watch_beats, BeatId, Beating, Periodic, Watched};
 pub use dir::{Claim, StudyDir, Sub, TakenClaim};
 pub use error::{Damage, FsError};
 pub use fstype::{detect_remote_fs, RemoteFs};

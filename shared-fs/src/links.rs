@@ -22,8 +22,9 @@ use std::io;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Component, Path, PathBuf};
 
-use crate::dir::{file_kind, StudyDir};
+use crate::dir::StudyDir;
 use crate::error::{Damage, FsError, Result};
+use crate::read::{file_kind, is_not_found};
 
 /// How many times a foreign entry is moved away before giving up: only
 /// someone re-planting it as fast as it is moved gets that far.
@@ -111,6 +112,18 @@ impl StudyDir {
         })
     }
 
+    /// Remove trial `id`'s checkpoint directory (its trial has a result,
+    /// or was pruned): nothing to do when there is none. A link there is
+    /// removed as a link, never followed.
+    pub fn remove_checkpoint(&self, id: &str) -> Result<()> {
+        let path = self.checkpoint_dir(id)?;
+        match fs::remove_dir_all(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(FsError::io("remove the checkpoint directory", &path, e)),
+        }
+    }
+
     /// Make `path` ready to be replaced by `rename`: whatever is there
     /// that is not a regular file (a directory would make every later
     /// write of the file fail) is moved to `quarantine/`.
@@ -165,7 +178,7 @@ impl StudyDir {
                 );
                 Ok(())
             }
-            Err(e) if crate::dir::is_not_found(&e) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -11,8 +11,7 @@ use hps_common::Study;
 use crate::atomic::write_atomic;
 use crate::dir::StudyDir;
 use crate::error::{FsError, Result};
-
-pub const RECORDED_STUDY_FILE: &str = "study.recorded.json";
+use crate::names::RECORDED_STUDY_FILE;
 
 /// How `study.json` compares with the study recorded at init.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,7 +19,9 @@ use hps_shared_fs::host::{hostname, pid_alive};
 use hps_shared_fs::{watch_beats, StudyDir, Watched};
 use tracing::{info, warn};
 
-use crate::runner::{first_beat, stop_beat, RunnerError, WorkerConfig};
+use crate::beat::{first_beat, stop_beat};
+use crate::config::WorkerConfig;
+use crate::error::RunnerError;
 
 /// The Slurm job this process runs in, from the variables Slurm sets in a
 /// job's environment; `None` outside Slurm.

@@ -13,7 +13,10 @@ macro_rules! logln {
     }};
 }
 
+mod beat;
+pub mod config;
 pub mod device;
+pub mod error;
 pub mod identity;
 pub mod progress;
 pub mod runner;

@@ -4,116 +4,29 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use hps_common::files::unix_now;
-use hps_common::{
-    Heartbeat, IdError, SlurmJob, Spent, Study, TrialResult, TrialSetting, TrialStatus,
-    WorkerState, FORMAT_VERSION,
-};
+use hps_common::{Spent, Study, TrialResult, TrialSetting, TrialStatus, FORMAT_VERSION};
 use hps_shared_fs::dir::is_not_found;
-use hps_shared_fs::host::hostname;
-use hps_shared_fs::{Claim, FsError, Periodic, StudyDir, Sub, Waker, WatchMode};
+use hps_shared_fs::{Claim, StudyDir, Sub, Waker, WatchMode};
 use tracing::{info, info_span, warn};
 
-use crate::device::DeviceSpec;
+use crate::beat::{spawn_heartbeat, stop_beat, Status};
+pub use crate::config::WorkerConfig;
+pub use crate::error::RunnerError;
 use crate::identity;
 use crate::progress::Reporter;
 use crate::trainers::{
     self, Finished, Outcome, Trainer, TrainerError, TrainerOptions, TrialContext,
 };
 
-#[derive(Debug, Clone)]
-pub struct WorkerConfig {
-    pub dir: PathBuf,
-    /// Unique among the study's workers; becomes a file name.
-    pub id: String,
-    pub device: DeviceSpec,
-    /// Dataset directory; overrides the study's `trainer.data`.
-    pub data: Option<PathBuf>,
-    /// `Some(interval)`: scan only, no native events.
-    pub poll: Option<Duration>,
-    pub rescan: Duration,
-    pub heartbeat_interval: Duration,
-    /// Exit after one trial.
-    pub once: bool,
-    /// Trials run at once, sharing the loaded dataset and the device. Each
-    /// slot is a worker of its own to the protocol, named `<id>-s<k>`.
-    pub slots: usize,
-    /// How long a pruning decision may be due before the worker trains on
-    /// (cnn) and says that decisions stopped coming.
-    pub decision_wait: Duration,
-    /// The Slurm job this worker runs in (recorded in its heartbeat).
-    pub slurm: Option<SlurmJob>,
-}
-
-impl WorkerConfig {
-    pub fn new(dir: PathBuf, id: String) -> Self {
-        WorkerConfig {
-            dir,
-            id,
-            device: DeviceSpec::Cpu,
-            data: None,
-            poll: None,
-            rescan: Duration::from_secs(2),
-            heartbeat_interval: Duration::from_secs(2),
-            once: false,
-            slots: 1,
-            decision_wait: crate::progress::DECISION_WAIT,
-            slurm: None,
-        }
-    }
-}
-
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WorkerSummary {
     pub trials: u64,
     pub interrupted: bool,
-}
-
-/// Why a worker stopped before the study was finished.
-#[derive(Debug, thiserror::Error)]
-pub enum RunnerError {
-    #[error(transparent)]
-    Id(#[from] IdError),
-    #[error("--slots must be at least 1")]
-    NoSlots,
-    #[error("a slot thread panicked")]
-    SlotPanicked,
-    #[error(transparent)]
-    Fs(#[from] FsError),
-    #[error(transparent)]
-    Trainer(Box<TrainerError>),
-    #[error(
-        "worker id `{id}` is in use: its heartbeat `{}` is being written by another running \
-         worker ({holder}). Two workers with one id would run the same trials twice. Stop that \
-         worker first, or start this one with another `--id NAME` (without `--id` every worker \
-         gets its own HOST-PID-XXXX id)",
-        path.display()
-    )]
-    IdInUse {
-        id: String,
-        path: PathBuf,
-        holder: String,
-    },
-    #[error("interrupted while checking whether worker id `{id}` is in use")]
-    Interrupted { id: String },
-}
-
-impl From<TrainerError> for RunnerError {
-    fn from(e: TrainerError) -> RunnerError {
-        RunnerError::Trainer(Box::new(e))
-    }
-}
-
-/// What the heartbeat thread reports.
-#[derive(Debug, Clone, Default)]
-struct Status {
-    trial: Option<String>,
-    epoch: Option<u32>,
 }
 
 /// What every claim loop of a worker shares.
@@ -674,15 +587,8 @@ fn publish(
         warn!("a result for this trial was already published (a re-run of a trial presumed lost); keeping the first one");
     }
     dir.drop_claim(claim)?;
-    if let Ok(ckpt) = dir.checkpoint_dir(&result.trial_id) {
-        if ckpt.exists() {
-            if let Err(e) = std::fs::remove_dir_all(&ckpt) {
-                warn!(
-                    "failed to remove the checkpoint `{}` of a finished trial: {e}",
-                    ckpt.display()
-                );
-            }
-        }
+    if let Err(e) = dir.remove_checkpoint(&result.trial_id) {
+        warn!("{e} (a finished trial's)");
     }
     Ok(())
 }
@@ -775,51 +681,6 @@ fn release_stale_claims(dir: &StudyDir, worker: &str) -> Result<(), RunnerError>
 
 fn base_result(s: &TrialSetting, cfg: &WorkerConfig) -> TrialResult {
     TrialResult::for_setting(s, &cfg.id, &cfg.device.to_string())
-}
-
-/// The beat that claims a worker id at start (see [`identity`]).
-pub(crate) fn first_beat(cfg: &WorkerConfig) -> Heartbeat {
-    heartbeat(cfg, &Status::default(), 0, WorkerState::Idle)
-}
-
-/// The final beat: `stopped`, with the largest `seq`.
-pub(crate) fn stop_beat(dir: &StudyDir, cfg: &WorkerConfig) {
-    let hb = heartbeat(cfg, &Status::default(), u64::MAX, WorkerState::Stopped);
-    if let Err(e) = dir.write_heartbeat(&hb) {
-        warn!("{e}");
-    }
-}
-
-fn heartbeat(cfg: &WorkerConfig, st: &Status, seq: u64, state: WorkerState) -> Heartbeat {
-    Heartbeat {
-        format_version: FORMAT_VERSION,
-        worker: cfg.id.clone(),
-        host: hostname(),
-        pid: std::process::id(),
-        device: cfg.device.to_string(),
-        seq,
-        state,
-        trial: st.trial.clone(),
-        epoch: st.epoch,
-        interval_s: cfg.heartbeat_interval.as_secs_f64(),
-        written_at_unix: unix_now(),
-        slurm: cfg.slurm.clone(),
-    }
-}
-
-/// The heartbeat thread: a beat every interval, `training` while a trial
-/// is in hand.
-fn spawn_heartbeat(dir: StudyDir, cfg: WorkerConfig, status: Arc<Mutex<Status>>) -> Periodic {
-    let interval = cfg.heartbeat_interval;
-    Periodic::start("heartbeat", interval, move |seq| {
-        let st = status.lock().unwrap().clone();
-        let state = if st.trial.is_some() {
-            WorkerState::Training
-        } else {
-            WorkerState::Idle
-        };
-        dir.write_heartbeat(&heartbeat(&cfg, &st, seq, state))
-    })
 }
 
 #[cfg(test)]

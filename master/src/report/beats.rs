@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use hps_common::{Heartbeat, WorkerState};
 
-use crate::liveness::Clock;
+use crate::liveness::{BeatId, Clock};
 
 /// The longest `status` watches heartbeats.
 pub const MAX_WINDOW: Duration = Duration::from_secs(5);
@@ -86,7 +86,7 @@ pub fn watch(
                 continue;
             };
             stop[i] = stopped(&hb);
-            if hb.seq != first[i].seq || hb.pid != first[i].pid || hb.host != first[i].host {
+            if BeatId::of(&hb) != BeatId::of(&first[i]) {
                 changed[i] = true;
             }
         }

@@ -256,14 +256,8 @@ impl Master {
     }
 
     fn remove_checkpoint(&self, id: &str) -> Result<(), MasterError> {
-        let ckpt = self.dir.checkpoint_dir(id)?;
-        if ckpt.exists() {
-            if let Err(e) = std::fs::remove_dir_all(&ckpt) {
-                warn!(
-                    "failed to remove the checkpoint `{}` of a pruned trial: {e}",
-                    ckpt.display()
-                );
-            }
+        if let Err(e) = self.dir.remove_checkpoint(id) {
+            warn!("{e} (a pruned trial's)");
         }
         Ok(())
     }

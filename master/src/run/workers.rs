@@ -68,11 +68,7 @@ impl Master {
                 Ok(hb) if hb.worker == w => {
                     self.warn_short_grace(&hb);
                     let stopped = hb.state == WorkerState::Stopped;
-                    let beat = BeatId {
-                        host: hb.host,
-                        pid: hb.pid,
-                        seq: hb.seq,
-                    };
+                    let beat = BeatId::of(&hb);
                     self.liveness.observe(&w, beat, stopped, now);
                     self.liveness.note_trial(&w, hb.trial);
                 }

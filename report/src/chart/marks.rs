@@ -3,9 +3,17 @@
 
 use std::fmt::Write;
 
-use super::render::Ctx;
 use super::svg::{title, N};
+use super::ticks::Map;
 use super::{Bar, Point, Series, Whisker};
+
+/// What a series is drawn against.
+pub(super) struct Ctx {
+    pub xm: Map,
+    pub ym: Map,
+    /// Whiskers are horizontal (y is a category axis and x is numeric).
+    pub horizontal_whiskers: bool,
+}
 
 /// A polyline broken at points that cannot be drawn; one `<path>` (with
 /// the series' hover) for all pieces. Counts vertices.

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use super::marks::Ctx;
 use super::svg::{self, esc, text, text_width, truncate, COLORBAR_W, N, TICK_FONT};
 use super::ticks::{domain, ticks, Map, Ticks};
 use super::{Axis, Figure, Mark, Scale, Series};
@@ -26,14 +27,6 @@ struct Layout {
     /// Category labels on the x axis are rotated.
     x_rotated: bool,
     legend_w: f64,
-}
-
-/// What a series is drawn against.
-pub(super) struct Ctx {
-    pub xm: Map,
-    pub ym: Map,
-    /// Whiskers are horizontal (y is a category axis and x is numeric).
-    pub horizontal_whiskers: bool,
 }
 
 impl Figure {

@@ -14,6 +14,7 @@ pub mod error;
 pub mod exec;
 pub mod exercise;
 pub mod files;
+pub mod format;
 pub mod functions;
 pub mod ids;
 pub mod metric;

@@ -7,11 +7,11 @@ pub mod liveness;
 pub mod migrate;
 pub mod presets;
 pub mod pruners;
-pub mod report;
 pub mod run;
 pub mod samplers;
 pub mod scan;
 pub mod script_paths;
+pub mod views;
 
 use std::path::Path;
 

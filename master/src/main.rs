@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use hps_common::seconds::at_least_ms;
 use hps_common::Seconds;
-use hps_master::{presets, report, run};
+use hps_master::{presets, run, views};
 use hps_shared_fs::StudyDir;
 
 /// hps master: proposes hyperparameter settings into a shared study
@@ -146,7 +146,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // `run` on a terminal: a live progress line, the log written around it.
     let progress = (matches!(cli.cmd, Cmd::Run { .. }) && std::io::stderr().is_terminal())
-        .then(run::Progress::new);
+        .then(run::ProgressLine::new);
     match &progress {
         Some(p) => hps_shared_fs::logging::init_with_writer(cli.log.verbose, p.log_writer()),
         None => hps_shared_fs::logging::init(cli.log.verbose),
@@ -170,7 +170,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-fn dispatch(cmd: Cmd, progress: Option<run::Progress>) -> Result<()> {
+fn dispatch(cmd: Cmd, progress: Option<run::ProgressLine>) -> Result<()> {
     match cmd {
         Cmd::Init {
             list_presets: true, ..
@@ -278,12 +278,8 @@ fn dispatch(cmd: Cmd, progress: Option<run::Progress>) -> Result<()> {
             format,
             color_by,
         } => report(dirs, output, figures, format, color_by),
-        Cmd::Status { dir } => Ok(report::status(&open(&dir)?, &mut std::io::stdout().lock())?),
-        Cmd::Best { dir, n } => Ok(report::best(
-            &open(&dir)?,
-            n,
-            &mut std::io::stdout().lock(),
-        )?),
+        Cmd::Status { dir } => Ok(views::status(&open(&dir)?, &mut std::io::stdout().lock())?),
+        Cmd::Best { dir, n } => Ok(views::best(&open(&dir)?, n, &mut std::io::stdout().lock())?),
         Cmd::Export {
             dir,
             format,
@@ -292,13 +288,13 @@ fn dispatch(cmd: Cmd, progress: Option<run::Progress>) -> Result<()> {
         } => {
             let d = open(&dir)?;
             let format = match format {
-                Format::Csv => report::ExportFormat::Csv,
-                Format::Jsonl => report::ExportFormat::Jsonl,
+                Format::Csv => views::ExportFormat::Csv,
+                Format::Jsonl => views::ExportFormat::Jsonl,
             };
             let export = if curves {
-                report::export_curves
+                views::export_curves
             } else {
-                report::export
+                views::export
             };
             match output {
                 Some(path) => {

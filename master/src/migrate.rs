@@ -26,7 +26,7 @@ pub fn migrate(root: &Path, out: &mut dyn Write) -> Result<Migrated, MasterError
     let dir = StudyDir::open_for_migration(root)?;
     let lease = Lease::acquire(&dir, LEASE_INTERVAL, &AtomicBool::new(false))?;
     let done = (|| {
-        let workers = crate::report::running_workers(&dir)?;
+        let workers = crate::views::running_workers(&dir)?;
         if !workers.is_empty() {
             return Err(MasterError::WorkersRunning {
                 dir: root.to_path_buf(),

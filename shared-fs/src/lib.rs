@@ -25,6 +25,7 @@ pub mod record;
 pub mod shutdown;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+pub mod tolerant;
 pub mod watch;
 
 pub use atomic::{write_atomic, write_atomic_with, write_new};

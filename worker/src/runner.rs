@@ -20,7 +20,7 @@ pub use crate::error::RunnerError;
 use crate::identity;
 use crate::progress::Reporter;
 use crate::trainers::{
-    self, Finished, Outcome, Trainer, TrainerError, TrainerOptions, TrialContext,
+    self, Outcome, Trainer, TrainerError, TrainerOptions, TrialContext, TrialEnd,
 };
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -415,7 +415,7 @@ fn open_log(
 
 /// Copy the trainer's part into `result` and complete it: the objective
 /// of a complete trial, the wall time.
-fn fill_result(result: &mut TrialResult, f: Finished, study: &Study, started: Instant) {
+fn fill_result(result: &mut TrialResult, f: TrialEnd, study: &Study, started: Instant) {
     result.status = f.status;
     result.curve = f.curve;
     result.best_epoch = f.best_epoch;

@@ -38,7 +38,7 @@ use crate::samplers::{self, Intermediate, Observation, Proposal, Sampler};
 use crate::scan::Scan;
 use failfast::FailureStreak;
 use lease::{Lease, LeaseCheck};
-pub use progress::{LogWriter, Progress};
+pub use progress::{LogWriter, ProgressLine};
 
 /// Everything `run` needs, validated by the binary.
 #[derive(Debug, Clone)]
@@ -66,7 +66,7 @@ pub struct RunConfig {
     /// (see [`failfast`]); 0 never stops.
     pub max_consecutive_failures: u32,
     /// The live progress line, when stderr is a terminal (see [`progress`]).
-    pub progress: Option<Progress>,
+    pub progress: Option<ProgressLine>,
     /// The `hps-master` binary, to write `DIR/report.html` in a child
     /// process (see [`refresh`]); `None` writes it in this process.
     pub report_exe: Option<PathBuf>,

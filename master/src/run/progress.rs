@@ -2,8 +2,8 @@
 //! trials done out of planned, trials running, the best so far and an
 //! estimated time to finish, redrawn in place by `indicatif`.
 //!
-//! The binary makes a [`Progress`] only when stderr is a terminal, and
-//! routes the log through [`Progress::log_writer`], which clears the line,
+//! The binary makes a [`ProgressLine`] only when stderr is a terminal, and
+//! routes the log through [`ProgressLine::log_writer`], which clears the line,
 //! writes the log line above it and redraws it, so the two never garble
 //! each other. Elsewhere (log files, pipes, the tests) there is no line and
 //! the log is as before.
@@ -71,17 +71,17 @@ impl Snapshot {
 
 /// The progress line on stderr. Clones share the one line.
 #[derive(Clone, Debug)]
-pub struct Progress {
+pub struct ProgressLine {
     bar: ProgressBar,
 }
 
-impl Default for Progress {
+impl Default for ProgressLine {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Progress {
+impl ProgressLine {
     /// A line drawn on stderr (indicatif draws nothing where stderr is not
     /// a terminal). It appears at the first update.
     pub fn new() -> Self {
@@ -94,7 +94,7 @@ impl Progress {
         let style =
             ProgressStyle::with_template(TEMPLATE).unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style.progress_chars("=> "));
-        Progress { bar }
+        ProgressLine { bar }
     }
 
     /// The writer for the log subscriber: each log line is written to
@@ -122,7 +122,7 @@ impl Progress {
 const TEMPLATE: &str = "[{elapsed_precise}] [{bar:30}] {pos}/{len} trials  {msg}";
 
 /// One log line's way to stderr around the progress line (see
-/// [`Progress::log_writer`]).
+/// [`ProgressLine::log_writer`]).
 pub struct LogWriter {
     bar: ProgressBar,
 }
@@ -215,7 +215,7 @@ mod tests {
     #[test]
     fn the_template_parses_and_a_hidden_line_passes_log_lines_through() {
         assert!(ProgressStyle::with_template(TEMPLATE).is_ok());
-        let p = Progress::with_target(ProgressDrawTarget::hidden());
+        let p = ProgressLine::with_target(ProgressDrawTarget::hidden());
         p.update(&snapshot());
         assert_eq!((p.bar.position(), p.bar.length()), (4, Some(10)));
         let mut w = (p.log_writer())();

@@ -34,52 +34,7 @@ pub fn num(v: f64) -> String {
     significant(v, 4)
 }
 
-/// `x` with `digits` significant digits and no trailing zeros; in
-/// scientific notation outside `[10^-4, 10^digits)`. The one
-/// number format of hps's tables, on the page and on the terminal.
-pub fn significant(x: f64, digits: i32) -> String {
-    if !x.is_finite() {
-        return "-".into();
-    }
-    if x == 0.0 {
-        return "0".into();
-    }
-    let mag = x.abs().log10().floor() as i32;
-    // Learning rates and weight decays (0.001, 0.0001) read best as
-    // decimals; scientific notation only below 1e-4 or above the digits.
-    if (-4..digits).contains(&mag) {
-        let decimals = (digits - 1 - mag).max(0) as usize;
-        let s = format!("{x:.decimals$}");
-        if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            s
-        }
-    } else {
-        let decimals = (digits - 1).max(0) as usize;
-        let s = format!("{x:.decimals$e}");
-        match s.split_once('e') {
-            Some((m, e)) if m.contains('.') => {
-                format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.'))
-            }
-            _ => s,
-        }
-    }
-}
-
-/// A parameter value as text: strings unquoted, floats with `digits`
-/// significant digits, integers and the rest as written.
-pub fn value_text_with(v: &Value, digits: i32) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Number(n) if n.is_f64() => significant(n.as_f64().unwrap_or(f64::NAN), digits),
-        other => other.to_string(),
-    }
-}
-
-pub fn value_text(v: &Value) -> String {
-    value_text_with(v, 4)
-}
+pub use hps_common::format::{significant, value_text, value_text_with};
 
 /// The study's searched parameters, in name order.
 pub fn searched(d: &StudyData) -> Vec<(&str, &ParamSpec)> {

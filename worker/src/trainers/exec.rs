@@ -26,7 +26,7 @@ use hps_common::{TrialSetting, TrialStatus};
 use serde_json::Value;
 
 pub use super::Report;
-use super::{Finished, Outcome, Trainer, TrainerError, TrialContext};
+use super::{Outcome, Trainer, TrainerError, TrialContext, TrialEnd};
 
 /// Lines of stderr kept for the error message of a failed trial.
 const STDERR_TAIL: usize = 20;
@@ -66,7 +66,7 @@ impl Trainer for ExecTrainer {
             trial.should_stop,
             &mut monitor,
         );
-        if let Outcome::Finished(Finished {
+        if let Outcome::Finished(TrialEnd {
             status,
             error: Some(e),
             ..
@@ -90,11 +90,11 @@ fn done(
     reports: Vec<Report>,
     error: Option<String>,
 ) -> Outcome {
-    Outcome::Finished(Finished {
+    Outcome::Finished(TrialEnd {
         metrics,
         epochs_completed: reports.len() as u32,
         reports,
-        ..Finished::with_status(status, error)
+        ..TrialEnd::with_status(status, error)
     })
 }
 
@@ -684,7 +684,7 @@ mod tests {
             echo '{{"epoch": 2, "val_loss": 1.0}}' >> {report_file}
             echo '{{"val_loss": 1.0, "val_error": 0.25, "note": "x"}}' > "$HPS_RESULT_FILE""#;
         let (out, log) = run_sh(script, &s, None);
-        let Outcome::Finished(Finished {
+        let Outcome::Finished(TrialEnd {
             status,
             metrics,
             reports,
@@ -710,7 +710,7 @@ mod tests {
             &setting(&[]),
             None,
         );
-        let Outcome::Finished(Finished { status, error, .. }) = out else {
+        let Outcome::Finished(TrialEnd { status, error, .. }) = out else {
             panic!()
         };
         assert_eq!(status, TrialStatus::Failed);
@@ -724,7 +724,7 @@ mod tests {
     #[test]
     fn missing_result_fails() {
         let (out, _) = run_sh("true", &setting(&[]), None);
-        let Outcome::Finished(Finished { status, error, .. }) = out else {
+        let Outcome::Finished(TrialEnd { status, error, .. }) = out else {
             panic!()
         };
         assert_eq!(status, TrialStatus::Failed);
@@ -735,7 +735,7 @@ mod tests {
     fn timeout_kills_the_whole_process_group() {
         let t = Instant::now();
         let (out, _) = run_sh("sleep 30 & sleep 30", &setting(&[]), Some(0.3));
-        let Outcome::Finished(Finished { status, error, .. }) = out else {
+        let Outcome::Finished(TrialEnd { status, error, .. }) = out else {
             panic!()
         };
         assert_eq!(status, TrialStatus::Failed);

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use hps_common::functions::Function;
 use hps_common::{Params, TrialStatus};
 
-use super::{Finished, Outcome, Trainer, TrainerError, TrialContext};
+use super::{Outcome, Trainer, TrainerError, TrialContext, TrialEnd};
 
 /// The `function` trainer of a study.
 #[derive(Debug, Clone)]
@@ -39,7 +39,7 @@ pub fn evaluate(
     params: &Params,
     should_stop: &dyn Fn() -> bool,
 ) -> Outcome {
-    let invalid = |m: String| Outcome::Finished(Finished::invalid(m));
+    let invalid = |m: String| Outcome::Finished(TrialEnd::invalid(m));
     let d = match f.dimension(dim) {
         Ok(d) => d,
         Err(m) => return invalid(m),
@@ -75,10 +75,10 @@ pub fn evaluate(
     let mut metrics = BTreeMap::new();
     metrics.insert("value".to_string(), value);
     metrics.insert("regret".to_string(), value - f.optimum(d));
-    Outcome::Finished(Finished {
+    Outcome::Finished(TrialEnd {
         metrics,
         epochs_completed: 1,
-        ..Finished::with_status(TrialStatus::Complete, None)
+        ..TrialEnd::with_status(TrialStatus::Complete, None)
     })
 }
 
@@ -110,7 +110,7 @@ mod tests {
         p.insert("x1".into(), Value::from("a"));
         let out = evaluate(Function::Branin, None, 0.0, &p, &|| false);
         assert!(
-            matches!(out, Outcome::Finished(Finished { status: TrialStatus::Invalid, error: Some(m), .. }) if m.contains("x1"))
+            matches!(out, Outcome::Finished(TrialEnd { status: TrialStatus::Invalid, error: Some(m), .. }) if m.contains("x1"))
         );
     }
 

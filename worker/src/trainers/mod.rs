@@ -25,7 +25,7 @@ pub type Report = serde_json::Map<String, serde_json::Value>;
 pub enum Outcome {
     /// The trial ran to an end (whatever its status): the parts of its
     /// result file.
-    Finished(Finished),
+    Finished(TrialEnd),
     /// Successive halving: paused after `epoch` (its `until_epoch`), with
     /// its checkpoint in place; the master promotes or prunes it.
     Paused { epoch: u32 },
@@ -36,7 +36,7 @@ pub enum Outcome {
 
 /// The trainer's part of a trial's result.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Finished {
+pub struct TrialEnd {
     pub status: TrialStatus,
     pub metrics: BTreeMap<String, f64>,
     /// The cnn trainer's epochs.
@@ -51,10 +51,10 @@ pub struct Finished {
     pub collapsed: bool,
 }
 
-impl Finished {
+impl TrialEnd {
     /// A trial that ended with `status` and nothing else.
-    pub fn with_status(status: TrialStatus, error: Option<String>) -> Finished {
-        Finished {
+    pub fn with_status(status: TrialStatus, error: Option<String>) -> TrialEnd {
+        TrialEnd {
             status,
             metrics: BTreeMap::new(),
             curve: Vec::new(),
@@ -67,13 +67,13 @@ impl Finished {
     }
 
     /// A trial whose parameters the trainer cannot use.
-    pub fn invalid(why: String) -> Finished {
-        Finished::with_status(TrialStatus::Invalid, Some(why))
+    pub fn invalid(why: String) -> TrialEnd {
+        TrialEnd::with_status(TrialStatus::Invalid, Some(why))
     }
 
     /// A trial that failed with `why`.
-    pub fn failed(why: String) -> Finished {
-        Finished::with_status(TrialStatus::Failed, Some(why))
+    pub fn failed(why: String) -> TrialEnd {
+        TrialEnd::with_status(TrialStatus::Failed, Some(why))
     }
 }
 

@@ -20,7 +20,7 @@ use super::{
     checkpoint_epochs, train_controlled, CnnConfig, CnnOutcome, Dataset, EpochControl, TrainError,
     DEFAULT_DATA_DIR,
 };
-use crate::trainers::{Finished, Outcome, Trainer, TrainerError, TrainerOptions, TrialContext};
+use crate::trainers::{Outcome, Trainer, TrainerError, TrainerOptions, TrialContext, TrialEnd};
 
 /// The cnn trainer of a study: its dataset, loaded once and shared by the
 /// worker's slots, on its device.
@@ -83,7 +83,7 @@ impl Trainer for CnnTrainer {
             s.seed,
         ) {
             Ok(cfg) => cfg,
-            Err(e) => return Ok(Outcome::Finished(Finished::invalid(e.to_string()))),
+            Err(e) => return Ok(Outcome::Finished(TrialEnd::invalid(e.to_string()))),
         };
         if cfg.hyper.transfer != Transfer::None {
             match self.source(trial.dir) {
@@ -92,7 +92,7 @@ impl Trainer for CnnTrainer {
                     crate::logln!(trial.log, "# starting from the weights of {}", src.label);
                     cfg.transfer = Some(Arc::new(src));
                 }
-                Err(why) => return Ok(Outcome::Finished(Finished::invalid(why))),
+                Err(why) => return Ok(Outcome::Finished(TrialEnd::invalid(why))),
             }
         }
         crate::logln!(trial.log, "# epoch elapsed_s train_loss val_loss val_error");
@@ -143,10 +143,10 @@ impl Trainer for CnnTrainer {
                     source: e,
                 })
             }
-            Err(TrainError::InvalidCombination(m)) => Outcome::Finished(Finished::invalid(m)),
+            Err(TrainError::InvalidCombination(m)) => Outcome::Finished(TrialEnd::invalid(m)),
             Err(e) => {
                 error!("training failed: {e}");
-                Outcome::Finished(Finished::failed(e.to_string()))
+                Outcome::Finished(TrialEnd::failed(e.to_string()))
             }
         })
     }
@@ -196,10 +196,10 @@ fn epoch_done(
 }
 
 /// The result parts of a finished run; a run the pruner stopped is `pruned`.
-fn finished(out: CnnOutcome, stop_reason: Option<String>) -> Finished {
+fn finished(out: CnnOutcome, stop_reason: Option<String>) -> TrialEnd {
     let collapsed =
         out.status == TrialStatus::Complete && super::collapsed(&out.curve, super::model::CLASSES);
-    let mut f = Finished {
+    let mut f = TrialEnd {
         status: out.status,
         metrics: out.metrics,
         curve: out.curve,

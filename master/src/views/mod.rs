@@ -238,7 +238,8 @@ pub fn best(dir: &StudyDir, n: usize, out: &mut dyn Write) -> Result<()> {
             break;
         }
         let ids: Vec<String> = chunk.iter().map(|o| o.trial_id.clone()).collect();
-        let read = hps_report::load::load_some(dir, Sub::Results, &ids, |id| dir.read_result(id));
+        let read =
+            hps_shared_fs::tolerant::load_some(dir, Sub::Results, &ids, |id| dir.read_result(id));
         shown.extend(read.into_iter().take(n - shown.len()));
     }
     if shown.is_empty() {
@@ -326,7 +327,7 @@ fn load_all<T: Send>(
     sub: Sub,
     read: impl Fn(&str) -> Result<T, FsError> + Sync,
 ) -> Result<Vec<T>> {
-    Ok(hps_report::load::load_all(dir, sub, read)?)
+    Ok(hps_shared_fs::tolerant::load_all(dir, sub, read)?)
 }
 
 pub(super) fn load_results(dir: &StudyDir) -> Result<Vec<TrialResult>> {
@@ -384,7 +385,8 @@ pub(super) fn load_outcomes(dir: &StudyDir) -> Result<Vec<Outcome>> {
             None => unread.push(id),
         }
     }
-    let read = hps_report::load::load_some(dir, Sub::Results, &unread, |id| dir.read_result(id));
+    let read =
+        hps_shared_fs::tolerant::load_some(dir, Sub::Results, &unread, |id| dir.read_result(id));
     out.extend(read.into_iter().map(Outcome::from));
     Ok(out)
 }
@@ -468,7 +470,7 @@ fn mode_text(m: &Mode) -> String {
 
 /// A parameter value as a user wrote it: strings unquoted, numbers short.
 fn value_text(v: &Value) -> String {
-    hps_report::page::trials::value_text_with(v, 6)
+    hps_common::format::value_text_with(v, 6)
 }
 
 /// A parameter value for export: strings unquoted, numbers exactly as
@@ -493,7 +495,7 @@ pub(super) fn metric_cell(x: f64) -> String {
 
 /// Six significant digits, for tables.
 fn num_short(x: f64) -> String {
-    hps_report::page::trials::significant(x, 6)
+    hps_common::format::significant(x, 6)
 }
 
 /// The shortest text that reads back as exactly `x`, for exports.

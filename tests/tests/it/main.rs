@@ -4,6 +4,7 @@
 //! per file. Run one topic with `cargo test -p hps-tests --test it chaos::`.
 //! The launch helpers live in `tests/src/lib.rs` (`hps_tests`).
 
+mod architecture;
 mod browser;
 mod careless;
 mod chaos;

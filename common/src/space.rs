@@ -224,127 +224,141 @@ impl ParamSpec {
     /// Checks serde cannot express. The field is relative to this
     /// parameter.
     pub fn validate(&self) -> Result<(), FieldError> {
-        let bad = |f: &str, m: String| Err(FieldError::new(f, m));
         match self {
             ParamSpec::Float {
                 low,
                 high,
                 log,
                 grid,
-            } => {
-                if !low.is_finite() || !high.is_finite() {
-                    return bad("low", "bounds must be finite numbers".into());
-                }
-                if low > high {
-                    return bad("high", format!("high ({high}) must be >= low ({low})"));
-                }
-                if low == high {
-                    return bad("high", one_value(low));
-                }
-                if !(high - low).is_finite() {
-                    return bad(
-                        "high",
-                        format!(
-                            "the range from {low} to {high} is wider than a 64-bit float can hold, \
-                             so its values cannot be computed; narrow it (or use \"log\": true on a positive range)"
-                        ),
-                    );
-                }
-                if *log && *low <= 0.0 {
-                    return bad("low", format!("a log-scale range needs low > 0, got {low}"));
-                }
-                if *grid == Some(0) {
-                    return bad("grid", "must be at least 1".into());
-                }
-                if grid.is_some_and(|n| n as i64 > MAX_INT_GRID) {
-                    return bad(
-                        "grid",
-                        format!("at most {MAX_INT_GRID} points per parameter"),
-                    );
-                }
+            } => validate_float(*low, *high, *log, *grid),
+            ParamSpec::Int { low, high, log } => validate_int(*low, *high, *log),
+            ParamSpec::Categorical { choices } => validate_choices(choices),
+            ParamSpec::Fixed { value } if value.is_null() => {
+                bad("value", "must not be null".into())
             }
-            ParamSpec::Int { low, high, log } => {
-                if low > high {
-                    return bad("high", format!("high ({high}) must be >= low ({low})"));
-                }
-                if high
-                    .checked_sub(*low)
-                    .and_then(|w| w.checked_add(1))
-                    .is_none()
-                {
-                    return bad(
-                        "high",
-                        format!("the range from {low} to {high} holds more integers than a 64-bit integer can count; narrow it"),
-                    );
-                }
-                if low == high {
-                    return bad("high", one_value(low));
-                }
-                if *log && *low <= 0 {
-                    return bad("low", format!("a log-scale range needs low > 0, got {low}"));
-                }
-            }
-            ParamSpec::Categorical { choices } => {
-                if choices.is_empty() {
-                    return bad("choices", "must hold at least one value".into());
-                }
-                if let Some(c) = choices
-                    .iter()
-                    .find(|c| c.is_array() || c.is_object() || c.is_null())
-                {
-                    return bad(
-                        "choices",
-                        format!("choices must be numbers, strings or booleans, got {c}"),
-                    );
-                }
-            }
-            ParamSpec::Fixed { value } => {
-                if value.is_null() {
-                    return bad("value", "must not be null".into());
-                }
-            }
+            ParamSpec::Fixed { .. } => Ok(()),
             ParamSpec::Transform {
                 offset,
                 scale,
                 base,
                 grid,
                 ..
-            } => {
-                if !offset.is_finite() || !scale.is_finite() {
-                    return bad("scale", "offset and scale must be finite numbers".into());
-                }
-                if let Some(b) = base {
-                    if !b.is_finite() || *b <= 0.0 {
-                        return bad("base", format!("must be a positive number, got {b}"));
-                    }
-                }
-                // Both ends of the map must be numbers (a value is made from them).
-                let end = |x: f64| {
-                    let t = offset + scale * x;
-                    base.map_or(t, |b| b.powf(t))
-                };
-                if !(end(0.0).is_finite() && end(1.0).is_finite()) {
-                    return bad(
-                        "scale",
-                        format!(
-                            "offset {offset} and scale {scale}{} give values too large for a 64-bit float; make them smaller",
-                            base.map_or(String::new(), |b| format!(" with base {b}"))
-                        ),
-                    );
-                }
-                if *grid == Some(0) {
-                    return bad("grid", "must be at least 1".into());
-                }
-                if grid.is_some_and(|n| n as i64 > MAX_INT_GRID) {
-                    return bad(
-                        "grid",
-                        format!("at most {MAX_INT_GRID} points per parameter"),
-                    );
-                }
-            }
+            } => validate_transform(*offset, *scale, *base, *grid),
         }
-        Ok(())
     }
+}
+
+fn bad(field: &str, message: String) -> Result<(), FieldError> {
+    Err(FieldError::new(field, message))
+}
+
+fn validate_float(low: f64, high: f64, log: bool, grid: Option<usize>) -> Result<(), FieldError> {
+    if !low.is_finite() || !high.is_finite() {
+        return bad("low", "bounds must be finite numbers".into());
+    }
+    if low > high {
+        return bad("high", format!("high ({high}) must be >= low ({low})"));
+    }
+    if low == high {
+        return bad("high", one_value(low));
+    }
+    if !(high - low).is_finite() {
+        return bad(
+            "high",
+            format!(
+                "the range from {low} to {high} is wider than a 64-bit float can hold, \
+                 so its values cannot be computed; narrow it (or use \"log\": true on a positive range)"
+            ),
+        );
+    }
+    if log && low <= 0.0 {
+        return bad("low", format!("a log-scale range needs low > 0, got {low}"));
+    }
+    validate_grid(grid)
+}
+
+fn validate_int(low: i64, high: i64, log: bool) -> Result<(), FieldError> {
+    if low > high {
+        return bad("high", format!("high ({high}) must be >= low ({low})"));
+    }
+    if high
+        .checked_sub(low)
+        .and_then(|w| w.checked_add(1))
+        .is_none()
+    {
+        return bad(
+            "high",
+            format!("the range from {low} to {high} holds more integers than a 64-bit integer can count; narrow it"),
+        );
+    }
+    if low == high {
+        return bad("high", one_value(low));
+    }
+    if log && low <= 0 {
+        return bad("low", format!("a log-scale range needs low > 0, got {low}"));
+    }
+    Ok(())
+}
+
+fn validate_choices(choices: &[Value]) -> Result<(), FieldError> {
+    if choices.is_empty() {
+        return bad("choices", "must hold at least one value".into());
+    }
+    match choices
+        .iter()
+        .find(|c| c.is_array() || c.is_object() || c.is_null())
+    {
+        Some(c) => bad(
+            "choices",
+            format!("choices must be numbers, strings or booleans, got {c}"),
+        ),
+        None => Ok(()),
+    }
+}
+
+fn validate_transform(
+    offset: f64,
+    scale: f64,
+    base: Option<f64>,
+    grid: Option<usize>,
+) -> Result<(), FieldError> {
+    if !offset.is_finite() || !scale.is_finite() {
+        return bad("scale", "offset and scale must be finite numbers".into());
+    }
+    if let Some(b) = base {
+        if !b.is_finite() || b <= 0.0 {
+            return bad("base", format!("must be a positive number, got {b}"));
+        }
+    }
+    // Both ends of the map must be numbers (a value is made from them).
+    let end = |x: f64| {
+        let t = offset + scale * x;
+        base.map_or(t, |b| b.powf(t))
+    };
+    if !(end(0.0).is_finite() && end(1.0).is_finite()) {
+        return bad(
+            "scale",
+            format!(
+                "offset {offset} and scale {scale}{} give values too large for a 64-bit float; make them smaller",
+                base.map_or(String::new(), |b| format!(" with base {b}"))
+            ),
+        );
+    }
+    validate_grid(grid)
+}
+
+/// A `grid` of points per parameter: at least 1, at most [`MAX_INT_GRID`].
+fn validate_grid(grid: Option<usize>) -> Result<(), FieldError> {
+    if grid == Some(0) {
+        return bad("grid", "must be at least 1".into());
+    }
+    if grid.is_some_and(|n| n as i64 > MAX_INT_GRID) {
+        return bad(
+            "grid",
+            format!("at most {MAX_INT_GRID} points per parameter"),
+        );
+    }
+    Ok(())
 }
 
 fn transform_value(offset: f64, scale: f64, base: Option<f64>, int: bool, x: f64) -> Value {

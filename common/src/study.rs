@@ -582,8 +582,78 @@ impl Study {
                  values; remove the pruner, or use the cnn or exec trainer",
             ));
         }
-        let epochs = self.budget.epochs;
-        match *p {
+        p.validate_rungs(self.budget.epochs)?;
+        if self.repeats != 1 {
+            return Err(FieldError::new(
+                "pruner",
+                format!(
+                    "pruners compare single runs; use `repeats`: 1 (got {})",
+                    self.repeats
+                ),
+            ));
+        }
+        if p.pauses() {
+            if !matches!(self.mode, Mode::Sync { .. }) {
+                return Err(FieldError::new(
+                    "pruner.kind",
+                    format!(
+                        "{} needs `mode`: {{\"kind\": \"sync\"}}; use `asha` in async mode",
+                        p.name()
+                    ),
+                ));
+            }
+            if !matches!(self.trainer, TrainerSpec::Cnn { .. }) {
+                return Err(FieldError::new(
+                    "pruner.kind",
+                    format!(
+                        "{} pauses trials and resumes them from checkpoints, which only the cnn \
+                         trainer can do; use `asha` or `median` with this trainer",
+                        p.name()
+                    ),
+                ));
+            }
+        }
+        self.validate_pruned_trainer()
+    }
+
+    /// What the trainer must allow for a pruner: one model per trial (no
+    /// folds) and an objective with a value per epoch.
+    fn validate_pruned_trainer(&self) -> Result<(), FieldError> {
+        match &self.trainer {
+            // Refused first, above.
+            TrainerSpec::Function { .. } => Ok(()),
+            TrainerSpec::Cnn { defaults, .. } => {
+                if defaults.folds > 1 || self.space.contains_key("folds") {
+                    return Err(FieldError::new(
+                        "pruner",
+                        "k-fold cross-validation (`folds`) trains one model per fold and \
+                         cannot be pruned per epoch; remove the pruner or `folds`",
+                    ));
+                }
+                let metric = self.objective.metric.parse::<Metric>().ok();
+                if metric.is_some_and(Metric::per_epoch) {
+                    Ok(())
+                } else {
+                    Err(FieldError::new(
+                        "objective.metric",
+                        format!(
+                            "a pruner compares the objective per epoch, and `{}` has no per-epoch \
+                             value; use one of {}",
+                            self.objective.metric,
+                            Metric::join(Metric::PER_EPOCH)
+                        ),
+                    ))
+                }
+            }
+            TrainerSpec::Exec(_) => Ok(()),
+        }
+    }
+}
+
+impl PrunerSpec {
+    /// The pruner's own numbers, against the study's `epochs`.
+    fn validate_rungs(&self, epochs: u32) -> Result<(), FieldError> {
+        match *self {
             PrunerSpec::Asha { min_epochs, eta }
             | PrunerSpec::SuccessiveHalving { min_epochs, eta }
             | PrunerSpec::Hyperband { min_epochs, eta } => {
@@ -623,64 +693,7 @@ impl Study {
                 }
             }
         }
-        if self.repeats != 1 {
-            return Err(FieldError::new(
-                "pruner",
-                format!(
-                    "pruners compare single runs; use `repeats`: 1 (got {})",
-                    self.repeats
-                ),
-            ));
-        }
-        if p.pauses() {
-            if !matches!(self.mode, Mode::Sync { .. }) {
-                return Err(FieldError::new(
-                    "pruner.kind",
-                    format!(
-                        "{} needs `mode`: {{\"kind\": \"sync\"}}; use `asha` in async mode",
-                        p.name()
-                    ),
-                ));
-            }
-            if !matches!(self.trainer, TrainerSpec::Cnn { .. }) {
-                return Err(FieldError::new(
-                    "pruner.kind",
-                    format!(
-                        "{} pauses trials and resumes them from checkpoints, which only the cnn \
-                         trainer can do; use `asha` or `median` with this trainer",
-                        p.name()
-                    ),
-                ));
-            }
-        }
-        match &self.trainer {
-            // Refused first, above.
-            TrainerSpec::Function { .. } => Ok(()),
-            TrainerSpec::Cnn { defaults, .. } => {
-                if defaults.folds > 1 || self.space.contains_key("folds") {
-                    return Err(FieldError::new(
-                        "pruner",
-                        "k-fold cross-validation (`folds`) trains one model per fold and \
-                         cannot be pruned per epoch; remove the pruner or `folds`",
-                    ));
-                }
-                let metric = self.objective.metric.parse::<Metric>().ok();
-                if metric.is_some_and(Metric::per_epoch) {
-                    Ok(())
-                } else {
-                    Err(FieldError::new(
-                        "objective.metric",
-                        format!(
-                            "a pruner compares the objective per epoch, and `{}` has no per-epoch \
-                             value; use one of {}",
-                            self.objective.metric,
-                            Metric::join(Metric::PER_EPOCH)
-                        ),
-                    ))
-                }
-            }
-            TrainerSpec::Exec(_) => Ok(()),
-        }
+        Ok(())
     }
 }
 

@@ -334,51 +334,7 @@ impl Master {
             streak,
             warned_slow: false,
         };
-        // The cached digests of results still in results/: their settings
-        // and results are not read again.
-        // This listing is also the first step's: `results/` is listed once
-        // at start, not twice (on a parallel filesystem each costs seconds).
-        let started = Instant::now();
-        let listed: BTreeSet<String> = m.dir.list(Sub::Results)?.into_iter().collect();
-        m.listing.done(m.clock.now(), started.elapsed());
-        let mut cached: Vec<ResultDigest> = m
-            .cache
-            .load()
-            .into_values()
-            .filter(|d| listed.contains(&d.trial_id))
-            .collect();
-        cached.sort_by_key(|d| d.index);
-        let done: HashMap<String, u64> = cached
-            .iter()
-            .map(|d| (d.trial_id.clone(), d.index))
-            .collect();
-        m.load_settings(&done, &listed)?;
-        let from_cache = cached.len();
-        for d in cached {
-            m.take(d, true);
-        }
-        m.listing.at_start = Some(listed.into_iter().collect());
-        for id in m.dir.list(Sub::Decisions)? {
-            if let Ok(Some(d)) = m.dir.read_decision(&id) {
-                m.decided.insert(id, d.step);
-            }
-        }
-        if m.dir.is_finished() && m.next_index < m.planned {
-            // The budget was raised after the study finished: continue it.
-            info!(
-                planned = m.planned,
-                proposed = m.next_index,
-                "budget raised; continuing a finished study"
-            );
-            m.dir.clear_finished()?;
-        }
-        info!(
-            proposed = m.next_index,
-            from_cache,
-            "recovered {} recorded settings ({} with a result)",
-            m.settings.len() + from_cache,
-            from_cache
-        );
+        m.recover()?;
         Ok(m)
     }
 

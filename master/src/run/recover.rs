@@ -1,11 +1,12 @@
 //! Rebuilding the master's view from the directory, and repairing it:
 //! recorded settings, results, stray files, and trials that got lost.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use hps_common::ids::{trial_id, trial_index};
-use hps_common::{TrialResult, TrialSetting};
+use hps_common::{ResultDigest, TrialResult, TrialSetting};
 use hps_shared_fs::dir::is_not_found;
 use hps_shared_fs::Sub;
 use tracing::{debug, info, warn};
@@ -16,13 +17,66 @@ use crate::samplers::Proposal;
 use crate::scan::Scan;
 
 impl Master {
+    /// Rebuild the view from the directory at start: the results cache
+    /// (digests of results still in `results/`, whose settings and results
+    /// are not read again), every other recorded setting, the decisions
+    /// written, and a finished study whose budget was raised.
+    pub(super) fn recover(&mut self) -> Result<(), MasterError> {
+        // The cached digests of results still in results/: their settings
+        // and results are not read again.
+        // This listing is also the first step's: `results/` is listed once
+        // at start, not twice (on a parallel filesystem each costs seconds).
+        let started = Instant::now();
+        let listed: BTreeSet<String> = self.dir.list(Sub::Results)?.into_iter().collect();
+        self.listing.done(self.clock.now(), started.elapsed());
+        let mut cached: Vec<ResultDigest> = self
+            .cache
+            .load()
+            .into_values()
+            .filter(|d| listed.contains(&d.trial_id))
+            .collect();
+        cached.sort_by_key(|d| d.index);
+        let done: HashMap<String, u64> = cached
+            .iter()
+            .map(|d| (d.trial_id.clone(), d.index))
+            .collect();
+        self.load_settings(&done, &listed)?;
+        let from_cache = cached.len();
+        for d in cached {
+            self.take(d, true);
+        }
+        self.listing.at_start = Some(listed.into_iter().collect());
+        for id in self.dir.list(Sub::Decisions)? {
+            if let Ok(Some(d)) = self.dir.read_decision(&id) {
+                self.decided.insert(id, d.step);
+            }
+        }
+        if self.dir.is_finished() && self.next_index < self.planned {
+            // The budget was raised after the study finished: continue it.
+            info!(
+                planned = self.planned,
+                proposed = self.next_index,
+                "budget raised; continuing a finished study"
+            );
+            self.dir.clear_finished()?;
+        }
+        info!(
+            proposed = self.next_index,
+            from_cache,
+            "recovered {} recorded settings ({} with a result)",
+            self.settings.len() + from_cache,
+            from_cache
+        );
+        Ok(())
+    }
+
     /// Read every recorded proposal. A corrupt record is quarantined and
     /// re-created from the sampler, which is deterministic per setting.
     /// Read `settings/`, except the settings of the trials in `done` (id →
     /// index: results read from the results cache).
     pub(super) fn load_settings(
         &mut self,
-        done: &std::collections::HashMap<String, u64>,
+        done: &HashMap<String, u64>,
         results: &BTreeSet<String>,
     ) -> Result<(), MasterError> {
         let ids = self.dir.list(Sub::Settings)?;

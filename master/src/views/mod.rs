@@ -35,8 +35,8 @@ use table::Table;
 
 type Result<T, E = MasterError> = std::result::Result<T, E>;
 
-/// Output format of `hps-master export`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Output format of `hps-master export` (its `--format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ExportFormat {
     Csv,
     Jsonl,

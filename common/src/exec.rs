@@ -65,8 +65,19 @@ pub const BUILTINS: &[&str] = &[
     "study_dir",
 ];
 
+/// A command template that cannot be expanded; each names the template.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unclosed `{{` in `{template}`")]
+    Unclosed { template: String },
+    #[error("unknown placeholder `{{{name}}}` in `{template}`")]
+    Unknown { name: String, template: String },
+    #[error("unmatched `}}` in `{template}` (write `}}}}` for a literal brace)")]
+    Unmatched { template: String },
+}
+
 /// The `{name}`s in `template`, in order.
-pub fn placeholders(template: &str) -> Result<Vec<String>, String> {
+pub fn placeholders(template: &str) -> Result<Vec<String>, TemplateError> {
     let mut out = Vec::new();
     render_with(template, &mut |name| {
         out.push(name.to_string());
@@ -76,14 +87,14 @@ pub fn placeholders(template: &str) -> Result<Vec<String>, String> {
 }
 
 /// Expand `template` with `vars`. An unknown placeholder is an error.
-pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String, String> {
+pub fn render(template: &str, vars: &BTreeMap<String, String>) -> Result<String, TemplateError> {
     render_with(template, &mut |name| vars.get(name).cloned())
 }
 
 fn render_with(
     template: &str,
     lookup: &mut dyn FnMut(&str) -> Option<String>,
-) -> Result<String, String> {
+) -> Result<String, TemplateError> {
     let mut out = String::new();
     let mut chars = template.chars().peekable();
     while let Some(c) = chars.next() {
@@ -102,20 +113,27 @@ fn render_with(
                     match chars.next() {
                         Some('}') => break,
                         Some(ch) => name.push(ch),
-                        None => return Err(format!("unclosed `{{` in `{template}`")),
+                        None => {
+                            return Err(TemplateError::Unclosed {
+                                template: template.into(),
+                            })
+                        }
                     }
                 }
                 match lookup(&name) {
                     Some(v) => out.push_str(&v),
                     None => {
-                        return Err(format!("unknown placeholder `{{{name}}}` in `{template}`"))
+                        return Err(TemplateError::Unknown {
+                            name,
+                            template: template.into(),
+                        })
                     }
                 }
             }
             '}' => {
-                return Err(format!(
-                    "unmatched `}}` in `{template}` (write `}}}}` for a literal brace)"
-                ))
+                return Err(TemplateError::Unmatched {
+                    template: template.into(),
+                })
             }
             c => out.push(c),
         }
@@ -145,7 +163,9 @@ impl ExecSpec {
         }
         let known = |n: &str| BUILTINS.contains(&n) || params.clone().any(|p| p == n);
         let check = |field: String, t: &str| -> Result<(), FieldError> {
-            for name in placeholders(t).map_err(|m| FieldError::new(field.clone(), m))? {
+            for name in
+                placeholders(t).map_err(|m| FieldError::new(field.clone(), m.to_string()))?
+            {
                 if !known(&name) {
                     return Err(FieldError::new(
                         field,
@@ -322,9 +342,10 @@ mod tests {
             render("{{literal}} {trial_id}", &vars).unwrap(),
             "{literal} t000001"
         );
-        assert!(render("{nope}", &vars).unwrap_err().contains("nope"));
-        assert!(render("{lr", &vars).unwrap_err().contains("unclosed"));
-        assert!(render("a}b", &vars).unwrap_err().contains("unmatched"));
+        let e = |t: &str| render(t, &vars).unwrap_err().to_string();
+        assert!(e("{nope}").contains("unknown placeholder `{nope}`"));
+        assert!(e("{lr").contains("unclosed"));
+        assert!(e("a}b").contains("unmatched `}` in `a}b`"));
     }
 
     #[test]

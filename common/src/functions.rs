@@ -17,6 +17,21 @@ pub enum Function {
     StyblinskiTang,
 }
 
+/// A `dim` the function cannot take.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DimensionError {
+    #[error("{function} is {fixed}-dimensional, not {got}")]
+    Fixed {
+        function: &'static str,
+        fixed: usize,
+        got: usize,
+    },
+    #[error("{function} needs dim >= {min}")]
+    TooSmall { function: &'static str, min: usize },
+    #[error("dim {0} is too large (max 1000)")]
+    TooLarge(usize),
+}
+
 impl Function {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -28,15 +43,26 @@ impl Function {
     }
 
     /// The dimension used for `dim` (None = the function's default).
-    pub fn dimension(self, dim: Option<usize>) -> Result<usize, String> {
+    pub fn dimension(self, dim: Option<usize>) -> Result<usize, DimensionError> {
+        let wrong = |fixed| DimensionError::Fixed {
+            function: self.as_str(),
+            fixed,
+            got: dim.unwrap_or_default(),
+        };
         match (self, dim) {
             (Function::Branin, None | Some(2)) => Ok(2),
             (Function::Hartmann6, None | Some(6)) => Ok(6),
-            (Function::Branin, Some(d)) => Err(format!("branin is 2-dimensional, not {d}")),
-            (Function::Hartmann6, Some(d)) => Err(format!("hartmann6 is 6-dimensional, not {d}")),
-            (Function::Rosenbrock, Some(d)) if d < 2 => Err("rosenbrock needs dim >= 2".into()),
-            (Function::StyblinskiTang, Some(0)) => Err("styblinski_tang needs dim >= 1".into()),
-            (_, Some(d)) if d > 1000 => Err(format!("dim {d} is too large (max 1000)")),
+            (Function::Branin, Some(_)) => Err(wrong(2)),
+            (Function::Hartmann6, Some(_)) => Err(wrong(6)),
+            (Function::Rosenbrock, Some(d)) if d < 2 => Err(DimensionError::TooSmall {
+                function: self.as_str(),
+                min: 2,
+            }),
+            (Function::StyblinskiTang, Some(0)) => Err(DimensionError::TooSmall {
+                function: self.as_str(),
+                min: 1,
+            }),
+            (_, Some(d)) if d > 1000 => Err(DimensionError::TooLarge(d)),
             (_, Some(d)) => Ok(d),
             (_, None) => Ok(4),
         }

@@ -166,7 +166,7 @@ impl ParamSpec {
     }
 
     /// All values this parameter takes in a grid search, in a fixed order.
-    pub fn grid_values(&self) -> Result<Vec<Value>, String> {
+    pub fn grid_values(&self) -> Result<Vec<Value>, GridError> {
         match self {
             ParamSpec::Float {
                 low,
@@ -174,11 +174,7 @@ impl ParamSpec {
                 log,
                 grid,
             } => {
-                let n = grid.ok_or_else(|| {
-                    "a float parameter needs `grid: N` (number of points) for the grid sampler; \
-                     or use a categorical"
-                        .to_string()
-                })?;
+                let n = grid.ok_or(GridError::NoPoints("a float parameter"))?;
                 Ok(spaced(n)
                     .into_iter()
                     .map(|u| {
@@ -193,11 +189,7 @@ impl ParamSpec {
             }
             ParamSpec::Int { low, high, .. } => {
                 if high - low + 1 > MAX_INT_GRID {
-                    return Err(format!(
-                        "an int range of {} values is too large for a grid (max {MAX_INT_GRID}); \
-                         use a categorical with the values you want",
-                        high - low + 1
-                    ));
+                    return Err(GridError::TooLarge(high - low + 1));
                 }
                 Ok((*low..=*high).map(Value::from).collect())
             }
@@ -210,9 +202,7 @@ impl ParamSpec {
                 int,
                 grid,
             } => {
-                let n = grid.ok_or_else(|| {
-                    "a transform parameter needs `grid: N` for the grid sampler".to_string()
-                })?;
+                let n = grid.ok_or(GridError::NoPoints("a transform parameter"))?;
                 Ok(spaced(n)
                     .into_iter()
                     .map(|u| transform_value(*offset, *scale, *base, *int, u))
@@ -361,6 +351,18 @@ fn validate_grid(grid: Option<usize>) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// Why a parameter has no grid of values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum GridError {
+    #[error("{0} needs `grid: N` (number of points) for the grid sampler; or use a categorical")]
+    NoPoints(&'static str),
+    #[error(
+        "an int range of {0} values is too large for a grid (max {MAX_INT_GRID}); use a \
+         categorical with the values you want"
+    )]
+    TooLarge(i64),
+}
+
 fn transform_value(offset: f64, scale: f64, base: Option<f64>, int: bool, x: f64) -> Value {
     let t = offset + scale * x;
     let v = match base {
@@ -496,7 +498,7 @@ mod tests {
             log: false,
             grid: None,
         };
-        assert!(g.grid_values().unwrap_err().contains("grid"));
+        assert!(g.grid_values().unwrap_err().to_string().contains("grid"));
     }
 
     #[test]

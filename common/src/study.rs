@@ -474,7 +474,7 @@ impl Study {
             .map(|(name, p)| {
                 let k = p
                     .grid_values()
-                    .map_err(|m| FieldError::new(format!("space.{name}"), m))?
+                    .map_err(|m| FieldError::new(format!("space.{name}"), m.to_string()))?
                     .len() as u64;
                 Ok((name.as_str(), k))
             })
@@ -798,7 +798,7 @@ impl Study {
                 }
                 let d = name
                     .dimension(*dim)
-                    .map_err(|m| FieldError::new("trainer.dim", m))?;
+                    .map_err(|m| FieldError::new("trainer.dim", m.to_string()))?;
                 for i in 0..d {
                     let key = format!("x{i}");
                     if !self.space.contains_key(&key) {

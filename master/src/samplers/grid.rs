@@ -28,7 +28,7 @@ impl GridSampler {
         for (name, spec) in &study.space {
             let values = spec
                 .grid_values()
-                .map_err(|message| FieldError::new(format!("space.{name}"), message))?;
+                .map_err(|message| FieldError::new(format!("space.{name}"), message.to_string()))?;
             axes.push((name.clone(), values));
         }
         let size = axes

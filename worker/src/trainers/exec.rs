@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use hps_common::exec::{param_env_var, render, ExecSpec, StoppedBy};
+use hps_common::exec::{param_env_var, render, ExecSpec, StoppedBy, TemplateError};
 use hps_common::{TrialSetting, TrialStatus};
 use serde_json::Value;
 
@@ -345,13 +345,20 @@ fn render_command(
     vars: &BTreeMap<String, String>,
     study_dir: &Path,
 ) -> Result<(Vec<String>, PathBuf, Vec<(String, String)>), Outcome> {
-    let argv: Result<Vec<String>, String> = spec.argv.iter().map(|a| render(a, vars)).collect();
-    let argv =
-        argv.map_err(|e| done(TrialStatus::Invalid, BTreeMap::new(), Vec::new(), Some(e)))?;
+    let argv: Result<Vec<String>, TemplateError> =
+        spec.argv.iter().map(|a| render(a, vars)).collect();
+    let argv = argv.map_err(|e| {
+        done(
+            TrialStatus::Invalid,
+            BTreeMap::new(),
+            Vec::new(),
+            Some(e.to_string()),
+        )
+    })?;
     let workdir = match &spec.workdir {
         Some(w) => {
             check_workdir_values(spec, vars)?;
-            study_dir.join(render(w, vars).map_err(|e| failed(e, Vec::new()))?)
+            study_dir.join(render(w, vars).map_err(|e| failed(e.to_string(), Vec::new()))?)
         }
         None => study_dir.to_path_buf(),
     };
@@ -359,8 +366,8 @@ fn render_command(
         .env
         .iter()
         .map(|(k, v)| Ok((k.clone(), render(v, vars)?)))
-        .collect::<Result<Vec<_>, String>>()
-        .map_err(|e| failed(e, Vec::new()))?;
+        .collect::<Result<Vec<_>, TemplateError>>()
+        .map_err(|e| failed(e.to_string(), Vec::new()))?;
     Ok((argv, workdir, env))
 }
 

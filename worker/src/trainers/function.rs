@@ -42,7 +42,7 @@ pub fn evaluate(
     let invalid = |m: String| Outcome::Finished(TrialEnd::invalid(m));
     let d = match f.dimension(dim) {
         Ok(d) => d,
-        Err(m) => return invalid(m),
+        Err(m) => return invalid(m.to_string()),
     };
     let mut x = Vec::with_capacity(d);
     for i in 0..d {

@@ -1098,7 +1098,8 @@ fn start_from_source(cfg: &CnnConfig, model: &mut Cnn) -> Result<(), TrainError>
             cfg.hyper.transfer.as_str()
         )));
     };
-    src.apply(model).map_err(TrainError::InvalidCombination)?;
+    src.apply(model)
+        .map_err(|e| TrainError::InvalidCombination(e.to_string()))?;
     if cfg.hyper.transfer == Transfer::FreezeConv {
         model.freeze_conv();
     }

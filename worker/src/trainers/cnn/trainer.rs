@@ -14,7 +14,7 @@ use hps_common::{CnnDefaults, EpochStat, TrialStatus};
 use hps_shared_fs::StudyDir;
 use tracing::{error, info, warn};
 
-use super::transfer::{self, SourceWeights};
+use super::transfer::{self, SourceWeights, TransferError};
 
 use super::{
     checkpoint_epochs, train_controlled, CnnConfig, CnnOutcome, Dataset, EpochControl, TrainError,
@@ -61,11 +61,9 @@ impl CnnTrainer {
 
 impl CnnTrainer {
     /// The weights named by `transfer_from`, or why they cannot be had.
-    fn source(&self, dir: &StudyDir) -> Result<SourceWeights, String> {
+    fn source(&self, dir: &StudyDir) -> Result<SourceWeights, TransferError> {
         let Some(from) = &self.transfer_from else {
-            return Err(
-                "transfer needs `trainer.transfer_from` in the study file, which is missing".into(),
-            );
+            return Err(TransferError::NoSource);
         };
         let (path, label) = transfer::resolve(dir, from)?;
         SourceWeights::read(&path, label)
@@ -92,7 +90,7 @@ impl Trainer for CnnTrainer {
                     crate::logln!(trial.log, "# starting from the weights of {}", src.label);
                     cfg.transfer = Some(Arc::new(src));
                 }
-                Err(why) => return Ok(Outcome::Finished(TrialEnd::invalid(why))),
+                Err(why) => return Ok(Outcome::Finished(TrialEnd::invalid(why.to_string()))),
             }
         }
         crate::logln!(trial.log, "# epoch elapsed_s train_loss val_loss val_error");

@@ -20,7 +20,7 @@ use candle_core::{Device, Tensor};
 use hps_common::cnn::TransferFrom;
 use hps_common::{Study, TrialStatus};
 use hps_shared_fs::dir::is_not_found;
-use hps_shared_fs::StudyDir;
+use hps_shared_fs::{FsError, StudyDir};
 
 use super::model::{Cnn, Weights};
 use super::Arch;
@@ -57,6 +57,102 @@ pub fn layer_names(arch: &Arch) -> (Vec<String>, Vec<String>) {
     (vars, stats)
 }
 
+/// Why a trial cannot start from another trial's weights, or its own
+/// weights cannot be kept. Each names the study, the trial or the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TransferError {
+    #[error("cannot serialise the weights: {0}")]
+    Serialise(#[source] candle_core::Error),
+    #[error(transparent)]
+    Fs(Box<FsError>),
+    #[error("the weights of {label} (`{}`) cannot be read: {source}", path.display())]
+    Unreadable {
+        label: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the weights of {label} (`{}`) are corrupt: {why}", path.display())]
+    Corrupt {
+        label: String,
+        path: PathBuf,
+        why: String,
+    },
+    #[error(
+        "cannot start from {label}: its layer {layer} does not match this trial's ({why}); \
+         transfer needs the source's conv layers (conv_layers, nf, nf_mult, kernel_size, batchnorm)"
+    )]
+    ConvMismatch {
+        label: String,
+        layer: String,
+        why: String,
+    },
+    #[error("cannot copy {name}: {source}")]
+    Copy {
+        name: String,
+        #[source]
+        source: candle_core::Error,
+    },
+    #[error("transfer needs `trainer.transfer_from` in the study file, which is missing")]
+    NoSource,
+    #[error(
+        "transfer_from names {study} (`{}`), which is not a study directory ({source}); \
+         create and run it first (`hps-master init`, `hps-master run`)",
+        root.display()
+    )]
+    NoStudy {
+        study: String,
+        root: PathBuf,
+        #[source]
+        source: Box<FsError>,
+    },
+    #[error(
+        "{label} finished without keeping its weights (`{}`; trials pruned while paused, and \
+         trials finished by hps before transfer learning, keep none): name another trial, or \
+         run that one again",
+        path.display()
+    )]
+    NoWeights { label: String, path: PathBuf },
+    #[error(
+        "trial {id} of {study} ended `{status}`, with no weights to start from; name another \
+         trial in transfer_from"
+    )]
+    NotComplete {
+        id: String,
+        study: String,
+        status: &'static str,
+    },
+    #[error(
+        "trial {id} of {study} has not finished: run that study (`hps-master run {}` and a \
+         worker) until it has, then this trial again",
+        root.display()
+    )]
+    NotFinished {
+        id: String,
+        study: String,
+        root: PathBuf,
+    },
+    #[error("trial {id} of {study}: {source}")]
+    Result {
+        id: String,
+        study: String,
+        #[source]
+        source: Box<FsError>,
+    },
+    #[error(
+        "{study} has no complete trial yet to take the best of: run it first (`hps-master run \
+         {}` and a worker)",
+        root.display()
+    )]
+    NoBest { study: String, root: PathBuf },
+}
+
+impl From<FsError> for TransferError {
+    fn from(e: FsError) -> TransferError {
+        TransferError::Fs(Box::new(e))
+    }
+}
+
 /// `w` as safetensors bytes, one tensor per name of [`layer_names`].
 pub fn to_bytes(w: &Weights) -> candle_core::Result<Vec<u8>> {
     let (vars, stats) = layer_names(w.arch());
@@ -72,9 +168,9 @@ pub fn to_bytes(w: &Weights) -> candle_core::Result<Vec<u8>> {
 }
 
 /// Write the final weights of trial `id` into its study's `weights/`.
-pub fn keep(dir: &StudyDir, id: &str, w: &Weights) -> Result<PathBuf, String> {
-    let bytes = to_bytes(w).map_err(|e| format!("cannot serialise the weights: {e}"))?;
-    dir.write_weights(id, &bytes).map_err(|e| e.to_string())
+pub fn keep(dir: &StudyDir, id: &str, w: &Weights) -> Result<PathBuf, TransferError> {
+    let bytes = to_bytes(w).map_err(TransferError::Serialise)?;
+    Ok(dir.write_weights(id, &bytes)?)
 }
 
 /// A source trial's weights, on the CPU, by layer name.
@@ -97,18 +193,26 @@ impl std::fmt::Debug for SourceWeights {
 
 impl SourceWeights {
     /// Read a weights file written by [`keep`].
-    pub fn read(path: &Path, label: String) -> Result<SourceWeights, String> {
-        let bad = |why: String| format!("the weights of {label} (`{}`) {why}", path.display());
-        let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot be read: {e}")))?;
+    pub fn read(path: &Path, label: String) -> Result<SourceWeights, TransferError> {
+        let corrupt = |why: String| TransferError::Corrupt {
+            label: label.clone(),
+            path: path.to_path_buf(),
+            why,
+        };
+        let bytes = std::fs::read(path).map_err(|source| TransferError::Unreadable {
+            label: label.clone(),
+            path: path.to_path_buf(),
+            source,
+        })?;
         let map = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-            .map_err(|e| bad(format!("are corrupt: {e}")))?;
+            .map_err(|e| corrupt(e.to_string()))?;
         let mut tensors = BTreeMap::new();
         for (name, t) in map {
             let data = t
                 .flatten_all()
                 .and_then(|f| f.to_dtype(candle_core::DType::F32))
                 .and_then(|f| f.to_vec1::<f32>())
-                .map_err(|e| bad(format!("are corrupt: {name}: {e}")))?;
+                .map_err(|e| corrupt(format!("{name}: {e}")))?;
             tensors.insert(name, (t.dims().to_vec(), data));
         }
         Ok(SourceWeights { label, tensors })
@@ -128,7 +232,7 @@ impl SourceWeights {
     /// must match (the error names the source and the layer); a dense
     /// layer is copied when all its tensors match, else it keeps its
     /// fresh weights (logged). The output layer counts as a dense layer.
-    pub fn apply(&self, model: &Cnn) -> Result<(), String> {
+    pub fn apply(&self, model: &Cnn) -> Result<(), TransferError> {
         let arch = model.arch.clone();
         let (vars, stats) = layer_names(&arch);
         let named: Vec<(&String, Vec<usize>)> = vars
@@ -155,12 +259,11 @@ impl SourceWeights {
                     });
             match mismatch {
                 Some(why) if layer.starts_with("conv") => {
-                    return Err(format!(
-                        "cannot start from {}: its layer {layer} does not match this trial's \
-                         ({why}); transfer needs the source's conv layers (conv_layers, nf, \
-                         nf_mult, kernel_size, batchnorm)",
-                        self.label
-                    ))
+                    return Err(TransferError::ConvMismatch {
+                        label: self.label.clone(),
+                        layer: layer.to_string(),
+                        why,
+                    })
                 }
                 Some(why) => {
                     tracing::info!(
@@ -171,7 +274,10 @@ impl SourceWeights {
                 None => {
                     for (name, _) in mine {
                         self.copy_into(model, &vars, &stats, name)
-                            .map_err(|e| format!("cannot copy {name}: {e}"))?;
+                            .map_err(|source| TransferError::Copy {
+                                name: name.to_string(),
+                                source,
+                            })?;
                     }
                 }
             }
@@ -208,60 +314,56 @@ fn layer_of(name: &str) -> &str {
 /// The weights file named by `from`, resolved against the study
 /// directory `dir`, and a label for it; or why there is none yet (the
 /// message says which study and trial, and what to run first).
-pub fn resolve(dir: &StudyDir, from: &TransferFrom) -> Result<(PathBuf, String), String> {
+pub fn resolve(dir: &StudyDir, from: &TransferFrom) -> Result<(PathBuf, String), TransferError> {
     let (root, study_name) = match &from.study {
         Some(p) => (dir.root().join(p), format!("study `{p}`")),
         None => (dir.root().to_path_buf(), "this study".to_string()),
     };
-    let source = StudyDir::open(&root).map_err(|e| {
-        format!(
-            "transfer_from names {study_name} (`{}`), which is not a study directory ({e}); \
-             create and run it first (`hps-master init`, `hps-master run`)",
-            root.display()
-        )
+    let source = StudyDir::open(&root).map_err(|source| TransferError::NoStudy {
+        study: study_name.clone(),
+        root: root.clone(),
+        source: Box::new(source),
     })?;
     let id = match from.trial_id() {
         Some(id) => finished(&source, id, &study_name)?,
         None => best(&source, &study_name)?,
     };
     let label = format!("trial {id} of {study_name}");
-    let path = source.weights_path(&id).map_err(|e| e.to_string())?;
+    let path = source.weights_path(&id)?;
     if !path.is_file() {
-        return Err(format!(
-            "{label} finished without keeping its weights (`{}`; trials pruned while \
-             paused, and trials finished by hps before transfer learning, keep none): name \
-             another trial, or run that one again",
-            path.display()
-        ));
+        return Err(TransferError::NoWeights { label, path });
     }
     Ok((path, label))
 }
 
 /// `id`, if it finished with weights to start from.
-fn finished(source: &StudyDir, id: &str, study_name: &str) -> Result<String, String> {
-    match source.read_result(id) {
-        Ok(r) if matches!(r.status, TrialStatus::Complete | TrialStatus::Pruned) => Ok(id.into()),
-        Ok(r) => Err(format!(
-            "trial {id} of {study_name} ended `{}`, with no weights to start from; name \
-             another trial in transfer_from",
-            r.status.as_str()
-        )),
-        Err(e) if is_not_found(&e) => Err(format!(
-            "trial {id} of {study_name} has not finished: run that study (`hps-master run \
-             {}` and a worker) until it has, then this trial again",
-            source.root().display()
-        )),
-        Err(e) => Err(format!("trial {id} of {study_name}: {e}")),
+fn finished(source: &StudyDir, id: &str, study_name: &str) -> Result<String, TransferError> {
+    let (id, study) = (id.to_string(), study_name.to_string());
+    match source.read_result(&id) {
+        Ok(r) if matches!(r.status, TrialStatus::Complete | TrialStatus::Pruned) => Ok(id),
+        Ok(r) => Err(TransferError::NotComplete {
+            id,
+            study,
+            status: r.status.as_str(),
+        }),
+        Err(e) if is_not_found(&e) => Err(TransferError::NotFinished {
+            id,
+            study,
+            root: source.root().to_path_buf(),
+        }),
+        Err(source) => Err(TransferError::Result {
+            id,
+            study,
+            source: Box::new(source),
+        }),
     }
 }
 
 /// The best complete trial of `source` by its objective.
-fn best(source: &StudyDir, study_name: &str) -> Result<String, String> {
-    let study: Study = source.read_study().map_err(|e| e.to_string())?;
+fn best(source: &StudyDir, study_name: &str) -> Result<String, TransferError> {
+    let study: Study = source.read_study()?;
     let dir = study.objective.direction;
-    let ids = source
-        .list(hps_shared_fs::Sub::Results)
-        .map_err(|e| e.to_string())?;
+    let ids = source.list(hps_shared_fs::Sub::Results)?;
     let best = ids
         .iter()
         .filter_map(|id| source.read_result(id).ok())
@@ -272,12 +374,9 @@ fn best(source: &StudyDir, study_name: &str) -> Result<String, String> {
                 .map(|v| (r.trial_id, v))
         })
         .min_by(|a, b| dir.cmp(a.1, b.1));
-    best.map(|(id, _)| id).ok_or_else(|| {
-        format!(
-            "{study_name} has no complete trial yet to take the best of: run it first \
-             (`hps-master run {}` and a worker)",
-            source.root().display()
-        )
+    best.map(|(id, _)| id).ok_or_else(|| TransferError::NoBest {
+        study: study_name.to_string(),
+        root: source.root().to_path_buf(),
     })
 }
 
@@ -449,7 +548,7 @@ mod tests {
             study: Some("../base".into()),
             trial: "best".into(),
         };
-        let e = resolve(&dir, &missing).unwrap_err();
+        let e = resolve(&dir, &missing).unwrap_err().to_string();
         assert!(
             e.contains("study `../base`") && e.contains("hps-master init"),
             "{e}"
@@ -458,7 +557,7 @@ mod tests {
             study: None,
             trial: "t000001".into(),
         };
-        let e = resolve(&dir, &t).unwrap_err();
+        let e = resolve(&dir, &t).unwrap_err().to_string();
         assert!(
             e.contains("trial t000001 of this study has not finished"),
             "{e}"
@@ -468,7 +567,7 @@ mod tests {
             study: Some(".".into()),
             trial: "best".into(),
         };
-        let e = resolve(&dir, &best).unwrap_err();
+        let e = resolve(&dir, &best).unwrap_err().to_string();
         assert!(e.contains("no complete trial yet"), "{e}");
     }
 }

@@ -24,13 +24,131 @@ pub struct StepStats {
     pub update_ratio: f64,
 }
 
+/// One update rule, as candle's `Optimizer` keeps one type per rule: the
+/// update of one var from its (weight-decayed) gradient at step `t`, and
+/// the state the rule keeps for that var in its two slots (`first`:
+/// velocity or first moment, `second`: Adam's second moment). The update
+/// is added to the weights.
+pub trait Rule: Send + Sync {
+    fn update(
+        &self,
+        g: &Tensor,
+        lr: f64,
+        t: u64,
+        first: &mut Option<Tensor>,
+        second: &mut Option<Tensor>,
+    ) -> Result<Tensor>;
+}
+
+/// Plain SGD: `w -= lr*g`.
+#[derive(Debug, Clone, Copy)]
+pub struct Sgd;
+
+impl Rule for Sgd {
+    fn update(
+        &self,
+        g: &Tensor,
+        lr: f64,
+        _: u64,
+        _: &mut Option<Tensor>,
+        _: &mut Option<Tensor>,
+    ) -> Result<Tensor> {
+        g.affine(-lr, 0.0)
+    }
+}
+
+/// Classical or Nesterov momentum, Lasagne's formulas (see the module doc).
+#[derive(Debug, Clone, Copy)]
+pub struct Momentum {
+    pub momentum: f64,
+    pub nesterov: bool,
+}
+
+impl Rule for Momentum {
+    fn update(
+        &self,
+        g: &Tensor,
+        lr: f64,
+        _: u64,
+        velocity: &mut Option<Tensor>,
+        _: &mut Option<Tensor>,
+    ) -> Result<Tensor> {
+        if self.momentum == 0.0 {
+            return g.affine(-lr, 0.0);
+        }
+        let v = match velocity.take() {
+            Some(old) => (old.affine(self.momentum, 0.0)? - g.affine(lr, 0.0)?)?,
+            None => g.affine(-lr, 0.0)?,
+        };
+        let u = if self.nesterov {
+            (v.affine(self.momentum, 0.0)? - g.affine(lr, 0.0)?)?
+        } else {
+            v.clone()
+        };
+        *velocity = Some(v);
+        Ok(u)
+    }
+}
+
+/// Adam (and AdamW, whose decay the [`Optim`] decouples).
+#[derive(Debug, Clone, Copy)]
+pub struct Adam {
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl Rule for Adam {
+    fn update(
+        &self,
+        g: &Tensor,
+        lr: f64,
+        t: u64,
+        first: &mut Option<Tensor>,
+        second: &mut Option<Tensor>,
+    ) -> Result<Tensor> {
+        let m = match first.take() {
+            Some(old) => (old.affine(self.beta1, 0.0)? + g.affine(1.0 - self.beta1, 0.0)?)?,
+            None => g.affine(1.0 - self.beta1, 0.0)?,
+        };
+        let g_sq = g.sqr()?;
+        let s = match second.take() {
+            Some(old) => (old.affine(self.beta2, 0.0)? + g_sq.affine(1.0 - self.beta2, 0.0)?)?,
+            None => g_sq.affine(1.0 - self.beta2, 0.0)?,
+        };
+        let bc1 = 1.0 - self.beta1.powf(t as f64);
+        let bc2 = 1.0 - self.beta2.powf(t as f64);
+        let denom = s.affine(1.0 / bc2, 0.0)?.sqrt()?.affine(1.0, self.eps)?;
+        let u = m.affine(-lr / bc1, 0.0)?.div(&denom)?;
+        *first = Some(m);
+        *second = Some(s);
+        Ok(u)
+    }
+}
+
+/// The rule of `cfg.optimizer`, with its coefficients from `cfg`.
+pub fn rule(cfg: &CnnHyper) -> Box<dyn Rule> {
+    match cfg.optimizer {
+        Kind::Sgd => Box::new(Sgd),
+        Kind::Momentum | Kind::Nesterov => Box::new(Momentum {
+            momentum: cfg.momentum,
+            nesterov: cfg.optimizer == Kind::Nesterov,
+        }),
+        Kind::Adam | Kind::Adamw => Box::new(Adam {
+            beta1: cfg.beta1,
+            beta2: cfg.beta2,
+            eps: cfg.eps,
+        }),
+    }
+}
+
+/// What every rule shares: the learning rate (set per step by the
+/// schedule), the step count, weight decay (L2 on the gradient, or
+/// decoupled beside the update), the per-var state that checkpoints
+/// carry, and the step statistics.
 pub struct Optim {
-    kind: Kind,
+    rule: Box<dyn Rule>,
     lr: f64,
-    momentum: f64,
-    beta1: f64,
-    beta2: f64,
-    eps: f64,
     weight_decay: f64,
     decoupled: bool,
     /// Steps taken (Adam's bias correction uses it).
@@ -45,12 +163,8 @@ impl Optim {
     /// coefficients of `cfg`.
     pub fn new(n_vars: usize, cfg: &CnnHyper) -> Optim {
         Optim {
-            kind: cfg.optimizer,
+            rule: rule(cfg),
             lr: cfg.lr,
-            momentum: cfg.momentum,
-            beta1: cfg.beta1,
-            beta2: cfg.beta2,
-            eps: cfg.eps,
             weight_decay: cfg.weight_decay,
             decoupled: cfg.optimizer == Kind::Adamw
                 || cfg.weight_decay_mode == WeightDecay::Decoupled,
@@ -106,6 +220,7 @@ impl Optim {
             });
             Ok(())
         };
+        let (firsts, seconds) = self.state.split_at_mut(n);
         for (i, var) in vars.iter().enumerate() {
             let Some(grad) = grads.get(var.as_tensor()) else {
                 continue;
@@ -117,50 +232,9 @@ impl Optim {
             if self.weight_decay > 0.0 && !self.decoupled {
                 g = (g + w.affine(self.weight_decay, 0.0)?)?;
             }
-            let mut update = match self.kind {
-                Kind::Sgd => g.affine(-self.lr, 0.0)?,
-                Kind::Momentum | Kind::Nesterov => {
-                    if self.momentum == 0.0 {
-                        g.affine(-self.lr, 0.0)?
-                    } else {
-                        let v = match self.state[i].take() {
-                            Some(old) => {
-                                (old.affine(self.momentum, 0.0)? - g.affine(self.lr, 0.0)?)?
-                            }
-                            None => g.affine(-self.lr, 0.0)?,
-                        };
-                        let u = if self.kind == Kind::Nesterov {
-                            (v.affine(self.momentum, 0.0)? - g.affine(self.lr, 0.0)?)?
-                        } else {
-                            v.clone()
-                        };
-                        self.state[i] = Some(v);
-                        u
-                    }
-                }
-                Kind::Adam | Kind::Adamw => {
-                    let m = match self.state[i].take() {
-                        Some(old) => {
-                            (old.affine(self.beta1, 0.0)? + g.affine(1.0 - self.beta1, 0.0)?)?
-                        }
-                        None => g.affine(1.0 - self.beta1, 0.0)?,
-                    };
-                    let g_sq = g.sqr()?;
-                    let s = match self.state[n + i].take() {
-                        Some(old) => {
-                            (old.affine(self.beta2, 0.0)? + g_sq.affine(1.0 - self.beta2, 0.0)?)?
-                        }
-                        None => g_sq.affine(1.0 - self.beta2, 0.0)?,
-                    };
-                    let bc1 = 1.0 - self.beta1.powf(self.t as f64);
-                    let bc2 = 1.0 - self.beta2.powf(self.t as f64);
-                    let denom = s.affine(1.0 / bc2, 0.0)?.sqrt()?.affine(1.0, self.eps)?;
-                    let u = m.affine(-self.lr / bc1, 0.0)?.div(&denom)?;
-                    self.state[i] = Some(m);
-                    self.state[n + i] = Some(s);
-                    u
-                }
-            };
+            let mut update =
+                self.rule
+                    .update(&g, self.lr, self.t, &mut firsts[i], &mut seconds[i])?;
             if self.weight_decay > 0.0 && self.decoupled {
                 update = (update - w.affine(self.lr * self.weight_decay, 0.0)?)?;
             }

@@ -106,7 +106,7 @@ impl Master {
         for id in scan
             .pending
             .iter()
-            .filter(|id| !self.results.contains_key(*id))
+            .filter(|id| !self.ledger.results.contains_key(*id))
         {
             let Ok(path) = self.dir.pending_path(id) else {
                 continue;
@@ -120,7 +120,7 @@ impl Master {
         let running = scan
             .running
             .iter()
-            .filter(|c| !self.results.contains_key(&c.trial_id))
+            .filter(|c| !self.ledger.results.contains_key(&c.trial_id))
             .count();
         warn!(
             withdrawn,

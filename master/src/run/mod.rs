@@ -8,6 +8,7 @@
 pub(crate) mod cache;
 mod failfast;
 pub(crate) mod lease;
+mod ledger;
 mod progress;
 mod prune;
 mod recover;
@@ -16,7 +17,7 @@ mod workers;
 mod written;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -31,14 +32,17 @@ use hps_shared_fs::{detect_remote_fs, StudyDir, StudyRecord, Sub, Waker, WatchMo
 use tracing::{debug, info, info_span, warn};
 
 use crate::error::MasterError;
-use crate::liveness::{Clock, Liveness, SystemClock};
-use crate::pruners::halving::{self, Bracket};
-use crate::pruners::{self, Curve, Shown, StopRule};
-use crate::samplers::{self, Intermediate, Observation, Proposal, Sampler};
+use crate::liveness::{Clock, SystemClock};
+use crate::pruners::halving::{self};
+use crate::pruners::Curve;
+use crate::samplers::{self, Intermediate, Observation, Sampler};
 use crate::scan::Scan;
 use failfast::FailureStreak;
 use lease::{Lease, LeaseCheck};
+use ledger::Ledger;
 pub use progress::{LogWriter, ProgressLine};
+use prune::Pruning;
+use workers::Fleet;
 
 /// Everything `run` needs, validated by the binary.
 #[derive(Debug, Clone)]
@@ -225,45 +229,13 @@ struct Master {
     sampler: Box<dyn Sampler>,
     planned: u64,
     cfg: RunConfig,
-    /// The recorded settings of the trials without a result, by trial id.
-    /// A setting is dropped once its result is accepted, so that memory
-    /// and the work of a step follow the trials in flight, not the study.
-    settings: BTreeMap<String, TrialSetting>,
-    /// Parameters of each config, and how they were proposed, so repeats
-    /// share them.
-    /// Only configs with repeats still to propose are kept.
-    configs: HashMap<u64, Proposal>,
-    /// The status of each trial with a result. The results themselves are
-    /// not kept (every curve of a 100,000-trial study would be).
-    results: HashMap<String, TrialStatus>,
-    /// Totals over the accepted results, kept as they come in.
-    tally: Tally,
-    /// When `results/` is next listed whole (see [`FullListing`]).
-    listing: FullListing,
-    /// `cache/results.jsonl`, read at start and appended to.
-    cache: cache::ResultsCache,
-    observations: Vec<Observation>,
-    next_index: u64,
-    /// Trials seen nowhere (not pending, running or done), and since when
-    /// (on this process's clock).
-    suspected_orphans: BTreeMap<String, Instant>,
-    liveness: Liveness,
-    /// When `heartbeats/` was last read.
-    beats_read: Option<Instant>,
-    /// Workers already warned about a too-short --worker-grace.
-    warned_grace: BTreeSet<String>,
+    /// The settings in flight and the results accepted ([`Ledger`]).
+    ledger: Ledger,
+    /// The workers, their claims and the queues ([`Fleet`]).
+    fleet: Fleet,
+    /// The pruners' state ([`Pruning`]).
+    pruning: Pruning,
     clock: Arc<dyn Clock>,
-    pending_count: usize,
-    /// Trials in `running/` at the last scan.
-    running_count: usize,
-    /// ASHA or the median rule, if the study has one.
-    stop_rule: Option<Box<dyn StopRule>>,
-    /// Successive halving / Hyperband brackets (empty otherwise).
-    brackets: Vec<Bracket>,
-    /// The last step a decision was written for, per running trial.
-    decided: HashMap<String, u32>,
-    /// Intermediate values of every trial with a result.
-    finished_curves: BTreeMap<String, Curve>,
     /// Warnings already logged, so a file that stays unreadable is
     /// reported once, not at every scan.
     warned: RefCell<BTreeSet<String>>,
@@ -289,46 +261,20 @@ impl Master {
         clock: Arc<dyn Clock>,
         lease: Option<LeaseCheck>,
     ) -> Result<Self, MasterError> {
-        let worker_grace = cfg.worker_grace;
         let streak = FailureStreak::new(cfg.max_consecutive_failures);
-        let shown = Shown {
-            metric: study.objective.metric.clone(),
-            direction: study.objective.direction,
-        };
-        let stop_rule = study
-            .pruner
-            .as_ref()
-            .and_then(|p| pruners::stop_rule(p, shown));
-        let brackets = match (&study.pruner, &study.mode) {
-            (Some(p), Mode::Sync { batch }) => halving::brackets(p, *batch, study.budget.epochs),
-            _ => Vec::new(),
-        };
-        let cache = cache::ResultsCache::new(&dir);
+        let ledger = Ledger::new(&dir);
+        let fleet = Fleet::new(cfg.worker_grace);
+        let pruning = Pruning::new(&study);
         let mut m = Master {
             dir,
             study,
             sampler,
             planned,
             cfg,
-            settings: BTreeMap::new(),
-            configs: HashMap::new(),
-            results: HashMap::new(),
-            tally: Tally::default(),
-            listing: FullListing::default(),
-            cache,
-            observations: Vec::new(),
-            next_index: 0,
-            suspected_orphans: BTreeMap::new(),
-            liveness: Liveness::new(worker_grace),
-            beats_read: None,
-            warned_grace: BTreeSet::new(),
+            ledger,
+            fleet,
+            pruning,
             clock,
-            pending_count: 0,
-            running_count: 0,
-            stop_rule,
-            brackets,
-            decided: HashMap::new(),
-            finished_curves: BTreeMap::new(),
             warned: RefCell::new(BTreeSet::new()),
             lease,
             streak,
@@ -342,47 +288,53 @@ impl Master {
         let repeats = self.study.repeats as u64;
         let config = index / repeats;
         let repeat = (index % repeats) as u32;
-        let proposal = match self.configs.get(&config) {
+        let proposal = match self.ledger.configs.get(&config) {
             Some(p) => p.clone(),
             None => {
                 // Pending: recorded settings without a result, one per config.
                 let mut seen = BTreeSet::new();
                 let pending: Vec<hps_common::Params> = self
+                    .ledger
                     .settings
                     .values()
-                    .filter(|s| !self.results.contains_key(&s.trial_id) && seen.insert(s.config))
+                    .filter(|s| {
+                        !self.ledger.results.contains_key(&s.trial_id) && seen.insert(s.config)
+                    })
                     .map(|s| s.params.clone())
                     .collect();
                 let started = Instant::now();
-                let p = self.sampler.propose(config, &self.observations, &pending);
+                let p = self
+                    .sampler
+                    .propose(config, &self.ledger.observations, &pending);
                 let took = started.elapsed();
                 if took >= SLOW_PROPOSAL && !self.warned_slow {
                     self.warned_slow = true;
                     warn!(
                         sampler = self.study.sampler.name(),
-                        finished = self.observations.len(),
+                        finished = self.ledger.observations.len(),
                         "a proposal took {:.1} s; the sampler's cost grows with the finished trials and will slow the study from here (`auto` leaves the GP for TPE at 250 trials; `tpe` stays in milliseconds at 10,000)",
                         took.as_secs_f64()
                     );
                 }
-                self.configs.insert(config, p.clone());
+                self.ledger.configs.insert(config, p.clone());
                 p
             }
         };
         let batch = match self.study.mode {
-            Mode::Sync { .. } if !self.brackets.is_empty() => {
-                Some(halving::batch_of(&self.brackets, index).0)
+            Mode::Sync { .. } if !self.pruning.brackets.is_empty() => {
+                Some(halving::batch_of(&self.pruning.brackets, index).0)
             }
             Mode::Sync { batch } => Some(index / batch as u64),
             Mode::Async { .. } => None,
         };
         let until_epoch = match batch {
-            Some(b) if !self.brackets.is_empty() => {
-                halving::bracket_of(&self.brackets, b).first_until()
+            Some(b) if !self.pruning.brackets.is_empty() => {
+                halving::bracket_of(&self.pruning.brackets, b).first_until()
             }
             _ => None,
         };
         let decide_at = self
+            .pruning
             .stop_rule
             .as_ref()
             .map(|r| r.decide_at(self.study.budget.epochs))
@@ -407,14 +359,16 @@ impl Master {
     /// only now and then ([`FullListing`]).
     fn step(&mut self) -> Result<(), MasterError> {
         let scan = Scan::queues(&self.dir)?;
-        self.pending_count = scan.pending.len();
-        self.running_count = scan.running.len();
-        let listed = match self.listing.at_start.take() {
+        self.fleet.pending_count = scan.pending.len();
+        self.fleet.running_count = scan.running.len();
+        let listed = match self.ledger.listing.at_start.take() {
             Some(ids) => Some(ids),
-            None if self.listing.due(self.clock.now()) => {
+            None if self.ledger.listing.due(self.clock.now()) => {
                 let started = Instant::now();
                 let all = self.dir.list(Sub::Results)?;
-                self.listing.done(self.clock.now(), started.elapsed());
+                self.ledger
+                    .listing
+                    .done(self.clock.now(), started.elapsed());
                 Some(all)
             }
             None => None,
@@ -422,21 +376,23 @@ impl Master {
         // The trials in flight are always looked up by name, after the
         // queues were listed (§4.3's order), also when a listing (possibly
         // older, the one taken at start) adds results of other trials.
-        let in_flight = self.settings.keys().cloned();
+        let in_flight = self.ledger.settings.keys().cloned();
         let candidates: Vec<String> = match listed {
             Some(all) => all
                 .into_iter()
-                .filter(|id| !self.results.contains_key(id) && !self.settings.contains_key(id))
+                .filter(|id| {
+                    !self.ledger.results.contains_key(id) && !self.ledger.settings.contains_key(id)
+                })
                 .chain(in_flight)
                 .collect(),
             None => in_flight.collect(),
         };
         self.collect_results(&candidates, &scan);
         // A claim whose result is in is not running: its worker is removing it.
-        self.running_count = scan
+        self.fleet.running_count = scan
             .running
             .iter()
-            .filter(|c| !self.results.contains_key(&c.trial_id))
+            .filter(|c| !self.ledger.results.contains_key(&c.trial_id))
             .count();
         // Results that were in before this run started do not count.
         self.streak.start_counting();
@@ -482,7 +438,7 @@ impl Master {
         }
         self.streak.observe(&r);
         let points = self.result_points(&r);
-        let setting = self.settings.remove(&r.trial_id);
+        let setting = self.ledger.settings.remove(&r.trial_id);
         let learn = setting.is_some();
         let (index, config, params) = match setting {
             Some(s) => (s.index, s.config, s.params),
@@ -502,7 +458,7 @@ impl Master {
             points,
         };
         if learn {
-            self.cache.append(&d);
+            self.ledger.cache.append(&d);
         }
         self.take(d, learn);
     }
@@ -520,7 +476,7 @@ impl Master {
                 .values
                 .last_key_value()
                 .map(|(&step, &loss)| Intermediate { step, loss });
-            self.observations.push(Observation {
+            self.ledger.observations.push(Observation {
                 config: d.config,
                 params: d.params,
                 status: d.status,
@@ -529,12 +485,15 @@ impl Master {
             });
         }
         if self.study.pruner.is_some() {
-            self.finished_curves.insert(d.trial_id.clone(), curve);
+            self.pruning
+                .finished_curves
+                .insert(d.trial_id.clone(), curve);
         }
-        self.decided.remove(&d.trial_id);
-        self.tally
+        self.pruning.decided.remove(&d.trial_id);
+        self.ledger
+            .tally
             .add(&d.trial_id, d.status, d.objective, d.wall_time_s, direction);
-        self.results.insert(d.trial_id, d.status);
+        self.ledger.results.insert(d.trial_id, d.status);
     }
 
     /// In the sharded layout, results are created in the shard of their
@@ -542,7 +501,7 @@ impl Master {
     /// of the trials in flight (created first, so that the watch can be
     /// set before the first result). `watched` holds those already done.
     fn watch_result_shards(&self, waker: &Waker, watched: &mut BTreeSet<PathBuf>) {
-        for id in self.settings.keys() {
+        for id in self.ledger.settings.keys() {
             let Some(shard) = self.dir.shard_dir(Sub::Results, id) else {
                 return; // the flat layout
             };
@@ -560,27 +519,28 @@ impl Master {
     }
 
     fn live_workers(&self) -> usize {
-        self.liveness.live_count(self.clock.now())
+        self.fleet.liveness.live_count(self.clock.now())
     }
 
     fn propose(&mut self) -> Result<(), MasterError> {
         // A config whose repeats are all proposed is not needed again.
-        let proposed_configs = self.next_index / self.study.repeats as u64;
-        self.configs.retain(|&c, _| c >= proposed_configs);
-        let remaining = self.planned.saturating_sub(self.next_index);
+        let proposed_configs = self.ledger.next_index / self.study.repeats as u64;
+        self.ledger.configs.retain(|&c, _| c >= proposed_configs);
+        let remaining = self.planned.saturating_sub(self.ledger.next_index);
         if remaining == 0 {
             return Ok(());
         }
         let n = match self.study.mode {
             Mode::Sync { batch } => {
                 // Scenario 6: the next batch only once every result is in.
-                if self.settings.keys().all(|id| self.results.contains_key(id)) {
-                    let size = if self.brackets.is_empty() {
+                if self.ledger.all_in() {
+                    let size = if self.pruning.brackets.is_empty() {
                         batch as u64
                     } else {
-                        let (b, start) = halving::batch_of(&self.brackets, self.next_index);
-                        let size = halving::bracket_of(&self.brackets, b).size as u64;
-                        start + size - self.next_index
+                        let (b, start) =
+                            halving::batch_of(&self.pruning.brackets, self.ledger.next_index);
+                        let size = halving::bracket_of(&self.pruning.brackets, b).size as u64;
+                        start + size - self.ledger.next_index
                     };
                     size.min(remaining)
                 } else {
@@ -589,7 +549,7 @@ impl Master {
             }
             Mode::Async { queue } => {
                 let target = (queue as usize).max(self.live_workers());
-                (target.saturating_sub(self.pending_count) as u64).min(remaining)
+                (target.saturating_sub(self.fleet.pending_count) as u64).min(remaining)
             }
         };
         for _ in 0..n {
@@ -597,21 +557,20 @@ impl Master {
             // recorded setting that the next master publishes unchanged.
             // What is published is the record, ours or another master's.
             self.still_ours()?;
-            let s = self.record(self.next_index)?;
+            let s = self.record(self.ledger.next_index)?;
             self.dir.publish(&s)?;
             // Option fields are left out of the line when they are None.
             let source = s.source.map(|x| x.as_str());
             info!(trial = %s.trial_id, batch = s.batch, source, params = %serde_json::to_string(&s.params).unwrap_or_default(), "proposed");
-            self.settings.insert(s.trial_id.clone(), s);
-            self.next_index += 1;
-            self.pending_count += 1;
+            self.ledger.settings.insert(s.trial_id.clone(), s);
+            self.ledger.next_index += 1;
+            self.fleet.pending_count += 1;
         }
         Ok(())
     }
 
     fn is_done(&self) -> bool {
-        self.next_index >= self.planned
-            && self.settings.keys().all(|id| self.results.contains_key(id))
+        self.ledger.next_index >= self.planned && self.ledger.all_in()
     }
 
     /// `Err(LeaseLost)` once another master holds the lease: asked before
@@ -630,10 +589,10 @@ impl Master {
         })?;
         match self.best() {
             Some((id, v)) => {
-                info!(trials = self.results.len(), best = %id, "study finished; best {} = {v:.6}", self.study.objective.metric)
+                info!(trials = self.ledger.results.len(), best = %id, "study finished; best {} = {v:.6}", self.study.objective.metric)
             }
             None => info!(
-                trials = self.results.len(),
+                trials = self.ledger.results.len(),
                 "study finished; no trial completed"
             ),
         }
@@ -642,17 +601,21 @@ impl Master {
 
     /// The completed trial with the best objective, and its value.
     fn best(&self) -> Option<(&str, f64)> {
-        self.tally.best.as_ref().map(|(id, v)| (id.as_str(), *v))
+        self.ledger
+            .tally
+            .best
+            .as_ref()
+            .map(|(id, v)| (id.as_str(), *v))
     }
 
     /// What the progress line shows now.
     fn snapshot(&self) -> progress::Snapshot {
-        let n = self.results.len();
-        let wall = self.tally.wall_s;
+        let n = self.ledger.results.len();
+        let wall = self.ledger.tally.wall_s;
         progress::Snapshot {
             planned: self.planned,
             done: n as u64,
-            running: self.running_count,
+            running: self.fleet.running_count,
             live_workers: self.live_workers(),
             mean_wall_s: (n > 0).then(|| wall / n as f64),
             metric: self.study.objective.metric.clone(),
@@ -663,71 +626,10 @@ impl Master {
     fn summary(&self, finished: bool) -> RunSummary {
         RunSummary {
             planned: self.planned,
-            proposed: self.next_index,
-            results: self.results.len() as u64,
+            proposed: self.ledger.next_index,
+            results: self.ledger.results.len() as u64,
             finished,
         }
-    }
-}
-
-/// Totals over the accepted results, updated as each comes in, so that
-/// the progress line and the final log line never walk every result.
-#[derive(Debug, Default)]
-struct Tally {
-    /// Sum of the results' wall times.
-    wall_s: f64,
-    /// The best completed trial and its objective.
-    best: Option<(String, f64)>,
-}
-
-impl Tally {
-    fn add(
-        &mut self,
-        id: &str,
-        status: TrialStatus,
-        objective: Option<f64>,
-        wall_s: f64,
-        direction: hps_common::Direction,
-    ) {
-        self.wall_s += wall_s;
-        if status != TrialStatus::Complete {
-            return;
-        }
-        if let Some(v) = objective {
-            match &self.best {
-                Some((_, b)) if !direction.better(v, *b) => {}
-                _ => self.best = Some((id.to_string(), v)),
-            }
-        }
-    }
-}
-
-/// The safety net under looking results up by name: `results/` is listed
-/// whole at start (for the results cache and the first step) and then now
-/// and then, to find a result the
-/// master has no setting for in flight (a foreign file, a trial recorded by
-/// a master it lost a race to). The gap between listings is
-/// [`FullListing::MIN_GAP`], or [`FullListing::COST_FACTOR`] times what the
-/// last listing took, whichever is longer: on a 100,000-entry directory of
-/// a parallel filesystem, where a listing costs seconds, listings stay a
-/// small share of the master's time.
-#[derive(Debug, Default)]
-struct FullListing {
-    next: Option<Instant>,
-    /// The listing taken at start, for the first step.
-    at_start: Option<Vec<String>>,
-}
-
-impl FullListing {
-    const MIN_GAP: Duration = Duration::from_secs(30);
-    const COST_FACTOR: u32 = 50;
-
-    fn due(&self, now: Instant) -> bool {
-        self.next.is_none_or(|t| now >= t)
-    }
-
-    fn done(&mut self, now: Instant, took: Duration) {
-        self.next = Some(now + Self::MIN_GAP.max(took * Self::COST_FACTOR));
     }
 }
 

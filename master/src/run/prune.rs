@@ -2,10 +2,10 @@
 //! `decisions/`, bracket pruners (successive halving, Hyperband) promote or
 //! prune the paused trials of a finished batch.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use hps_common::files::unix_now;
-use hps_common::{TrialResult, TrialSetting, FORMAT_VERSION};
+use hps_common::{Mode, Study, TrialResult, TrialSetting, FORMAT_VERSION};
 use hps_shared_fs::dir::is_not_found;
 use hps_shared_fs::Sub;
 use tracing::{debug, info, warn};
@@ -13,8 +13,45 @@ use tracing::{debug, info, warn};
 use super::written::pruned_result;
 use super::Master;
 use crate::error::MasterError;
-use crate::pruners::halving::{self, BracketAction, PausedTrial};
-use crate::pruners::{self, Curve, Shown};
+use crate::pruners::halving::{self, Bracket, BracketAction, PausedTrial};
+use crate::pruners::{self, Curve, Shown, StopRule};
+
+/// The pruners' state: a stopping rule (ASHA, the median rule) or the
+/// brackets of successive halving / Hyperband, the decisions written, and
+/// the curves of finished trials they compare with.
+pub(super) struct Pruning {
+    /// ASHA or the median rule, if the study has one.
+    pub stop_rule: Option<Box<dyn StopRule>>,
+    /// Successive halving / Hyperband brackets (empty otherwise).
+    pub brackets: Vec<Bracket>,
+    /// The last step a decision was written for, per running trial.
+    pub decided: HashMap<String, u32>,
+    /// Intermediate values of every trial with a result.
+    pub finished_curves: BTreeMap<String, Curve>,
+}
+
+impl Pruning {
+    pub fn new(study: &Study) -> Pruning {
+        let shown = Shown {
+            metric: study.objective.metric.clone(),
+            direction: study.objective.direction,
+        };
+        let stop_rule = study
+            .pruner
+            .as_ref()
+            .and_then(|p| pruners::stop_rule(p, shown));
+        let brackets = match (&study.pruner, &study.mode) {
+            (Some(p), Mode::Sync { batch }) => halving::brackets(p, *batch, study.budget.epochs),
+            _ => Vec::new(),
+        };
+        Pruning {
+            stop_rule,
+            brackets,
+            decided: HashMap::new(),
+            finished_curves: BTreeMap::new(),
+        }
+    }
+}
 
 /// A paused trial read back for a bracket decision.
 struct Read {
@@ -37,27 +74,28 @@ impl Master {
     /// `decide_at` epochs since the last decision, and write the verdict to
     /// `decisions/<id>.json` for its worker.
     pub(super) fn judge_running(&mut self) -> Result<(), MasterError> {
-        if self.stop_rule.is_none() {
+        if self.pruning.stop_rule.is_none() {
             return Ok(());
         }
         let live = self.live_curves()?;
         let mut decisions = Vec::new();
         for (id, curve) in &live {
-            let Some(setting) = self.settings.get(id) else {
+            let Some(setting) = self.ledger.settings.get(id) else {
                 continue;
             };
-            let done = self.decided.get(id).copied().unwrap_or(0);
+            let done = self.pruning.decided.get(id).copied().unwrap_or(0);
             let Some(step) = pruners::due_step(&setting.decide_at, curve, done) else {
                 continue;
             };
             let others: Vec<&Curve> = self
+                .pruning
                 .finished_curves
                 .iter()
                 .filter(|(k, _)| *k != id)
                 .map(|(_, c)| c)
                 .chain(live.iter().filter(|(k, _)| k != id).map(|(_, c)| c))
                 .collect();
-            if let Some(rule) = &self.stop_rule {
+            if let Some(rule) = &self.pruning.stop_rule {
                 decisions.push((id.clone(), step, rule.decide(curve, step, &others)));
             }
         }
@@ -81,7 +119,7 @@ impl Master {
             hps_common::Action::Stop => info!(trial = %id, step, "stop: {reason}"),
             hps_common::Action::Continue => debug!(trial = %id, step, "continue: {reason}"),
         }
-        let pruner = self.stop_rule.as_ref().map_or("", |r| r.name());
+        let pruner = self.pruning.stop_rule.as_ref().map_or("", |r| r.name());
         self.dir.write_decision(&hps_common::Decision {
             format_version: FORMAT_VERSION,
             trial_id: id.clone(),
@@ -91,7 +129,7 @@ impl Master {
             reason,
             written_at_unix: unix_now(),
         })?;
-        self.decided.insert(id, step);
+        self.pruning.decided.insert(id, step);
         Ok(())
     }
 
@@ -100,7 +138,7 @@ impl Master {
         let direction = self.study.objective.direction;
         let mut live = Vec::new();
         for id in self.dir.list(Sub::Progress)? {
-            if self.results.contains_key(&id) || self.named(Sub::Progress, &id).is_none() {
+            if self.ledger.results.contains_key(&id) || self.named(Sub::Progress, &id).is_none() {
                 continue;
             }
             match self.dir.read_progress(&id) {
@@ -126,13 +164,13 @@ impl Master {
         &mut self,
         paused: &BTreeSet<String>,
     ) -> Result<(), MasterError> {
-        if self.brackets.is_empty() || paused.is_empty() {
+        if self.pruning.brackets.is_empty() || paused.is_empty() {
             return Ok(());
         }
         for (b, ids) in self.paused_by_batch(paused)? {
-            let in_flight = self.settings.values().any(|s| {
+            let in_flight = self.ledger.settings.values().any(|s| {
                 s.batch == Some(b)
-                    && !self.results.contains_key(&s.trial_id)
+                    && !self.ledger.results.contains_key(&s.trial_id)
                     && !paused.contains(&s.trial_id)
             });
             if in_flight {
@@ -150,7 +188,7 @@ impl Master {
                 metric: self.study.objective.metric.clone(),
                 direction,
             };
-            let bracket = halving::bracket_of(&self.brackets, b);
+            let bracket = halving::bracket_of(&self.pruning.brackets, b);
             let actions =
                 halving::decide_batch(bracket, b, &trials, unreadable, &shown, self.pruner_name());
             for action in actions {
@@ -168,7 +206,7 @@ impl Master {
     ) -> Result<BTreeMap<u64, Vec<String>>, MasterError> {
         let mut by_batch: BTreeMap<u64, Vec<String>> = BTreeMap::new();
         for id in paused {
-            if self.results.contains_key(id) {
+            if self.ledger.results.contains_key(id) {
                 // Pruned (or finished) and the paused file left behind.
                 self.dir.remove_paused(id)?;
                 continue;
@@ -176,7 +214,7 @@ impl Master {
             if self.named(Sub::Paused, id).is_none() {
                 continue;
             }
-            match self.settings.get(id) {
+            match self.ledger.settings.get(id) {
                 Some(s) => by_batch
                     .entry(s.batch.unwrap_or(0))
                     .or_default()
@@ -236,8 +274,8 @@ impl Master {
                 info!(trial = %id, until_epoch = setting.until_epoch, "promoted: {why}");
                 self.dir.update_setting(&setting)?;
                 self.dir.promote(&setting)?;
-                self.settings.insert(id, setting);
-                self.pending_count += 1;
+                self.ledger.settings.insert(id, setting);
+                self.fleet.pending_count += 1;
             }
             BracketAction::Prune { id, reason } => {
                 let Some(r) = read.remove(&id) else {

@@ -28,8 +28,11 @@ impl Master {
         // at start, not twice (on a parallel filesystem each costs seconds).
         let started = Instant::now();
         let listed: BTreeSet<String> = self.dir.list(Sub::Results)?.into_iter().collect();
-        self.listing.done(self.clock.now(), started.elapsed());
+        self.ledger
+            .listing
+            .done(self.clock.now(), started.elapsed());
         let mut cached: Vec<ResultDigest> = self
+            .ledger
             .cache
             .load()
             .into_values()
@@ -45,26 +48,26 @@ impl Master {
         for d in cached {
             self.take(d, true);
         }
-        self.listing.at_start = Some(listed.into_iter().collect());
+        self.ledger.listing.at_start = Some(listed.into_iter().collect());
         for id in self.dir.list(Sub::Decisions)? {
             if let Ok(Some(d)) = self.dir.read_decision(&id) {
-                self.decided.insert(id, d.step);
+                self.pruning.decided.insert(id, d.step);
             }
         }
-        if self.dir.is_finished() && self.next_index < self.planned {
+        if self.dir.is_finished() && self.ledger.next_index < self.planned {
             // The budget was raised after the study finished: continue it.
             info!(
                 planned = self.planned,
-                proposed = self.next_index,
+                proposed = self.ledger.next_index,
                 "budget raised; continuing a finished study"
             );
             self.dir.clear_finished()?;
         }
         info!(
-            proposed = self.next_index,
+            proposed = self.ledger.next_index,
             from_cache,
             "recovered {} recorded settings ({} with a result)",
-            self.settings.len() + from_cache,
+            self.ledger.settings.len() + from_cache,
             from_cache
         );
         Ok(())
@@ -85,10 +88,10 @@ impl Master {
         // trial, quarantined below, must not let the next proposal take
         // its index while the trial is queued or running.
         let named = self.names_ever_used(&ids, results)?;
-        self.next_index = self.next_index.max(named);
+        self.ledger.next_index = self.ledger.next_index.max(named);
         for id in ids {
             if let Some(&index) = done.get(&id) {
-                self.next_index = self.next_index.max(index + 1);
+                self.ledger.next_index = self.ledger.next_index.max(index + 1);
                 continue;
             }
             let Some(path) = self.named(Sub::Settings, &id) else {
@@ -101,11 +104,12 @@ impl Master {
                         self.quarantine(&path);
                     }
                     None => {
-                        self.configs
+                        self.ledger
+                            .configs
                             .entry(s.config)
                             .or_insert_with(|| proposal_of(&s));
-                        self.next_index = self.next_index.max(s.index + 1);
-                        self.settings.insert(id, s);
+                        self.ledger.next_index = self.ledger.next_index.max(s.index + 1);
+                        self.ledger.settings.insert(id, s);
                     }
                 },
                 Err(e) if e.is_damaged() => {
@@ -119,15 +123,15 @@ impl Master {
         // above), exclusively: one another master re-created first is used.
         // Never beyond the budget: `next_index` may exceed it only when the
         // budget was lowered, and those records all exist.
-        for index in 0..self.next_index.min(self.planned) {
+        for index in 0..self.ledger.next_index.min(self.planned) {
             let id = trial_id(index);
-            if !self.settings.contains_key(&id) && !done.contains_key(&id) {
+            if !self.ledger.settings.contains_key(&id) && !done.contains_key(&id) {
                 self.still_ours()?;
                 let s = match self.copy_of(&id) {
                     Some(copy) => self.restore(copy)?,
                     None => self.record(index)?,
                 };
-                self.settings.insert(id, s);
+                self.ledger.settings.insert(id, s);
             }
         }
         Ok(())
@@ -219,14 +223,17 @@ impl Master {
         let id = copy.trial_id.clone();
         if self.dir.record_setting(&copy)? {
             warn!(trial = %id, "restored the trial's lost record from its queued copy or result");
-            self.configs
+            self.ledger
+                .configs
                 .entry(copy.config)
                 .or_insert_with(|| proposal_of(&copy));
             return Ok(copy);
         }
         match self.dir.read_setting(&id) {
             Ok(theirs) => {
-                self.configs.insert(theirs.config, proposal_of(&theirs));
+                self.ledger
+                    .configs
+                    .insert(theirs.config, proposal_of(&theirs));
                 Ok(theirs)
             }
             Err(_) => self.record(copy.index),
@@ -252,7 +259,9 @@ impl Master {
                         if theirs.params != ours.params {
                             info!(trial = %id, "another master recorded this trial first; using its setting");
                         }
-                        self.configs.insert(theirs.config, proposal_of(&theirs));
+                        self.ledger
+                            .configs
+                            .insert(theirs.config, proposal_of(&theirs));
                         return Ok(theirs);
                     }
                     Some(why) => {
@@ -338,7 +347,7 @@ impl Master {
     /// read errors may be transient and are retried next scan.
     pub(super) fn collect_results(&mut self, ids: &[String], scan: &Scan) {
         for id in ids {
-            if self.results.contains_key(id) {
+            if self.ledger.results.contains_key(id) {
                 continue;
             }
             let Some(path) = self.named(Sub::Results, id) else {
@@ -377,7 +386,8 @@ impl Master {
     /// edited queue file) would pair one setting with another's objective.
     /// A result for no trial in flight is not judged here.
     fn ran_as_recorded(&self, r: &TrialResult) -> bool {
-        self.settings
+        self.ledger
+            .settings
             .get(&r.trial_id)
             .is_none_or(|s| s.params == r.params)
     }
@@ -389,11 +399,11 @@ impl Master {
         if scan.state(id, None) != hps_common::TrialState::Proposed {
             return;
         }
-        let Some(s) = self.settings.get(id) else {
+        let Some(s) = self.ledger.settings.get(id) else {
             return;
         };
         match self.dir.publish(s) {
-            Ok(()) => self.pending_count += 1,
+            Ok(()) => self.fleet.pending_count += 1,
             Err(e) => self.warn_once(e.to_string()),
         }
     }
@@ -403,7 +413,7 @@ impl Master {
         // A pending copy of a finished trial (a late result won the race
         // with a re-queue): remove it so nobody runs the trial again.
         for id in &scan.pending {
-            if self.results.contains_key(id) {
+            if self.ledger.results.contains_key(id) {
                 if let Ok(p) = self.dir.pending_path(id) {
                     debug!(trial = %id, "removing the pending copy of a finished trial");
                     let _ = std::fs::remove_file(p);
@@ -413,7 +423,7 @@ impl Master {
         // Claims whose result is already in: the worker died between
         // publishing the result and dropping its claim.
         for c in &scan.running {
-            if self.results.contains_key(&c.trial_id) {
+            if self.ledger.results.contains_key(&c.trial_id) {
                 debug!(trial = %c.trial_id, "dropping the claim of a finished trial");
                 self.dir.drop_claim(c)?;
             }
@@ -427,35 +437,42 @@ impl Master {
     pub(super) fn publish_orphans(&mut self, scan: &Scan) -> Result<(), MasterError> {
         let now = self.clock.now();
         let orphans: BTreeSet<String> = self
+            .ledger
             .settings
             .keys()
             .filter(|id| {
-                let result = self.results.get(*id).copied();
+                let result = self.ledger.results.get(*id).copied();
                 scan.state(id, result) == hps_common::TrialState::Proposed
-                    && !self.liveness.training(id, now)
+                    && !self.fleet.liveness.training(id, now)
             })
             .cloned()
             .collect();
-        self.suspected_orphans.retain(|id, _| orphans.contains(id));
+        self.fleet
+            .suspected_orphans
+            .retain(|id, _| orphans.contains(id));
         for id in &orphans {
-            self.suspected_orphans.entry(id.clone()).or_insert(now);
+            self.fleet
+                .suspected_orphans
+                .entry(id.clone())
+                .or_insert(now);
         }
         let grace = self.cfg.orphan_grace;
         let confirmed: Vec<String> = self
+            .fleet
             .suspected_orphans
             .iter()
             .filter(|(_, since)| now.duration_since(**since) >= grace)
             .map(|(id, _)| id.clone())
             .collect();
         for id in &confirmed {
-            self.suspected_orphans.remove(id);
+            self.fleet.suspected_orphans.remove(id);
             if self.dir.has_result(id) {
                 continue;
             }
             info!(trial = %id, "publishing a recorded setting that was never published");
             self.still_ours()?;
-            self.dir.publish(&self.settings[id])?;
-            self.pending_count += 1;
+            self.dir.publish(&self.ledger.settings[id])?;
+            self.fleet.pending_count += 1;
         }
         Ok(())
     }

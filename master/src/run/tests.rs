@@ -58,7 +58,7 @@ fn a_recorded_but_unpublished_setting_is_published_after_the_orphan_grace() {
     dir.record_setting(&setting()).unwrap();
     let clock = Arc::new(ManualClock::new());
     let mut m = master(&dir, &clock);
-    assert_eq!(m.next_index, 1, "recovered from settings/");
+    assert_eq!(m.ledger.next_index, 1, "recovered from settings/");
     m.step().unwrap();
     assert!(
         dir.list(Sub::Pending).unwrap().is_empty(),
@@ -132,9 +132,9 @@ fn a_setting_another_master_recorded_first_is_adopted_and_published_unchanged() 
     assert_eq!(dir.read_setting("t000000").unwrap(), theirs, "left alone");
     let pending = dir.read_claim(&dir.claim("t000000", "w").unwrap().unwrap());
     assert_eq!(pending.unwrap(), theirs, "the record is what is published");
-    assert_eq!(m.settings["t000000"], theirs);
+    assert_eq!(m.ledger.settings["t000000"], theirs);
     assert_eq!(
-        m.configs[&0].params, theirs.params,
+        m.ledger.configs[&0].params, theirs.params,
         "repeats would share it"
     );
 }
@@ -202,7 +202,7 @@ fn a_pruned_result_reaches_the_sampler_with_its_last_intermediate_value() {
         .map(|v| v.as_object().unwrap().clone())
         .collect();
     m.accept(r);
-    let o = &m.observations[0];
+    let o = &m.ledger.observations[0];
     assert_eq!((o.status, o.loss), (TrialStatus::Pruned, None));
     assert_eq!(
         o.last_intermediate,
@@ -242,16 +242,25 @@ fn a_master_resumed_from_the_results_cache_knows_what_one_reading_every_file_kno
         }
     }
     let learned = |m: &Master| {
-        let obs: Vec<String> = m.observations.iter().map(|o| format!("{o:?}")).collect();
-        let mut done: Vec<(String, TrialStatus)> =
-            m.results.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let obs: Vec<String> = m
+            .ledger
+            .observations
+            .iter()
+            .map(|o| format!("{o:?}"))
+            .collect();
+        let mut done: Vec<(String, TrialStatus)> = m
+            .ledger
+            .results
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
         done.sort_by(|a, b| a.0.cmp(&b.0));
-        let in_flight: Vec<String> = m.settings.keys().cloned().collect();
+        let in_flight: Vec<String> = m.ledger.settings.keys().cloned().collect();
         (
             obs,
             done,
             in_flight,
-            m.next_index,
+            m.ledger.next_index,
             m.best().map(|(id, v)| (id.to_string(), v)),
         )
     };
@@ -284,12 +293,12 @@ fn a_master_resumed_from_the_results_cache_knows_what_one_reading_every_file_kno
     std::fs::remove_file(dir.result_path("t000001").unwrap()).unwrap();
     let m = open();
     assert_eq!(
-        m.results.len(),
+        m.ledger.results.len(),
         1,
         "a digest counts only while its result exists"
     );
     assert_eq!(
-        m.settings.keys().cloned().collect::<Vec<_>>(),
+        m.ledger.settings.keys().cloned().collect::<Vec<_>>(),
         ["t000001", "t000002"],
         "its setting is read again: the trial is in flight"
     );
@@ -341,7 +350,7 @@ fn a_damaged_newest_record_is_restored_from_its_running_copy() {
     let newest = dir.setting_path("t000001").unwrap();
     std::fs::write(&newest, "{\"format_version\": 1, \"trial").unwrap();
     let m = Master::new(dir.clone(), study, sampler, 3, cfg, clock, None).unwrap();
-    assert_eq!(m.next_index, 2, "t000001 is named by its claim");
+    assert_eq!(m.ledger.next_index, 2, "t000001 is named by its claim");
     assert_eq!(
         dir.read_setting("t000001").unwrap().params,
         setting().params
@@ -371,7 +380,7 @@ fn a_result_of_other_parameters_than_recorded_is_not_accepted() {
     r.objective = Some(0.0);
     assert!(dir.submit_result(&r).unwrap());
     m.step().unwrap();
-    assert!(m.results.is_empty(), "not accepted");
+    assert!(m.ledger.results.is_empty(), "not accepted");
     assert!(!dir.has_result("t000000"));
     assert_eq!(
         dir.list(Sub::Pending).unwrap(),

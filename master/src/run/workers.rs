@@ -1,6 +1,7 @@
 //! Worker liveness in the run loop: read the heartbeats, and re-queue (or
 //! give up on) the trials of workers presumed dead.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use hps_common::{Heartbeat, WorkerState};
@@ -11,7 +12,37 @@ use tracing::{debug, warn};
 use super::written::lost_result;
 use super::Master;
 use crate::error::MasterError;
-use crate::liveness::{BeatId, Verdict};
+use crate::liveness::{BeatId, Liveness, Verdict};
+
+/// The workers as the master sees them: their liveness, and the queues
+/// of trials they claim from.
+pub(super) struct Fleet {
+    pub liveness: Liveness,
+    /// When `heartbeats/` was last read.
+    pub beats_read: Option<Instant>,
+    /// Workers already warned about a too-short --worker-grace.
+    pub warned_grace: BTreeSet<String>,
+    /// Trials in `pending/` at the last scan, plus those published since.
+    pub pending_count: usize,
+    /// Trials in `running/` at the last scan.
+    pub running_count: usize,
+    /// Trials seen nowhere (not pending, running or done), and since when
+    /// (on this process's clock).
+    pub suspected_orphans: BTreeMap<String, Instant>,
+}
+
+impl Fleet {
+    pub fn new(worker_grace: Duration) -> Fleet {
+        Fleet {
+            liveness: Liveness::new(worker_grace),
+            beats_read: None,
+            warned_grace: BTreeSet::new(),
+            pending_count: 0,
+            running_count: 0,
+            suspected_orphans: BTreeMap::new(),
+        }
+    }
+}
 
 /// The least time between two readings of `heartbeats/`.
 const BEATS_GAP: Duration = Duration::from_secs(1);
@@ -25,34 +56,35 @@ impl Master {
         // at every step (hundreds a second with short trials) buys nothing.
         let mut read = false;
         if self
+            .fleet
             .beats_read
             .is_none_or(|t| now.duration_since(t) >= BEATS_GAP)
         {
             self.read_heartbeats(now)?;
-            self.beats_read = Some(now);
+            self.fleet.beats_read = Some(now);
             read = true;
         }
         for c in running {
-            self.liveness.saw_claim(&c.worker, now);
+            self.fleet.liveness.saw_claim(&c.worker, now);
         }
         // But a claim is never taken away on a view older than this step:
         // a worker that stopped and started again under its id (its last
         // beat said `stopped`) claims before the next regular reading.
         let doubtful = |m: &Self| {
             running.iter().any(|c| {
-                !m.results.contains_key(&c.trial_id)
-                    && m.liveness.verdict(&c.worker, now) != Verdict::Alive
+                !m.ledger.results.contains_key(&c.trial_id)
+                    && m.fleet.liveness.verdict(&c.worker, now) != Verdict::Alive
             })
         };
         if !read && doubtful(self) {
             self.read_heartbeats(now)?;
-            self.beats_read = Some(now);
+            self.fleet.beats_read = Some(now);
         }
         for c in running {
-            if self.results.contains_key(&c.trial_id) {
+            if self.ledger.results.contains_key(&c.trial_id) {
                 continue;
             }
-            if self.liveness.verdict(&c.worker, now) == Verdict::Alive {
+            if self.fleet.liveness.verdict(&c.worker, now) == Verdict::Alive {
                 continue;
             }
             self.requeue_claim(c)?;
@@ -69,8 +101,8 @@ impl Master {
                     self.warn_short_grace(&hb);
                     let stopped = hb.state == WorkerState::Stopped;
                     let beat = BeatId::of(&hb);
-                    self.liveness.observe(&w, beat, stopped, now);
-                    self.liveness.note_trial(&w, hb.trial);
+                    self.fleet.liveness.observe(&w, beat, stopped, now);
+                    self.fleet.liveness.note_trial(&w, hb.trial);
                 }
                 Ok(hb) => {
                     warn!(
@@ -96,7 +128,7 @@ impl Master {
     /// workers' trials: say so, once per worker.
     fn warn_short_grace(&mut self, hb: &Heartbeat) {
         let min_grace = Duration::from_secs_f64(hb.interval_s.max(0.0) * 3.0);
-        if self.cfg.worker_grace < min_grace && self.warned_grace.insert(hb.worker.clone()) {
+        if self.cfg.worker_grace < min_grace && self.fleet.warned_grace.insert(hb.worker.clone()) {
             warn!(
                 worker = %hb.worker,
                 "--worker-grace {:?} is shorter than 3 heartbeats of this worker ({:.1}s each); \
@@ -119,7 +151,7 @@ impl Master {
             Ok(s) => s,
             Err(e) => {
                 warn!("{e}; restoring the setting from settings/");
-                match self.settings.get(&c.trial_id) {
+                match self.ledger.settings.get(&c.trial_id) {
                     Some(s) => s.clone(),
                     None => {
                         self.quarantine(&taken.path);

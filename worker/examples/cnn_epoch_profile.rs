@@ -11,7 +11,9 @@ use std::path::Path;
 
 use candle_core::Device;
 use hps_common::{CnnDefaults, Params};
-use hps_worker::cnn::{init_cpu_threads, train, CnnConfig, Dataset, DEFAULT_DATA_DIR};
+use hps_worker::cnn::{
+    init_cpu_threads, train, CnnConfig, Dataset, EpochControl, Job, DEFAULT_DATA_DIR,
+};
 use serde_json::json;
 
 /// As in the `hps-worker` binary.
@@ -45,7 +47,9 @@ fn main() -> anyhow::Result<()> {
         ..CnnDefaults::default()
     };
     let cfg = CnnConfig::from_params(&params, &defaults, epochs as u32, None, 7)?;
-    let out = train(&cfg, &data, &Device::Cpu, &mut |_| {}, &|| false)?;
+    let out = train(&Job::new(&cfg, &data, &Device::Cpu), &mut |_| {
+        EpochControl::Continue
+    })?;
     let last = out.curve.last().expect("one epoch");
     println!(
         "train_size={train_size} nf={nf} batch={batch} threads={threads} epoch_time_s={:.3} train_loss={:.6} bits={:016x} test_loss={:016x}",

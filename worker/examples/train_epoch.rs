@@ -18,7 +18,9 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::Parser;
 use hps_common::{CnnDefaults, Params};
-use hps_worker::cnn::{init_cpu_threads, train, CnnConfig, Dataset, DEFAULT_DATA_DIR};
+use hps_worker::cnn::{
+    init_cpu_threads, train, CnnConfig, Dataset, EpochControl, Job, DEFAULT_DATA_DIR,
+};
 use hps_worker::device::DeviceSpec;
 use serde_json::json;
 
@@ -98,16 +100,11 @@ fn run(args: &Args, threads: usize) -> Result<()> {
     // `elapsed_s` is cumulative training time; its steps are epoch times.
     let mut epoch_times = Vec::new();
     let mut last_elapsed = 0.0;
-    let outcome = train(
-        &cfg,
-        &data,
-        &device,
-        &mut |s| {
-            epoch_times.push(s.elapsed_s - last_elapsed);
-            last_elapsed = s.elapsed_s;
-        },
-        &|| false,
-    )?;
+    let outcome = train(&Job::new(&cfg, &data, &device), &mut |s| {
+        epoch_times.push(s.elapsed_s - last_elapsed);
+        last_elapsed = s.elapsed_s;
+        EpochControl::Continue
+    })?;
     let m = &outcome.metrics;
     let metric = |k: &str| m.get(k).copied();
     let total: f64 = epoch_times.iter().sum();

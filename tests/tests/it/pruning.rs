@@ -220,7 +220,9 @@ fn successive_halving_promotes_from_checkpoints() {
     };
     let cfg = hps_worker::cnn::CnnConfig::from_params(&best.params, &defaults, 4, None, best.seed)
         .unwrap();
-    let straight = hps_worker::cnn::train(&cfg, &dataset, &device, &mut |_| {}, &|| false).unwrap();
+    use hps_worker::cnn::{train, EpochControl, Job};
+    let job = Job::new(&cfg, &dataset, &device);
+    let straight = train(&job, &mut |_| EpochControl::Continue).unwrap();
     let losses = |c: &[hps_common::EpochStat]| -> Vec<(f64, f64)> {
         c.iter().map(|e| (e.train_loss, e.val_loss)).collect()
     };

@@ -1,5 +1,5 @@
 //! Per-epoch checkpoints of a cnn training run, for
-//! [`super::train_with_checkpoints`].
+//! [`super::train`].
 //!
 //! # Format
 //!
@@ -77,9 +77,15 @@ use candle_core::{DType, Device, Tensor};
 use hps_shared_fs::FsError;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::model::Weights;
+use hps_common::EpochStat;
+
+use super::augment::Augment;
+use super::config::CnnConfig;
+use super::data::Dataset;
+use super::model::{Arch, Weights};
 use super::optim::Optim;
-use super::{CnnConfig, Dataset, EpochStat, Run, TrainError};
+use super::outcome::TrainError;
+use super::run::Run;
 
 /// The manifest's file name.
 pub(super) const MANIFEST: &str = "checkpoint.json";
@@ -182,8 +188,8 @@ struct FingerprintConfig<'a> {
     lr_step_epochs: u64,
     lr_gamma: f64,
     warmup_epochs: u64,
-    arch: &'a super::Arch,
-    aug: super::Augment,
+    arch: &'a Arch,
+    aug: Augment,
     patience: u64,
     restore_best: bool,
     epochs: u32,
@@ -757,7 +763,7 @@ impl TensorMap {
         manifest: &Path,
         dir: &Path,
         tf: &TensorFile,
-        arch: &super::Arch,
+        arch: &Arch,
         device: &Device,
     ) -> Result<TensorMap, Unusable> {
         let tpath = dir.join(&tf.name);

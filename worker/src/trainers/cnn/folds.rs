@@ -9,12 +9,12 @@
 //! fold it was in.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
-use candle_core::Device;
 use hps_common::{EpochStat, Metric, TrialStatus};
 
-use super::{train_split, CnnConfig, CnnOutcome, Dataset, EpochControl, RunCtx, Split, TrainError};
+use super::config::Job;
+use super::outcome::{CnnOutcome, EpochControl, TrainError};
+use super::split::{train_split, RunCtx, Split};
 
 /// Metrics whose spread across folds is reported as `<name>_std`.
 const WITH_STD: &[Metric] = &[
@@ -27,28 +27,25 @@ const WITH_STD: &[Metric] = &[
 ];
 
 pub(super) fn train_folds(
-    cfg: &CnnConfig,
-    data: &Dataset,
-    device: &Device,
-    checkpoint_dir: Option<&Path>,
+    job: &Job<'_>,
     on_epoch: &mut dyn FnMut(&EpochStat) -> EpochControl,
-    should_stop: &dyn Fn() -> bool,
 ) -> Result<CnnOutcome, TrainError> {
+    let (cfg, data) = (job.cfg, job.data);
     let (n, k) = (cfg.hyper.train_size, cfg.hyper.folds);
     let mut outcomes: Vec<CnnOutcome> = Vec::with_capacity(k);
     for f in 0..k {
         let (lo, hi) = (f * n / k, (f + 1) * n / k);
         let train = (0..lo as u32).chain(hi as u32..n as u32).collect();
         let split = Split::new(data, train, lo..hi, f)?;
-        let dir = checkpoint_dir.map(|d| d.join(format!("fold-{f}")));
+        let dir = job.checkpoint_dir.map(|d| d.join(format!("fold-{f}")));
         tracing::info!(fold = f + 1, of = k, "cross-validation fold");
         let ctx = RunCtx {
             cfg,
             data,
-            device,
+            device: job.device,
             split: &split,
             checkpoint_dir: dir.as_deref(),
-            should_stop,
+            should_stop: job.should_stop,
         };
         let out = train_split(&ctx, &mut |_| EpochControl::Continue)?;
         if out.status != TrialStatus::Complete {

@@ -2,9 +2,45 @@ use std::cell::Cell;
 
 use serde_json::json;
 
-use super::*;
-use hps_common::CnnDefaults;
+use std::time::{Duration, Instant};
+
+use candle_core::{Device, Tensor};
+use hps_common::{CnnDefaults, EpochStat, Params, TrialStatus};
 use serde_json::Value;
+
+use super::*;
+
+/// [`super::train`] with a callback that never stops or pauses the run,
+/// as most tests want it.
+fn train(
+    cfg: &CnnConfig,
+    data: &Dataset,
+    device: &Device,
+    on_epoch: &mut dyn FnMut(&EpochStat),
+    should_stop: &dyn Fn() -> bool,
+) -> Result<CnnOutcome, TrainError> {
+    train_with_checkpoints(cfg, data, device, None, on_epoch, should_stop)
+}
+
+/// [`train`] resuming from and saving to `checkpoint_dir`.
+fn train_with_checkpoints(
+    cfg: &CnnConfig,
+    data: &Dataset,
+    device: &Device,
+    checkpoint_dir: Option<&std::path::Path>,
+    on_epoch: &mut dyn FnMut(&EpochStat),
+    should_stop: &dyn Fn() -> bool,
+) -> Result<CnnOutcome, TrainError> {
+    let job = Job {
+        checkpoint_dir,
+        should_stop,
+        ..Job::new(cfg, data, device)
+    };
+    super::train(&job, &mut |s| {
+        on_epoch(s);
+        EpochControl::Continue
+    })
+}
 
 fn params(v: Value) -> Params {
     serde_json::from_value(v).unwrap()

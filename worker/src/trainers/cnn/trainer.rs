@@ -16,10 +16,13 @@ use tracing::{error, info, warn};
 
 use super::transfer::{self, SourceWeights, TransferError};
 
-use super::{
-    checkpoint_epochs, train_controlled, CnnConfig, CnnOutcome, Dataset, EpochControl, TrainError,
-    DEFAULT_DATA_DIR,
-};
+use super::config::Job;
+use super::config::{collapsed, CnnConfig};
+use super::data::{Dataset, DEFAULT_DATA_DIR};
+use super::model::CLASSES;
+use super::outcome::{CnnOutcome, EpochControl, TrainError};
+use super::split::checkpoint_epochs;
+use super::train::train;
 use crate::trainers::{Outcome, Trainer, TrainerError, TrainerOptions, TrialContext, TrialEnd};
 
 /// The cnn trainer of a study: its dataset, loaded once and shared by the
@@ -110,14 +113,12 @@ impl Trainer for CnnTrainer {
         let mut stop_reason: Option<String> = None;
         let should_stop = trial.should_stop;
         let mut on_epoch = |stat: &EpochStat| epoch_done(trial, stat, until, &mut stop_reason);
-        let trained = train_controlled(
-            &cfg,
-            &self.data,
-            &self.device,
-            Some(&ckpt),
-            &mut on_epoch,
+        let job = Job {
+            checkpoint_dir: Some(&ckpt),
             should_stop,
-        );
+            ..Job::new(&cfg, &self.data, &self.device)
+        };
+        let trained = train(&job, &mut on_epoch);
         Ok(match trained {
             Ok(out) => {
                 if let (Some(w), TrialStatus::Complete) = (&out.weights, out.status) {
@@ -195,8 +196,7 @@ fn epoch_done(
 
 /// The result parts of a finished run; a run the pruner stopped is `pruned`.
 fn finished(out: CnnOutcome, stop_reason: Option<String>) -> TrialEnd {
-    let collapsed =
-        out.status == TrialStatus::Complete && super::collapsed(&out.curve, super::model::CLASSES);
+    let collapsed = out.status == TrialStatus::Complete && collapsed(&out.curve, CLASSES);
     let mut f = TrialEnd {
         status: out.status,
         metrics: out.metrics,

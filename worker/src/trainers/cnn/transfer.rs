@@ -22,8 +22,8 @@ use hps_common::{Study, TrialStatus};
 use hps_shared_fs::dir::is_not_found;
 use hps_shared_fs::{FsError, StudyDir};
 
+use super::model::Arch;
 use super::model::{Cnn, Weights};
-use super::Arch;
 
 /// The names of the trainable tensors (in the order of
 /// [`Arch::var_shapes`]) and of the batch-norm running statistics (in the
@@ -386,7 +386,8 @@ mod tests {
 
     use serde_json::json;
 
-    use super::super::{train, CnnConfig, CnnOutcome, Dataset, TrainError};
+    use super::super::rng::rng_stream;
+    use super::super::{train, CnnConfig, CnnOutcome, Dataset, EpochControl, Job, TrainError};
     use super::*;
     use hps_common::{CnnDefaults, Params};
 
@@ -405,7 +406,9 @@ mod tests {
     }
 
     fn run(c: &CnnConfig, d: &Dataset) -> Result<CnnOutcome, TrainError> {
-        train(c, d, &Device::Cpu, &mut |_| {}, &|| false)
+        train(&Job::new(c, d, &Device::Cpu), &mut |_| {
+            EpochControl::Continue
+        })
     }
 
     /// `c` starting from `src` with `transfer`.
@@ -523,7 +526,7 @@ mod tests {
         // dense ones start fresh.
         let other_dense = cfg(json!({"dense_units": 32}), 1);
         let t = from(&other_dense, "finetune", &src);
-        let model = Cnn::new(&t.arch, &mut super::super::rng_stream(1, 1), &Device::Cpu).unwrap();
+        let model = Cnn::new(&t.arch, &mut rng_stream(1, 1), &Device::Cpu).unwrap();
         src.apply(&model).unwrap();
         assert_eq!(
             values(model.vars[0].as_tensor()),
@@ -534,7 +537,7 @@ mod tests {
             values(&source.tensors()[2])
         );
         let dense_before = {
-            let m = Cnn::new(&t.arch, &mut super::super::rng_stream(1, 1), &Device::Cpu).unwrap();
+            let m = Cnn::new(&t.arch, &mut rng_stream(1, 1), &Device::Cpu).unwrap();
             values(m.vars[4].as_tensor())
         };
         assert_eq!(values(model.vars[4].as_tensor()), dense_before);

@@ -429,30 +429,15 @@ impl CnnHyper {
         }
     }
 
-    /// Range checks; the message names the hyperparameter.
+    /// Range checks; the message names the hyperparameter. In this order:
+    /// the optimiser and its schedule, the network, the data.
     pub fn validate(&self) -> Result<(), HyperError> {
-        let bad = |name: &str, m: String| Err(HyperError::new(name, m));
-        let positive_f = |name: &str, v: f64| {
-            if v.is_finite() && v > 0.0 {
-                Ok(())
-            } else {
-                bad(name, format!("{name} must be a positive number, got {v}"))
-            }
-        };
-        let unit = |name: &str, v: f64| {
-            if (0.0..1.0).contains(&v) {
-                Ok(())
-            } else {
-                bad(name, format!("{name} must be a number in [0, 1), got {v}"))
-            }
-        };
-        let at_least_1 = |name: &str, v: usize| {
-            if v >= 1 {
-                Ok(())
-            } else {
-                bad(name, format!("{name} must be a positive integer, got {v}"))
-            }
-        };
+        self.validate_optimizer()?;
+        self.validate_network()?;
+        self.validate_data()
+    }
+
+    fn validate_optimizer(&self) -> Result<(), HyperError> {
         positive_f("lr", self.lr)?;
         unit("momentum", self.momentum)?;
         unit("beta1", self.beta1)?;
@@ -482,6 +467,10 @@ impl CnnHyper {
                 format!("lr_gamma must be in (0, 10], got {}", self.lr_gamma),
             );
         }
+        Ok(())
+    }
+
+    fn validate_network(&self) -> Result<(), HyperError> {
         at_least_1("nf", self.nf)?;
         positive_f("nf_mult", self.nf_mult)?;
         at_least_1("kernel_size", self.kernel_size)?;
@@ -506,7 +495,10 @@ impl CnnHyper {
             );
         }
         unit("dropout", self.dropout)?;
-        unit("conv_dropout", self.conv_dropout)?;
+        unit("conv_dropout", self.conv_dropout)
+    }
+
+    fn validate_data(&self) -> Result<(), HyperError> {
         if !(self.aug_rotate.is_finite() && (0.0..=180.0).contains(&self.aug_rotate)) {
             return bad(
                 "aug_rotate",
@@ -540,6 +532,34 @@ impl CnnHyper {
         at_most_u32("warmup_epochs", self.warmup_epochs)?;
         at_most_u32("patience", self.patience)?;
         Ok(())
+    }
+}
+
+fn bad(name: &str, message: String) -> Result<(), HyperError> {
+    Err(HyperError::new(name, message))
+}
+
+fn positive_f(name: &str, v: f64) -> Result<(), HyperError> {
+    if v.is_finite() && v > 0.0 {
+        Ok(())
+    } else {
+        bad(name, format!("{name} must be a positive number, got {v}"))
+    }
+}
+
+fn unit(name: &str, v: f64) -> Result<(), HyperError> {
+    if (0.0..1.0).contains(&v) {
+        Ok(())
+    } else {
+        bad(name, format!("{name} must be a number in [0, 1), got {v}"))
+    }
+}
+
+fn at_least_1(name: &str, v: usize) -> Result<(), HyperError> {
+    if v >= 1 {
+        Ok(())
+    } else {
+        bad(name, format!("{name} must be a positive integer, got {v}"))
     }
 }
 

@@ -841,6 +841,49 @@ impl Study {
 /// directory, and a larger number is a typo (`1e15`) or a grid far too fine.
 pub const MAX_TRIALS: u64 = 10_000_000;
 
+impl Study {
+    /// A grid study: the grid times `repeats` fits one study, and
+    /// `budget.trials` (if given) is no more than that.
+    fn validate_grid_budget(&self) -> Result<(), FieldError> {
+        let size = self.grid_size()?;
+        let full = size.saturating_mul(self.repeats as u64);
+        if full > MAX_TRIALS {
+            // The exact count may not fit a u64 (100 points on 10 axes).
+            let shown = if full == u64::MAX {
+                let n = self
+                    .grid_axes()?
+                    .iter()
+                    .map(|(_, k)| *k as f64)
+                    .product::<f64>();
+                format!("{:.3e}", n * self.repeats as f64)
+            } else {
+                full.to_string()
+            };
+            return Err(FieldError::new(
+                "space",
+                format!(
+                    "the grid holds {shown} settings x repeats, more than one study can \
+                     hold (at most {MAX_TRIALS}); use fewer `grid` points or choices, or a \
+                     sampler such as tpe or random with a `budget.trials`"
+                ),
+            ));
+        }
+        if let Some(n) = self.budget.trials {
+            if n > full {
+                return Err(FieldError::new(
+                    "budget.trials",
+                    format!(
+                        "{n} is more than the grid holds ({size} settings x {} repeats = {full}); \
+                         raise `repeats` or leave `budget.trials` out",
+                        self.repeats
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Versioned for Study {
     fn validate(&self) -> Result<(), FieldError> {
         if self.format_version != FORMAT_VERSION {
@@ -900,41 +943,7 @@ impl Versioned for Study {
             _ => {}
         }
         if let SamplerSpec::Grid { .. } = self.sampler {
-            let size = self.grid_size()?;
-            let full = size.saturating_mul(self.repeats as u64);
-            if full > MAX_TRIALS {
-                // The exact count may not fit a u64 (100 points on 10 axes).
-                let shown = if full == u64::MAX {
-                    let n = self
-                        .grid_axes()?
-                        .iter()
-                        .map(|(_, k)| *k as f64)
-                        .product::<f64>();
-                    format!("{:.3e}", n * self.repeats as f64)
-                } else {
-                    full.to_string()
-                };
-                return Err(FieldError::new(
-                    "space",
-                    format!(
-                        "the grid holds {shown} settings x repeats, more than one study can \
-                         hold (at most {MAX_TRIALS}); use fewer `grid` points or choices, or a \
-                         sampler such as tpe or random with a `budget.trials`"
-                    ),
-                ));
-            }
-            if let Some(n) = self.budget.trials {
-                if n > full {
-                    return Err(FieldError::new(
-                        "budget.trials",
-                        format!(
-                            "{n} is more than the grid holds ({size} settings x {} repeats = {full}); \
-                             raise `repeats` or leave `budget.trials` out",
-                            self.repeats
-                        ),
-                    ));
-                }
-            }
+            self.validate_grid_budget()?;
         }
         self.total_trials()?;
         if let Some(h) = &self.hypothesis {

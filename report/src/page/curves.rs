@@ -355,6 +355,68 @@ pub fn instruments(r: &TrialResult) -> Vec<Figure> {
             f
         })
         .collect();
+    out.extend(activation_figures(id, &rows));
+    out
+}
+
+/// A dashed vertical line at each epoch where the pruner decides, from
+/// `lo` to `hi` (none when the figure has no finite value).
+fn rung_lines(d: &StudyData, lo: f64, hi: f64) -> Vec<Series> {
+    let mut out = Vec::new();
+    let rungs: BTreeSet<u32> = d
+        .settings
+        .values()
+        .flat_map(|s| s.decide_at.iter().copied())
+        .collect();
+    if lo.is_finite() && hi.is_finite() {
+        for (k, rung) in rungs.iter().enumerate() {
+            out.push(Series {
+                name: "decision epoch (rung)".into(),
+                legend: k == 0,
+                color: Color(150, 150, 150),
+                mark: Mark::Line {
+                    points: vec![(f64::from(*rung), lo), (f64::from(*rung), hi)],
+                    dashed: true,
+                    width: 1.0,
+                },
+                hover: Some(format!("the pruner decides after epoch {rung}")),
+                class: "rung".into(),
+            });
+        }
+    }
+    out
+}
+
+/// The cross where a pruned trial was stopped.
+fn stopped_here(r: &TrialResult, last: (f64, f64), legend: bool) -> Series {
+    Series {
+        name: "stopped here".into(),
+        legend,
+        color: status_color(r.status),
+        mark: Mark::Points {
+            points: vec![Point {
+                x: last.0,
+                y: last.1,
+                hover: Some(format!(
+                    "{} pruned at step {}\n{}",
+                    r.trial_id,
+                    last.0,
+                    r.error.as_deref().unwrap_or("")
+                )),
+                color: None,
+            }],
+            radius: 4.0,
+            cross: true,
+        },
+        hover: None,
+        class: format!("trial trial-{} status-pruned", r.trial_id),
+    }
+}
+
+/// The mean and the std of each layer's output per epoch, one figure
+/// each, a line per layer.
+fn activation_figures(id: &str, rows: &[(f64, &hps_common::Instruments)]) -> Vec<Figure> {
+    let mut out = Vec::new();
     let layers: BTreeSet<&str> = rows
         .iter()
         .flat_map(|(_, i)| i.activations.iter().map(|l| l.layer.as_str()))
@@ -477,28 +539,8 @@ pub fn multi_fidelity(d: &StudyData) -> Option<Figure> {
         });
         if pruned {
             let last = *pts.last().unwrap_or(&(f64::NAN, f64::NAN));
-            f.series.push(Series {
-                name: "stopped here".into(),
-                legend: legend_done.insert("stopped here"),
-                color: status_color(r.status),
-                mark: Mark::Points {
-                    points: vec![Point {
-                        x: last.0,
-                        y: last.1,
-                        hover: Some(format!(
-                            "{} pruned at step {}\n{}",
-                            r.trial_id,
-                            last.0,
-                            r.error.as_deref().unwrap_or("")
-                        )),
-                        color: None,
-                    }],
-                    radius: 4.0,
-                    cross: true,
-                },
-                hover: None,
-                class: format!("trial trial-{} status-pruned", r.trial_id),
-            });
+            let first = legend_done.insert("stopped here");
+            f.series.push(stopped_here(r, last, first));
         }
     }
     for p in &d.running {
@@ -520,26 +562,6 @@ pub fn multi_fidelity(d: &StudyData) -> Option<Figure> {
             class: format!("trial trial-{} status-running", p.trial_id),
         });
     }
-    let rungs: BTreeSet<u32> = d
-        .settings
-        .values()
-        .flat_map(|s| s.decide_at.iter().copied())
-        .collect();
-    if lo.is_finite() && hi.is_finite() {
-        for (k, rung) in rungs.iter().enumerate() {
-            f.series.push(Series {
-                name: "decision epoch (rung)".into(),
-                legend: k == 0,
-                color: Color(150, 150, 150),
-                mark: Mark::Line {
-                    points: vec![(f64::from(*rung), lo), (f64::from(*rung), hi)],
-                    dashed: true,
-                    width: 1.0,
-                },
-                hover: Some(format!("the pruner decides after epoch {rung}")),
-                class: "rung".into(),
-            });
-        }
-    }
+    f.series.extend(rung_lines(d, lo, hi));
     Some(f)
 }

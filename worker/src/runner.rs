@@ -153,7 +153,8 @@ fn claim_loop(
         // A worker that finds no `pending/` would otherwise idle in
         // silence: say so once, and once more when it is back.
         let pending = dir.sub(Sub::Pending);
-        match (pending.is_dir(), queue_gone) {
+        let present = pending.is_dir();
+        match (present, queue_gone) {
             (false, false) => warn!(
                 folder = %pending.display(),
                 "the study's pending/ folder is gone (removed by hand?); waiting for the master to create it again"
@@ -161,7 +162,7 @@ fn claim_loop(
             (true, true) => info!(folder = %pending.display(), "pending/ is back"),
             _ => {}
         }
-        queue_gone = !pending.is_dir();
+        queue_gone = !present;
         // Between trials no claim under our name is legitimate: any is
         // from an earlier life of this worker, or a claim whose rename
         // reply NFS lost (we believed we lost the race). Hand them back.

@@ -385,19 +385,32 @@ impl StudyDir {
         list_json(&self.sub(sub))
     }
 
-    /// The names of every entry of the flat folder `sub` that does not
-    /// start with `.`, sorted (for `quarantine/`, whose names are not
-    /// `<id>.json`).
-    pub fn list_names(&self, sub: Sub) -> Result<Vec<String>> {
-        let dir = self.sub(sub);
+    /// The names (without `.json`) of the files of `sub` that
+    /// [`StudyDir::quarantine`] moved to `quarantine/`, read back from the
+    /// names it gives them (`settings-t000-t000042.json-<pid>-<time>-<seq>`
+    /// for a file of a shard, `settings-t000042.json-…` for a flat one).
+    pub fn quarantined(&self, sub: Sub) -> Result<Vec<String>> {
+        let dir = self.sub(Sub::Quarantine);
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(FsError::io("list", dir, e)),
         };
+        let prefix = format!("{}-", sub.name());
         let mut out: Vec<String> = entries
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| !n.starts_with('.'))
+            .filter_map(|n| {
+                let rest = n.strip_prefix(&prefix)?;
+                let rest = match rest.split_once('-') {
+                    Some((shard, tail))
+                        if layout::is_shard_name(shard) && tail.contains(".json-") =>
+                    {
+                        tail
+                    }
+                    _ => rest,
+                };
+                Some(rest.split_once(".json-")?.0.to_string())
+            })
             .collect();
         out.sort();
         Ok(out)
@@ -1157,5 +1170,21 @@ mod damage_tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("is a device, not a study file"), "{e}");
+    }
+
+    /// `quarantined` reads back the trial ids from the names `quarantine`
+    /// gives, in a shard and in a flat folder.
+    #[test]
+    fn quarantined_names_give_back_their_trial_ids() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = crate::testing::branin_study_dir(&tmp.path().join("s"), 1);
+        let s = TrialSetting::new(42, Default::default(), 1, "random");
+        dir.record_setting(&s).unwrap();
+        dir.quarantine(&dir.setting_path("t000042").unwrap()).unwrap();
+        dir.publish(&s).unwrap();
+        dir.quarantine(&dir.pending_path("t000042").unwrap()).unwrap();
+        assert_eq!(dir.quarantined(Sub::Settings).unwrap(), ["t000042"]);
+        assert_eq!(dir.quarantined(Sub::Pending).unwrap(), ["t000042"]);
+        assert!(dir.quarantined(Sub::Results).unwrap().is_empty());
     }
 }

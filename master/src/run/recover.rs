@@ -8,7 +8,7 @@ use std::time::Instant;
 use hps_common::ids::{trial_id, trial_index};
 use hps_common::{ResultDigest, TrialResult, TrialSetting};
 use hps_shared_fs::dir::is_not_found;
-use hps_shared_fs::Sub;
+use hps_shared_fs::{Claim, Sub};
 use tracing::{debug, info, warn};
 
 use super::Master;
@@ -123,11 +123,15 @@ impl Master {
         // above), exclusively: one another master re-created first is used.
         // Never beyond the budget: `next_index` may exceed it only when the
         // budget was lowered, and those records all exist.
+        let mut claims = None;
         for index in 0..self.ledger.next_index.min(self.planned) {
             let id = trial_id(index);
             if !self.ledger.settings.contains_key(&id) && !done.contains_key(&id) {
                 self.still_ours()?;
-                let s = match self.copy_of(&id) {
+                // Listed once, and only when a record is missing.
+                let claims =
+                    claims.get_or_insert_with(|| self.dir.list_running().unwrap_or_default());
+                let s = match self.copy_of(&id, claims) {
                     Some(copy) => self.restore(copy)?,
                     None => self.record(index)?,
                 };
@@ -154,12 +158,7 @@ impl Master {
             .into_iter()
             .map(|c| c.trial_id)
             .collect();
-        let quarantined: Vec<String> = self
-            .dir
-            .list_names(Sub::Quarantine)?
-            .iter()
-            .filter_map(|n| quarantined_record(n).map(str::to_string))
-            .collect();
+        let quarantined = self.dir.quarantined(Sub::Settings)?;
         let pending = self.dir.list(Sub::Pending)?;
         let paused = self.dir.list(Sub::Paused)?;
         let names = settings
@@ -180,9 +179,8 @@ impl Master {
     /// A readable queued, running or paused copy of trial `id`'s setting,
     /// or its result, to restore a lost record from: the record is what
     /// the copy was published from, and a result says what ran.
-    fn copy_of(&self, id: &str) -> Option<TrialSetting> {
+    fn copy_of(&self, id: &str, claims: &[Claim]) -> Option<TrialSetting> {
         let fits = |s: &TrialSetting| s.trial_id == id && trial_id(s.index) == id;
-        let claims = self.dir.list_running().unwrap_or_default();
         let queued = self
             .dir
             .pending_path(id)
@@ -482,22 +480,6 @@ impl Master {
 /// as the master names its trials.
 fn trial_id_is_canonical(id: &str) -> bool {
     trial_index(id).is_some_and(|i| trial_id(i) == id)
-}
-
-/// The trial id of a quarantined record (`settings-t000-t000042.json-…`
-/// in the sharded layout, `settings-t000042.json-…` in the flat one).
-fn quarantined_record(name: &str) -> Option<&str> {
-    let rest = name.strip_prefix("settings-")?;
-    let rest = match rest.split_once('-') {
-        Some((shard, tail))
-            if hps_shared_fs::layout::is_shard_name(shard) && tail.starts_with('t') =>
-        {
-            tail
-        }
-        _ => rest,
-    };
-    let (id, _) = rest.split_once(".json-")?;
-    Some(id)
 }
 
 /// A recorded setting's parameters and source, as its config's proposal:
